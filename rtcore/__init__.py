@@ -1,0 +1,44 @@
+"""rtcore: how robust can a linear probe on a frozen backbone be, and does the theory predict it?
+
+Feature-space attacks, linear probes, end-to-end attacks and the bounds of Nern et al.
+(NeurIPS 2023, "On Transfer of Adversarial Robustness from Pretraining to Downstream Tasks").
+"""
+
+from .attacks import PRESETS, AttackResult, AttackSettings, FeatureAttackResult, attack, feature_attack, resolve_settings
+from .backbones import (
+    Backbone,
+    BackboneUnavailableError,
+    CheckpointError,
+    as_backbone,
+    backbone_specs,
+    create_backbone,
+    default_device,
+    list_backbones,
+    register_backbone,
+)
+from .bounds import (
+    bound_criterion,
+    class_weight_spread,
+    consistent_delta,
+    loss_bound,
+    loss_gap_factor,
+    margins,
+    robust_accuracy_bound,
+    weight_diameter,
+)
+from .cache import ResultCache
+from .pipeline import Evaluation, ProgressEvent, cli_command, evaluate, run_evaluation
+from .probes import LinearHead, LinearProbe, ProbedModel
+from .tasks import Task, TaskUnavailableError, list_tasks, load_task, relabel_task, subset_task, task_info
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS", "AttackResult", "AttackSettings", "Backbone", "BackboneUnavailableError", "CheckpointError",
+    "Evaluation", "FeatureAttackResult", "LinearHead", "LinearProbe", "ProbedModel", "ProgressEvent",
+    "ResultCache", "Task", "TaskUnavailableError", "as_backbone", "attack", "backbone_specs", "bound_criterion",
+    "class_weight_spread", "cli_command", "consistent_delta", "create_backbone", "default_device", "evaluate",
+    "feature_attack", "list_backbones", "list_tasks", "load_task", "loss_bound", "loss_gap_factor", "margins",
+    "register_backbone", "relabel_task", "resolve_settings", "robust_accuracy_bound", "run_evaluation",
+    "subset_task", "task_info", "weight_diameter",
+]

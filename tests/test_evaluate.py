@@ -1,0 +1,125 @@
+"""The pipeline: tidy table, relations on every row, exact bounds on linear backbones, caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import rtcore
+from rtcore import pipeline as E
+from rtcore.tasks import Task
+
+COLUMNS = ["backbone", "task", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_feature_only",
+           "mean_delta", "median_delta", "clean_loss", "adv_loss", "loss_bound"]
+
+
+def _linear_task(case, name: str = "linear-task") -> Task:
+    g = torch.Generator().manual_seed(7)
+    x_train = 0.3 + 0.4 * torch.rand(200, *case.x.shape[1:], generator=g)
+    y_train = (case.backbone(x_train) @ case.W.T + case.b).argmax(1)
+    y_train[:10] = torch.randint(0, case.W.shape[0], (10,), generator=g)
+    return Task(name=name, x_train=x_train, y_train=y_train, x_test=case.x, y_test=case.y,
+                classes=tuple(f"c{i}" for i in range(case.W.shape[0])), source="test", description="linear test task")
+
+
+def _check_relations(df) -> None:
+    assert (df["bound"] <= df["robust_acc"] + 1e-12).all()
+    assert (df["robust_acc"] <= df["clean_acc"] + 1e-12).all()
+    assert (df["bound_feature_only"] >= df["bound"] - 1e-12).all()
+    assert (df["adv_loss"] <= df["loss_bound"] + 1e-9).all()
+    assert (df["clean_loss"] <= df["adv_loss"] + 1e-12).all()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_linear_pipeline_relations_and_exact_bound(linear_case, norm: str, tmp_path: Path) -> None:
+    task = _linear_task(linear_case)
+    eps = [0.0, 0.05, 0.2]
+    ev = rtcore.run_evaluation(linear_case.backbone, [task], eps, norm, n=64, attack="standard", cache_dir=str(tmp_path))
+    df = ev.summary
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS and len(df) == len(eps)
+    _check_relations(df)
+    zero = df[df.eps == 0].iloc[0]
+    assert zero.bound == zero.robust_acc == zero.clean_acc and zero.mean_delta == 0
+    s = ev.samples
+    assert len(s) == 64 * len(eps)
+    assert (s["delta"] >= s["delta_feature"]).all() and (s["delta"] >= s["delta_e2e"]).all()
+    probe = E.fit_probe(linear_case.backbone, task, rtcore.ResultCache(tmp_path))
+    f = linear_case.backbone(linear_case.x)
+    y = linear_case.y
+    for e in eps:
+        exact = linear_case.exact_delta(e, norm)
+        # the bound with the exact supremum (a certificate) <= true robust accuracy <= empirical
+        certified = rtcore.bound_criterion(f, y, probe.weight_, probe.bias_, torch.full((64,), exact))
+        row = df[df.eps == e].iloc[0]
+        assert float(certified.double().mean()) <= row.robust_acc + 1e-12
+        assert row.mean_delta <= exact * (1 + 1e-5) + 1e-7
+
+
+def test_cache_is_reused_per_eps_and_corrupt_entries_recomputed(linear_case, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    task = _linear_task(linear_case)
+    calls: list[list[float]] = []
+    real = E.feature_attack
+
+    def counting(*args, **kwargs):
+        calls.append(list(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(E, "feature_attack", counting)
+    first = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
+    again = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
+    assert calls == [[0.05, 0.1]]
+    cols = ["clean_acc", "robust_acc", "bound", "mean_delta"]
+    assert first[cols].equals(again[cols])
+    rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1, 0.15], n=32, attack="fast", cache_dir=str(tmp_path))
+    assert calls[-1] == [0.15], "only the new eps is computed"
+    entries = sorted((tmp_path / "results" / "feature_attack").glob("*.safetensors"))
+    assert entries
+    for p in entries:
+        p.write_bytes(b"garbage")
+    third = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
+    assert calls[-1] == [0.05, 0.1], "corrupt entries are recomputed, never trusted"
+    assert first[cols].equals(third[cols])
+
+
+def test_progress_reports_stages_in_order(linear_case, tmp_path: Path) -> None:
+    events: list[rtcore.ProgressEvent] = []
+    rtcore.evaluate(linear_case.backbone, [_linear_task(linear_case, "a"), _linear_task(linear_case, "b")], [0.1],
+                    n=16, attack="fast", cache_dir=str(tmp_path), progress=events.append)
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    stages = {e.stage for e in events}
+    assert {"probe", "feature attack", "end-to-end attack", "done"} <= stages
+
+
+def test_bad_arguments(linear_case) -> None:
+    task = _linear_task(linear_case)
+    with pytest.raises(ValueError, match="n="):
+        rtcore.evaluate(linear_case.backbone, [task], [0.1], n=0)
+    with pytest.raises(ValueError, match="tasks is empty"):
+        rtcore.evaluate(linear_case.backbone, [], [0.1])
+    with pytest.raises(ValueError, match="unknown task|valid"):
+        rtcore.evaluate(linear_case.backbone, ["no-such-task"], [0.1])
+    with pytest.raises(ValueError, match="norm"):
+        rtcore.evaluate(linear_case.backbone, [task], [0.1], norm="l3")
+
+
+def test_cli_command_roundtrip() -> None:
+    cmd = rtcore.cli_command("fmnist-cnn-standard", ["shapes", "glyphs"], [0.03, 0.1], "linf", 200)
+    assert cmd.startswith("python -m rtcore evaluate --backbone fmnist-cnn-standard --tasks shapes glyphs")
+    from rtcore.__main__ import build_parser
+
+    args = build_parser().parse_args(cmd.split()[3:])
+    assert args.tasks == ["shapes", "glyphs"] and args.eps == [0.03, 0.1] and args.n == 200
+
+
+@pytest.mark.skipif(not any(p.suffix == ".json" for p in rtcore.backbones.BUNDLED_DIR.glob("*.json")),
+                    reason="no bundled backbone")
+def test_small_end_to_end_on_a_bundled_backbone(tmp_path: Path) -> None:
+    name = sorted(p.stem for p in rtcore.backbones.BUNDLED_DIR.glob("*.json"))[0]
+    df = rtcore.evaluate(name, ["shapes", "fmnist-novel"], [0.0, 0.03], n=24, attack="fast", cache_dir=str(tmp_path))
+    assert len(df) == 4
+    _check_relations(df)
+    assert (df[df.eps == 0]["clean_acc"] > 0.5).all()
