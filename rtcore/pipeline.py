@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .attacks import AttackSettings, attack, feature_attack, resolve_settings
-from .backbones import Backbone, as_backbone, create_backbone
+from .backbones import Backbone, create_backbone
 from .bounds import class_weight_spread, cross_entropy, margins
 from .cache import ResultCache, tensor_digest
 from .probes import LinearProbe, ProbedModel
@@ -216,7 +216,7 @@ def run_evaluation(
     report = progress or (lambda ev: None)
     t0 = time.perf_counter()
     report(ProgressEvent("backbone", 0.0, message="loading the backbone"))
-    g = create_backbone(backbone, device) if isinstance(backbone, str) else as_backbone(backbone).to(device or "cpu")
+    g = create_backbone(backbone, device)
     cache = ResultCache(cache_dir, enabled=use_cache)
     n_tasks = len(tasks)
     frames, gallery = [], {}
