@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+# Browser tests: Playwright from PyPI into the venv, Debian's chromium (never `playwright install`).
+BSTAMP := $(VENV)/.browser-$(shell cksum requirements-browser.txt | cut -d' ' -f1)
 
-.PHONY: run test test-all browser-test bench venv clean
+.PHONY: run test test-all browser browser-test bench venv clean
 
 venv: $(STAMP)
 
@@ -17,11 +19,25 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+# Playwright into the venv (once per requirements-browser.txt), then Chromium: installed with
+# apt-get when missing and root, otherwise the script says what to do and the browser test
+# skips (or fails under CI=true).
+browser: $(BSTAMP)
+	bash scripts/install_browser.sh
+
+$(BSTAMP): requirements-browser.txt $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-browser.txt
+	rm -f $(VENV)/.browser-*
+	touch $(BSTAMP)
+
 run: $(STAMP)
 	$(PY) -m streamlit run app.py
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+browser-test: $(STAMP) browser
+	$(PY) -m pytest -q tests/test_browser.py
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

@@ -227,7 +227,7 @@ def run_evaluation(
         def sub(stage: str, lo: float, hi: float, task_name: str = task.name) -> Callable[[float], None]:
             return lambda f: report(ProgressEvent(stage, base + (lo + (hi - lo) * f) / n_tasks, task_name))
 
-        sub("probe", 0.0, 0.1)(0.0)
+        sub("linear probe", 0.0, 0.1)(0.0)
         probe = fit_probe(g, task, cache, probe_C)
         idx = test_indices(task.x_test.shape[0], n, seed)
         x, y = task.x_test[idx], task.y_test[idx]
@@ -261,9 +261,10 @@ def evaluate(
 
 
 def cli_command(backbone: str, tasks: Sequence[str], eps: Sequence[float], norm: str, n: int,
-                attack: str = "standard", seed: int = 0, out: str = "results.csv") -> str:
-    """The exact command line that reproduces an evaluation."""
-    parts = ["python", "-m", "rtcore", "evaluate", "--backbone", backbone, "--tasks", *tasks,
+                attack: str = "standard", seed: int = 0, out: str = "results.csv", weights: str | None = None) -> str:
+    """The exact command line that reproduces an evaluation (``weights``: a timm checkpoint file)."""
+    parts = ["python", "-m", "rtcore", "evaluate", "--backbone", backbone, *(["--weights", weights] if weights else []),
+             "--tasks", *tasks,
              "--eps", *[f"{e:g}" for e in eps], "--norm", norm, "--n", str(n), "--attack", attack,
              "--seed", str(seed), "--out", out]
     return shlex.join(parts)

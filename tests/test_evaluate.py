@@ -91,7 +91,7 @@ def test_progress_reports_stages_in_order(linear_case, tmp_path: Path) -> None:
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     stages = {e.stage for e in events}
-    assert {"probe", "feature attack", "end-to-end attack", "done"} <= stages
+    assert {"linear probe", "feature attack", "end-to-end attack", "done"} <= stages
 
 
 def test_bad_arguments(linear_case) -> None:

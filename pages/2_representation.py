@@ -1,0 +1,61 @@
+"""Representation vulnerability: how far the features move, and which points the criterion certifies."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _ui as ui
+from rtcore import dashboard as db
+from rtcore import figures as fx
+
+st.title("Representation vulnerability Δ")
+st.markdown(
+    "Δ(x; ε) = sup ‖g(x′) − g(x)‖₂ over the ε-ball is a property of the backbone and the inputs only: one feature "
+    "attack serves every head. A point is **certified** by the criterion when its margin ρ(x) to the head's "
+    "nearest decision boundary exceeds Δ(x)."
+)
+ref = ui.current_ref()
+run = ui.evaluate([ref], slot="main") if ref is not None else None
+if run is None:
+    st.stop()
+snap, eps = run.snapshot, run.request.eps
+ui.bound_note()
+
+if snap.empty:
+    ui.waiting_note(run)
+else:
+    left, right = st.columns(2)
+    with left:
+        ui.chart(fx.delta_curves(snap.summary, eps), key="rep_delta_curves")
+    with right:
+        ui.chart(fx.relative_delta_curves(snap.summary, eps), key="rep_relative")
+    ui.chart(fx.delta_distribution(snap.samples, eps), key="rep_delta_box")
+
+    tasks = list(dict.fromkeys(snap.summary["task"]))
+    task = st.selectbox("Task for the margin plot and the gallery", tasks, key="rep_task")
+    rows = snap.samples[snap.samples["task"] == task]
+    if snap.at_eps(eps).empty or rows.empty:
+        st.info("The current ε is still being computed for this task.")
+    else:
+        left, right = st.columns([3, 2])
+        with left:
+            ui.chart(fx.rho_delta_scatter(rows, eps), key="rep_rho_delta")
+        with right:
+            st.markdown(
+                "**Reading the scatter.** Every dot is a test point. Above the dashed line ρ = Δ the feature "
+                "attack cannot move g(x) across the boundary: the criterion certifies it (green). Blue points "
+                "survived the end-to-end attack without being certified: the bound is conservative there. "
+                "Red points were broken by the attack or misclassified to begin with (ρ ≤ 0).")
+            counts = fx.sample_status(rows[rows["eps"].sub(eps).abs() < 1e-9]).value_counts()
+            st.dataframe(counts.rename("points").rename_axis("status").reset_index(), hide_index=True,
+                         key="rep_counts")
+        item = db.gallery_item(snap, ref.display, task, eps)
+        if item is not None:
+            names = snap.class_names.get(task)
+            labels = [names[int(i)] if names else str(int(i)) for i in item["label"]]
+            ui.chart(fx.gallery(item["x"], item["x_adv"], eps, labels), key="rep_gallery")
+            st.caption("Top: clean test images with their labels. Middle: the feature attack's image x′, which "
+                       "maximises ‖g(x′) − g(x)‖ inside the ε-ball. Bottom: the perturbation divided by ε "
+                       "(red brighter, blue darker), so its structure is visible even at small ε.")
+    ui.downloads(run, "rep")
+ui.follow(run)
