@@ -16,12 +16,8 @@ st.markdown(
     "feature-space margin ρ(x) exceeds the representation shift Δ(x) that a feature attack can cause "
     "(Nern et al., NeurIPS 2023). The bound should sit at or below the empirical value."
 )
-ref = ui.current_ref()
-run = ui.evaluate([ref], slot="main") if ref is not None else None
-if run is None:
-    st.stop()
+ref, run = ui.main_run()
 snap, eps = run.snapshot, run.request.eps
-ui.bound_note()
 
 if snap.empty:
     ui.waiting_note(run)

@@ -14,12 +14,8 @@ st.markdown(
     "attack serves every head. A point is **certified** by the criterion when its margin ρ(x) to the head's "
     "nearest decision boundary exceeds Δ(x)."
 )
-ref = ui.current_ref()
-run = ui.evaluate([ref], slot="main") if ref is not None else None
-if run is None:
-    st.stop()
+ref, run = ui.main_run()
 snap, eps = run.snapshot, run.request.eps
-ui.bound_note()
 
 if snap.empty:
     ui.waiting_note(run)

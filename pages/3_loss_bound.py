@@ -14,12 +14,8 @@ st.markdown(
     "The head enters only through the spread of its weight vectors, the backbone only through Δ."
 )
 st.latex(r"\ell(h(g(x')),y)\;\le\;\ell(h(g(x)),y)+\max_k\lVert w_k-w_y\rVert_2\,\Delta_g(x;\varepsilon)")
-ref = ui.current_ref()
-run = ui.evaluate([ref], slot="main") if ref is not None else None
-if run is None:
-    st.stop()
+ref, run = ui.main_run()
 snap, eps = run.snapshot, run.request.eps
-ui.bound_note()
 
 if snap.empty:
     ui.waiting_note(run)

@@ -212,6 +212,17 @@ def follow(run: Run) -> None:
     st.rerun()
 
 
+def main_run() -> tuple[db.BackboneRef, Run]:
+    """The sidebar's backbone and its evaluation run, with the attack-estimate note; stops the
+    page when there is nothing to show (the sidebar already says why)."""
+    ref = current_ref()
+    run = evaluate([ref], slot="main") if ref is not None else None
+    if ref is None or run is None:
+        st.stop()
+    bound_note()
+    return ref, run
+
+
 def waiting_note(run: Run) -> None:
     """What to expect before the first numbers arrive."""
     st.info("Computing the first task… each finished task and ε appears here as soon as it is ready "
