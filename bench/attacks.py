@@ -548,6 +548,8 @@ def section_tasks(ctx: dict[str, Any], reps: int) -> dict[str, Any]:
         "extra_task_fraction_of_e2e_attack": (fit_m + mar_m) / e2e_m,
         "extra_task_fraction_excl_fit": mar_m / e2e_m,
         "bound_ra": recs[-1]["bound_ra"], "e2e_ra": recs[-1]["e2e_ra"],
+        "extra_vs_task": [median([(r["fit"][i] + r["margins"][i]) / (r["fit"][i] + r["e2e"][i]) for r in recs])
+                          for i in range(len(tasks))],
     }
 
 
@@ -573,6 +575,7 @@ def build_tables(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 "ratio": c["median_s"] / t_ref,  # peer time / rtcore time
                 "metric": metric, "value": fmt(c["evals"]),
                 "gflops": ach.get("flops_per_s", float("nan")) / 1e9,
+                "min_cpu_util": min(c.get("cpu_util") or [float("nan")]),
                 "peak_pct": 100 * ach.get("peak_fraction", float("nan")),
             })
 
@@ -597,15 +600,17 @@ def build_tables(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         f"foolbox {m['foolbox']}; autoattack: {m['autoattack']}."),
         (f"Model: backbone `{res['config']['backbone']}` + LinearProbe (C=1) on `{res['config']['task']}` train "
         f"features; {res['config']['n']} test images; medians of {res['config']['reps']} interleaved repetitions "
-        f"after one warm-up each. Ratio = contender time / rtcore time (>1: rtcore faster). "
+        f"after one warm-up each. Ratio = contender time / rtcore time (>1: rtcore faster). Min CPU util = lowest "
+        f"(process CPU s) / (wall s x threads) over the repetitions: well below 1 means another process took cores. "
         f"Matmul peak {peak / 1e9:.1f} GFLOP/s (float32 {res['flops']['matmul_peak']['size']}^2)."),
         "",
-        "| section | contender | median s | ratio vs rtcore | result | model GFLOP/s | % of peak |",
-        "|---|---|---:|---:|---|---:|---:|",
+        "| section | contender | median s | ratio vs rtcore | result | model GFLOP/s | % of peak | min CPU util |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {r['section']} | {r['contender']} | {fmt_s(r['median_s'])} | {r['ratio']:.2f}x | "
-                     f"{r['metric']}: {r['value']} | {r['gflops']:.2f} | {r['peak_pct']:.1f}% |")
+                     f"{r['metric']}: {r['value']} | {r['gflops']:.2f} | {r['peak_pct']:.1f}% | "
+                     f"{r['min_cpu_util']:.2f} |")
     t = res["tasks"]
     lines += [
         "",
@@ -622,7 +627,8 @@ def build_tables(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         (f"Extra task on inputs already attacked: probe fit {t['median_probe_fit_s']:.3f} s + margins "
         f"{t['median_margins_s'] * 1e3:.1f} ms = {100 * t['extra_task_fraction_of_e2e_attack']:.1f}% of one "
         f"end-to-end attack ({t['median_e2e_attack_s']:.3f} s); without the probe fit (which the end-to-end path "
-        f"needs too): {100 * t['extra_task_fraction_excl_fit']:.2f}%."),
+        f"needs too): {100 * t['extra_task_fraction_excl_fit']:.2f}%. Per task, (fit + margins) / (fit + attack): "
+        + ", ".join(f"{nm} {100 * v:.1f}%" for nm, v in zip(t["tasks"], t["extra_vs_task"])) + "."),
         "Per task, bound RA vs end-to-end RA: " + ", ".join(
             f"{nm} {100 * b:.1f}/{100 * e:.1f}%" for nm, b, e in zip(t["tasks"], t["bound_ra"], t["e2e_ra"])),
     ]
@@ -654,6 +660,7 @@ def evaluate_targets(res: dict[str, Any]) -> dict[str, Any]:
     if PROTO + "rtcore (same work) on prepared copy" in s:
         t_p = s[PROTO + "rtcore (same work) on prepared copy"]["median_s"]
         t_pw = w[PROTO + "rtcore sweep on prepared copy"]["median_s"]
+        t_both = w[PROTO + "both (prepared copy, ascending, skipped)"]["median_s"]
         ra_p = median(s[PROTO + "rtcore (same work) on prepared copy"]["evals"])
         proto = {
             "with the prototype change: single eps vs torchattacks": f"{s['torchattacks.PGD']['median_s'] / t_p:.2f}x",
@@ -662,7 +669,7 @@ def evaluate_targets(res: dict[str, Any]) -> dict[str, Any]:
             "with the prototype change: sweep vs foolbox":
                 f"{w['foolbox LinfPGD epsilons=[...]']['median_s'] / t_pw:.2f}x",
             "with the prototype changes: sweep (prepared copy, ascending, skipped) vs foolbox":
-                f"{w['foolbox LinfPGD epsilons=[...]']['median_s'] / w[PROTO + 'both (prepared copy, ascending, skipped)']['median_s']:.2f}x",
+                f"{w['foolbox LinfPGD epsilons=[...]']['median_s'] / t_both:.2f}x",
         }
     res["targets_with_prototype"] = proto
     return {
