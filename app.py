@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui
+from app import ui
 
 st.set_page_config(page_title="rtcore: robustness transfer", page_icon=":material/shield:", layout="wide")
 

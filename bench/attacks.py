@@ -219,7 +219,7 @@ def interleave(contenders: dict[str, Callable[[], Any]], reps: int, device: torc
 
 def random_backbone(device: torch.device) -> rtcore.Backbone:
     """A tiny random SmallCNN (for the smoke test; no weights needed)."""
-    from rtcore.nets import SmallCNN
+    from rtcore.models.nets import SmallCNN
 
     torch.manual_seed(0)
     net = SmallCNN(in_chans=1, width=8, feature_dim=32, num_classes=5)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui
-from rtcore import dashboard as db
-from rtcore import figures as fx
+from app import exports, state, ui
+from app import figures as fx
 
 st.title("Bound vs empirical robust accuracy")
 st.markdown(
@@ -22,7 +21,7 @@ snap, eps = run.snapshot, run.request.eps
 if snap.empty:
     ui.waiting_note(run)
 else:
-    st.subheader(f"{ref.display} at ε = {db.eps_label(eps)}, {db.NORM_LABELS[run.request.norm]}")
+    st.subheader(f"{ref.display} at ε = {state.eps_label(eps)}, {state.NORM_LABELS[run.request.norm]}")
     if snap.at_eps(eps).empty:
         st.info("The current ε is still being computed; the curves below show what is finished.")
     else:
@@ -30,7 +29,7 @@ else:
         with left:
             ui.chart(fx.accuracy_at_eps(snap.summary, eps), key="landing_bars")
         with right:
-            st.dataframe(db.display_table(snap.summary, eps), hide_index=True, key="landing_table",
+            st.dataframe(exports.display_table(snap.summary, eps), hide_index=True, key="landing_table",
                          column_config=ui.ACCURACY_COLUMNS)
     left, right = st.columns(2)
     with left:

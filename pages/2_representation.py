@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui
-from rtcore import dashboard as db
-from rtcore import figures as fx
+from app import exports, ui
+from app import figures as fx
 
 st.title("Representation vulnerability Δ")
 st.markdown(
     "Δ(x; ε) = sup ‖g(x′) − g(x)‖₂ over the ε-ball is a property of the backbone and the inputs only: one feature "
-    "attack serves every head. A point is **certified** by the criterion when its margin ρ(x) to the head's "
-    "nearest decision boundary exceeds Δ(x)."
+    "attack serves every head. A point **meets the criterion** when its margin ρ(x) to the head's "
+    "nearest decision boundary exceeds Δ(x). Δ here comes from an attack (a lower estimate), so meeting the "
+    "criterion is a prediction of robustness, not a certificate."
 )
 ref, run = ui.main_run()
 snap, eps = run.snapshot, run.request.eps
@@ -39,13 +39,14 @@ else:
         with right:
             st.markdown(
                 "**Reading the scatter.** Every dot is a test point. Above the dashed line ρ = Δ the feature "
-                "attack cannot move g(x) across the boundary: the criterion certifies it (green). Blue points "
-                "survived the end-to-end attack without being certified: the bound is conservative there. "
+                "attack did not move g(x) far enough to cross the boundary: the criterion is met (green). Blue "
+                "points survived the end-to-end attack without meeting the criterion: the bound is conservative "
+                "there. "
                 "Red points were broken by the attack or misclassified to begin with (ρ ≤ 0).")
             counts = fx.sample_status(rows[rows["eps"].sub(eps).abs() < 1e-9]).value_counts()
             st.dataframe(counts.rename("points").rename_axis("status").reset_index(), hide_index=True,
                          key="rep_counts")
-        item = db.gallery_item(snap, ref.display, task, eps)
+        item = exports.gallery_item(snap, ref.display, task, eps)
         if item is not None:
             names = snap.class_names.get(task)
             labels = [names[int(i)] if names else str(int(i)) for i in item["label"]]

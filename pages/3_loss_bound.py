@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui
-from rtcore import figures as fx
+from app import figures as fx
+from app import ui
 
 st.title("Loss bound (i)")
 st.markdown(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui
-from rtcore import dashboard as db
-from rtcore import figures as fx
+from app import backbones as bb
+from app import exports, state, ui
+from app import figures as fx
 
 st.title("Compare backbones")
 st.markdown(
@@ -14,11 +14,11 @@ st.markdown(
     "sidebar's ε, norm, tasks, sample size and attack. Does adversarial pretraining transfer, and does the bound "
     "see it?"
 )
-names = [n for n in db.backbone_choices() if n != db.UPLOAD_CHOICE]
+names = [n for n in state.backbone_choices() if n != state.UPLOAD_CHOICE]
 chosen = ui.persistent_multiselect("Backbones to compare", names, key="compare_backbones",
-                                   format_func=db.backbone_label)
+                                   format_func=state.backbone_label)
 if chosen:
-    st.dataframe(db.card_table(chosen), hide_index=True, key="compare_cards", column_config=ui.CARD_COLUMNS)
+    st.dataframe(state.card_table(chosen), hide_index=True, key="compare_cards", column_config=ui.CARD_COLUMNS)
     st.caption("From the model cards: how each bundled backbone was pretrained, and its accuracy on the upstream "
                "task (clean and under attack at the card's ε).")
 else:
@@ -34,7 +34,7 @@ if not st.session_state.get("compare_active"):
                "After the first run the comparison follows the sidebar.")
     st.stop()
 
-run = ui.evaluate([db.BackboneRef(n) for n in chosen], slot="compare")
+run = ui.evaluate([bb.BackboneRef(n) for n in chosen], slot="compare")
 if run is None:
     st.stop()
 snap, eps = run.snapshot, run.request.eps
@@ -46,7 +46,7 @@ else:
         st.info("The current ε is still being computed.")
     else:
         ui.chart(fx.compare_at_eps(snap.summary, eps), key="compare_bars")
-        st.dataframe(db.display_table(snap.summary, eps, by="backbone"), hide_index=True, key="compare_table",
+        st.dataframe(exports.display_table(snap.summary, eps, by="backbone"), hide_index=True, key="compare_table",
                      column_config=ui.ACCURACY_COLUMNS)
     ui.chart(fx.compare_curves(snap.summary, eps), key="compare_curves")
     ui.downloads(run, "compare")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import _ui as ui
-from rtcore import dashboard as db
-from rtcore import figures as fx
+from app import figures as fx
+from app import state, toy, ui
 
 st.title("Theory: why a robust representation gives a robust linear probe")
 st.markdown(
@@ -58,14 +57,14 @@ with c2:
     a.slider("x₁", 0.0, 1.0, step=0.05, key="toy_x1")
     b.slider("x₂", 0.0, 1.0, step=0.05, key="toy_x2")
     st.slider("ε", 0.0, 1.0, step=0.01, key="toy_eps")
-    st.radio("norm", db.NORMS, key="toy_norm", horizontal=True, format_func=db.NORM_LABELS.get)
+    st.radio("norm", state.NORMS, key="toy_norm", horizontal=True, format_func=state.NORM_LABELS.get)
 with c3:
     st.markdown("**Linear head**")
     st.slider("boundary normal angle θ (degrees)", -180, 180, step=5, key="toy_angle")
     st.slider("offset b", -3.0, 3.0, step=0.05, key="toy_offset")
 
 s = st.session_state
-toy = db.linear_toy(s.toy_a11, s.toy_a12, s.toy_a21, s.toy_a22, s.toy_x1, s.toy_x2, s.toy_eps, s.toy_norm,
+toy = toy.linear_toy(s.toy_a11, s.toy_a12, s.toy_a21, s.toy_a22, s.toy_x1, s.toy_x2, s.toy_eps, s.toy_norm,
                     s.toy_angle, s.toy_offset)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Δ (exact)", f"{toy.delta:.3f}")

@@ -2,20 +2,13 @@
 
 Feature-space attacks, linear probes, end-to-end attacks and the bounds of Nern et al.
 (NeurIPS 2023, "On Transfer of Adversarial Robustness from Pretraining to Downstream Tasks").
+
+Subpackages: :mod:`rtcore.models` (backbones), :mod:`rtcore.data` (tasks), :mod:`rtcore.attacks`;
+modules: :mod:`rtcore.probes`, :mod:`rtcore.bounds`, :mod:`rtcore.pipeline`, :mod:`rtcore.cache`,
+:mod:`rtcore.config`, :mod:`rtcore.cli`, :mod:`rtcore.train`.
 """
 
 from .attacks import PRESETS, AttackResult, AttackSettings, FeatureAttackResult, attack, feature_attack, resolve_settings
-from .backbones import (
-    Backbone,
-    BackboneUnavailableError,
-    CheckpointError,
-    as_backbone,
-    backbone_specs,
-    create_backbone,
-    default_device,
-    list_backbones,
-    register_backbone,
-)
 from .bounds import (
     bound_criterion,
     class_weight_spread,
@@ -27,18 +20,29 @@ from .bounds import (
     weight_diameter,
 )
 from .cache import ResultCache
+from .config import NORMS, Norm
+from .data import Task, TaskUnavailableError, list_tasks, load_task, relabel_task, subset_task, task_info
+from .errors import BackboneUnavailableError, CacheDirError, CheckpointError, RtcoreError
+from .models import (
+    Backbone,
+    as_backbone,
+    backbone_specs,
+    create_backbone,
+    default_device,
+    list_backbones,
+    register_backbone,
+)
 from .pipeline import Evaluation, ProgressEvent, cli_command, evaluate, run_evaluation
 from .probes import LinearHead, LinearProbe, ProbedModel
-from .tasks import Task, TaskUnavailableError, list_tasks, load_task, relabel_task, subset_task, task_info
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "PRESETS", "AttackResult", "AttackSettings", "Backbone", "BackboneUnavailableError", "CheckpointError",
-    "Evaluation", "FeatureAttackResult", "LinearHead", "LinearProbe", "ProbedModel", "ProgressEvent",
-    "ResultCache", "Task", "TaskUnavailableError", "as_backbone", "attack", "backbone_specs", "bound_criterion",
-    "class_weight_spread", "cli_command", "consistent_delta", "create_backbone", "default_device", "evaluate",
-    "feature_attack", "list_backbones", "list_tasks", "load_task", "loss_bound", "loss_gap_factor", "margins",
-    "register_backbone", "relabel_task", "resolve_settings", "robust_accuracy_bound", "run_evaluation",
-    "subset_task", "task_info", "weight_diameter",
+    "NORMS", "PRESETS", "AttackResult", "AttackSettings", "Backbone", "BackboneUnavailableError", "CacheDirError",
+    "CheckpointError", "Evaluation", "FeatureAttackResult", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
+    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskUnavailableError", "as_backbone", "attack",
+    "backbone_specs", "bound_criterion", "class_weight_spread", "cli_command", "consistent_delta", "create_backbone",
+    "default_device", "evaluate", "feature_attack", "list_backbones", "list_tasks", "load_task", "loss_bound",
+    "loss_gap_factor", "margins", "register_backbone", "relabel_task", "resolve_settings", "robust_accuracy_bound",
+    "run_evaluation", "subset_task", "task_info", "weight_diameter",
 ]

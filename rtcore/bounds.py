@@ -50,16 +50,23 @@ def margins(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, 
     return rho_k.amin(dim=1)
 
 
+def check_delta(delta: object, n: int, device: torch.device | None = None) -> torch.Tensor:
+    """Delta as float64 of shape (), (N,) or (E, N); negative, NaN or infinite values are refused."""
+    d = torch.as_tensor(delta, dtype=torch.float64, device=device)
+    if d.ndim != 0 and d.shape[-1] != n:
+        raise ValueError(f"delta has shape {tuple(d.shape)}; expected (), ({n},) or (E, {n})")
+    if bool(torch.isnan(d).any()) or bool(torch.isinf(d).any()):
+        raise ValueError("delta contains NaN or inf; Delta(x; eps) is a finite norm ||g(x') - g(x)||_2 >= 0")
+    if bool((d < 0).any()):
+        raise ValueError(f"delta has negative values (min {float(d.min()):.4g}); Delta(x; eps) is a norm and must be non-negative")
+    return d
+
+
 def bound_criterion(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                     delta: torch.Tensor) -> torch.Tensor:
     """``rho(x) > Delta(x)`` per sample: bool (N,), or (E, N) for delta of shape (E, N)."""
     rho = margins(features, labels, weight, bias)
-    d = torch.as_tensor(delta, dtype=torch.float64, device=rho.device)
-    if d.shape[-1:] != rho.shape and d.ndim != 0:
-        raise ValueError(f"delta has shape {tuple(d.shape)}; expected ({rho.shape[0]},) or (E, {rho.shape[0]})")
-    if (d < 0).any() or torch.isnan(d).any():
-        raise ValueError("delta must be non-negative and not NaN")
-    return rho > d
+    return rho > check_delta(delta, rho.shape[0], rho.device)
 
 
 def robust_accuracy_bound(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -92,7 +99,7 @@ def loss_bound(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tenso
     y = _check(features, labels, weight, bias).to(features.device)
     clean = cross_entropy(features.double() @ weight.double().T.to(features.device) + bias.double().to(features.device), y)
     spread = class_weight_spread(weight).to(features.device)[y] if per_class else torch.tensor(weight_diameter(weight))
-    return clean + spread * torch.as_tensor(delta, dtype=torch.float64, device=clean.device)
+    return clean + spread * check_delta(delta, clean.shape[0], clean.device)
 
 
 def loss_gap_factor(weight: torch.Tensor, logits_adv: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

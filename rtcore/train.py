@@ -12,10 +12,8 @@ import argparse
 import json
 import logging
 import math
-import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._io import atomic_write, file_sha256
 from .attacks import attack
-from .backbones import BUNDLED_DIR, TIMM_PREFIX, Backbone, file_sha256
-from .nets import ARCHS
-from .tasks import load_task, load_upstream
+from .data import load_task, load_upstream
+from .models import BUNDLED_DIR, TIMM_PREFIX, Backbone
+from .models.nets import ARCHS
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def build_net(recipe: Recipe) -> nn.Module:
 
 
 def _feature_fn(recipe: Recipe):  # type: ignore[no-untyped-def]
-    from .backbones import _forward_features, _timm_pre_logits
+    from .models.wrapper import _forward_features, _timm_pre_logits
 
     return _timm_pre_logits if recipe.arch.startswith(TIMM_PREFIX) else _forward_features
 
@@ -218,14 +217,6 @@ def upstream_metrics(backbone: Backbone, recipe: Recipe, x_train: torch.Tensor, 
             "'standard' on the first n test images of classes 0-4"}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def run_recipe(name: str, out_dir: Path = BUNDLED_DIR, epochs: int | None = None, report: Any = None) -> dict[str, Any]:
     """Train a recipe, evaluate it, write weights + card atomically; returns the card."""
     from safetensors.torch import save
@@ -250,7 +241,7 @@ def run_recipe(name: str, out_dir: Path = BUNDLED_DIR, epochs: int | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.safetensors"
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    _atomic_write(weights, save(state))
+    atomic_write(weights, save(state))
     card = {
         "name": name, "description": recipe.description, "arch": recipe.arch, "arch_kwargs": recipe.arch_kwargs,
         "input_size": list(recipe.input_size), "mean": list(recipe.mean), "std": list(recipe.std),
@@ -262,7 +253,7 @@ def run_recipe(name: str, out_dir: Path = BUNDLED_DIR, epochs: int | None = None
         "torch": torch.__version__, "upstream_data": "Fashion-MNIST train, classes 0-4, indices < 50000",
         **metrics,
     }
-    _atomic_write(out_dir / f"{name}.json", (json.dumps(card, indent=2) + "\n").encode())
+    atomic_write(out_dir / f"{name}.json", (json.dumps(card, indent=2) + "\n").encode())
     return card
 
 

@@ -1,47 +1,12 @@
-"""Input checks shared by the attacks, bounds and pipeline.
+"""Input checks shared by the attacks, bounds, probes and pipeline (eps and norm: :mod:`rtcore.config`).
 
 Every check raises ``ValueError`` with a message that names the bad value and the fix.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 from torch import nn
-
-NORMS = ("linf", "l2")
-
-
-def check_norm(norm: str) -> str:
-    """Return ``norm`` if it is a supported threat model, else raise."""
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r} is not supported; use one of {list(NORMS)}")
-    return norm
-
-
-def check_eps(eps: float | Sequence[float]) -> tuple[tuple[float, ...], bool]:
-    """Validate one epsilon or a list of them.
-
-    Returns ``(eps_values, scalar)`` where ``scalar`` says whether a single float was given.
-    Epsilon is measured in [0, 1] pixel units, so it must lie in [0, 1].
-    """
-    scalar = isinstance(eps, (int, float)) or (isinstance(eps, torch.Tensor) and eps.ndim == 0)
-    values = [float(eps)] if scalar else [float(e) for e in eps]  # type: ignore[union-attr]
-    if not values:
-        raise ValueError("eps is an empty list; give at least one value in [0, 1], e.g. eps=[0.03, 0.1]")
-    for e in values:
-        if math.isnan(e) or math.isinf(e):
-            raise ValueError(f"eps={e} is not a finite number; give a value in [0, 1], e.g. 8/255 = 0.0314")
-        if e < 0:
-            raise ValueError(f"eps={e} is negative; the perturbation budget must be in [0, 1]")
-        if e > 1:
-            raise ValueError(
-                f"eps={e} is above 1; eps is measured in [0, 1] pixel units "
-                f"(for example 8/255 = 0.0314, not 8)"
-            )
-    return tuple(values), scalar
 
 
 def check_images(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -96,3 +61,43 @@ def check_features(f: torch.Tensor, name: str = "features") -> torch.Tensor:
         bad = int((~torch.isfinite(f)).any(dim=1).sum())
         raise ValueError(f"{name} contain NaN or inf for {bad} of {f.shape[0]} inputs; check the backbone and its weights")
     return f
+
+
+MAX_SEED = 2**63 - 1
+
+
+def check_count(value: object, name: str = "n") -> int:
+    """A positive integer (Python or numpy int); bools, floats and strings are refused."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name}={value!r} ({type(value).__name__}) must be a positive integer, e.g. {name}=200")
+    if int(value) < 1:
+        raise ValueError(f"{name}={value!r} must be a positive integer, e.g. {name}=200")
+    return int(value)
+
+
+def check_seed(value: object) -> int:
+    """A seed in [0, 2**63 - 1] (Python or numpy int)."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"seed={value!r} ({type(value).__name__}) must be an integer in [0, 2**63 - 1]")
+    if not 0 <= int(value) <= MAX_SEED:
+        raise ValueError(f"seed={value!r} is out of range; use an integer in [0, 2**63 - 1], e.g. seed=0")
+    return int(value)
+
+
+def check_task_names(tasks: object) -> list[object]:
+    """A task list: one name (or Task) is taken as one task, never as a sequence of letters."""
+    from collections.abc import Iterable
+
+    if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Iterable) or hasattr(tasks, "x_train"):
+        tasks = [tasks]
+    out = list(tasks)  # type: ignore[arg-type]
+    if not out:
+        raise ValueError("tasks is empty; give at least one task name (see rtcore.list_tasks())")
+    for t in out:
+        if not isinstance(t, str) and not hasattr(t, "x_train"):
+            raise ValueError(f"task {t!r} ({type(t).__name__}) is neither a task name nor a Task")
+    return out

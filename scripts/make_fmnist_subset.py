@@ -28,13 +28,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rtcore.data.idx import read_idx, write_idx  # noqa: E402
-from rtcore.tasks import (  # noqa: E402
+from rtcore.data.fashion_mnist import (  # noqa: E402
     BUNDLED_FMNIST_DIR,
     FASHION_MNIST_CLASSES,
     HELDOUT_START,
     _load_fmnist,
-    _norm_root,
 )
+from rtcore.data.paths import norm_root as _norm_root  # noqa: E402
 
 TRAIN_RANGE = (HELDOUT_START, HELDOUT_START + 6000)  # [50000, 56000)
 TEST_RANGE = (0, 4000)
@@ -45,7 +45,7 @@ README = """\
 A small slice of the real Fashion-MNIST dataset, bundled so that rtcore's
 offline Fashion-MNIST tasks (`fmnist-novel`, `fmnist-seen`, `fmnist-torso`)
 work on machines without a full copy. When a full copy is found it is used
-instead (see `rtcore/tasks.py`).
+instead (see `rtcore/data/fashion_mnist.py`).
 
 - **Source:** Fashion-MNIST by Zalando Research,
   https://github.com/zalandoresearch/fashion-mnist (Xiao, Rasul, Vollgraf 2017,

@@ -19,11 +19,12 @@ or metadata) is regenerated and overwritten, never trusted.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from .._io import atomic_write
+from ..config import default_cache_dir
 
 __all__ = [
     "GeneratedData",
@@ -292,11 +296,19 @@ _GENERATORS: dict[str, tuple[Callable[..., GeneratedData], tuple[str, ...], int]
 _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def tasks_cache_dir() -> Path:
-    """Folder for generated-task caches: ``$RTCORE_CACHE_DIR/tasks`` or ``~/.cache/rtcore/tasks``."""
-    env = os.environ.get("RTCORE_CACHE_DIR")
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "rtcore"
-    return base / "tasks"
+def tasks_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Folder for generated-task caches: ``<cache_dir>/tasks``, by default under ``$RTCORE_CACHE_DIR``
+    or ``~/.cache/rtcore``."""
+    return (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "tasks"
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in _ARRAY_KEYS:
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _meta(kind: str, seed: int, n_train: int, n_test: int) -> dict[str, object]:
@@ -312,11 +324,12 @@ def _meta(kind: str, seed: int, n_train: int, n_test: int) -> dict[str, object]:
     return meta
 
 
-def cache_path(kind: str, seed: int, n_train: int, n_test: int) -> Path:
+def cache_path(kind: str, seed: int, n_train: int, n_test: int,
+               cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Path of the cache file for one generated dataset."""
     meta = _meta(kind, seed, n_train, n_test)
     extra = f"-pil{meta['pillow']}" if "pillow" in meta else ""
-    return tasks_cache_dir() / f"{kind}-v{meta['version']}-seed{seed}-{n_train}x{n_test}{extra}.npz"
+    return tasks_cache_dir(cache_dir) / f"{kind}-v{meta['version']}-seed{seed}-{n_train}x{n_test}{extra}.npz"
 
 
 def _read_cache(path: Path, meta: dict[str, object]) -> GeneratedData:
@@ -324,14 +337,17 @@ def _read_cache(path: Path, meta: dict[str, object]) -> GeneratedData:
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
-            if keys != set(_ARRAY_KEYS) | {"meta"}:
+            if keys != set(_ARRAY_KEYS) | {"meta", "digest"}:
                 raise ValueError(f"unexpected keys {sorted(keys)}")
             stored_meta = json.loads(str(npz["meta"][()]))
+            stored_digest = str(npz["digest"][()])
             arrays = {k: npz[k] for k in _ARRAY_KEYS}
     except (zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"unreadable cache file: {exc}") from exc
     if stored_meta != meta:
         raise ValueError(f"metadata mismatch: {stored_meta} != {meta}")
+    if stored_digest != _arrays_digest(arrays):
+        raise ValueError("the arrays' sha256 does not match the stored digest (bytes changed after writing)")
     k = len(meta["classes"])  # type: ignore[arg-type]
     for split, n in (("train", meta["n_train"]), ("test", meta["n_test"])):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -348,24 +364,15 @@ def _read_cache(path: Path, meta: dict[str, object]) -> GeneratedData:
 
 
 def _write_cache(path: Path, data: GeneratedData, meta: dict[str, object]) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta, sort_keys=True)),
-                     **{k: getattr(data, k) for k in _ARRAY_KEYS})
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is plain shared data
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``data`` to ``path`` atomically, with its metadata and the sha256 of its arrays."""
+    arrays = {k: getattr(data, k) for k in _ARRAY_KEYS}
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), digest=np.array(_arrays_digest(arrays)), **arrays)
+    atomic_write(path, buf.getvalue())
 
 
-def cached_generate(kind: str, *, seed: int = 0, n_train: int | None = None,
-                    n_test: int | None = None) -> GeneratedData:
+def cached_generate(kind: str, *, seed: int = 0, n_train: int | None = None, n_test: int | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None) -> GeneratedData:
     """Return generated dataset ``kind`` ("shapes" or "glyphs"), from the disk cache when valid.
 
     A missing or invalid cache file is (re)generated and written; if the cache
@@ -381,7 +388,7 @@ def cached_generate(kind: str, *, seed: int = 0, n_train: int | None = None,
         raise ValueError(f"sizes must be >= 0, got n_train={n_train}, n_test={n_test}")
     _split_rngs(seed, 0)  # validates seed before touching the disk
     meta = _meta(kind, seed, n_train, n_test)
-    path = cache_path(kind, seed, n_train, n_test)
+    path = cache_path(kind, seed, n_train, n_test, cache_dir)
     if path.exists():
         try:
             return _read_cache(path, meta)

@@ -20,6 +20,8 @@ from typing import Union
 
 import numpy as np
 
+from .._io import atomic_write
+
 __all__ = ["IDXFormatError", "read_idx", "write_idx", "IDX_DTYPES"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -108,7 +110,7 @@ def read_idx(path: PathLike) -> np.ndarray:
 def write_idx(path: PathLike, array: np.ndarray, *, compress: bool | None = None) -> None:
     """Write ``array`` as an IDX file; gzip it if ``compress`` (default: name ends in ``.gz``).
 
-    The write is atomic (temporary file in the same folder, then ``os.replace``),
+    The write is atomic (:func:`rtcore._io.atomic_write`),
     and gzip output uses mtime 0 so the same array always gives the same bytes.
     """
     p = Path(path)
@@ -128,13 +130,4 @@ def write_idx(path: PathLike, array: np.ndarray, *, compress: bool | None = None
         compress = p.name.endswith(".gz")
     if compress:
         payload = gzip.compress(payload, compresslevel=9, mtime=0)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(p, payload)

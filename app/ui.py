@@ -1,6 +1,6 @@
 """Streamlit glue shared by app.py and the pages: the sidebar, cached backbones, following a job.
 
-Everything computed comes from :mod:`rtcore.dashboard`; everything drawn from :mod:`rtcore.figures`.
+Everything computed comes from the modules of :mod:`app`; everything drawn from :mod:`app.figures`.
 This module only turns session state into requests and results into widgets.
 """
 
@@ -13,8 +13,10 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
-from rtcore import dashboard as db
-from rtcore.backbones import Backbone, BackboneUnavailableError, CheckpointError
+import rtcore
+from app import backbones as bb
+from app import exports, jobs, state, toy
+from rtcore import Backbone, BackboneUnavailableError, CheckpointError
 
 POLL_S = 0.3
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
@@ -33,55 +35,55 @@ ACCURACY_COLUMNS: dict[str, Any] = {
 
 def init_session() -> None:
     """Session-state defaults, set once per session (widgets then own their keys)."""
-    for key, value in db.session_defaults().items():
+    for key, value in state.session_defaults().items():
         st.session_state.setdefault(key, value)
-    choices = db.backbone_choices()
+    choices = state.backbone_choices()
     if st.session_state["backbone"] not in choices:  # a backbone disappeared: fall back to the default
-        st.session_state["backbone"] = db.default_backbone(choices)
-    known = set(db.list_tasks())
+        st.session_state["backbone"] = state.default_backbone(choices)
+    known = set(rtcore.list_tasks())
     st.session_state["tasks"] = [t for t in st.session_state["tasks"] if t in known]
-    options = db.sample_size_options()
+    options = state.sample_size_options()
     if st.session_state["n"] not in options:
-        st.session_state["n"] = db.default_n()
+        st.session_state["n"] = state.default_n()
 
 
 def _reset_eps() -> None:
-    st.session_state["eps"] = db.default_eps(st.session_state["norm"])
+    st.session_state["eps"] = state.default_eps(st.session_state["norm"])
 
 
 def sidebar() -> None:
     """The controls shared by every page: backbone, eps, norm, tasks, sample size, attack."""
     sb = st.sidebar
-    choices = db.backbone_choices()
-    sb.selectbox("Backbone g (frozen)", choices, key="backbone", format_func=db.backbone_label,
+    choices = state.backbone_choices()
+    sb.selectbox("Backbone g (frozen)", choices, key="backbone", format_func=state.backbone_label,
                  help="Bundled backbones work offline; timm entries need their pretrained weights "
                       "(Hugging Face cache or download); or upload your own safetensors checkpoint.")
-    if st.session_state["backbone"] == db.UPLOAD_CHOICE:
+    if st.session_state["backbone"] == state.UPLOAD_CHOICE:
         _upload_controls()
     else:
         st.session_state["upload_ref"] = None
-        desc = db.backbone_description(st.session_state["backbone"])
+        desc = state.backbone_description(st.session_state["backbone"])
         if desc:
             sb.caption(desc)
-    sb.radio("Threat model (norm)", db.NORMS, key="norm", horizontal=True, format_func=db.NORM_LABELS.get,
+    sb.radio("Threat model (norm)", state.NORMS, key="norm", horizontal=True, format_func=state.NORM_LABELS.get,
              on_change=_reset_eps, help="Changing the norm resets ε to that norm's default.")
     sb.slider("ε (pixel units, [0,1])", min_value=0.0, max_value=1.0, step=0.001, format="%.3f", key="eps",
               help="The perturbation budget in the images' own [0,1] pixel scale (8/255 ≈ 0.031).")
-    grid = ", ".join(f"{e:g}" for e in db.eps_grid(st.session_state["norm"]))
-    sb.caption(f"ε = {db.eps_label(st.session_state['eps'])} · curves use the grid {grid} plus this ε")
-    sb.multiselect("Downstream tasks", db.list_tasks(), key="tasks", format_func=db.task_label,
+    grid = ", ".join(f"{e:g}" for e in state.eps_grid(st.session_state["norm"]))
+    sb.caption(f"ε = {state.eps_label(st.session_state['eps'])} · curves use the grid {grid} plus this ε")
+    sb.multiselect("Downstream tasks", rtcore.list_tasks(), key="tasks", format_func=state.task_label,
                    help="Default: the tasks that work offline. Tasks marked 'needs download' are skipped "
                         "with a message when their data is not on this machine.")
-    sb.select_slider("Test points per task (n)", db.sample_size_options(), key="n",
+    sb.select_slider("Test points per task (n)", state.sample_size_options(), key="n",
                      help="A seeded random subset of each task's test split. Larger n: tighter numbers, longer runs.")
-    sb.radio("Attack strength", list(db.PRESETS), key="attack", horizontal=True,
-             help="\n\n".join(f"**{k}**: {db.attack_summary(k)}" for k in db.PRESETS))
-    sb.caption(f"**{st.session_state['attack']}**: {db.attack_summary(st.session_state['attack'])}")
+    sb.radio("Attack strength", list(state.PRESETS), key="attack", horizontal=True,
+             help="\n\n".join(f"**{k}**: {state.attack_summary(k)}" for k in state.PRESETS))
+    sb.caption(f"**{st.session_state['attack']}**: {state.attack_summary(st.session_state['attack'])}")
 
 
 def _upload_controls() -> None:
     sb = st.sidebar
-    sb.file_uploader(f"Checkpoint (.safetensors, at most {db.MAX_UPLOAD_MB} MB)", type=["safetensors"],
+    sb.file_uploader(f"Checkpoint (.safetensors, at most {state.MAX_UPLOAD_MB} MB)", type=["safetensors"],
                      key="upload_file", help="Never unpickled: only safetensors files are accepted.")
     sb.text_input("timm architecture of the checkpoint", key="upload_arch", help="e.g. resnet18, convnext_atto")
     st.session_state["upload_ref"] = None
@@ -92,20 +94,20 @@ def _upload_controls() -> None:
     try:
         saved: dict[str, str] = st.session_state.setdefault("upload_paths", {})
         if up.file_id not in saved:
-            if up.size > db.MAX_UPLOAD_BYTES:
-                raise db.UploadError(f"{up.name!r} is {up.size / 1e6:.0f} MB, above the {db.MAX_UPLOAD_MB} MB limit")
-            saved[up.file_id] = str(db.save_upload(up.name, up.getvalue()))
-        st.session_state["upload_ref"] = db.upload_ref(st.session_state["upload_arch"], saved[up.file_id], up.name)
+            if up.size > state.MAX_UPLOAD_BYTES:
+                raise bb.UploadError(f"{up.name!r} is {up.size / 1e6:.0f} MB, above the {state.MAX_UPLOAD_MB} MB limit")
+            saved[up.file_id] = str(bb.save_upload(up.name, up.getvalue()))
+        st.session_state["upload_ref"] = bb.upload_ref(st.session_state["upload_arch"], saved[up.file_id], up.name)
     except ValueError as e:  # UploadError is a ValueError; so is an unknown timm architecture
         st.session_state["upload_error"] = str(e)
         sb.error(str(e))
 
 
-def current_ref() -> db.BackboneRef | None:
+def current_ref() -> bb.BackboneRef | None:
     """The sidebar's backbone as a reference, or None with a message in the page."""
     name = st.session_state["backbone"]
-    if name != db.UPLOAD_CHOICE:
-        return db.BackboneRef(name)
+    if name != state.UPLOAD_CHOICE:
+        return bb.BackboneRef(name)
     ref = st.session_state.get("upload_ref")
     if ref is None:
         err = st.session_state.get("upload_error")
@@ -121,10 +123,10 @@ def current_ref() -> db.BackboneRef | None:
 @st.cache_resource(show_spinner="Loading the backbone (once per server process)…", max_entries=8)
 def _cached_backbone(name: str, weights: str | None, label: str | None) -> Backbone:
     """Loaded once per process and shared by every session: never mutate it."""
-    return db.load_backbone(db.BackboneRef(name, weights, label))
+    return bb.load_backbone(bb.BackboneRef(name, weights, label))
 
 
-def load(ref: db.BackboneRef) -> Backbone | None:
+def load(ref: bb.BackboneRef) -> Backbone | None:
     """The backbone of ``ref``, or None after drawing a clear error message."""
     try:
         return _cached_backbone(ref.name, ref.weights, ref.label)
@@ -145,14 +147,14 @@ def load(ref: db.BackboneRef) -> Backbone | None:
 class Run:
     """A request, its job, the snapshot the page draws, and where the progress bar lives."""
 
-    request: db.EvalRequest
-    job: db.EvaluationJob
-    snapshot: db.Snapshot
+    request: jobs.EvalRequest
+    job: jobs.EvaluationJob
+    snapshot: jobs.Snapshot
     status: Any
     device: str = ""
 
 
-def evaluate(refs: Sequence[db.BackboneRef], slot: str) -> Run | None:
+def evaluate(refs: Sequence[bb.BackboneRef], slot: str) -> Run | None:
     """Start or attach to the evaluation of the sidebar selection for ``refs``; None on bad input."""
     if not st.session_state["tasks"]:
         st.warning("Choose at least one downstream task in the sidebar.")
@@ -164,14 +166,14 @@ def evaluate(refs: Sequence[db.BackboneRef], slot: str) -> Run | None:
             return None
         loaded[ref] = g
     try:
-        request = db.make_request(list(refs), st.session_state["tasks"], st.session_state["eps"],
+        request = jobs.make_request(list(refs), st.session_state["tasks"], st.session_state["eps"],
                                   st.session_state["norm"], st.session_state["n"], st.session_state["attack"])
     except ValueError as e:
         st.error(str(e))
         return None
-    job = db.submit(request, loaded, owner=f"{st.session_state['session_token']}:{slot}")
+    job = jobs.submit(request, loaded, owner=f"{st.session_state['session_token']}:{slot}")
     status = st.empty()
-    run = Run(request, job, job.snapshot(), status, db.describe_device(next(iter(loaded.values()))))
+    run = Run(request, job, job.snapshot(), status, bb.describe_device(next(iter(loaded.values()))))
     _draw_status(run)
     return run
 
@@ -191,7 +193,7 @@ def _draw_status(run: Run) -> None:
         for err in snap.errors:
             st.error(err)
         if st.button("Try again", key="retry_job"):
-            db.JOBS.discard(run.request)
+            jobs.JOBS.discard(run.request)
             st.rerun()
     for w in snap.warnings:
         st.warning(w)
@@ -212,7 +214,7 @@ def follow(run: Run) -> None:
     st.rerun()
 
 
-def main_run() -> tuple[db.BackboneRef, Run]:
+def main_run() -> tuple[bb.BackboneRef, Run]:
     """The sidebar's backbone and its evaluation run, with the attack-estimate note; stops the
     page when there is nothing to show (the sidebar already says why)."""
     ref = current_ref()
@@ -239,19 +241,19 @@ def downloads(run: Run, prefix: str) -> None:
     snap, req = run.snapshot, run.request
     st.markdown("**Download and reproduce**")
     c1, c2, _ = st.columns([1, 1, 3])
-    c1.download_button("Summary CSV", data=lambda: db.csv_bytes(snap.summary, req),
-                       file_name=db.download_name(req, "summary"), mime="text/csv", key=f"{prefix}_dl_summary",
+    c1.download_button("Summary CSV", data=lambda: exports.csv_bytes(snap.summary, req),
+                       file_name=exports.download_name(req, "summary"), mime="text/csv", key=f"{prefix}_dl_summary",
                        on_click="ignore", icon=":material/download:")
-    c2.download_button("Per-sample CSV", data=lambda: db.csv_bytes(snap.samples, req),
-                       file_name=db.download_name(req, "samples"), mime="text/csv", key=f"{prefix}_dl_samples",
+    c2.download_button("Per-sample CSV", data=lambda: exports.csv_bytes(snap.samples, req),
+                       file_name=exports.download_name(req, "samples"), mime="text/csv", key=f"{prefix}_dl_samples",
                        on_click="ignore", icon=":material/download:")
     st.caption("The same numbers from the command line (shared on-disk cache, so it is instant after the dashboard):")
-    st.code(db.cli_text(req), language="bash", wrap_lines=True)
+    st.code(exports.cli_text(req), language="bash", wrap_lines=True)
 
 
 def bound_note() -> None:
     """The page-level statement that the bound is a prediction, not a certificate."""
-    st.caption(f"⚠️ {db.BOUND_NOTE}")
+    st.caption(f"⚠️ {state.BOUND_NOTE}")
 
 
 CARD_COLUMNS: dict[str, Any] = {
@@ -307,7 +309,7 @@ def toy_examples() -> None:
         col.button(name, key=f"toy_example_{i}", on_click=_apply_example, args=(name,), width="stretch")
 
 
-def toy_verdict(toy: db.LinearToy) -> str:
+def toy_verdict(toy: toy.LinearToy) -> str:
     """One sentence that explains the current picture."""
     dual = "ε‖Aᵀw‖₁" if toy.norm == "linf" else "ε‖Aᵀw‖₂"
     if not toy.correct:

@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from rtcore import dashboard as db
-from rtcore import figures as fx
+from app import toy
+from app import figures as fx
 
 TASKS = ("shapes", "glyphs")
 EPS = (0.0, 0.03, 0.1)
@@ -42,7 +42,7 @@ def samples() -> pd.DataFrame:
             robust = certified | (rng.uniform(size=n) < 0.3) & (rho > 0)
             frames.append(pd.DataFrame({"backbone": "bb", "task": task, "norm": "linf", "eps": e,
                                         "sample": np.arange(n),
-                                        "delta": delta, "rho": rho, "certified": certified, "robust": robust}))
+                                        "delta": delta, "rho": rho, "criterion_met": certified, "robust": robust}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -97,7 +97,7 @@ def test_rho_delta_scatter_splits_by_status(samples: pd.DataFrame) -> None:
     counts = [len(t.x) for t in fig.data[1:]]
     assert sum(counts) == len(at)
     certified = fig.data[1]
-    assert all(r > d for r, d in zip(certified.y, certified.x, strict=False)), "certified points lie above the line"
+    assert all(r > d for r, d in zip(certified.y, certified.x, strict=False)), "points meeting the criterion lie above the line"
     assert fig.layout.xaxis.title.text == fx.DELTA_AXIS and fig.layout.yaxis.title.text == fx.RHO_AXIS
 
 
@@ -135,12 +135,12 @@ def test_compare_figures(summary: pd.DataFrame) -> None:
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_linear_toy_figure(norm: str) -> None:
-    toy = db.linear_toy(1.5, 0.5, 0.3, 0.8, 0.6, 0.4, 0.2, norm, -30, -0.4)
-    fig = fx.linear_toy_figure(toy)
+    tm = toy.linear_toy(1.5, 0.5, 0.3, 0.8, 0.6, 0.4, 0.2, norm, -30, -0.4)
+    fig = fx.linear_toy_figure(tm)
     labels = " | ".join(names(fig))
     for part in ("ε-ball", "radius Δ", "image of the ε-ball", "ρ (margin)", "decision boundary w·z + b = 0"):
         assert part in labels
     image = next(t for t in fig.data if t.name.startswith("image of"))
-    assert np.allclose(np.c_[image.x, image.y], toy.image)
+    assert np.allclose(np.c_[image.x, image.y], tm.image)
     if norm == "linf":
         assert len(image.x) == 5, "a parallelogram: the image of the square"

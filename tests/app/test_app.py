@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from rtcore import dashboard as db
+import rtcore
+from app import backbones as bb, exports, jobs, state, toy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 TIMEOUT = 240
 DATA_PAGES = ["pages/1_bound_vs_empirical.py", "pages/2_representation.py", "pages/3_loss_bound.py"]
@@ -38,12 +39,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
     """Small defaults through the environment overrides, and a private cache."""
     monkeypatch.setenv("RTCORE_CACHE_DIR", str(cache_dir))
-    monkeypatch.setenv(db.ENV_N, "20")
-    monkeypatch.setenv(db.ENV_TASKS, "shapes")
-    monkeypatch.setenv(db.ENV_ATTACK, "fast")
-    monkeypatch.setenv(db.ENV_NORM, "linf")
-    if BACKBONE in db.backbone_choices():
-        monkeypatch.setenv(db.ENV_BACKBONE, BACKBONE)
+    monkeypatch.setenv(state.ENV_N, "20")
+    monkeypatch.setenv(state.ENV_TASKS, "shapes")
+    monkeypatch.setenv(state.ENV_ATTACK, "fast")
+    monkeypatch.setenv(state.ENV_NORM, "linf")
+    if BACKBONE in state.backbone_choices():
+        monkeypatch.setenv(state.ENV_BACKBONE, BACKBONE)
 
 
 def new_app(**state: object) -> AppTest:
@@ -106,8 +107,8 @@ def test_landing_reacts_to_eps(small: None) -> None:
     assert after_table["mean Δ"].iloc[0] > before_table["mean Δ"].iloc[0], "a larger ball moves features farther"
     curves = next(f for f in charts(at) if "across ε" in f["layout"]["title"]["text"])
     assert any(s.get("x0") == 0.04 for s in curves["layout"].get("shapes", [])), "current eps marked on the curves"
-    assert sorted(set(values(curves["data"][0]["x"]))) == list(db.eps_to_evaluate("linf", 0.04))
-    assert 0.04 in db.eps_to_evaluate("linf", 0.04) and 0.04 not in db.eps_grid("linf")
+    assert sorted(set(values(curves["data"][0]["x"]))) == list(state.eps_to_evaluate("linf", 0.04))
+    assert 0.04 in state.eps_to_evaluate("linf", 0.04) and 0.04 not in state.eps_grid("linf")
 
 
 def test_no_task_is_a_warning(small: None) -> None:
@@ -120,7 +121,7 @@ def test_changing_norm_resets_eps(small: None) -> None:
     at = new_app().run()
     at.sidebar.radio(key="norm").set_value("l2").run()
     assert_clean(at)
-    assert at.session_state["eps"] == db.default_eps("l2")
+    assert at.session_state["eps"] == state.default_eps("l2")
 
 
 @pytest.mark.parametrize("page", DATA_PAGES[1:] + ["pages/5_theory.py"])
@@ -133,7 +134,7 @@ def test_page_runs(small: None, page: str) -> None:
 
 
 def test_compare_page_runs_after_opt_in(small: None) -> None:
-    at = new_app(compare_backbones=[db.default_backbone()]).run()
+    at = new_app(compare_backbones=[state.default_backbone()]).run()
     at.switch_page("pages/4_compare_backbones.py").run()
     assert_clean(at)
     assert not charts(at), "nothing heavy runs before the user asks"
@@ -154,7 +155,7 @@ def test_theory_example_buttons(small: None) -> None:
 def test_offline_timm_backbone_is_a_message(small: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(db, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(bb, "hub_reachable", lambda *a, **k: False)
     at = new_app(backbone="timm:resnet18.a1_in1k").run()
     assert_clean(at)
     assert at.error, "an offline timm backbone must show an error"
@@ -163,9 +164,9 @@ def test_offline_timm_backbone_is_a_message(small: None, monkeypatch: pytest.Mon
 
 def test_task_needing_download_is_a_warning(small: None) -> None:
     try:
-        db.load_task("mnist")
+        rtcore.load_task("mnist")
         pytest.skip("MNIST is on this machine, so it needs no download here")
-    except db.TaskUnavailableError:
+    except rtcore.TaskUnavailableError:
         pass
     at = new_app(tasks=["shapes", "mnist"]).run()
     assert_clean(at)
@@ -174,7 +175,7 @@ def test_task_needing_download_is_a_warning(small: None) -> None:
 
 
 def test_upload_without_file_is_an_info(small: None) -> None:
-    at = new_app(backbone=db.UPLOAD_CHOICE).run()
+    at = new_app(backbone=state.UPLOAD_CHOICE).run()
     assert_clean(at)
     assert any("Upload" in i.value for i in at.info)
 
@@ -183,83 +184,83 @@ def test_upload_without_file_is_an_info(small: None) -> None:
 
 def test_upload_refuses_pickles_and_non_safetensors(tmp_path: Path) -> None:
     pickled = pickle.dumps({"weight": [1.0, 2.0]})
-    with pytest.raises(db.UploadError, match="pickled"):
-        db.save_upload("model.pt", pickled, dest=tmp_path)
-    with pytest.raises(db.UploadError, match="not a safetensors file"):
-        db.save_upload("model.safetensors", pickled, dest=tmp_path)
-    with pytest.raises(db.UploadError, match="empty"):
-        db.save_upload("model.safetensors", b"", dest=tmp_path)
-    with pytest.raises(db.UploadError, match="limit"):
-        db.save_upload("model.safetensors", b"x" * 2048, dest=tmp_path, max_bytes=1024)
+    with pytest.raises(bb.UploadError, match="pickled"):
+        bb.save_upload("model.pt", pickled, dest=tmp_path)
+    with pytest.raises(bb.UploadError, match="not a safetensors file"):
+        bb.save_upload("model.safetensors", pickled, dest=tmp_path)
+    with pytest.raises(bb.UploadError, match="empty"):
+        bb.save_upload("model.safetensors", b"", dest=tmp_path)
+    with pytest.raises(bb.UploadError, match="limit"):
+        bb.save_upload("model.safetensors", b"x" * 2048, dest=tmp_path, max_bytes=1024)
     assert not list(tmp_path.glob("*.safetensors")), "nothing refused is kept"
 
 
 def test_upload_accepts_safetensors_and_a_wrong_architecture_is_a_checkpoint_error(tmp_path: Path) -> None:
     src = tmp_path / "src.safetensors"
     save_file({"not_a_resnet.weight": torch.zeros(3, 3)}, str(src))
-    path = db.save_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up")
+    path = bb.save_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up")
     assert path.is_file() and path.suffix == ".safetensors"
-    assert db.save_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up") == path, "content-addressed"
-    ref = db.upload_ref("timm:resnet18", path, "mine.safetensors")
+    assert bb.save_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up") == path, "content-addressed"
+    ref = bb.upload_ref("timm:resnet18", path, "mine.safetensors")
     assert ref.name == "timm:resnet18" and ref.weights == str(path)
-    with pytest.raises(db.CheckpointError):
-        db.load_backbone(ref, device="cpu")
+    with pytest.raises(rtcore.CheckpointError):
+        bb.load_backbone(ref, device="cpu")
     with pytest.raises(ValueError, match="no architecture"):
-        db.upload_ref("not-a-timm-model", path, "mine.safetensors")
+        bb.upload_ref("not-a-timm-model", path, "mine.safetensors")
 
 
 # ---------------------------------------------------------------- session-independent logic
 
 def test_eps_grid_plus_current() -> None:
-    assert db.eps_to_evaluate("linf", 0.03) == db.eps_grid("linf")
-    assert db.eps_to_evaluate("linf", 0.0314) == (0.0, 0.01, 0.02, 0.03, 0.0314, 0.05, 0.1)
-    assert db.eps_to_evaluate("l2", 0.30000000000000004) == (0.0, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0)
-    assert db.eps_label(8 / 255).endswith("(= 8/255)")
+    assert state.eps_to_evaluate("linf", 0.03) == state.eps_grid("linf")
+    assert state.eps_to_evaluate("linf", 0.0314) == (0.0, 0.01, 0.02, 0.03, 0.0314, 0.05, 0.1)
+    assert state.eps_to_evaluate("l2", 0.30000000000000004) == (0.0, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0)
+    assert state.eps_label(8 / 255).endswith("(= 8/255)")
     with pytest.raises(ValueError):
-        db.eps_grid("l1")
+        state.eps_grid("l1")
 
 
 def test_defaults_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (db.ENV_N, db.ENV_TASKS, db.ENV_ATTACK, db.ENV_BACKBONE, db.ENV_NORM):
+    for var in (state.ENV_N, state.ENV_TASKS, state.ENV_ATTACK, state.ENV_BACKBONE, state.ENV_NORM):
         monkeypatch.delenv(var, raising=False)
-    assert db.default_n() == 200 and db.default_attack() == "fast"
-    assert db.default_tasks() == db.list_tasks(offline_only=True)
-    names = db.backbone_choices()
-    expected = db.PREFERRED_BACKBONE if db.PREFERRED_BACKBONE in names else db.bundled_backbones()[0]
-    assert db.default_backbone(names) == expected
-    monkeypatch.setenv(db.ENV_N, "20")
-    monkeypatch.setenv(db.ENV_TASKS, "shapes, nonsense")
-    monkeypatch.setenv(db.ENV_ATTACK, "strong")
-    assert db.default_n() == 20 and 20 in db.sample_size_options()
-    assert db.default_tasks() == ["shapes"] and db.default_attack() == "strong"
-    monkeypatch.setenv(db.ENV_N, "many")
-    assert db.default_n() == 200
-    for name in db.PRESETS:
-        s = db.PRESETS[name]
-        assert f"{s.steps} PGD steps" in db.attack_summary(name)
+    assert state.default_n() == 200 and state.default_attack() == "fast"
+    assert state.default_tasks() == rtcore.list_tasks(offline_only=True)
+    names = state.backbone_choices()
+    expected = state.PREFERRED_BACKBONE if state.PREFERRED_BACKBONE in names else state.bundled_backbones()[0]
+    assert state.default_backbone(names) == expected
+    monkeypatch.setenv(state.ENV_N, "20")
+    monkeypatch.setenv(state.ENV_TASKS, "shapes, nonsense")
+    monkeypatch.setenv(state.ENV_ATTACK, "strong")
+    assert state.default_n() == 20 and 20 in state.sample_size_options()
+    assert state.default_tasks() == ["shapes"] and state.default_attack() == "strong"
+    monkeypatch.setenv(state.ENV_N, "many")
+    assert state.default_n() == 200
+    for name in state.PRESETS:
+        s = state.PRESETS[name]
+        assert f"{s.steps} PGD steps" in state.attack_summary(name)
 
 
 def test_request_steps_draw_the_current_eps_first() -> None:
-    ref = db.BackboneRef("x")
-    req = db.make_request([ref], ["a", "b"], 0.0314, "linf", 20, "fast", cache_dir="/tmp/c")
+    ref = bb.BackboneRef("x")
+    req = jobs.make_request([ref], ["a", "b"], 0.0314, "linf", 20, "fast", cache_dir="/tmp/c")
     steps = req.steps()
     assert [s[2] for s in steps[:2]] == [(0.0314,), (0.0314,)]
-    assert steps[2][2] == db.eps_grid("linf")
+    assert steps[2][2] == state.eps_grid("linf")
     with pytest.raises(ValueError):
-        db.make_request([ref], [], 0.1, "linf", 20, "fast")
+        jobs.make_request([ref], [], 0.1, "linf", 20, "fast")
     with pytest.raises(ValueError):
-        db.make_request([ref], ["a"], 0.1, "l3", 20, "fast")
+        jobs.make_request([ref], ["a"], 0.1, "l3", 20, "fast")
 
 
 def test_cli_command_of_a_request_and_csv_header() -> None:
-    req = db.make_request([db.BackboneRef("timm:resnet18", "/tmp/w.safetensors", "up")], ["shapes"], 0.05, "l2",
+    req = jobs.make_request([bb.BackboneRef("timm:resnet18", "/tmp/w.safetensors", "up")], ["shapes"], 0.05, "l2",
                           20, "fast", cache_dir="/tmp/c")
-    cmd = db.cli_text(req)
+    cmd = exports.cli_text(req)
     assert cmd.startswith("python -m rtcore evaluate --backbone timm:resnet18 --tasks shapes --eps 0 0.05 0.1")
     assert cmd.endswith("--weights /tmp/w.safetensors")
     import pandas as pd
 
-    csv = db.csv_bytes(pd.DataFrame({"a": [1]}), req).decode()
+    csv = exports.csv_bytes(pd.DataFrame({"a": [1]}), req).decode()
     assert csv.startswith("# reproduce: python -m rtcore evaluate") and "not a certificate" in csv
 
 
@@ -269,7 +270,7 @@ def test_linear_toy_delta_is_exact(norm: str) -> None:
     for _ in range(5):
         A = rng.normal(size=(2, 2))
         eps = 0.3
-        delta, u = db.exact_delta(A, eps, norm)
+        delta, u = toy.exact_delta(A, eps, norm)
         # independent check: dense sampling of the ball's boundary (linf: its corners are the maximisers)
         if norm == "linf":
             pts = eps * np.array(list(itertools.product([-1, 1], repeat=2)), dtype=float)
@@ -286,16 +287,16 @@ def test_linear_toy_criterion_is_sound() -> None:
     rng = np.random.default_rng(1)
     for _ in range(200):
         a = rng.normal(size=4)
-        toy = db.linear_toy(*a, *rng.uniform(0, 1, 2), float(rng.uniform(0, 0.5)), str(rng.choice(["linf", "l2"])),
+        tm = toy.linear_toy(*a, *rng.uniform(0, 1, 2), float(rng.uniform(0, 0.5)), str(rng.choice(["linf", "l2"])),
                             float(rng.uniform(-180, 180)), float(rng.normal()))
-        if toy.certified:
-            assert toy.robust, "rho > Delta implies exact robustness"
+        if tm.certified:
+            assert tm.robust, "rho > Delta implies exact robustness"
         # the exact answer agrees with the worst point of the ball: its corners (linf) or a dense circle (l2)
-        if toy.norm == "linf":
-            pts = toy.x + toy.eps * np.array(list(itertools.product([-1, 1], repeat=2)), dtype=float)
+        if tm.norm == "linf":
+            pts = tm.x + tm.eps * np.array(list(itertools.product([-1, 1], repeat=2)), dtype=float)
         else:
             t = np.linspace(0, 2 * np.pi, 100001)
-            pts = toy.x + toy.eps * np.stack([np.cos(t), np.sin(t)], 1)
-        worst = float((pts @ toy.A.T @ toy.w + toy.b).min())
+            pts = tm.x + tm.eps * np.stack([np.cos(t), np.sin(t)], 1)
+        worst = float((pts @ tm.A.T @ tm.w + tm.b).min())
         if abs(worst) > 1e-6:
-            assert toy.robust == (worst > 0)
+            assert tm.robust == (worst > 0)

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("torchattacks")
 pytest.importorskip("foolbox")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_bench():

@@ -9,7 +9,8 @@ import torch
 
 import rtcore
 from rtcore import pipeline as E
-from rtcore.tasks import Task
+from rtcore.data import Task
+from rtcore.models import BUNDLED_DIR
 
 COLUMNS = ["backbone", "task", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_feature_only",
            "mean_delta", "median_delta", "clean_loss", "adv_loss", "loss_bound"]
@@ -109,16 +110,16 @@ def test_bad_arguments(linear_case) -> None:
 def test_cli_command_roundtrip() -> None:
     cmd = rtcore.cli_command("fmnist-cnn-standard", ["shapes", "glyphs"], [0.03, 0.1], "linf", 200)
     assert cmd.startswith("python -m rtcore evaluate --backbone fmnist-cnn-standard --tasks shapes glyphs")
-    from rtcore.__main__ import build_parser
+    from rtcore.cli import build_parser
 
     args = build_parser().parse_args(cmd.split()[3:])
     assert args.tasks == ["shapes", "glyphs"] and args.eps == [0.03, 0.1] and args.n == 200
 
 
-@pytest.mark.skipif(not any(p.suffix == ".json" for p in rtcore.backbones.BUNDLED_DIR.glob("*.json")),
+@pytest.mark.skipif(not any(p.suffix == ".json" for p in BUNDLED_DIR.glob("*.json")),
                     reason="no bundled backbone")
 def test_small_end_to_end_on_a_bundled_backbone(tmp_path: Path) -> None:
-    name = sorted(p.stem for p in rtcore.backbones.BUNDLED_DIR.glob("*.json"))[0]
+    name = sorted(p.stem for p in BUNDLED_DIR.glob("*.json"))[0]
     df = rtcore.evaluate(name, ["shapes", "fmnist-novel"], [0.0, 0.03], n=24, attack="fast", cache_dir=str(tmp_path))
     assert len(df) == 4
     _check_relations(df)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rtcore.__main__ import main
+from rtcore.cli import main
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from rtcore import train as T
-from rtcore.backbones import BUNDLED_DIR
-from rtcore.tasks import TaskUnavailableError, load_upstream
+from rtcore.data import TaskUnavailableError, load_upstream
+from rtcore.models import BUNDLED_DIR
 
 
 def test_recipe_names_state_the_protocol() -> None:

@@ -23,7 +23,7 @@ METRIC_NAMES: dict[str, str] = {"clean_acc": "clean accuracy", "robust_acc": "ro
 LOSS_COLORS: dict[str, str] = {"clean_loss": "#72B7B2", "adv_loss": "#E45756", "loss_bound": "#F58518"}
 LOSS_NAMES: dict[str, str] = {"clean_loss": "clean loss", "adv_loss": "adversarial loss (attack)",
                               "loss_bound": "bound (i)"}
-STATUS_COLORS: dict[str, str] = {"certified (ρ > Δ)": "#54A24B", "robust, not certified": "#4C78A8",
+STATUS_COLORS: dict[str, str] = {"criterion met (ρ > Δ)": "#54A24B", "robust, criterion not met": "#4C78A8",
                                  "broken or misclassified": "#E45756"}
 NEUTRAL = "rgba(128,128,128,0.9)"
 EPS_AXIS = "ε (pixel units, [0,1])"
@@ -204,15 +204,15 @@ def relative_delta_curves(summary: pd.DataFrame, current_eps: float | None = Non
 
 
 def sample_status(samples: pd.DataFrame) -> pd.Series:
-    """Per sample: certified, robust to the attack but not certified, or broken/misclassified."""
+    """Per sample: criterion met, robust to the attack without meeting the criterion, or broken/misclassified."""
     keys = list(STATUS_COLORS)
-    status = np.where(samples["certified"].astype(bool), keys[0],
+    status = np.where(samples["criterion_met"].astype(bool), keys[0],
                       np.where(samples["robust"].astype(bool), keys[1], keys[2]))
     return pd.Series(status, index=samples.index)
 
 
 def rho_delta_scatter(samples: pd.DataFrame, eps: float) -> go.Figure:
-    """ρ(x) against Δ(x) at one eps with the line ρ = Δ: points above it are certified."""
+    """ρ(x) against Δ(x) at one eps with the line ρ = Δ: points above it meet the criterion."""
     rows = _at(samples, eps)
     status = sample_status(rows)
     top = float(max(rows["delta"].max() if len(rows) else 1.0, rows["rho"].max() if len(rows) else 1.0, 1e-6))
@@ -225,7 +225,7 @@ def rho_delta_scatter(samples: pd.DataFrame, eps: float) -> go.Figure:
                         marker={"color": color, "size": 7, "opacity": 0.8},
                         customdata=np.stack([sel["task"], sel["sample"]], axis=1) if len(sel) else None,
                         hovertemplate="%{customdata[0]} #%{customdata[1]}<br>Δ %{x:.3f}<br>ρ %{y:.3f}<extra></extra>")
-    _layout(fig, f"Margin ρ(x) against Δ(x) at ε = {eps:g}: above the line is certified", DELTA_AXIS, RHO_AXIS,
+    _layout(fig, f"Margin ρ(x) against Δ(x) at ε = {eps:g}: above the line the criterion is met", DELTA_AXIS, RHO_AXIS,
             height=420, legend="right", legend_title="test points")
     fig.add_hline(y=0, line_color=NEUTRAL, line_width=1)
     return fig

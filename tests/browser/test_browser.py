@@ -15,7 +15,7 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE_TIMEOUT_S = 240
 PAGES = [  # (url path, file stem for the screenshot, charts expected)
     ("", "landing", 3),

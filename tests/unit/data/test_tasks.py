@@ -1,4 +1,4 @@
-"""Tests for rtcore.tasks, rtcore.data.idx and rtcore.data.generators (offline, no network)."""
+"""Tests for rtcore.data (tasks), rtcore.data.idx and rtcore.data.generators (offline, no network)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from rtcore import tasks
+from rtcore.data import fashion_mnist as fm
+from rtcore.data import online, registry
 from rtcore.data import generators
 from rtcore.data.generators import (
     balanced_labels,
@@ -24,7 +25,7 @@ from rtcore.data.generators import (
 )
 from rtcore.data.cifar import CIFARFormatError, read_cifar_bin, write_cifar_bin
 from rtcore.data.idx import IDXFormatError, read_idx, write_idx
-from rtcore.tasks import (
+from rtcore.data import (
     HELDOUT_START,
     Task,
     TaskUnavailableError,
@@ -62,24 +63,24 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, shared_cache: Path, tmp_path: 
     monkeypatch.setenv("RTCORE_CACHE_DIR", str(shared_cache))
     monkeypatch.setenv("RTCORE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("RTCORE_FASHION_MNIST", raising=False)
-    tasks._MEMO.clear()  # raw Fashion-MNIST arrays stay cached: keyed by folder, files never change
+    registry._MEMO.clear()  # raw Fashion-MNIST arrays stay cached: keyed by folder, files never change
     yield
-    tasks._MEMO.clear()
+    registry._MEMO.clear()
 
 
 @pytest.fixture
 def bundled_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Hide any system Fashion-MNIST copy so only the bundled subset can be found."""
-    monkeypatch.setattr(tasks, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(fm, "DEBIAN_FMNIST_DIR", tmp_path / "no-debian")
 
 
 def _full_copy_dir() -> Path | None:
     """A folder with a full Fashion-MNIST copy on this machine, or None."""
-    for cand in (_ORIG_FMNIST_ENV, str(tasks.DEBIAN_FMNIST_DIR)):
+    for cand in (_ORIG_FMNIST_ENV, str(fm.DEBIAN_FMNIST_DIR)):
         if not cand:
             continue
-        found = tasks._fmnist_folder_in(Path(cand))
-        if found is not None and tasks._read_fmnist_folder(str(found.resolve())).full:
+        found = fm._fmnist_folder_in(Path(cand))
+        if found is not None and fm._read_fmnist_folder(str(found.resolve())).full:
             return found
     return None
 
@@ -118,7 +119,7 @@ def test_registry_lists_all_tasks() -> None:
     assert set(list_tasks(offline_only=True)) == set(OFFLINE)
     for name in OFFLINE:
         spec = task_info(name)
-        assert spec.offline and spec.name == name and spec.domain in tasks.DOMAINS
+        assert spec.offline and spec.name == name and spec.domain in registry.DOMAINS
         assert spec.description
     for name in ONLINE:
         assert not task_info(name).offline
@@ -140,7 +141,7 @@ def test_bad_seed_rejected() -> None:
 
 def test_register_duplicate_name_rejected() -> None:
     with pytest.raises(ValueError, match="shapes"):
-        tasks.register_task("shapes", description="x", domain="near", offline=True)(lambda **k: None)
+        registry.register_task("shapes", description="x", domain="near", offline=True)(lambda **k: None)
 
 
 # --------------------------------------------------------------------------- offline tasks
@@ -186,7 +187,7 @@ def test_fmnist_task_classes() -> None:
 
 def test_fmnist_torso_grouping(full_copy: Path) -> None:
     torso = load_task("fmnist-torso", root=str(full_copy))
-    data = tasks._read_fmnist_folder(str(full_copy.resolve()))
+    data = fm._read_fmnist_folder(str(full_copy.resolve()))
     y10 = data.y_test
     expected = np.where(np.isin(y10, [0, 2, 3, 4, 6]), 0, 1)
     assert np.array_equal(torso.y_test.numpy(), expected)
@@ -210,10 +211,10 @@ def test_generated_images_are_antialiased_not_binary() -> None:
 def test_root_with_torchvision_layout_and_raw_files(tmp_path: Path) -> None:
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in tasks.BUNDLED_FMNIST_DIR.glob("*.gz"):  # decompressed copies: tests the raw naming
+    for f in fm.BUNDLED_FMNIST_DIR.glob("*.gz"):  # decompressed copies: tests the raw naming
         (raw / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
     t = load_task("fmnist-seen", root=str(tmp_path))
-    ref = tasks._read_fmnist_folder(str(tasks.BUNDLED_FMNIST_DIR.resolve()))
+    ref = fm._read_fmnist_folder(str(fm.BUNDLED_FMNIST_DIR.resolve()))
     assert str(raw.resolve()) in t.source
     assert t.x_train.shape[0] == int(np.isin(ref.y_train, [0, 1, 2, 3, 4]).sum())
 
@@ -226,7 +227,7 @@ def test_env_var_pointing_nowhere_is_clear_error(monkeypatch: pytest.MonkeyPatch
 
 
 def test_corrupt_fmnist_file_is_clear_error(tmp_path: Path) -> None:
-    for f in tasks.BUNDLED_FMNIST_DIR.glob("*.gz"):
+    for f in fm.BUNDLED_FMNIST_DIR.glob("*.gz"):
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x01\x02\x08\x03junk"))
     with pytest.raises(TaskUnavailableError, match="corrupt"):
@@ -234,21 +235,21 @@ def test_corrupt_fmnist_file_is_clear_error(tmp_path: Path) -> None:
 
 
 def test_bundled_subset_checksums_and_indices() -> None:
-    tasks._verify_bundled(tasks.BUNDLED_FMNIST_DIR)
-    sizes = sum(p.stat().st_size for p in tasks.BUNDLED_FMNIST_DIR.iterdir())
+    fm._verify_bundled(fm.BUNDLED_FMNIST_DIR)
+    sizes = sum(p.stat().st_size for p in fm.BUNDLED_FMNIST_DIR.iterdir())
     assert sizes < 5_000_000
-    data = tasks._read_fmnist_folder(str(tasks.BUNDLED_FMNIST_DIR.resolve()))
+    data = fm._read_fmnist_folder(str(fm.BUNDLED_FMNIST_DIR.resolve()))
     assert not data.full
     assert np.array_equal(data.i_train, np.arange(50000, 56000))
     assert np.array_equal(data.i_test, np.arange(0, 4000))
     assert (np.bincount(data.y_train, minlength=10) > 0).all()
-    readme = (tasks.BUNDLED_FMNIST_DIR / "README.md").read_text()
+    readme = (fm.BUNDLED_FMNIST_DIR / "README.md").read_text()
     assert "MIT" in readme and "50000" in readme and "55999" in readme and "3999" in readme
 
 
 def test_bundled_subset_matches_full_copy(full_copy: Path) -> None:
-    full = tasks._read_fmnist_folder(str(full_copy.resolve()))
-    sub = tasks._read_fmnist_folder(str(tasks.BUNDLED_FMNIST_DIR.resolve()))
+    full = fm._read_fmnist_folder(str(full_copy.resolve()))
+    sub = fm._read_fmnist_folder(str(fm.BUNDLED_FMNIST_DIR.resolve()))
     assert np.array_equal(sub.x_train, full.x_train[sub.i_train])
     assert np.array_equal(sub.y_train, full.y_train[sub.i_train])
     assert np.array_equal(sub.x_test, full.x_test[sub.i_test])
@@ -263,7 +264,7 @@ def test_split_integrity_no_upstream_image_downstream(full_copy: Path) -> None:
     x_up, _, _ = load_upstream(root=str(full_copy))
     upstream = _row_hashes(x_up)
     # stronger: no train image with index < 50000 (any class) may appear downstream
-    full = tasks._read_fmnist_folder(str(full_copy.resolve()))
+    full = fm._read_fmnist_folder(str(full_copy.resolve()))
     pretrain_range = _row_hashes(full.x_train[:HELDOUT_START])
     assert upstream <= pretrain_range
     for name in FMNIST_TASKS:
@@ -280,7 +281,7 @@ def test_split_integrity_no_upstream_image_downstream(full_copy: Path) -> None:
 
 def test_split_integrity_bundled_indices(bundled_only: None) -> None:
     """With only the bundled subset, downstream train images are exactly indices 50000-55999."""
-    sub = tasks._read_fmnist_folder(str(tasks.BUNDLED_FMNIST_DIR.resolve()))
+    sub = fm._read_fmnist_folder(str(fm.BUNDLED_FMNIST_DIR.resolve()))
     assert sub.i_train.min() >= HELDOUT_START
     t = load_task("fmnist-torso")
     assert _row_hashes(t.x_train) == _row_hashes(sub.x_train)
@@ -288,7 +289,7 @@ def test_split_integrity_bundled_indices(bundled_only: None) -> None:
 
 def test_load_upstream_content(full_copy: Path) -> None:
     x, y, classes = load_upstream(root=str(full_copy))
-    full = tasks._read_fmnist_folder(str(full_copy.resolve()))
+    full = fm._read_fmnist_folder(str(full_copy.resolve()))
     keep = (np.arange(60000) < HELDOUT_START) & (full.y_train < 5)
     assert classes == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
     assert x.shape == (int(keep.sum()), 1, 28, 28) and x.dtype == torch.float32
@@ -509,7 +510,7 @@ def test_fashion_mnist_online_task_uses_local_full_copy(full_copy: Path) -> None
 
 
 def test_no_rgb_to_gray_conversion_left() -> None:
-    assert not hasattr(tasks, "_rgb_to_gray28")
+    assert not hasattr(online, "_rgb_to_gray28")
 
 
 # --------------------------------------------------------------------------- CIFAR (binary)
@@ -673,7 +674,7 @@ def test_cifar_download_extracts_official_archive(name: str, tmp_path: Path,
                 "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
                              "03b5dce01913d631647c71ecec9e9cb8")}[name]
     assert calls == [(expected[0], tmp_path, expected[1])]
-    tasks._MEMO.clear()
+    registry._MEMO.clear()
     load_task(name, root=str(tmp_path), download=True)  # files present: no second download
     assert len(calls) == 1
 

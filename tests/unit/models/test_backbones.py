@@ -12,7 +12,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 import rtcore
-from rtcore import backbones as B
+from rtcore import models as B
+from rtcore._io import file_sha256
+from rtcore.config import ASSETS_DIR
+from rtcore.models import bundled as BM
+from rtcore.models import registry as R
 
 
 class Identity(nn.Module):
@@ -103,7 +107,7 @@ def test_pickled_checkpoints_are_refused_without_unpickling(tmp_path: Path) -> N
 
     bad = tmp_path / "model.pth"
     torch.save({"x": Evil()}, bad)
-    with pytest.raises(rtcore.CheckpointError, match="not a safetensors file"):
+    with pytest.raises(rtcore.CheckpointError, match="not a valid safetensors file"):
         rtcore.create_backbone("timm:test_resnet", device="cpu", weights=bad)
     assert not marker.exists(), "the checkpoint must never be unpickled"
     with pytest.raises(rtcore.CheckpointError, match="does not exist"):
@@ -122,7 +126,7 @@ def test_registered_user_backbone() -> None:
         with pytest.raises(ValueError, match="already registered"):
             B.register_backbone("test-user-linear", lambda: nn.Identity())
     finally:
-        B._REGISTRY.pop("test-user-linear", None)
+        R._REGISTRY.pop("test-user-linear", None)
 
 
 BUNDLED = sorted(p.stem for p in B.BUNDLED_DIR.glob("*.json"))
@@ -132,7 +136,7 @@ BUNDLED = sorted(p.stem for p in B.BUNDLED_DIR.glob("*.json"))
 def test_bundled_backbone_loads_and_matches_its_card(name: str) -> None:
     card = json.loads((B.BUNDLED_DIR / f"{name}.json").read_text())
     weights = B.BUNDLED_DIR / card["weights"]
-    assert B.file_sha256(weights) == card["sha256"]
+    assert file_sha256(weights) == card["sha256"]
     assert weights.stat().st_size <= 10 * 1024 * 1024
     assert name in rtcore.list_backbones(offline_only=True)
     bb = rtcore.create_backbone(name, device="cpu")
@@ -143,7 +147,7 @@ def test_bundled_backbone_loads_and_matches_its_card(name: str) -> None:
 
 
 def test_all_assets_fit_the_size_budget() -> None:
-    total = sum(p.stat().st_size for p in B.ASSETS_DIR.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in ASSETS_DIR.rglob("*") if p.is_file())
     assert total <= 40 * 1024 * 1024
 
 
@@ -155,7 +159,8 @@ def test_tampered_bundled_weights_are_refused(tmp_path: Path, monkeypatch: pytes
     data = bytearray((B.BUNDLED_DIR / card["weights"]).read_bytes())
     data[-1] ^= 0xFF
     (tmp_path / card["weights"]).write_bytes(bytes(data))
-    monkeypatch.setattr(B, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(BM, "BUNDLED_DIR", tmp_path)
+    monkeypatch.setattr(R, "BUNDLED_DIR", tmp_path)
     with pytest.raises(rtcore.CheckpointError, match="sha256"):
         rtcore.create_backbone(name, device="cpu")
     (tmp_path / card["weights"]).unlink()

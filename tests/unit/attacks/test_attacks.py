@@ -90,7 +90,7 @@ def test_deterministic_and_independent_of_batch_size() -> None:
 
 def test_targeted_runs_make_the_attack_stronger() -> None:
     """On the linear model the untargeted margin run alone can miss the best class; targets fix it."""
-    from conftest import LinearCase
+    from tests.conftest import LinearCase
 
     case = LinearCase(5, d=8, m=4, n=128, k=6)
     weak = rtcore.attack(case.model, case.x, case.y, 0.15, settings=AttackSettings(steps=10, losses=("ce",), targets=0))

@@ -1,0 +1,160 @@
+"""Backbone references, uploaded checkpoints (size-limited, safetensors only) and fast offline checks."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rtcore import (
+    Backbone,
+    BackboneUnavailableError,
+    CheckpointError,
+    create_backbone,
+)
+from rtcore.models import (
+    TIMM_PREFIX,
+    check_safetensors_file,
+    create_timm_backbone,
+    default_device,
+)
+from rtcore.models.hub import hub_reachable, timm_weights_available_offline
+
+log = logging.getLogger(__name__)
+
+from .state import MAX_UPLOAD_BYTES
+
+# ---------------------------------------------------------------- backbones and uploads
+
+@dataclass(frozen=True)
+class BackboneRef:
+    """What identifies a backbone for loading: a registry/timm name and optional local weights."""
+
+    name: str
+    weights: str | None = None
+    label: str | None = None
+
+    @property
+    def display(self) -> str:
+        """The name shown in tables and plots."""
+        return self.label or self.name
+
+
+class UploadError(ValueError):
+    """An uploaded checkpoint was refused (too large, wrong type, not safetensors)."""
+
+
+def upload_dir() -> Path:
+    """Where accepted uploads are stored (content-addressed, under the system temp folder)."""
+    return Path(tempfile.gettempdir()) / "rtcore-uploads"
+
+
+def save_upload(filename: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,
+                dest: str | os.PathLike[str] | None = None) -> Path:
+    """Check an uploaded checkpoint and write it to a temporary file; return its path.
+
+    Refused with :class:`UploadError`: empty or larger than ``max_bytes``, a name not ending
+    in ``.safetensors``, or content that is not a safetensors file (e.g. a pickled ``.pt``).
+    The file is never unpickled; the stored name is its sha256, so a re-upload reuses it.
+    """
+    size = len(data)
+    if size == 0:
+        raise UploadError(f"the uploaded file {filename!r} is empty")
+    if size > max_bytes:
+        raise UploadError(f"the uploaded file {filename!r} is {size / 1e6:.1f} MB, above the "
+                          f"{max_bytes / 1e6:.0f} MB limit")
+    if not filename.lower().endswith(".safetensors"):
+        raise UploadError(
+            f"{filename!r} is not a .safetensors file; pickled checkpoints (.pt, .pth, .bin, .ckpt) are refused "
+            "because loading them can run code. Convert it where you trust it: "
+            "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')")
+    folder = Path(dest) if dest is not None else upload_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()[:24]
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(filename).stem)[:60] or "checkpoint"
+    path = folder / f"{digest}-{stem}.safetensors"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            try:
+                check_safetensors_file(tmp)
+            except CheckpointError as e:
+                raise UploadError(
+                    f"{filename!r} is not a safetensors file (its header is not a safetensors header); "
+                    "pickled checkpoints renamed to .safetensors are refused as well") from e
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path
+
+
+def timm_arch(name: str) -> str:
+    """A timm architecture name given by a user (``timm:`` prefix optional), checked against timm."""
+    import timm
+
+    arch = name.strip()
+    if arch.startswith(TIMM_PREFIX):
+        arch = arch[len(TIMM_PREFIX):]
+    if not arch:
+        raise ValueError("give the timm architecture the checkpoint was saved from, e.g. 'resnet18'")
+    if not (timm.is_model(arch) or timm.is_model(arch.split(".")[0])):
+        close = timm.list_models(f"*{arch.split('.')[0][:12]}*")[:5]
+        hint = f"; similar names: {', '.join(close)}" if close else ""
+        raise ValueError(f"timm has no architecture {arch!r}{hint}")
+    return arch
+
+
+def upload_ref(arch: str, path: str | os.PathLike[str], filename: str) -> BackboneRef:
+    """The reference of an uploaded checkpoint for a timm architecture."""
+    a = timm_arch(arch)
+    return BackboneRef(f"{TIMM_PREFIX}{a}", str(path), f"{TIMM_PREFIX}{a} + {Path(filename).name}")
+
+
+def offline_problem(ref: BackboneRef) -> str | None:
+    """A message when a timm backbone needs a download that cannot happen; None when it may load."""
+    if not ref.name.startswith(TIMM_PREFIX) or ref.weights is not None:
+        return None
+    model = ref.name[len(TIMM_PREFIX):]
+    if timm_weights_available_offline(model) or hub_reachable():
+        return None
+    return (
+        f"The pretrained weights of {ref.name!r} are not on this machine and huggingface.co cannot be "
+        f"reached, so this backbone is unavailable offline. Fix: run once with network to fill the Hugging "
+        f"Face cache, or pick 'upload a checkpoint' and give a local .safetensors file with the architecture "
+        f"{model.split('.')[0]!r}, or choose a bundled backbone.")
+
+
+def load_backbone(ref: BackboneRef, device: str | torch.device | None = None) -> Backbone:
+    """Create the backbone of ``ref`` (CUDA when present).
+
+    Raises :class:`BackboneUnavailableError` at once for timm weights that cannot be had
+    offline, :class:`CheckpointError` for a checkpoint that is not safetensors or does not
+    fit the architecture, ``ValueError`` for an unknown name.
+    """
+    problem = offline_problem(ref)
+    if problem:
+        raise BackboneUnavailableError(problem)
+    if ref.weights is not None and ref.name.startswith(TIMM_PREFIX):
+        # create_timm_backbone directly: create_backbone's first parameter is also called ``name``,
+        # so it cannot pass the display name through to timm.
+        g = create_timm_backbone(ref.name[len(TIMM_PREFIX):], weights=ref.weights, name=ref.display)
+        return g.to(torch.device(device) if device is not None else default_device())
+    return create_backbone(ref.name, device, weights=ref.weights)
+
+
+def describe_device(g: Backbone) -> str:
+    """``cuda (NVIDIA H100)`` or ``cpu (2 threads)``."""
+    d = g.device
+    if d.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(d)})"
+    return f"{d.type} ({torch.get_num_threads()} threads)"
+

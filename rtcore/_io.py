@@ -1,0 +1,92 @@
+"""File helpers shared by every writer: one atomic write, digests of files and tensors.
+
+Every artefact rtcore writes (cache entries, checkpoints, CSVs, model cards) goes through
+:func:`atomic_write`: a temporary file in the destination folder, flushed and fsynced,
+made world-readable (0644) and renamed over the target, so a crash leaves either the old
+file or the new one, never a half-written one. Temporaries left by a killed process are
+named ``.tmp-*`` and removed by :func:`remove_stale_temporaries`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+TMP_PREFIX = ".tmp-"
+FILE_MODE = 0o644
+STALE_AFTER_S = 3600.0
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[str], None], *, mode: int = FILE_MODE) -> Path:
+    """Write ``data`` (bytes, or a function that writes a given temporary path) to ``path`` atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=target.suffix)
+    try:
+        if callable(data):
+            os.close(fd)
+            data(tmp)
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float = STALE_AFTER_S) -> int:
+    """Delete ``.tmp-*`` files under ``folder`` not modified for ``older_than_s`` seconds; return how many.
+
+    A temporary that young may belong to a writer still running, so it is kept.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for p in root.rglob(f"{TMP_PREFIX}*"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime > older_than_s:
+                p.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """sha256 over dtype, shape and bytes of tensors (the identity of an input set)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over a named set of tensors (names sorted): the payload digest of a cache entry."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode() + b"\0")
+        h.update(tensor_digest(tensors[name]).encode())
+    return h.hexdigest()

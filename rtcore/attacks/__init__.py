@@ -1,0 +1,18 @@
+"""Attacks: one projected-gradient engine, the feature attack and the end-to-end attacks.
+
+* :mod:`.settings`: :class:`AttackSettings` and the presets;
+* :mod:`.engine`: norm geometry, one PGD run, seeded per-row noise, monotone-in-eps fix-up;
+* :mod:`.feature`: :func:`feature_attack`, ``Delta(x; eps) = sup ||g(x') - g(x)||_2`` from below;
+* :mod:`.end_to_end`: :func:`attack` on a classifier (CE, margin and targeted margin runs).
+
+Both attacks take one eps (results ``(N,)``) or a list of E eps (results ``(E, N)``) computed
+in one batched sweep; results are monotone in eps, every perturbation is verified (inside
+the ball and [0, 1]) and the reported numbers are recomputed from it.
+"""
+
+from .end_to_end import AttackResult, attack, margin_scores
+from .feature import FeatureAttackResult, feature_attack
+from .settings import PRESETS, AttackSettings, resolve_settings
+
+__all__ = ["PRESETS", "AttackResult", "AttackSettings", "FeatureAttackResult", "attack", "feature_attack",
+           "margin_scores", "resolve_settings"]

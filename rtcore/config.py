@@ -1,0 +1,121 @@
+"""Shared definitions: threat models, epsilon checks and matching, paths, environment variables.
+
+One home for each: the :class:`Norm` list, the eps checks, :func:`eps_key` (how two floats
+name the same eps), the folder of bundled assets and the default cache folder.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from pathlib import Path
+
+import torch
+
+#: environment variable naming the result cache folder
+ENV_CACHE_DIR = "RTCORE_CACHE_DIR"
+#: the repository's bundled weights, model cards and data
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+#: eps values are compared after rounding to this many decimals (slider floats, CSV round trips)
+EPS_DECIMALS = 9
+
+
+class Norm(str, Enum):
+    """Threat model ``B_p(x, eps)``: ``linf`` (p = inf) or ``l2`` (p = 2)."""
+
+    LINF = "linf"
+    L2 = "l2"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def dual(self) -> float:
+        """The dual norm's exponent q (1 for linf, 2 for l2)."""
+        return 1.0 if self is Norm.LINF else 2.0
+
+
+NORMS: tuple[str, ...] = tuple(n.value for n in Norm)
+
+
+def check_norm(norm: str | Norm) -> str:
+    """Return ``norm`` as its string value if it is a supported threat model, else raise."""
+    value = norm.value if isinstance(norm, Norm) else norm
+    if value not in NORMS:
+        raise ValueError(f"norm={norm!r} is not supported; use one of {list(NORMS)}")
+    return value
+
+
+def _as_eps(value: object) -> float:
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"eps={value!r} is a string; give a number in [0, 1], e.g. eps=8/255 (0.0314), not '8/255'")
+    if isinstance(value, bool):
+        raise ValueError(f"eps={value!r} is a bool; give a number in [0, 1]")
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"eps tensor has shape {tuple(value.shape)}; give one number or a list of numbers")
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise ValueError(f"eps={value!r} ({type(value).__name__}) is not a number; give a value in [0, 1]")
+    e = float(value)
+    if math.isnan(e) or math.isinf(e):
+        raise ValueError(f"eps={e} is not a finite number; give a value in [0, 1], e.g. 8/255 = 0.0314")
+    if e < 0:
+        raise ValueError(f"eps={e} is negative; the perturbation budget must be in [0, 1]")
+    if e > 1:
+        raise ValueError(f"eps={e} is above 1; eps is measured in [0, 1] pixel units (for example 8/255 = 0.0314, not 8)")
+    return e + 0.0  # -0.0 -> 0.0
+
+
+def _is_scalar(eps: object) -> bool:
+    if isinstance(eps, torch.Tensor):
+        return eps.ndim == 0
+    return isinstance(eps, (numbers.Real, str, bytes)) or (hasattr(eps, "ndim") and getattr(eps, "ndim") == 0)
+
+
+def check_eps(eps: object) -> tuple[tuple[float, ...], bool]:
+    """Validate one epsilon or a list of them (numpy and torch scalars accepted, strings refused).
+
+    Returns ``(eps_values, scalar)`` where ``scalar`` says whether a single number was given.
+    Epsilon is measured in [0, 1] pixel units, so it must lie in [0, 1].
+    """
+    if _is_scalar(eps):
+        return (_as_eps(eps),), True
+    if not isinstance(eps, Iterable):
+        raise ValueError(f"eps={eps!r} is not a number or a list of numbers")
+    values = tuple(_as_eps(e) for e in eps)
+    if not values:
+        raise ValueError("eps is an empty list; give at least one value in [0, 1], e.g. eps=[0.03, 0.1]")
+    return values, False
+
+
+def eps_key(eps: float) -> float:
+    """The canonical form of an eps: rounded to :data:`EPS_DECIMALS` decimals (``-0.0`` -> ``0.0``)."""
+    return round(float(eps), EPS_DECIMALS) + 0.0
+
+
+def eps_equal(a: float, b: float) -> bool:
+    """Whether two floats name the same eps (after :func:`eps_key`)."""
+    return eps_key(a) == eps_key(b)
+
+
+def eps_mask(values: Sequence[float] | object, eps: float) -> object:
+    """Boolean mask of ``values`` (a pandas Series or array) equal to ``eps`` under :func:`eps_key`."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    return np.round(arr, EPS_DECIMALS) == eps_key(eps)
+
+
+def unique_eps(values: Iterable[float]) -> tuple[float, ...]:
+    """Canonical eps values in first-seen order, without duplicates."""
+    return tuple(dict.fromkeys(eps_key(e) for e in values))
+
+
+def default_cache_dir() -> Path:
+    """``$RTCORE_CACHE_DIR`` or ``~/.cache/rtcore``."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rtcore"
