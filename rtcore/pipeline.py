@@ -76,7 +76,7 @@ def fit_probe(g: Backbone, task: Task, cache: ResultCache, C: float = 1.0) -> Li
     probe = LinearProbe(C=C, num_classes=task.num_classes)
     key = cache.key("probe", backbone=g.fingerprint(), inputs=tensor_digest(task.x_train, task.y_train),
                     params=probe.get_params())
-    hit = cache.load(key, {"weight": (task.num_classes, "m"), "bias": (task.num_classes,)})
+    hit = cache.load(key, {"weight": (task.num_classes, None), "bias": (task.num_classes,)})
     if hit is not None:
         return LinearProbe.from_weights(hit["weight"], hit["bias"])
     probe.fit(features(g, task.x_train, cache), task.y_train)
@@ -107,13 +107,13 @@ def _per_eps_cached(
     return out
 
 
-def feature_attack_cached(g: Backbone, x: torch.Tensor, eps_values: Sequence[float], norm: str,
+def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequence[float], norm: str,
                           cfg: AttackSettings, seed: int, cache: ResultCache,
                           progress: Callable[[float], None]) -> dict[float, dict[str, torch.Tensor]]:
     """Per eps: ``features_adv`` (N, m) of the feature attack and the first images for the gallery."""
     parts = {"backbone": g.fingerprint(), "inputs": tensor_digest(x), "norm": norm, "settings": cfg.key(), "seed": seed}
     gal = min(GALLERY, x.shape[0])
-    schema = {"features_adv": (x.shape[0], None), "x_adv_gallery": (gal, *x.shape[1:])}
+    schema = {"features_adv": (x.shape[0], m), "x_adv_gallery": (gal, *x.shape[1:])}
 
     def compute(eps_list: list[float]) -> list[dict[str, torch.Tensor]]:
         res = feature_attack(g, x, eps_list, norm=norm, settings=cfg, seed=seed, progress=progress)
@@ -123,7 +123,7 @@ def feature_attack_cached(g: Backbone, x: torch.Tensor, eps_values: Sequence[flo
     return _per_eps_cached("feature_attack", cache, eps_values, parts, schema, compute)
 
 
-def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],
+def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int, eps_values: Sequence[float],
                   norm: str, cfg: AttackSettings, seed: int, cache: ResultCache,
                   progress: Callable[[float], None]) -> dict[float, dict[str, torch.Tensor]]:
     """Per eps: the features ``g(x'_e2e)`` of the end-to-end attack's witnesses on ``probe(g(.))``."""
@@ -135,7 +135,7 @@ def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Ten
         res = attack(model, x, y, eps_list, norm=norm, settings=cfg, seed=seed, progress=progress)
         return [{"features_adv": features(g, res.x_adv[i], ResultCache(enabled=False))} for i in range(len(eps_list))]
 
-    return _per_eps_cached("attack", cache, eps_values, parts, {"features_adv": (x.shape[0], None)}, compute)
+    return _per_eps_cached("attack", cache, eps_values, parts, {"features_adv": (x.shape[0], m)}, compute)
 
 
 def task_rows(backbone_name: str, task: Task, idx: torch.Tensor, eps_values: Sequence[float], norm: str,
@@ -240,8 +240,9 @@ def run_evaluation(
         idx = test_indices(task.x_test.shape[0], n, seed)
         x, y = task.x_test[idx], task.y_test[idx]
         f0 = features(g, x, cache)
-        feat = feature_attack_cached(g, x, eps_values, norm, cfg, seed, cache, sub("feature attack", 0.1, 0.5))
-        e2e = attack_cached(g, probe, x, y, eps_values, norm, cfg, seed, cache, sub("end-to-end attack", 0.5, 1.0))
+        m = f0.shape[1]
+        feat = feature_attack_cached(g, x, m, eps_values, norm, cfg, seed, cache, sub("feature attack", 0.1, 0.5))
+        e2e = attack_cached(g, probe, x, y, m, eps_values, norm, cfg, seed, cache, sub("end-to-end attack", 0.5, 1.0))
         frames.append(task_rows(g.name, task, idx, eps_values, norm, f0, probe, feat, e2e))
         for e in eps_values:
             gallery[(task.name, e)] = {"x": x[:GALLERY], "x_adv": feat[e]["x_adv_gallery"], "label": y[:GALLERY]}

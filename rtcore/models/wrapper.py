@@ -113,6 +113,12 @@ class Backbone(nn.Module):
         if any(p.requires_grad for p in self.parameters()):
             raise RuntimeError(f"backbone {self.name!r} has trainable parameters; it must stay frozen")
         f = self._features(self.net, self.preprocess(x))
+        if not isinstance(f, torch.Tensor) or f.ndim < 2 or f.shape[0] != x.shape[0]:
+            shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+            raise ValueError(
+                f"backbone {self.name!r} returned {shape} for {x.shape[0]} images; a backbone must return one "
+                f"feature vector per image, shape (N, m) (wrap a scalar output with .unsqueeze(1))"
+            )
         return f.flatten(1)
 
     def fingerprint(self) -> str:

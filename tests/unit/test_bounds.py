@@ -1,4 +1,4 @@
-"""The criterion and the loss bound against independent computations (THEORY.md)."""
+"""The criterion and the loss bound against independent computations (docs/THEORY.md)."""
 
 from __future__ import annotations
 

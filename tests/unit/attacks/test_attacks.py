@@ -1,4 +1,4 @@
-"""The PGD engine against THEORY.md's exact answers, and its invariants."""
+"""The PGD engine against docs/THEORY.md's exact answers, and its invariants."""
 
 from __future__ import annotations
 
