@@ -6,7 +6,9 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from rtcore import (
     CheckpointError,
     create_backbone,
 )
+from rtcore._io import TMP_PREFIX, atomic_write
+from rtcore.config import default_cache_dir
 from rtcore.models import (
     TIMM_PREFIX,
     check_safetensors_file,
@@ -50,18 +54,24 @@ class UploadError(ValueError):
     """An uploaded checkpoint was refused (too large, wrong type, not safetensors)."""
 
 
+UPLOAD_TTL_S = 24 * 3600.0  # an upload not used for this long is deleted at the next save
+_UPLOAD_NAME = re.compile(r"^[0-9a-f]{24}-[A-Za-z0-9_.-]+\.safetensors$")
+
+
 def upload_dir() -> Path:
-    """Where accepted uploads are stored (content-addressed, under the system temp folder)."""
-    return Path(tempfile.gettempdir()) / "rtcore-uploads"
+    """Where accepted uploads are stored: ``uploads/`` in the result cache folder (content-addressed)."""
+    return default_cache_dir() / "uploads"
 
 
 def save_upload(filename: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,
                 dest: str | os.PathLike[str] | None = None) -> Path:
-    """Check an uploaded checkpoint and write it to a temporary file; return its path.
+    """Check an uploaded checkpoint and store it in :func:`upload_dir` (or ``dest``); return its path.
 
     Refused with :class:`UploadError`: empty or larger than ``max_bytes``, a name not ending
-    in ``.safetensors``, or content that is not a safetensors file (e.g. a pickled ``.pt``).
-    The file is never unpickled; the stored name is its sha256, so a re-upload reuses it.
+    in ``.safetensors``, or content that is not a well-formed safetensors file (e.g. a pickled
+    ``.pt``, a truncated file, a header that is not JSON or is huge). The file is never unpickled
+    and nothing refused is stored; the stored name is its sha256, so a re-upload reuses it.
+    Each save deletes the uploads not used for :data:`UPLOAD_TTL_S`.
     """
     size = len(data)
     if size == 0:
@@ -76,25 +86,67 @@ def save_upload(filename: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES
             "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')")
     folder = Path(dest) if dest is not None else upload_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(data).hexdigest()[:24]
+    prune_uploads(folder)
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(filename).stem)[:60] or "checkpoint"
+    _check_upload(folder, f"{stem}.safetensors", data)
+    digest = hashlib.sha256(data).hexdigest()[:24]
     path = folder / f"{digest}-{stem}.safetensors"
-    if not path.is_file():
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            try:
-                check_safetensors_file(tmp)
-            except CheckpointError as e:
-                raise UploadError(
-                    f"{filename!r} is not a safetensors file (its header is not a safetensors header); "
-                    "pickled checkpoints renamed to .safetensors are refused as well") from e
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    if path.is_file():
+        touch_upload(path)
+    else:
+        atomic_write(path, data)
     return path
+
+
+def _check_upload(folder: Path, name: str, data: bytes) -> None:
+    """Check ``data`` as a safetensors file named ``name`` in a private temporary folder (removed after)."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=TMP_PREFIX) as tmp:
+        candidate = Path(tmp) / name
+        candidate.write_bytes(data)
+        try:
+            check_safetensors_file(candidate)
+        except CheckpointError as e:
+            raise UploadError(f"upload refused, not a safetensors file: {e}") from e
+
+
+def touch_upload(path: str | os.PathLike[str]) -> None:
+    """Mark an upload as used now, so that :func:`prune_uploads` keeps it."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def prune_uploads(folder: str | os.PathLike[str] | None = None, older_than_s: float = UPLOAD_TTL_S) -> int:
+    """Delete the uploads (and leftover temporaries) in ``folder`` not used for ``older_than_s``; return how many.
+
+    Only files named like :func:`save_upload` names them are touched, never other files in the folder.
+    """
+    root = Path(folder) if folder is not None else upload_dir()
+    if not root.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for p in root.iterdir():
+        try:
+            if now - p.stat().st_mtime <= older_than_s:
+                continue
+            if p.name.startswith(TMP_PREFIX) and p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.is_file() and (_UPLOAD_NAME.match(p.name) or p.name.startswith(TMP_PREFIX)):
+                p.unlink()
+            else:
+                continue
+            removed += 1
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d unused upload(s) from %s", removed, root)
+    return removed
+
+
+def _uploaded(path: str | os.PathLike[str]) -> bool:
+    p = Path(path)
+    return bool(_UPLOAD_NAME.match(p.name)) and p.parent.resolve() == upload_dir().resolve()
 
 
 def timm_arch(name: str) -> str:
@@ -116,6 +168,11 @@ def timm_arch(name: str) -> str:
 def upload_ref(arch: str, path: str | os.PathLike[str], filename: str) -> BackboneRef:
     """The reference of an uploaded checkpoint for a timm architecture."""
     a = timm_arch(arch)
+    if _uploaded(path):
+        if not Path(path).is_file():
+            raise UploadError(f"the uploaded checkpoint {Path(filename).name!r} is no longer stored on the server "
+                              f"(unused for more than {UPLOAD_TTL_S / 3600:.0f} hours); upload it again")
+        touch_upload(path)
     return BackboneRef(f"{TIMM_PREFIX}{a}", str(path), f"{TIMM_PREFIX}{a} + {Path(filename).name}")
 
 
@@ -143,6 +200,8 @@ def load_backbone(ref: BackboneRef, device: str | torch.device | None = None) ->
     problem = offline_problem(ref)
     if problem:
         raise BackboneUnavailableError(problem)
+    if ref.weights is not None and _uploaded(ref.weights):
+        touch_upload(ref.weights)
     if ref.weights is not None and ref.name.startswith(TIMM_PREFIX):
         # create_timm_backbone directly: create_backbone's first parameter is also called ``name``,
         # so it cannot pass the display name through to timm.

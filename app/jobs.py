@@ -6,8 +6,8 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,57 @@ from .state import SEED, eps_to_evaluate, round_eps
 
 # ---------------------------------------------------------------- evaluation requests and jobs
 
-DEVICE_LOCK = threading.Lock()  # one evaluation at a time on the (shared) backbone device
+DEVICE_POLL_S = 0.25  # how often a job waiting for the device refreshes its status and checks for cancel
+
+
+class DeviceLock:
+    """The (shared) backbone device, held by one job for one step at a time.
+
+    Waiting jobs are served first come, first served, so the steps of concurrent jobs
+    interleave instead of one job running to its end while the others queue. The lock
+    knows which job holds it, so a waiting job can say whose progress it waits for.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[object] = deque()
+        self._holder: object | None = None
+
+    @property
+    def holder(self) -> object | None:
+        """The job that holds the device now, or None."""
+        with self._cond:
+            return self._holder
+
+    def acquire(self, job: object, timeout: float | None = None) -> bool:
+        """Queue ``job`` (once) and wait up to ``timeout`` for its turn; True once it holds the device.
+
+        A job that timed out keeps its place in the queue; :meth:`withdraw` gives it up.
+        """
+        with self._cond:
+            if not any(j is job for j in self._queue):
+                self._queue.append(job)
+            turn = self._cond.wait_for(lambda: self._holder is None and self._queue[0] is job, timeout)
+            if turn:
+                self._queue.popleft()
+                self._holder = job
+            return turn
+
+    def release(self, job: object) -> None:
+        with self._cond:
+            if self._holder is not job:
+                raise RuntimeError("the device is not held by this job")
+            self._holder = None
+            self._cond.notify_all()
+
+    def withdraw(self, job: object) -> None:
+        """Leave the queue without taking the device (a cancelled job)."""
+        with self._cond:
+            self._queue = deque(j for j in self._queue if j is not job)
+            self._cond.notify_all()
+
+
+DEVICE_LOCK = DeviceLock()  # one evaluation step at a time on the (shared) backbone device
 
 
 @dataclass(frozen=True)
@@ -124,7 +174,8 @@ class EvaluationJob:
 
     Every finished (backbone, task, eps-list) step is stored on disk by rtcore and added to
     the snapshot at once; a page draws the snapshot and waits for the next version. The
-    thread holds :data:`DEVICE_LOCK` while it computes, so jobs never share the device.
+    thread holds :data:`DEVICE_LOCK` for each step it computes, so jobs never share the device
+    but the steps of concurrent jobs take turns.
     """
 
     def __init__(self, request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module]) -> None:
@@ -142,6 +193,7 @@ class EvaluationJob:
         self._version = 0
         self._fraction = 0.0
         self._status = "waiting for the device"
+        self._step = (0, len(request.steps()))
         self._done = False
         self._cancel = threading.Event()
         self._t0 = time.monotonic()
@@ -191,6 +243,11 @@ class EvaluationJob:
         tail = f" · {elapsed:.0f} s elapsed" + (f", about {eta:.0f} s left" if eta is not None else "")
         return f, status + tail
 
+    def position(self) -> tuple[int, int, float]:
+        """The step being computed (1-based, 0 before the first), the number of steps, and the fraction done."""
+        with self._cond:
+            return self._step[0], self._step[1], self._fraction
+
     def _elapsed(self) -> float:
         return (self._t_end or time.monotonic()) - self._t0
 
@@ -232,17 +289,22 @@ class EvaluationJob:
         weights = _step_weights(steps)
         total = float(sum(weights)) or 1.0
         try:
-            with DEVICE_LOCK:
-                done_w = 0.0
-                for i, ((ref, task, eps_list), w) in enumerate(zip(steps, weights, strict=False)):
-                    if self._cancel.is_set():
-                        raise _Cancelled
-                    if task in self._skip_tasks:
-                        done_w += w
-                        continue
-                    self._run_step(i, len(steps), ref, task, eps_list, done_w / total, w / total)
+            done_w = 0.0
+            for i, ((ref, task, eps_list), w) in enumerate(zip(steps, weights, strict=False)):
+                if self._cancel.is_set():
+                    raise _Cancelled
+                if task in self._skip_tasks:
                     done_w += w
-                    self._update(done_w / total)
+                    continue
+                self._acquire_device(self._label(i, len(steps), ref, task, eps_list))
+                try:
+                    with self._cond:
+                        self._step = (i + 1, len(steps))
+                    self._run_step(i, len(steps), ref, task, eps_list, done_w / total, w / total)
+                finally:
+                    DEVICE_LOCK.release(self)
+                done_w += w
+                self._update(done_w / total)
             self._update(1.0, "done")
         except _Cancelled:
             self._update(status="stopped (superseded by a newer selection); finished steps are cached")
@@ -257,12 +319,37 @@ class EvaluationJob:
                 self._version += 1
                 self._cond.notify_all()
 
+    def _label(self, i: int, n_steps: int, ref: BackboneRef, task: str, eps_list: tuple[float, ...]) -> str:
+        where = f"{ref.display} · " if len(self.request.backbones) > 1 else ""
+        eps_txt = ", ".join(f"{e:g}" for e in eps_list)
+        return f"step {i + 1}/{n_steps} · {where}{task} · ε {eps_txt}"
+
+    def _acquire_device(self, label: str) -> None:
+        """Wait for this job's turn on the device; meanwhile the status names the job that holds it."""
+        if DEVICE_LOCK.acquire(self, timeout=0):
+            return
+        try:
+            while True:
+                if self._cancel.is_set():
+                    raise _Cancelled
+                self._update(status=f"{label} · {self._waiting_text()}")
+                if DEVICE_LOCK.acquire(self, timeout=DEVICE_POLL_S):
+                    return
+        except BaseException:
+            DEVICE_LOCK.withdraw(self)
+            raise
+
+    def _waiting_text(self) -> str:
+        holder = DEVICE_LOCK.holder
+        if not isinstance(holder, EvaluationJob) or holder is self:
+            return "waiting for the device"
+        step, n_steps, fraction = holder.position()
+        return f"waiting for the device: another session's job is at step {step}/{n_steps} ({fraction:.0%})"
+
     def _run_step(self, i: int, n_steps: int, ref: BackboneRef, task: str, eps_list: tuple[float, ...],
                   base: float, width: float) -> None:
         req = self.request
-        where = f"{ref.display} · " if len(req.backbones) > 1 else ""
-        eps_txt = ", ".join(f"{e:g}" for e in eps_list)
-        label = f"step {i + 1}/{n_steps} · {where}{task} · ε {eps_txt}"
+        label = self._label(i, n_steps, ref, task, eps_list)
         self._update(status=f"{label} · loading the task")
         try:
             t = load_task(task)
@@ -357,23 +444,108 @@ def _empty_samples() -> pd.DataFrame:
     return pd.DataFrame(columns=SAMPLE_COLUMNS)
 
 
+class StreamlitSessions:
+    """Which Streamlit session each dashboard session token belongs to: the owners' liveness check.
+
+    Called with an owner key ``"{session_token}:{slot}"``, it is False only when the token's
+    registered Streamlit session is known to have ended. An unregistered token, or no
+    Streamlit runtime (AppTest, plain Python), counts as alive. Ended tokens are remembered
+    (a bounded number) so that every slot of an ended session is recognised.
+    """
+
+    def __init__(self, remember_ended: int = 1024) -> None:
+        self._ids: dict[str, str] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._remember_ended = remember_ended
+        self._lock = threading.Lock()
+
+    def register(self, token: str, session_id: str | None) -> None:
+        """Remember that ``token`` belongs to the Streamlit session ``session_id`` (None: unknown)."""
+        if not session_id:
+            return
+        with self._lock:
+            self._ids[token] = session_id
+            self._ended.pop(token, None)
+
+    def __call__(self, owner: str) -> bool:
+        token = owner.split(":", 1)[0]
+        with self._lock:
+            if token in self._ended:
+                return False
+            session_id = self._ids.get(token)
+        if session_id is None or _session_active(session_id) is not False:
+            return True
+        with self._lock:
+            if self._ids.get(token) == session_id:
+                del self._ids[token]
+                self._ended[token] = None
+                while len(self._ended) > self._remember_ended:
+                    self._ended.popitem(last=False)
+        return False
+
+
+def _session_active(session_id: str) -> bool | None:
+    """Whether Streamlit's runtime has ``session_id`` as an active session; None when it cannot tell."""
+    try:
+        from streamlit import runtime
+
+        if not runtime.exists():
+            return None
+        active = runtime.get_instance().is_active_session(session_id)
+    except Exception:  # noqa: BLE001 - no runtime, or one that cannot answer: assume the session lives
+        return None
+    return active if isinstance(active, bool) else None
+
+
+def _always_alive(owner: str) -> bool:
+    return True
+
+
 class JobRegistry:
     """Process-wide jobs by request: a second visit or another page attaches to the same job.
 
     ``owner`` (e.g. a session token and a page slot) lets a newer request of the same owner
     stop the owner's older, unfinished job, so a slider dragged through many values does not
-    queue many evaluations. Finished jobs are kept (least recently used first out).
+    queue many evaluations; a job that another owner also follows is kept running. Owners
+    for which ``is_alive`` is False (their session ended) and owners of jobs no longer in the
+    registry are forgotten at each submit. Finished jobs are kept (least recently used first out).
     """
 
-    def __init__(self, keep: int = 32) -> None:
+    def __init__(self, keep: int = 32, is_alive: Callable[[str], bool] | None = None) -> None:
         self._jobs: OrderedDict[EvalRequest, EvaluationJob] = OrderedDict()
         self._owners: dict[str, EvalRequest] = {}
         self._lock = threading.Lock()
+        self._is_alive = is_alive or _always_alive
         self.keep = keep
+
+    def owners(self) -> dict[str, EvalRequest]:
+        """A copy of the owners and the request each follows."""
+        with self._lock:
+            return dict(self._owners)
+
+    def prune_owners(self) -> int:
+        """Forget owners whose session has ended or whose job is gone; return how many."""
+        with self._lock:
+            owners = dict(self._owners)
+        ended = {o for o in owners if not self._alive(o)}  # outside the lock: the check may be slow
+        with self._lock:
+            gone = [o for o, r in self._owners.items()
+                    if r not in self._jobs or (o in ended and owners.get(o) == r)]
+            for o in gone:
+                del self._owners[o]
+        return len(gone)
+
+    def _alive(self, owner: str) -> bool:
+        try:
+            return bool(self._is_alive(owner))
+        except Exception:  # noqa: BLE001 - a failing check must not drop a live session's owner
+            log.exception("owner liveness check failed for %r", owner)
+            return True
 
     def submit(self, request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],
                owner: str | None = None) -> EvaluationJob:
         """The job of ``request``: the running or finished one, or a new one started now."""
+        self.prune_owners()
         with self._lock:
             job = self._jobs.get(request)
             if job is None or job.cancelled:
@@ -398,6 +570,7 @@ class JobRegistry:
         """Forget a (failed) job so that the next submit starts it again."""
         with self._lock:
             job = self._jobs.pop(request, None)
+            self._drop_orphan_owners()
         if job is not None:
             job.cancel()
 
@@ -408,9 +581,21 @@ class JobRegistry:
         finished = [r for r, j in self._jobs.items() if j.done]
         for r in finished[: max(0, len(finished) - self.keep)]:
             del self._jobs[r]
+        self._drop_orphan_owners()
+
+    def _drop_orphan_owners(self) -> None:
+        """Forget owners of requests no longer in the registry (call with the lock held)."""
+        for o in [o for o, r in self._owners.items() if r not in self._jobs]:
+            del self._owners[o]
 
 
-JOBS = JobRegistry()
+SESSIONS = StreamlitSessions()
+JOBS = JobRegistry(is_alive=SESSIONS)
+
+
+def register_session(token: str, session_id: str | None) -> None:
+    """Tie a dashboard session token to its Streamlit session, so its owners are pruned once it ends."""
+    SESSIONS.register(token, session_id)
 
 
 def submit(request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],

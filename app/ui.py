@@ -12,6 +12,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import rtcore
 from app import backbones as bb
@@ -171,7 +172,10 @@ def evaluate(refs: Sequence[bb.BackboneRef], slot: str) -> Run | None:
     except ValueError as e:
         st.error(str(e))
         return None
-    job = jobs.submit(request, loaded, owner=f"{st.session_state['session_token']}:{slot}")
+    token = st.session_state["session_token"]
+    ctx = get_script_run_ctx()
+    jobs.register_session(token, ctx.session_id if ctx is not None else None)
+    job = jobs.submit(request, loaded, owner=f"{token}:{slot}")
     status = st.empty()
     run = Run(request, job, job.snapshot(), status, bb.describe_device(next(iter(loaded.values()))))
     _draw_status(run)

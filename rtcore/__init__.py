@@ -8,7 +8,15 @@ modules: :mod:`rtcore.probes`, :mod:`rtcore.bounds`, :mod:`rtcore.pipeline`, :mo
 :mod:`rtcore.config`, :mod:`rtcore.cli`, :mod:`rtcore.train`.
 """
 
-from .attacks import PRESETS, AttackResult, AttackSettings, FeatureAttackResult, attack, feature_attack, resolve_settings
+from .attacks import (
+    PRESETS,
+    AttackResult,
+    AttackSettings,
+    FeatureAttackResult,
+    attack,
+    feature_attack,
+    resolve_settings,
+)
 from .bounds import (
     bound_criterion,
     class_weight_spread,

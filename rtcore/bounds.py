@@ -115,3 +115,34 @@ def consistent_delta(delta_feature: torch.Tensor, *shifts: torch.Tensor) -> torc
     for s in shifts:
         out = torch.maximum(out, torch.as_tensor(s, dtype=out.dtype, device=out.device))
     return out
+
+
+def head_projector(weight: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor:
+    """``P`` (m, m), float64: the orthogonal projection onto ``span{w_j - w_k}`` (rank at most K - 1).
+
+    Every pairwise margin only sees ``P d`` of a feature shift d, since
+    ``(w_y - w_k)^T d = (w_y - w_k)^T P d``; so the criterion holds with ``Delta_P = sup ||P d||``.
+    """
+    w = weight.detach().double().cpu()
+    if w.ndim != 2 or w.shape[0] < 2:
+        raise ValueError(f"weight has shape {tuple(w.shape)}; expected (K, m) with K >= 2 classes")
+    diffs = (w[1:] - w[:1]).T  # (m, K-1): spans the same space as all pairwise differences
+    u, s, _ = torch.linalg.svd(diffs, full_matrices=False)
+    basis = u[:, s > rtol * max(float(s.max()), 1e-300)] if s.numel() else u[:, :0]
+    return basis @ basis.T
+
+
+def loss_bound_lse(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                   delta: torch.Tensor) -> torch.Tensor:
+    """``log sum_k exp(z_k - z_y + Delta ||w_k - w_y||_2)`` per sample: the log-sum-exp loss bound.
+
+    Since ``z'_k - z'_y = z_k - z_y + (w_k - w_y)^T d <= z_k - z_y + ||w_k - w_y|| Delta`` for every
+    shift with ``||d|| <= Delta``, and log-sum-exp is increasing in every argument, this bounds the
+    cross-entropy at every ``x'`` in the ball. Never looser than :func:`loss_bound`. Delta (N,) or (E, N).
+    """
+    y = _check(features, labels, weight, bias).to(features.device)
+    z = features.double() @ weight.double().T.to(features.device) + bias.double().to(features.device)
+    gap = z - z.gather(1, y[:, None])  # (N, K): z_k - z_y (0 at k = y)
+    spread = pairwise_weight_distances(weight).to(features.device)[y]  # (N, K): ||w_k - w_y|| (0 at k = y)
+    d = check_delta(delta, z.shape[0], z.device)
+    return torch.logsumexp(gap + d[..., None] * spread, dim=-1)

@@ -15,6 +15,7 @@ from .data import list_tasks, task_info
 from .errors import RtcoreError
 from .models import backbone_specs, create_backbone
 from .pipeline import ProgressEvent, run_evaluation
+from .probes import list_probes
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
@@ -43,8 +44,8 @@ def _write_csv(df: pd.DataFrame, path: str) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     backbone = create_backbone(args.backbone, weights=args.weights, pretrained=not args.no_pretrained)
     ev = run_evaluation(backbone, args.tasks, args.eps, args.norm, args.n, attack=args.attack, seed=args.seed,
-                        cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=_progress,
-                        download=args.download)
+                        probe=args.probe, probe_eps=args.probe_eps, cache_dir=args.cache_dir,
+                        use_cache=not args.no_cache, progress=_progress, download=args.download)
     if ev.recomputed:
         print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
         for line in ev.recomputed:
@@ -53,7 +54,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         _write_csv(ev.summary, args.out)
     if args.samples_out:
         _write_csv(ev.samples, args.samples_out)
-    cols = ["backbone", "task", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "mean_delta"]
+    cols = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
+            "mean_delta"]
     print(ev.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return 0
 
@@ -67,11 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", help="local safetensors weights for the backbone's architecture")
     e.add_argument("--no-pretrained", action="store_true", help="the backbone's architecture with random weights")
     e.add_argument("--tasks", nargs="+", required=True)
-    e.add_argument("--eps", nargs="+", type=float, required=True, help="budgets in [0,1] pixel units")
+    e.add_argument("--eps", nargs="+", type=float, required=True,
+                   help="budgets in [0,1] pixel units, e.g. 0.00392 0.00784 0.0157 0.0314 (1, 2, 4, 8 / 255)")
     e.add_argument("--norm", default="linf", choices=list(NORMS))
     e.add_argument("--n", type=int, default=500, help="test points per task")
     e.add_argument("--attack", default="standard", choices=list(PRESETS))
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--probe", default="logistic", choices=list_probes(),
+                   help="linear head: logistic (C on a held-out split), logistic-std, robust (Delta-aware)")
+    e.add_argument("--probe-eps", type=float, help="budget whose training-point Delta sets the robust probe's radius "
+                                                    "(default 2/255 linf, 0.2 l2)")
     e.add_argument("--out", help="summary CSV")
     e.add_argument("--samples-out", help="per-sample CSV")
     e.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore)")

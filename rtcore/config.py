@@ -119,3 +119,24 @@ def default_cache_dir() -> Path:
     """``$RTCORE_CACHE_DIR`` or ``~/.cache/rtcore``."""
     env = os.environ.get(ENV_CACHE_DIR)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "rtcore"
+
+
+#: eps grids: k/255 for linf (1/255, 2/255 and the paper's budget 4/255 included: its 8/255 on inputs in
+#: [-1, 1] is 4/255 in [0, 1] pixels), and a matching l2 grid k * 0.1 (same k, 25.5x the linf radius)
+GRID_STEPS: tuple[int, ...] = (0, 1, 2, 4, 8, 16)
+L2_UNIT = 0.1
+
+
+def eps_grid(norm: str | Norm, steps: tuple[int, ...] = GRID_STEPS) -> tuple[float, ...]:
+    """The eps grid of a norm: ``k/255`` (linf) or ``k * 0.1`` (l2) for ``k`` in ``steps``."""
+    unit = 1 / 255 if check_norm(norm) == "linf" else L2_UNIT
+    return tuple(eps_key(k * unit) for k in steps)
+
+
+def eps_steps(eps: float, norm: str | Norm) -> float:
+    """``eps`` in grid units: ``eps * 255`` (linf) or ``eps / 0.1`` (l2)."""
+    return float(eps) * 255 if check_norm(norm) == "linf" else float(eps) / L2_UNIT
+
+
+#: the probe-training budget of the Delta-aware probe when none is given (2/255 linf, 0.2 l2)
+DEFAULT_PROBE_EPS: dict[str, float] = {"linf": eps_key(2 / 255), "l2": eps_key(2 * L2_UNIT)}

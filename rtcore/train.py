@@ -206,7 +206,7 @@ def upstream_metrics(backbone: Backbone, recipe: Recipe, x_train: torch.Tensor, 
     with torch.no_grad():
         f_train = torch.cat([backbone(x_train[i:i + 1024]) for i in range(0, x_train.shape[0], 1024)])
         f_test = torch.cat([backbone(x_test[i:i + 1024]) for i in range(0, x_test.shape[0], 1024)])
-    probe = LinearProbe(C=1.0, num_classes=5).fit(f_train, y_train)
+    probe = LinearProbe(C=1.0, space="standardised", num_classes=5).fit(f_train, y_train)
     clean = probe.score(f_test, y_test)
     model = ProbedModel(backbone, probe.as_module())
     res = attack(model, x_test[:n_robust], y_test[:n_robust], recipe.eval_eps, norm=recipe.eval_norm, settings="standard")

@@ -22,7 +22,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 class LinearNet(nn.Module):
-    """g(x) = A vec(x): the backbone for which THEORY.md gives exact answers."""
+    """g(x) = A vec(x): the backbone for which docs/THEORY.md gives exact answers."""
 
     def __init__(self, A: torch.Tensor) -> None:
         super().__init__()
@@ -47,12 +47,13 @@ class LinearCase:
         self.y[: n // 8] = torch.randint(0, k, (n // 8,), generator=gen)  # some misclassified points
         self.model = rtcore.ProbedModel(self.backbone, rtcore.LinearHead(self.W, self.b))
 
-    def exact_delta(self, eps: float, norm: str) -> float:
-        """l2: eps * sigma_max(A); linf: eps * max over sign vectors s of ||A s||."""
+    def exact_delta(self, eps: float, norm: str, projector: torch.Tensor | None = None) -> float:
+        """l2: eps * sigma_max(P A); linf: eps * max over sign vectors s of ||P A s|| (P = I by default)."""
+        A = self.A.double() if projector is None else projector.double() @ self.A.double()
         if norm == "l2":
-            return eps * float(torch.linalg.svdvals(self.A.double())[0])
-        signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=self.A.shape[1])), dtype=torch.float64)
-        return eps * float((signs @ self.A.double().T).norm(dim=1).max())
+            return eps * float(torch.linalg.svdvals(A)[0])
+        signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=A.shape[1])), dtype=torch.float64)
+        return eps * float((signs @ A.T).norm(dim=1).max())
 
     def exact_robust(self, eps: float, norm: str) -> torch.Tensor:
         """Robust iff (w_y - w_k)^T A x + b_y - b_k > eps ||A^T (w_y - w_k)||_q for all k != y."""

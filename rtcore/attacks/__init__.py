@@ -10,9 +10,10 @@ in one batched sweep; results are monotone in eps, every perturbation is verifie
 the ball and [0, 1]) and the reported numbers are recomputed from it.
 """
 
-from .end_to_end import AttackResult, attack, margin_scores
+from .end_to_end import AttackResult, LossAttackResult, attack, loss_attack, margin_scores
 from .feature import FeatureAttackResult, feature_attack
 from .settings import PRESETS, AttackSettings, resolve_settings
 
-__all__ = ["PRESETS", "AttackResult", "AttackSettings", "FeatureAttackResult", "attack", "feature_attack",
+__all__ = ["PRESETS", "AttackResult", "AttackSettings", "FeatureAttackResult", "LossAttackResult", "attack",
+           "feature_attack", "loss_attack",
            "margin_scores", "resolve_settings"]

@@ -126,3 +126,73 @@ def attack(
         eps=eps_values[0] if scalar else eps_values, norm=norm, robust=sq(robust).cpu(),
         x_adv=sq(best_x).cpu(), logits_adv=sq(logits_adv).cpu(), clean_correct=clean_correct.cpu(), settings=cfg,
     )
+
+
+@dataclass(frozen=True)
+class LossAttackResult:
+    """``loss[e, i]``: the largest cross-entropy found at ``x_adv[e, i]`` (leading E axis for a list of eps)."""
+
+    eps: float | tuple[float, ...]
+    norm: str
+    loss: torch.Tensor
+    x_adv: torch.Tensor
+    settings: AttackSettings
+
+
+def loss_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float | Sequence[float],
+    *,
+    norm: str = "linf",
+    seed: int = 0,
+    settings: str | AttackSettings | None = None,
+    progress: ProgressFn | None = None,
+) -> LossAttackResult:
+    """Maximise the cross-entropy ``l(model(x'), y)`` over the ball, without stopping at the first flip.
+
+    The adversarial loss that the loss bound is compared to: an attack that stops once a point
+    is misclassified (as :func:`attack` does) under-states it. ``settings.restarts`` random
+    starts of ``settings.steps`` steps; the best iterate per sample is kept; monotone in eps.
+    """
+    check_norm(norm)
+    eps_values, scalar = check_eps(eps)
+    check_images(x)
+    y = check_labels(y, x.shape[0])
+    check_eval_mode(model, "model")
+    cfg = resolve_settings(settings)
+    device = model_device(model, x)
+    x, y = x.to(device=device, dtype=torch.float32), y.to(device)
+    n, n_eps = x.shape[0], len(eps_values)
+    clean_logits = batched(model, x, cfg.batch_size)
+    if int(y.max()) >= clean_logits.shape[1]:
+        raise ValueError(f"label {int(y.max())} is out of range for a model with {clean_logits.shape[1]} outputs")
+    eps_rows = expand_eps(eps_values, n, device)
+    x_rows, y_rows = x.repeat(n_eps, 1, 1, 1), y.repeat(n_eps)
+    best_x = x_rows.clone()
+    best = F.cross_entropy(clean_logits, y, reduction="none").repeat(n_eps)
+    live = torch.nonzero(eps_rows > 0).flatten()
+    for r in range(cfg.restarts):
+        for lo in range(0, live.numel(), cfg.batch_size):
+            idx = live[lo:lo + cfg.batch_size]
+            yy = y_rows[idx]
+
+            def objective(xa: torch.Tensor, rows: torch.Tensor, yy: torch.Tensor = yy) -> tuple[torch.Tensor, torch.Tensor]:
+                ce = F.cross_entropy(model(xa), yy[rows], reduction="none")
+                return ce, ce.detach()
+
+            bx, bs, xs, es = best_x[idx], best[idx], x_rows[idx], eps_rows[idx]
+            noise = row_noise(xs, es, idx % n, seed, 5000 + r, norm == "l2")
+            pgd(objective, xs, random_start(xs, es, norm, noise), es, norm, cfg.steps, cfg.step_max, bx, bs,
+                stop_at_positive=False)
+            best_x[idx], best[idx] = bx, bs
+        if progress is not None:
+            progress((r + 1) / cfg.restarts)
+    check_inside(best_x, x_rows, eps_rows, norm)
+    loss = F.cross_entropy(batched(model, best_x, cfg.batch_size), y_rows, reduction="none")
+    loss, best_x = loss.view(n_eps, n), best_x.view(n_eps, *x.shape)
+    monotone(eps_values, lambda a, b: a > b, loss, best_x)
+    pick = (lambda t: t[0]) if scalar else (lambda t: t)
+    return LossAttackResult(eps=eps_values[0] if scalar else eps_values, norm=norm, loss=pick(loss).cpu(),
+                            x_adv=pick(best_x).cpu(), settings=cfg)

@@ -42,11 +42,17 @@ def feature_attack(
     seed: int = 0,
     settings: str | AttackSettings | None = None,
     progress: ProgressFn | None = None,
+    projector: torch.Tensor | None = None,
 ) -> FeatureAttackResult:
     """Maximise ``||g(x') - g(x)||_2`` over ``x'`` in ``B_p(x, eps) ∩ [0,1]^d``.
 
     Returns the best value per sample over all iterates and restarts (worst case per
     sample, never an average). Delta is a lower estimate of the supremum.
+
+    ``projector``: an orthogonal projection P (m, m); then the attack maximises the projected
+    shift ``||P (g(x') - g(x))||_2`` and ``delta`` reports it (the head-subspace shift Delta_P
+    when P projects onto the span of a head's weight differences, see
+    :func:`rtcore.bounds.head_projector`).
     """
     from ..models import create_backbone
 
@@ -60,6 +66,7 @@ def feature_attack(
     x = x.to(device=device, dtype=torch.float32)
     n, n_eps = x.shape[0], len(eps_values)
     f0 = check_features(batched(g, x, cfg.batch_size), "backbone features")
+    P = _check_projector(projector, f0.shape[1], device)
     eps_rows = expand_eps(eps_values, n, device)
     x_rows = x.repeat(n_eps, 1, 1, 1)
     best_x = x_rows.clone()
@@ -74,6 +81,8 @@ def feature_attack(
 
             def objective(xa: torch.Tensor, rows: torch.Tensor, f_ref: torch.Tensor = f_ref) -> tuple[torch.Tensor, torch.Tensor]:
                 d = g(xa) - f_ref[rows]
+                if P is not None:
+                    d = d @ P
                 sq = (d * d).sum(dim=1)
                 return 0.5 * sq, sq.detach().sqrt()
 
@@ -91,7 +100,8 @@ def feature_attack(
     f_adv = batched(g, best_x, cfg.batch_size)
     zero = eps_rows == 0
     f_adv[zero] = f0.repeat(n_eps, 1)[zero]  # eps = 0: x' = x exactly
-    delta = (f_adv - f0.repeat(n_eps, 1)).norm(dim=1)
+    shift = f_adv - f0.repeat(n_eps, 1)
+    delta = (shift if P is None else shift @ P).norm(dim=1)
     delta, best_x, f_adv = delta.view(n_eps, n), best_x.view(n_eps, *x.shape), f_adv.view(n_eps, n, -1)
     monotone(eps_values, lambda a, b: a > b, delta, best_x, f_adv)
     if progress is not None:
@@ -103,3 +113,16 @@ def feature_attack(
     )
 
 
+
+
+def _check_projector(P: torch.Tensor | None, m: int, device: torch.device) -> torch.Tensor | None:
+    """A symmetric idempotent (m, m) matrix, or None."""
+    if P is None:
+        return None
+    if not isinstance(P, torch.Tensor) or P.shape != (m, m):
+        raise ValueError(f"projector must be an ({m}, {m}) tensor for features of dimension {m}, "
+                         f"got {getattr(P, 'shape', type(P).__name__)}")
+    Pd = P.detach().double()
+    if not (torch.allclose(Pd, Pd.T, atol=1e-5) and torch.allclose(Pd @ Pd, Pd, atol=1e-4)):
+        raise ValueError("projector must be an orthogonal projection (P = P^T = P @ P); see rtcore.bounds.head_projector")
+    return P.detach().to(device=device, dtype=torch.float32)

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,8 +17,10 @@ pytest.importorskip("foolbox")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_bench():
+def _load_bench() -> ModuleType:
+    """bench/attacks.py as a module (it puts bench/ on sys.path for its sibling modules)."""
     spec = importlib.util.spec_from_file_location("rtcore_bench_attacks", ROOT / "bench" / "attacks.py")
+    assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     keep, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # write nothing into the repo
@@ -28,33 +31,41 @@ def _load_bench():
     return mod
 
 
+def _load_harness() -> ModuleType:
+    _load_bench()
+    return importlib.import_module("harness")  # imported (from bench/) by bench/attacks.py
+
+
 def test_bench_quick_runs_on_a_random_model(tmp_path: Path) -> None:
     bench = _load_bench()
     out = tmp_path / "out"
     res = bench.main(["--quick", "--backbone", "random", "--threads", "1", "--out", str(out)])
-    for section in ("single", "sweep", "feature", "tasks", "flops", "profile", "targets"):
-        assert section in res
-    single = res["single"]["contenders"]
+    assert res.single and res.sweep and res.feature and res.tasks and res.flops and res.profile and res.targets
+    single = res.single.contenders
     assert {"rtcore (same work)", "torchattacks.PGD", "foolbox LinfPGD"} <= set(single)
     for c in single.values():
-        assert len(c["times"]) == 1 and c["median_s"] > 0
-        assert 0.0 <= c["evals"][0] <= 1.0  # robust accuracy recomputed from the returned images
-    assert len(res["sweep"]["contenders"]["foolbox LinfPGD epsilons=[...]"]["evals"][0]) == 5
-    assert res["flops"]["model"]["fwd_bwd"] > res["flops"]["model"]["fwd"] > 0
-    assert [r["K"] for r in res["tasks"]["rows"]] == [1, 2]
+        assert len(c.times) == 1 and c.median_s > 0
+        assert 0.0 <= c.evals[0] <= 1.0  # robust accuracy recomputed from the returned images
+    assert len(res.sweep.contenders["foolbox LinfPGD epsilons=[...]"].evals[0]) == 5
+    assert res.flops.model.fwd_bwd > res.flops.model.fwd > 0
+    assert [r.K for r in res.tasks.rows] == [1, 2]
+    assert {r.contender for r in res.table} >= set(single)
     data = json.loads((out / "results.json").read_text())
     assert data["machine"]["torch_threads"] == 1 and data["config"]["quick"] is True
+    assert data["single"]["contenders"]["torchattacks.PGD"]["passes"]["grad_rows"] > 0
+    assert data["tasks"]["rows"][0]["K"] == 1 and data["table"][0]["contender"] == "rtcore (same work)"
     md = (out / "results.md").read_text()
     assert "| section | contender |" in md and "torchattacks.PGD" in md
+    assert "rtcore/attacks/engine.py" in md  # the line tracer times the PGD engine
 
 
 def test_check_ball_rejects_a_perturbation_outside_the_ball() -> None:
     import torch
 
-    bench = _load_bench()
+    harness = _load_harness()
     x = torch.full((2, 1, 4, 4), 0.5)
-    assert bench.check_ball(x + 0.1, x, 0.1, "ok") <= 0.1 + 1e-6
+    assert harness.check_ball(x + 0.1, x, 0.1, "ok") <= 0.1 + 1e-6
     with pytest.raises(RuntimeError, match="leave"):
-        bench.check_ball(x + 0.2, x, 0.1, "too far")
+        harness.check_ball(x + 0.2, x, 0.1, "too far")
     with pytest.raises(RuntimeError, match="leave"):
-        bench.check_ball(torch.full_like(x, 1.05), torch.full_like(x, 0.98), 0.1, "outside [0,1]")
+        harness.check_ball(torch.full_like(x, 1.05), torch.full_like(x, 0.98), 0.1, "outside [0,1]")

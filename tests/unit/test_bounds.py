@@ -135,3 +135,58 @@ def test_bad_shapes_are_refused() -> None:
         rtcore.bound_criterion(f, y, W, b, torch.zeros(3))
     with pytest.raises(ValueError, match="non-negative"):
         rtcore.bound_criterion(f, y, W, b, -torch.ones(10))
+
+
+def test_head_projector_is_the_projection_onto_the_weight_differences() -> None:
+    from rtcore.bounds import head_projector
+
+    gen = torch.Generator().manual_seed(0)
+    W = torch.randn(4, 9, generator=gen, dtype=torch.float64)
+    P = head_projector(W)
+    assert torch.allclose(P, P.T) and torch.allclose(P @ P, P, atol=1e-12)
+    assert int(torch.linalg.matrix_rank(P)) == 3  # K - 1
+    for j in range(4):
+        for k in range(4):
+            assert torch.allclose(P @ (W[j] - W[k]), W[j] - W[k], atol=1e-12)
+    W2 = torch.stack([W[0], W[1], W[0] + 2 * (W[1] - W[0])])  # collinear differences: rank 1
+    assert int(torch.linalg.matrix_rank(head_projector(W2))) == 1
+
+
+def test_pairwise_margins_only_see_the_projected_shift() -> None:
+    """(w_y - w_k)^T d = (w_y - w_k)^T P d, so rho > ||P d|| keeps the prediction (the head-subspace criterion)."""
+    from rtcore.bounds import head_projector
+
+    gen = torch.Generator().manual_seed(1)
+    W, b = torch.randn(3, 6, generator=gen), torch.randn(3, generator=gen)
+    f = torch.randn(200, 6, generator=gen)
+    y = (f @ W.T + b).argmax(1)
+    P = head_projector(W).float()
+    d = 3 * torch.randn(200, 6, generator=gen)
+    rho = rtcore.margins(f, y, W, b)
+    kept = ((f + d) @ W.T + b).argmax(1) == y
+    met = rho > (d.double() @ P.double()).norm(dim=1)
+    assert bool((kept | ~met).all()), "every point meeting the projected criterion keeps its prediction"
+    assert torch.allclose((f + d) @ W.T, (f + d @ P) @ W.T - (d @ P - d) @ W.T, atol=1e-4)
+
+
+def test_log_sum_exp_loss_bound_is_sound_exact_for_two_classes_and_tighter() -> None:
+    from rtcore.bounds import cross_entropy, loss_bound_lse
+
+    gen = torch.Generator().manual_seed(2)
+    for k in (2, 3, 5):
+        W, b = torch.randn(k, 4, generator=gen, dtype=torch.float64), torch.randn(k, generator=gen, dtype=torch.float64)
+        f = torch.randn(50, 4, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, k, (50,), generator=gen)
+        delta = torch.rand(50, generator=gen, dtype=torch.float64)
+        lse = loss_bound_lse(f, y, W, b, delta)
+        assert bool((lse <= rtcore.loss_bound(f, y, W, b, delta) + 1e-12).all())
+        # sound: no shift inside the ball exceeds it (random directions on the sphere of radius Delta)
+        for _ in range(200):
+            u = torch.randn(50, 4, generator=gen, dtype=torch.float64)
+            d = u / u.norm(dim=1, keepdim=True) * delta[:, None]
+            assert bool((cross_entropy((f + d) @ W.T + b, y) <= lse + 1e-12).all())
+        assert torch.allclose(loss_bound_lse(f, y, W, b, torch.zeros(50)), cross_entropy(f @ W.T + b, y))
+        if k == 2:  # attained by d* = -Delta (w_y - w_k) / ||w_y - w_k||
+            dw = W[y] - W[1 - y]
+            d = -delta[:, None] * dw / dw.norm(dim=1, keepdim=True)
+            assert torch.allclose(cross_entropy((f + d) @ W.T + b, y), lse, atol=1e-10)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import rtcore
-from rtcore import pipeline as E
+from rtcore import steps as E
 from rtcore.data import Task
 from rtcore.models import BUNDLED_DIR
 
-COLUMNS = ["backbone", "task", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_feature_only",
-           "mean_delta", "median_delta", "clean_loss", "adv_loss", "loss_bound"]
+COLUMNS = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
+           "bound_mean_delta", "bound_feature_only", "mean_delta", "median_delta", "mean_delta_head"]
 
 
 def _linear_task(case, name: str = "linear-task") -> Task:
@@ -26,11 +26,15 @@ def _linear_task(case, name: str = "linear-task") -> Task:
 
 
 def _check_relations(df) -> None:
-    assert (df["bound"] <= df["robust_acc"] + 1e-12).all()
+    """What must hold on every row: bound <= bound_head <= robust <= clean; clean <= adv <= lse <= loss bound."""
+    assert (df["bound"] <= df["bound_head"] + 1e-12).all()
+    assert (df["bound_head"] <= df["robust_acc"] + 1e-12).all()
     assert (df["robust_acc"] <= df["clean_acc"] + 1e-12).all()
     assert (df["bound_feature_only"] >= df["bound"] - 1e-12).all()
-    assert (df["adv_loss"] <= df["loss_bound"] + 1e-9).all()
+    assert (df["mean_delta_head"] <= df["mean_delta"] + 1e-9).all()
     assert (df["clean_loss"] <= df["adv_loss"] + 1e-12).all()
+    assert (df["adv_loss"] <= df["loss_bound_lse"] + 1e-9).all()
+    assert (df["loss_bound_lse"] <= df["loss_bound"] + 1e-9).all()
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
@@ -46,6 +50,8 @@ def test_linear_pipeline_relations_and_exact_bound(linear_case, norm: str, tmp_p
     s = ev.samples
     assert len(s) == 64 * len(eps)
     assert (s["delta"] >= s["delta_feature"]).all() and (s["delta"] >= s["delta_e2e"]).all()
+    assert (s["delta_head"] <= s["delta"] + 1e-9).all()
+    assert (s["criterion_met"] <= s["criterion_met_head"]).all() and (s["criterion_met_head"] <= s["robust"]).all()
     probe = E.fit_probe(linear_case.backbone, task, rtcore.ResultCache(tmp_path))
     f = linear_case.backbone(linear_case.x)
     y = linear_case.y
@@ -56,6 +62,9 @@ def test_linear_pipeline_relations_and_exact_bound(linear_case, norm: str, tmp_p
         row = df[df.eps == e].iloc[0]
         assert float(certified.double().mean()) <= row.robust_acc + 1e-12
         assert row.mean_delta <= exact * (1 + 1e-5) + 1e-7
+        exact_p = linear_case.exact_delta(e, norm, projector=rtcore.bounds.head_projector(probe.weight_))
+        assert row.mean_delta_head <= exact_p * (1 + 1e-5) + 1e-7
+        assert row.mean_delta_head >= 0.97 * exact_p  # the head-subspace attack finds the projected supremum
 
 
 def test_cache_is_reused_per_eps_and_corrupt_entries_recomputed(linear_case, tmp_path: Path,
@@ -65,7 +74,8 @@ def test_cache_is_reused_per_eps_and_corrupt_entries_recomputed(linear_case, tmp
     real = E.feature_attack
 
     def counting(*args, **kwargs):
-        calls.append(list(args[2]))
+        if kwargs.get("projector") is None:  # the head-independent feature attack
+            calls.append(list(args[2]))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(E, "feature_attack", counting)
@@ -92,7 +102,8 @@ def test_progress_reports_stages_in_order(linear_case, tmp_path: Path) -> None:
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     stages = {e.stage for e in events}
-    assert {"linear probe", "feature attack", "end-to-end attack", "done"} <= stages
+    assert {"linear probe", "feature attack", "head-subspace attack", "end-to-end attack", "loss attack",
+            "done"} <= stages
 
 
 def test_bad_arguments(linear_case) -> None:

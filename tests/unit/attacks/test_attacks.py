@@ -134,3 +134,42 @@ def test_nan_features_are_refused() -> None:
 
     with pytest.raises(ValueError, match="NaN"):
         rtcore.feature_attack(rtcore.as_backbone(NaNNet()), torch.rand(3, 1, 2, 2), 0.1)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_head_subspace_feature_attack_reaches_the_exact_projected_supremum(linear_case, norm: str) -> None:
+    """Linear g = A x: Delta_P = eps sigma_max(P A) (l2), eps max_s ||P A s|| (linf); never above it."""
+    from rtcore.bounds import head_projector
+
+    P = head_projector(linear_case.W)
+    eps = 0.1
+    res = rtcore.feature_attack(linear_case.backbone, linear_case.x, eps, norm=norm, settings="standard",
+                                projector=P.float())
+    exact = linear_case.exact_delta(eps, norm, projector=P)
+    assert float(res.delta.max()) <= exact * (1 + 1e-5)
+    assert float(res.delta.mean()) >= 0.97 * exact
+    shift = (res.features_adv.double() - res.clean_features.double()) @ P
+    assert torch.allclose(shift.norm(dim=1), res.delta.double(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="orthogonal projection"):
+        rtcore.feature_attack(linear_case.backbone, linear_case.x, eps, projector=2 * P.float())
+
+
+def test_loss_attack_finds_the_exact_worst_cross_entropy_on_a_linear_model(linear_case) -> None:
+    """CE(W A (x + u) + b, y) is convex in u, so over the linf box its maximum is at a vertex (d = 8: 256)."""
+    import itertools
+
+    from rtcore.attacks import loss_attack
+
+    eps = 0.05
+    res = loss_attack(linear_case.model, linear_case.x, linear_case.y, eps, norm="linf", settings="standard")
+    signs = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=8)), dtype=torch.float64)
+    A, W, b = linear_case.A.double(), linear_case.W.double(), linear_case.b.double()
+    x = linear_case.x.flatten(1).double()
+    z = (x[:, None, :] + eps * signs[None]) @ A.T @ W.T + b  # (N, 256, K)
+    ce = torch.logsumexp(z, -1) - z.gather(2, linear_case.y[:, None, None].expand(-1, 256, 1)).squeeze(2)
+    exact = ce.amax(1)
+    assert bool((res.loss.double() <= exact + 1e-4).all())
+    ratio = res.loss.double() / exact  # a lower estimate: close to the maximum, never above it
+    assert float(res.loss.double().sum() / exact.sum()) >= 0.995 and float(ratio.min()) >= 0.95
+    assert bool((res.loss.double() >= torch.nn.functional.cross_entropy(
+        linear_case.model(linear_case.x), linear_case.y, reduction="none").double() - 1e-6).all())

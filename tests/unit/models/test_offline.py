@@ -20,7 +20,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(hub, "_HUB_STATUS", {})
 
     def hang(*a, **k):  # type: ignore[no-untyped-def]
-        time.sleep(30)
+        time.sleep(3)  # longer than the probe waits
+        raise OSError("timed out")
 
     def never(*a, **k):  # type: ignore[no-untyped-def]
         raise AssertionError("the hub client must not be asked when the hub is unreachable")

@@ -1,0 +1,77 @@
+"""The peer libraries of bench/attacks.py (torchattacks, foolbox with eagerpy), imported only when
+used: they are benchmark dependencies (bench/requirements.txt), not runtime dependencies of rtcore."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+PEER_MODULES = ("torchattacks", "foolbox", "eagerpy")
+
+
+def _importable(mod: str) -> bool:
+    try:
+        __import__(mod)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def torchattacks_available() -> bool:
+    return "torchattacks" in sys.modules or _importable("torchattacks")
+
+
+def peer_version(mod: str) -> str | None:
+    """The installed version of a peer, None when it is missing or broken."""
+    try:
+        return str(__import__(mod).__version__)
+    except Exception:  # noqa: BLE001 - a peer that is missing or broken is just not listed
+        return None
+
+
+def make_torchattacks(model: nn.Module, eps: float, steps: int, alpha: float) -> Any:  # -> torchattacks.PGD
+    import torchattacks
+
+    return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+
+
+def foolbox_model(module: nn.Module, device: torch.device) -> Any:  # -> foolbox.PyTorchModel
+    import foolbox as fb
+
+    return fb.PyTorchModel(module, bounds=(0, 1), device=device)
+
+
+def foolbox_linf_pgd(steps: int, abs_stepsize: float | None = None, rel_stepsize: float | None = None) -> Any:
+    """``foolbox.attacks.LinfPGD`` with a random start and a constant step: ``abs_stepsize`` (the
+    step in input units) or ``rel_stepsize`` (a fraction of each eps)."""
+    import foolbox as fb
+
+    if abs_stepsize is not None:
+        return fb.attacks.LinfPGD(abs_stepsize=abs_stepsize, steps=steps, random_start=True)
+    return fb.attacks.LinfPGD(rel_stepsize=rel_stepsize, steps=steps, random_start=True)
+
+
+def foolbox_feature_attack(steps: int, rel_stepsize: float) -> tuple[Any, type]:
+    """The feature loss written with foolbox, as the paper's code did: LinfPGD with
+    ``get_loss_fn`` overridden to ``0.5 ||g(x') - g(x)||^2`` and a criterion that never
+    succeeds (so every step runs). The "labels" carried by the criterion are g(x)."""
+    import eagerpy as ep
+    import foolbox as fb
+
+    class NeverAdversarial(fb.criteria.Misclassification):
+        def __call__(self, perturbed: Any, outputs: Any) -> Any:
+            outputs_, restore_type = ep.astensor_(outputs)
+            return restore_type(ep.zeros(outputs_, (len(outputs_),)) > 1)
+
+    class FeatureLinfPGD(fb.attacks.LinfPGD):
+        def get_loss_fn(self, model: Any, labels: Any) -> Callable[[Any], Any]:
+            def loss_fn(inputs: Any) -> Any:
+                d = model(inputs) - labels
+                return 0.5 * (d * d).sum()
+            return loss_fn
+
+    return FeatureLinfPGD(rel_stepsize=rel_stepsize, steps=steps, random_start=True), NeverAdversarial

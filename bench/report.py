@@ -1,0 +1,257 @@
+"""The report of bench/attacks.py: the result of a run, the markdown tables, the targets, and
+``results.json`` / ``results.md``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from harness import ContenderResult, MachineInfo, ModelFlops, Profile, achieved, median
+from sections import PROTO, FeatureResult, FlopsResult, SingleResult, SweepResult, TasksResult
+
+
+@dataclass
+class Config:
+    backbone: str
+    task: str
+    n: int
+    reps: int
+    eps: float
+    steps: int
+    train_n: int
+    quick: bool
+    threads: int
+
+
+@dataclass
+class Target:
+    measured: str
+    met: bool
+    value: float | None = None
+
+
+@dataclass
+class Row:
+    """One row of the main table."""
+
+    section: str
+    contender: str
+    median_s: float
+    times: list[float]
+    ratio: float  # contender time / rtcore time (>1: rtcore faster)
+    metric: str
+    value: str  # the result, formatted
+    gflops: float  # achieved model GFLOP/s (nan where passes were not counted)
+    min_cpu_util: float
+    peak_pct: float  # achieved model FLOP/s as % of the matmul peak
+
+
+@dataclass
+class BenchResult:
+    """Everything a run measured; sections that did not run are None."""
+
+    config: Config
+    machine: MachineInfo
+    clean_acc: float
+    prototype_max_logit_diff: float | None
+    single: SingleResult | None = None
+    sweep: SweepResult | None = None
+    feature: FeatureResult | None = None
+    tasks: TasksResult | None = None
+    flops: FlopsResult | None = None
+    profile: dict[str, Profile] | None = None
+    targets: dict[str, Target] = field(default_factory=dict)
+    targets_with_prototype: dict[str, str] = field(default_factory=dict)
+    table: list[Row] = field(default_factory=list)
+
+    def complete(self) -> bool:
+        """Whether the four timed sections ran (the report needs all of them)."""
+        return all(s is not None for s in (self.single, self.sweep, self.feature, self.tasks))
+
+
+def fmt_s(v: float) -> str:
+    return f"{v:.3f}" if v < 100 else f"{v:.1f}"
+
+
+def section_rows(section: str, ref: str, contenders: dict[str, ContenderResult], metric: str,
+                 fmt: Callable[[list[Any]], str], flops: ModelFlops, peak: float) -> list[Row]:
+    """The rows of one section, ratios against its rtcore reference ``ref``; records on each
+    contender the FLOP rate it achieved."""
+    t_ref = contenders[ref].median_s
+    rows = []
+    for name, c in contenders.items():
+        ach = achieved(c.passes, flops, c.median_s, peak)
+        c.achieved = ach
+        rows.append(Row(
+            section=section, contender=name, median_s=c.median_s, times=c.times,
+            ratio=c.median_s / t_ref,  # peer time / rtcore time
+            metric=metric, value=fmt(c.evals),
+            gflops=(ach.flops_per_s if ach else math.nan) / 1e9,
+            min_cpu_util=min(c.cpu_util or [math.nan]),
+            peak_pct=100 * (ach.peak_fraction if ach else math.nan),
+        ))
+    return rows
+
+
+def table_rows(res: BenchResult) -> list[Row]:
+    assert res.single and res.sweep and res.feature and res.flops
+    peak = res.flops.matmul_peak.flops_per_s
+    s, w, f = res.single, res.sweep, res.feature
+
+    def pct(evs: list[float]) -> str:
+        return f"{100 * median(evs):.1f}%"
+
+    def sweep_fmt(evs: list[list[float]]) -> str:
+        return " / ".join(f"{100 * median([e[i] for e in evs]):.1f}" for i in range(len(w.eps))) + " %"
+
+    return (section_rows(f"1 single eps={s.eps}", "rtcore (same work)", s.contenders, "robust acc", pct,
+                         res.flops.model, peak)
+            + section_rows("2 sweep eps=" + ",".join(str(e) for e in w.eps), "rtcore sweep (one call)",
+                           w.contenders, "robust acc per eps", sweep_fmt, res.flops.model, peak)
+            + section_rows(f"3 feature eps={f.eps}", "rtcore feature_attack (same work)", f.contenders,
+                           "mean Delta", lambda evs: f"{median(evs):.4f}", res.flops.backbone, peak))
+
+
+def build_tables(res: BenchResult, rows: list[Row]) -> str:
+    assert res.tasks and res.flops
+    peak = res.flops.matmul_peak.flops_per_s
+    m, cfg = res.machine, res.config
+    lines = [
+        (f"Machine: {m.cpu}, {m.logical_cores} logical cores, torch {m.torch} ({m.torch_threads} threads), "
+         f"device {m.device}{' (' + m.gpu + ')' if m.gpu else ''}; torchattacks {m.torchattacks}, "
+         f"foolbox {m.foolbox}; autoattack: {m.autoattack}."),
+        (f"Model: backbone `{cfg.backbone}` + LinearProbe (C=1) on `{cfg.task}` train "
+         f"features; {cfg.n} test images; medians of {cfg.reps} interleaved repetitions "
+         f"after one warm-up each. Ratio = contender time / rtcore time (>1: rtcore faster). Min CPU util = lowest "
+         f"(process CPU s) / (wall s x threads) over the repetitions: well below 1 means another process took cores. "
+         f"Matmul peak {peak / 1e9:.1f} GFLOP/s (float32 {res.flops.matmul_peak.size}^2)."),
+        "",
+        "| section | contender | median s | ratio vs rtcore | result | model GFLOP/s | % of peak | min CPU util |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r.section} | {r.contender} | {fmt_s(r.median_s)} | {r.ratio:.2f}x | "
+                     f"{r.metric}: {r.value} | {r.gflops:.2f} | {r.peak_pct:.1f}% | "
+                     f"{r.min_cpu_util:.2f} |")
+    t = res.tasks
+    lines += [
+        "",
+        (f"Tasks sharing the inputs (eps {t.eps}, rtcore 'same work' settings): bound = one feature attack + per "
+         f"task a probe fit and margins; end-to-end = per task a probe fit and one attack."),
+        "",
+        "| K tasks | bound s | K end-to-end s | e2e / bound |",
+        "|---:|---:|---:|---:|",
+    ]
+    for tr in t.rows:
+        lines.append(f"| {tr.K} | {fmt_s(tr.bound_s)} | {fmt_s(tr.e2e_s)} | {tr.ratio_e2e_over_bound:.2f}x |")
+    lines += [
+        "",
+        (f"Extra task on inputs already attacked: probe fit {t.median_probe_fit_s:.3f} s + margins "
+         f"{t.median_margins_s * 1e3:.1f} ms = {100 * t.extra_task_fraction_of_e2e_attack:.1f}% of one "
+         f"end-to-end attack ({t.median_e2e_attack_s:.3f} s); without the probe fit (which the end-to-end path "
+         f"needs too): {100 * t.extra_task_fraction_excl_fit:.2f}%. Per task, (fit + margins) / (fit + attack): "
+         + ", ".join(f"{nm} {100 * v:.1f}%" for nm, v in zip(t.tasks, t.extra_vs_task)) + "."),
+        "Per task, bound RA vs end-to-end RA: " + ", ".join(
+            f"{nm} {100 * b:.1f}/{100 * e:.1f}%" for nm, b, e in zip(t.tasks, t.bound_ra, t.e2e_ra)),
+    ]
+    if res.targets:
+        lines += ["", "| target (rtcore as it is) | measured | met |", "|---|---|---|"]
+        for k, v in res.targets.items():
+            lines.append(f"| {k} | {v.measured} | {'yes' if v.met else 'NO'} |")
+    proto = res.targets_with_prototype
+    if proto:
+        lines += ["", "Prototype rows (bench/fast_model.py: the real rtcore functions on a copy of the model with "
+                  "batch norm folded into the convolutions and channels_last weights; max |logit difference| "
+                  f"{res.prototype_max_logit_diff or 0:.1e}; results verified on the original model): "
+                  + "; ".join(f"{k.split(': ', 1)[1]} {v}" for k, v in proto.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_targets(res: BenchResult) -> tuple[dict[str, Target], dict[str, str]]:
+    """The targets for rtcore as it is, and (where the prototype rows ran) the same ratios with them."""
+    assert res.single and res.sweep and res.tasks
+    s, w = res.single.contenders, res.sweep.contenders
+    t_rt = s["rtcore (same work)"].median_s
+    ra = {k: median(v.evals) for k, v in s.items()}
+    strongest_peer = min(ra["torchattacks.PGD"], ra["foolbox LinfPGD"])
+    r_ta = s["torchattacks.PGD"].median_s / t_rt
+    r_fb = s["foolbox LinfPGD"].median_s / t_rt
+    t_fb_sweep = w["foolbox LinfPGD epsilons=[...]"].median_s
+    r_sw = t_fb_sweep / w["rtcore sweep (one call)"].median_s
+    extra = res.tasks.extra_task_fraction_of_e2e_attack
+    proto: dict[str, str] = {}
+    if PROTO + "rtcore (same work) on prepared copy" in s:
+        t_p = s[PROTO + "rtcore (same work) on prepared copy"].median_s
+        t_pw = w[PROTO + "rtcore sweep on prepared copy"].median_s
+        t_both = w[PROTO + "both (prepared copy, ascending, skipped)"].median_s
+        ra_p = median(s[PROTO + "rtcore (same work) on prepared copy"].evals)
+        proto = {
+            "with the prototype change: single eps vs torchattacks": f"{s['torchattacks.PGD'].median_s / t_p:.2f}x",
+            "with the prototype change: single eps vs foolbox": f"{s['foolbox LinfPGD'].median_s / t_p:.2f}x",
+            "with the prototype change: robust acc": f"{100 * ra_p:.1f}%",
+            "with the prototype change: sweep vs foolbox": f"{t_fb_sweep / t_pw:.2f}x",
+            "with the prototype changes: sweep (prepared copy, ascending, skipped) vs foolbox":
+                f"{t_fb_sweep / t_both:.2f}x",
+        }
+    targets = {
+        "single eps: >= 1.5x torchattacks": Target(measured=f"{r_ta:.2f}x", met=r_ta >= 1.5, value=r_ta),
+        "single eps: >= 2x foolbox": Target(measured=f"{r_fb:.2f}x", met=r_fb >= 2.0, value=r_fb),
+        "robust acc <= strongest peer + 0.5 pt": Target(
+            measured=f"rtcore {100 * ra['rtcore (same work)']:.1f}% vs strongest peer {100 * strongest_peer:.1f}%",
+            met=ra["rtcore (same work)"] <= strongest_peer + 0.005),
+        "5-eps sweep: >= 3x foolbox multi-eps": Target(measured=f"{r_sw:.2f}x", met=r_sw >= 3.0, value=r_sw),
+        "extra task < 5% of one e2e attack": Target(measured=f"{100 * extra:.1f}%", met=extra < 0.05, value=extra),
+    }
+    return targets, proto
+
+
+def profile_markdown(prof: dict[str, Profile]) -> str:
+    lines = []
+    for who, p in prof.items():
+        lines += [(f"Profile of one call, {who} (wall {p.wall_s_under_profiler:.3f} s under torch.profiler; "
+                   f"op self time {p.op_self_total_s:.3f} s):"), "",
+                  "| op | self s | calls | share of wall |", "|---|---:|---:|---:|"]
+        lines += [f"| `{o.op}` | {o.self_s:.3f} | {o.calls} | {100 * o.share:.1f}% |" for o in p.top_ops[:8]]
+        if p.engine_py_lines:
+            lines += ["", ("Inclusive time per line of rtcore/attacks/engine.py, the PGD engine (line tracer, wall "
+                           f"{p.line_timer_wall_s:.3f} s):"),
+                      "", "| line | code | s | share |", "|---|---|---:|---:|"]
+            lines += [f"| {d.line} | `{d.code}` | {d.s:.3f} | {100 * d.share:.1f}% |" for d in p.engine_py_lines[:12]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _jsonable(o: Any) -> Any:
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return _jsonable(dataclasses.asdict(o))
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, (str, int, float, bool)) or o is None:
+        return o
+    return str(o)
+
+
+def write_report(res: BenchResult, out: Path) -> str:
+    """Evaluate the targets, build the tables (filled into ``res``), write results.md and
+    results.json under ``out``; return the markdown."""
+    res.targets, res.targets_with_prototype = evaluate_targets(res)
+    res.table = table_rows(res)
+    md = build_tables(res, res.table)
+    if res.profile is not None:
+        md += "\n" + profile_markdown(res.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(md)
+    (out / "results.json").write_text(json.dumps(_jsonable(res), indent=1))
+    return md
