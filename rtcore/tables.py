@@ -48,8 +48,8 @@ def task_rows(backbone_name: str, task: Task, idx: torch.Tensor, norm: str, f0: 
               head: HeadInfo, witnesses: Mapping[float, Witnesses]) -> pd.DataFrame:
     """Per-sample rows of one task for every eps in ``witnesses``.
 
-    ``witnesses[eps]`` must hold ``feature`` (the feature attack), ``head`` (the head-subspace
-    feature attack), ``e2e`` (the end-to-end attack) and ``ce`` (the cross-entropy attack).
+    ``witnesses[eps]`` holds ``feature`` (the feature attack) and ``e2e`` (the end-to-end attack),
+    and may hold ``head`` (the head-subspace feature attack) and ``ce`` (the cross-entropy attack).
     """
     y = task.y_test[idx]
     w, b = probe.weight_, probe.bias_
@@ -68,8 +68,8 @@ def task_rows(backbone_name: str, task: Task, idx: torch.Tensor, norm: str, f0: 
         shifts = {name: f.double() - f0d for name, f in wit.items()}
         full = {name: s.norm(dim=1) for name, s in shifts.items()}
         proj = {name: (s @ P).norm(dim=1) for name, s in shifts.items()}
-        delta = consistent_delta(full["feature"], *(full[k] for k in ("head", "e2e", "ce")))
-        delta_p = consistent_delta(proj["head"], *(proj[k] for k in ("feature", "e2e", "ce")))
+        delta = consistent_delta(full["feature"], *(v for k, v in full.items() if k != "feature"))
+        delta_p = consistent_delta(*proj.values())
         robust = correct.clone()
         adv_loss = clean_loss.clone()
         for f in wit.values():

@@ -135,3 +135,16 @@ def test_small_end_to_end_on_a_bundled_backbone(tmp_path: Path) -> None:
     assert len(df) == 4
     _check_relations(df)
     assert (df[df.eps == 0]["clean_acc"] > 0.5).all()
+
+
+@pytest.mark.parametrize("probe", ["logistic-std", "robust"])
+def test_probe_kinds_and_optional_attacks_keep_every_relation(linear_case, probe: str, tmp_path: Path) -> None:
+    task = _linear_task(linear_case)
+    for head_attack, loss_attack in ((True, True), (False, False)):
+        ev = rtcore.run_evaluation(linear_case.backbone, task, [0.0, 0.05, 0.1], "linf", n=32, attack="fast",
+                                   probe=probe, probe_eps=0.05, head_attack=head_attack, loss_attack=loss_attack,
+                                   cache_dir=str(tmp_path))
+        _check_relations(ev.summary)
+        assert set(ev.summary["probe"]) == {probe} and set(ev.samples["probe"]) == {probe}
+        assert (ev.summary["probe_radius"] > 0).all() == (probe == "robust")
+        assert (ev.summary["head_attack"] == head_attack).all()
