@@ -24,8 +24,8 @@ from .bounds import head_projector
 from .cache import ResultCache
 from .config import DEFAULT_PROBE_EPS, check_eps, check_norm, unique_eps
 from .data import Task, load_task
-from .models import create_backbone
-from .probes import list_probes
+from .models import Backbone, create_backbone
+from .probes import LinearProbe, list_probes
 from .steps import (
     GALLERY,
     attack_cached,
@@ -85,6 +85,7 @@ def run_evaluation(
     probe_eps: float | None = None,
     head_attack: bool = True,
     loss_attack: bool = True,
+    head: LinearProbe | None = None,
     cache_dir: str | None = None,
     use_cache: bool = True,
     device: str | torch.device | None = None,
@@ -97,7 +98,8 @@ def run_evaluation(
     (``logistic`` by default; ``robust`` trains against feature shifts of radius r = the median
     Delta(x; ``probe_eps``) of the feature attack on training points). Results are cached on
     disk and reused; a cache entry that fails verification is recomputed and listed in ``recomputed``.
-    ``head_attack=False`` / ``loss_attack=False`` skip the head-subspace and cross-entropy attacks
+    ``head``: a fitted head (e.g. from fine-tuning, see :mod:`rtcore.transfer`) used instead of fitting
+    a probe (the ``probe`` column then reads ``given``). ``head_attack=False`` / ``loss_attack=False`` skip the head-subspace and cross-entropy attacks
     (then ``bound_head`` and ``adv_loss`` use the other attacks' witnesses only: still sound, looser).
     """
     norm = check_norm(norm)
@@ -123,31 +125,29 @@ def run_evaluation(
             return lambda f: report(ProgressEvent(stage, base + (lo + (hi - lo) * f) / len(task_list), task_name))
 
         sub("linear probe", 0.0, 0.05)(0.0)
-        params: dict[str, object] = {} if probe == "logistic-std" else {"C": probe_C}
-        radius = 0.0
-        if probe == "robust":
-            radius = radius_from_training_points(g, task, p_eps, norm, cfg, seed, cache, sub("linear probe", 0.0, 0.05))
-            params["radius"] = radius
-        head = fit_probe(g, task, cache, probe, **params)
+        if head is not None:
+            fitted, info = _given_head(head, task.num_classes), HeadInfo("given", float(getattr(head, "C_", "nan")), 0.0)
+        else:
+            fitted, info = _fit_head(g, task, probe, probe_C, p_eps, norm, cfg, seed, cache,
+                                     sub("linear probe", 0.0, 0.05))
         idx = test_indices(task.x_test.shape[0], n, seed)
         x, y = task.x_test[idx], task.y_test[idx]
         f0 = features(g, x, cache)
         m = f0.shape[1]
         feat = feature_attack_cached(g, x, m, eps_values, norm, cfg, seed, cache, sub("feature attack", 0.05, 0.35))
-        e2e = attack_cached(g, head, x, y, m, eps_values, norm, cfg, seed, cache, sub("end-to-end attack", 0.35, 0.6))
+        e2e = attack_cached(g, fitted, x, y, m, eps_values, norm, cfg, seed, cache, sub("end-to-end attack", 0.35, 0.6))
         witnesses = {e: {"feature": feat[e]["features_adv"], "e2e": e2e[e]["features_adv"]} for e in eps_values}
         if head_attack:
             on_head = feature_attack_cached(g, x, m, eps_values, norm, cfg, seed, cache,
                                             sub("head-subspace attack", 0.6, 0.85),
-                                            projector=head_projector(head.weight_), kind="head_attack")
+                                            projector=head_projector(fitted.weight_), kind="head_attack")
             for e in eps_values:
                 witnesses[e]["head"] = on_head[e]["features_adv"]
         if loss_attack:
-            ce = loss_attack_cached(g, head, x, y, m, eps_values, norm, cfg, seed, cache, sub("loss attack", 0.85, 1.0))
+            ce = loss_attack_cached(g, fitted, x, y, m, eps_values, norm, cfg, seed, cache, sub("loss attack", 0.85, 1.0))
             for e in eps_values:
                 witnesses[e]["ce"] = ce[e]["features_adv"]
-        info = HeadInfo(probe, float(getattr(head, "C_", float("nan"))), radius)
-        frames.append(task_rows(g.name, task, idx, norm, f0, head, info, witnesses))
+        frames.append(task_rows(g.name, task, idx, norm, f0, fitted, info, witnesses))
         for e in eps_values:
             gallery[(task.name, e)] = {"x": x[:GALLERY], "x_adv": feat[e]["x_adv_gallery"], "label": y[:GALLERY]}
     samples = pd.concat(frames, ignore_index=True)
@@ -159,6 +159,26 @@ def run_evaluation(
     report(ProgressEvent("done", 1.0))
     return Evaluation(summary=summary, samples=samples, gallery=gallery,
                       recomputed=[f"{r.path}: {r.reason}" for r in cache.rejected])
+
+
+def _fit_head(g: Backbone, task: Task, probe: str, probe_C: float | str, probe_eps: float, norm: str,
+              cfg: AttackSettings, seed: int, cache: ResultCache,
+              progress: Callable[[float], None]) -> tuple[LinearProbe, HeadInfo]:
+    """The probe of kind ``probe`` (the robust one with radius = median training-point Delta at ``probe_eps``)."""
+    params: dict[str, object] = {} if probe == "logistic-std" else {"C": probe_C}
+    radius = 0.0
+    if probe == "robust":
+        radius = radius_from_training_points(g, task, probe_eps, norm, cfg, seed, cache, progress)
+        params["radius"] = radius
+    fitted = fit_probe(g, task, cache, probe, **params)
+    return fitted, HeadInfo(probe, float(getattr(fitted, "C_", float("nan"))), radius)
+
+
+def _given_head(head: LinearProbe, num_classes: int) -> LinearProbe:
+    if not hasattr(head, "weight_") or head.weight_.shape[0] != num_classes:
+        shape = tuple(head.weight_.shape) if hasattr(head, "weight_") else "not fitted"
+        raise ValueError(f"head= must be a fitted probe with {num_classes} classes for this task, got weight {shape}")
+    return head
 
 
 def evaluate(

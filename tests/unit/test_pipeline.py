@@ -148,3 +148,18 @@ def test_probe_kinds_and_optional_attacks_keep_every_relation(linear_case, probe
         assert set(ev.summary["probe"]) == {probe} and set(ev.samples["probe"]) == {probe}
         assert (ev.summary["probe_radius"] > 0).all() == (probe == "robust")
         assert (ev.summary["head_attack"] == head_attack).all()
+
+
+def test_a_given_head_is_used_as_is(linear_case, tmp_path: Path) -> None:
+    task = _linear_task(linear_case)
+    head = rtcore.LinearProbe.from_weights(linear_case.W, linear_case.b)
+    ev = rtcore.run_evaluation(linear_case.backbone, task, [0.0, 0.05], "l2", n=64, attack="standard", head=head,
+                               cache_dir=str(tmp_path))
+    _check_relations(ev.summary)
+    assert set(ev.summary["probe"]) == {"given"}
+    exact = linear_case.exact_robust(0.05, "l2").double().mean()  # the given head is the exact linear model
+    assert float(ev.summary[ev.summary.eps == 0.05]["robust_acc"].iloc[0]) == pytest.approx(float(exact))
+    with pytest.raises(ValueError, match="head="):
+        rtcore.run_evaluation(linear_case.backbone, task, [0.05], n=8,
+                              head=rtcore.LinearProbe.from_weights(linear_case.W[:2], linear_case.b[:2]),
+                              cache_dir=str(tmp_path))
