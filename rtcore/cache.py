@@ -83,6 +83,19 @@ def _match_schema(tensors: Mapping[str, torch.Tensor], schema: Schema) -> str | 
     return None
 
 
+_CLEANED: set[Path] = set()
+_CLEANED_LOCK = threading.Lock()
+
+
+def _clean_once(folder: Path) -> None:
+    """Remove stale temporaries of a results folder, once per process."""
+    with _CLEANED_LOCK:
+        if folder in _CLEANED:
+            return
+        _CLEANED.add(folder)
+    remove_stale_temporaries(folder)
+
+
 class ResultCache:
     """Tensors by key under ``root/results``. ``enabled=False`` makes every lookup a miss."""
 
@@ -93,7 +106,7 @@ class ResultCache:
         self._lock = threading.Lock()
         if enabled:
             check_cache_dir(self.root)
-            remove_stale_temporaries(self.root / "results")
+            _clean_once(self.root / "results")
 
     @staticmethod
     def key(kind: str, **parts: Any) -> str:

@@ -1,7 +1,7 @@
 """Pretraining recipes for the bundled backbones: ``python -m rtcore.train <recipe>``.
 
 Upstream data: the real Fashion-MNIST training images of classes 0-4 with index < 50000
-(:func:`rtcore.tasks.load_upstream`); downstream tasks never reuse them. Each recipe writes
+(:func:`rtcore.data.load_upstream`); downstream tasks never reuse them. Each recipe writes
 ``assets/backbones/<name>.safetensors`` and a JSON model card whose numbers come from
 rtcore's own evaluation on the upstream test images (Fashion-MNIST test set, classes 0-4).
 """

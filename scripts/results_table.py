@@ -1,9 +1,13 @@
-"""Generate the README results table with the CLI: every bundled backbone on every offline task.
+"""Generate the README results tables with the CLI: every bundled backbone on every offline task.
 
-    python scripts/results_table.py --eps 0.03 0.1 --n 200 --attack standard
+    python scripts/results_table.py --n 500 --attack standard            # the default probe, linf k/255 grid
+    python scripts/results_table.py --n 500 --probes logistic robust --backbones fmnist-cnn-pgd-linf-0.1
 
-Each backbone is one `python -m rtcore evaluate` run (cached, resumable); its CSV goes to
-results/<backbone>.csv and the merged markdown table to results/table.md.
+Each (backbone, probe) is one `python -m rtcore evaluate` run (cached, resumable: a killed run
+picks up from the cache); its CSV goes to results/<backbone>[-<probe>].csv and the markdown to
+results/table.md. Every row is checked for the relations that must hold
+(bound <= bound_head <= robust_acc <= clean_acc; clean_loss <= adv_loss <= loss_bound_lse <= loss_bound),
+and the script prints whether the linf-robust backbone's bound says something at 2/255.
 """
 
 from __future__ import annotations
@@ -19,44 +23,82 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import rtcore  # noqa: E402
+from rtcore.config import eps_steps  # noqa: E402
+
+GRID_255 = (1, 2, 4, 8)
+ROBUST, STANDARD = "fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"
 
 
-def run_cli(backbone: str, tasks: list[str], eps: list[float], n: int, attack: str, out: Path) -> None:
-    cmd = rtcore.cli_command(backbone, tasks, eps, "linf", n, attack, out=str(out))
+def run_cli(backbone: str, tasks: list[str], eps: list[float], n: int, attack: str, probe: str, out: Path) -> None:
+    cmd = rtcore.cli_command(backbone, tasks, eps, "linf", n, attack, out=str(out), probe=probe)
     print(f"$ {cmd}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, *cmd.split()[1:]], check=True, cwd=ROOT)
 
 
+def check_relations(df: pd.DataFrame) -> None:
+    tol = 1e-9
+    pairs = [("bound", "bound_head"), ("bound_head", "robust_acc"), ("robust_acc", "clean_acc"),
+             ("clean_loss", "adv_loss"), ("adv_loss", "loss_bound_lse"), ("loss_bound_lse", "loss_bound")]
+    for lo, hi in pairs:
+        bad = df[df[lo] > df[hi] + tol]
+        if len(bad):
+            raise SystemExit(f"relation {lo} <= {hi} fails on {len(bad)} rows:\n{bad}")
+
+
 def markdown(df: pd.DataFrame) -> str:
-    cols = ["backbone", "task", "eps", "clean_acc", "robust_acc", "bound", "bound_feature_only", "mean_delta"]
-    head = "| backbone | task | eps | clean acc | robust acc (empirical) | bound | bound (feature attack only) | mean Delta |"
-    lines = [head, "|" + "---|" * len(cols)]
-    for _, r in df[cols].iterrows():
-        lines.append(f"| {r.backbone} | {r.task} | {r.eps:g} | {r.clean_acc:.3f} | {r.robust_acc:.3f} | {r.bound:.3f} "
-                     f"| {r.bound_feature_only:.3f} | {r.mean_delta:.3f} |")
+    head = ("| backbone | task | probe | eps | clean acc | robust acc | bound | bound (head) | bound (mean Δ) "
+            "| mean Δ | adv loss | LSE loss bound | loss bound |")
+    lines = [head, "|" + "---|" * 4 + "---:|" * 9]
+    for _, r in df.iterrows():
+        lines.append(
+            f"| {r.backbone} | {r.task} | {r.probe} | {eps_steps(r.eps, 'linf'):.0f}/255 | {r.clean_acc:.3f} "
+            f"| {r.robust_acc:.3f} | {r.bound:.3f} | {r.bound_head:.3f} | {r.bound_mean_delta:.3f} "
+            f"| {r.mean_delta:.3f} | {r.adv_loss:.3f} | {r.loss_bound_lse:.3f} | {r.loss_bound:.3f} |")
     return "\n".join(lines)
 
 
+def done_when(df: pd.DataFrame) -> list[str]:
+    """The bound says something: the linf-robust backbone at 2/255 with the default probe."""
+    at = df[(df.probe == "logistic") & (abs(df.eps - 2 / 255) < 1e-9)].set_index(["backbone", "task"])
+    if ROBUST not in at.index.get_level_values(0):
+        return []
+    rob = at.loc[ROBUST]
+    half = int((rob["bound"] >= 0.5 * rob["robust_acc"]).sum())
+    out = [f"{ROBUST} at 2/255: bound >= half its robust accuracy on {half} of {len(rob)} tasks"]
+    if STANDARD in at.index.get_level_values(0):
+        std = at.loc[STANDARD].reindex(rob.index)
+        beats = int((rob["bound"] > std["bound"]).sum())
+        out.append(f"{ROBUST} bound > {STANDARD} bound on {beats} of {len(rob)} tasks")
+    return out
+
+
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--eps", nargs="+", type=float, default=[0.03, 0.1])
-    p.add_argument("--n", type=int, default=200)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", nargs="+", type=int, default=list(GRID_255), help="eps = k/255 for these k")
+    p.add_argument("--n", type=int, default=500)
     p.add_argument("--attack", default="standard")
+    p.add_argument("--probes", nargs="+", default=["logistic"])
     p.add_argument("--backbones", nargs="*", help="default: every bundled backbone")
+    p.add_argument("--out", default="table.md")
     args = p.parse_args()
     backbones = args.backbones or [n for n, s in rtcore.backbone_specs().items() if s.kind == "bundled"]
     tasks = rtcore.list_tasks(offline_only=True)
+    eps = [k / 255 for k in args.steps]
     out_dir = ROOT / "results"
     out_dir.mkdir(exist_ok=True)
     frames = []
     for bb in backbones:
-        out = out_dir / f"{bb}.csv"
-        run_cli(bb, tasks, args.eps, args.n, args.attack, out)
-        frames.append(pd.read_csv(out))
+        for probe in args.probes:
+            out = out_dir / (f"{bb}.csv" if probe == "logistic" else f"{bb}-{probe}.csv")
+            run_cli(bb, tasks, eps, args.n, args.attack, probe, out)
+            frames.append(pd.read_csv(out))
     df = pd.concat(frames, ignore_index=True)
+    check_relations(df)
     md = markdown(df)
-    (out_dir / "table.md").write_text(md + "\n")
+    (out_dir / args.out).write_text(md + "\n")
     print(md)
+    for line in done_when(df):
+        print(line)
     return 0
 
 

@@ -1,17 +1,4 @@
-"""Downstream tasks for linear-probe robustness experiments, and the upstream pretraining data.
-
-A :class:`Task` is a small labelled image dataset (train and test splits, all
-images float32 in [0, 1], NCHW).  Tasks are looked up by name in an explicit
-registry (:func:`list_tasks`, :func:`task_info`, :func:`load_task`).  Images
-are in the dataset's native pixel space (Fashion-MNIST, MNIST and the generated
-tasks 1x28x28 grayscale; CIFAR-10/100 and SVHN 3x32x32 RGB), because attack
-budgets (eps) are measured there: any resizing, channel conversion or
-normalisation belongs inside the model (:class:`rtcore.backbones.Backbone`
-adapts channels and size).
-
-No data file is ever unpickled: IDX files are read by :mod:`rtcore.data.idx`,
-CIFAR from its official binary archives by :mod:`rtcore.data.cifar`, SVHN's
-MATLAB files by scipy (through torchvision).
+"""Fashion-MNIST: finding a copy, reading it (IDX, no pickle), and the upstream pretraining split.
 
 Split integrity (the experiment depends on it)
 ----------------------------------------------
@@ -38,9 +25,7 @@ Fashion-MNIST sources, first found wins
 A full copy gives downstream tasks 10000 train / 10000 test images over ten
 classes, the bundled subset 6000 / 4000; :attr:`Task.source` records which.
 
-Loaded tasks are memoised in-process per (name, root, seed, relevant
-environment variables).  The returned tensors are shared between callers and
-must be treated as read-only: clone before modifying.
+Raw arrays are memoised per folder (cleared with :func:`rtcore.data.clear_task_cache`).
 """
 
 from __future__ import annotations

@@ -10,11 +10,12 @@ Pillow's built-in font (embedded in Pillow, never a system font) and stroke
 fonts defined in this file as polylines, so rendering is identical for a given
 Pillow version; the Pillow version is part of the glyph cache key.
 
-Generated arrays are cached as ``.npz`` files under
-``$RTCORE_CACHE_DIR/tasks/`` (default ``~/.cache/rtcore/tasks/``), written
-atomically and read back with ``allow_pickle=False``.  A cache file that fails
-any check (unreadable zip, CRC error, wrong keys, shapes, dtypes, value range
-or metadata) is regenerated and overwritten, never trusted.
+Generated arrays are cached as ``.npz`` files under ``<cache dir>/tasks/`` (the
+result cache folder: ``cache_dir=``/``--cache-dir``, else ``$RTCORE_CACHE_DIR`` or
+``~/.cache/rtcore``), written atomically with the sha256 of the arrays and read back
+with ``allow_pickle=False``.  A cache file that fails any check (unreadable zip, CRC
+error, wrong keys, shapes, dtypes, value range, metadata or digest) is regenerated
+and overwritten, never trusted.
 """
 
 from __future__ import annotations

@@ -131,7 +131,10 @@ def test_stale_temporaries_are_removed_and_entries_are_world_readable(tmp_path: 
     young.write_bytes(b"half")
     past = time.time() - 7200
     os.utime(old, (past, past))
-    ResultCache(tmp_path)  # opening the cache cleans up
+    import rtcore.cache
+
+    rtcore.cache._CLEANED.clear()  # as in a new process: the first opening of a cache folder cleans it up
+    ResultCache(tmp_path)
     assert not old.exists() and young.exists()
     assert torch.equal(ResultCache(tmp_path).load(key, {"features": (2, 3)})["features"], torch.ones(2, 3))
 
