@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# The stamps carry the checksum of their requirements file, so a changed file gives a new stamp name
+# and a reinstall; an unchanged file (even if touched, e.g. by a checkout) reuses the venv. That is why
+# the stamp rules below have no file prerequisites: make would compare modification times instead.
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 # Browser tests: Playwright from PyPI into the venv, Debian's chromium (never `playwright install`).
 BSTAMP := $(VENV)/.browser-$(shell cksum requirements-browser.txt | cut -d' ' -f1)
@@ -12,8 +15,8 @@ BSTAMP := $(VENV)/.browser-$(shell cksum requirements-browser.txt | cut -d' ' -f
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
-	$(PYTHON) -m venv $(VENV)
+$(STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	rm -f $(VENV)/.installed-*
@@ -25,7 +28,7 @@ $(STAMP): requirements.txt
 browser: $(BSTAMP)
 	bash scripts/install_browser.sh
 
-$(BSTAMP): requirements-browser.txt $(STAMP)
+$(BSTAMP): | $(STAMP)
 	$(PY) -m pip install --quiet -r requirements-browser.txt
 	rm -f $(VENV)/.browser-*
 	touch $(BSTAMP)
@@ -37,7 +40,7 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 browser-test: $(STAMP) browser
-	$(PY) -m pytest -q tests/test_browser.py
+	$(PY) -m pytest -q tests/browser
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"

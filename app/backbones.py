@@ -154,8 +154,7 @@ def timm_arch(name: str) -> str:
     import timm
 
     arch = name.strip()
-    if arch.startswith(TIMM_PREFIX):
-        arch = arch[len(TIMM_PREFIX):]
+    arch = arch.removeprefix(TIMM_PREFIX)
     if not arch:
         raise ValueError("give the timm architecture the checkpoint was saved from, e.g. 'resnet18'")
     if not (timm.is_model(arch) or timm.is_model(arch.split(".")[0])):

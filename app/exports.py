@@ -1,71 +1,147 @@
-"""Downloads and the reproducing command line; the per-eps table the landing page shows."""
+"""Downloads and the reproducing script; the per-eps tables the pages show.
+
+The CSVs are plain (``pd.read_csv`` reads them, no comment lines): the summary and the per-sample
+table of the job's *final* steps, exactly as ``rtcore.run_evaluation`` returned them, tasks in the
+request's order, only the tasks that were computed. The script replays the dashboard's eps groups
+(:func:`app.plan.eps_groups`) with ``python -m rtcore evaluate``: each attack sweeps the same eps
+together as in the dashboard, so on an empty cache the last command writes the same per-sample CSV
+byte for byte (with the dashboard's cache, every command is a cache hit and instant).
+"""
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 import shlex
+from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 
-from rtcore import (
-    cli_command,
-)
-
-log = logging.getLogger(__name__)
+from rtcore import Evaluation, cli_command
 
 from .backbones import BackboneRef
-from .jobs import EvalRequest, Snapshot
+from .jobs import EvaluationJob, Snapshot
+from .plan import EvalRequest
 
-# ---------------------------------------------------------------- downloads and reproduction
-
-def cli_for(request: EvalRequest, ref: BackboneRef, out: str = "results.csv") -> str:
-    """The exact command line that reproduces ``request`` for one backbone."""
-    cmd = cli_command(ref.name, list(request.tasks), list(request.eps_values), request.norm, request.n,
-                      request.attack, request.seed, out)
-    if ref.weights is not None:
-        cmd += " --weights " + shlex.quote(ref.weights)
-    return cmd
-
-
-def cli_text(request: EvalRequest) -> str:
-    """One reproducing command per backbone of the request."""
-    return "\n".join(cli_for(request, ref, out=f"results-{_slug(ref.display)}.csv" if len(request.backbones) > 1
-                             else "results.csv") for ref in request.backbones)
+SCRIPT_HEAD = """#!/usr/bin/env bash
+# Reproduces the dashboard's per-sample CSV ({samples}) byte for byte.
+# The dashboard computes in stages (eps 0, then {first}, then the rest of the grid{extras}); an attack's
+# result depends on which eps it sweeps together, so these commands replay the same stages. On an empty
+# cache they recompute everything; with the dashboard's cache (~/.cache/rtcore or $RTCORE_CACHE_DIR)
+# every command is a cache hit. Add --cache-dir DIR to each line to use another cache folder.
+set -euo pipefail
+"""
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "backbone"
 
 
-def csv_bytes(df: pd.DataFrame, request: EvalRequest | None = None) -> bytes:
-    """CSV of a result table; with a request, the reproducing command comes first as ``#`` lines."""
-    head = ""
-    if request is not None:
-        head = "".join(f"# reproduce: {line}\n" for line in cli_text(request).splitlines())
-        head += "# the bound is an attack estimate (a prediction), not a certificate\n"
-    return (head + df.to_csv(index=False)).encode()
-
-
-def download_name(request: EvalRequest, kind: str) -> str:
-    """A descriptive file name, e.g. ``rtcore-summary-fmnist-cnn-standard-linf-n200-fast.csv``."""
+def download_name(request: EvalRequest, kind: str, ext: str = "csv") -> str:
+    """A descriptive file name, e.g. ``rtcore-samples-fmnist-cnn-standard-linf-n200-fast.csv``."""
     who = _slug(request.backbones[0].display) if len(request.backbones) == 1 else f"{len(request.backbones)}-backbones"
-    return f"rtcore-{kind}-{who}-{request.norm}-n{request.n}-{request.attack}.csv"
+    probe = "" if request.probes == ("logistic",) else (
+        f"-{request.probes[0]}" if len(request.probes) == 1 else f"-{len(request.probes)}-probes")
+    return f"rtcore-{kind}-{who}{probe}-{request.norm}-n{request.n}-{request.attack}.{ext}"
 
 
-TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "bound", "mean_delta": "mean Δ"}
+def export_parts(job: EvaluationJob) -> list[tuple[BackboneRef, str, list[str], list[Evaluation]]]:
+    """Per (backbone, probe): the computed tasks in request order and their final results."""
+    req = job.request
+    final: dict[tuple[BackboneRef, str, str], Evaluation] = {(s.ref, s.probe, s.task): ev
+                                                            for s, ev in job.export_pieces()}
+    parts = []
+    for ref in req.backbones:
+        for probe in req.probes:
+            tasks = [t for t in req.tasks if (ref, probe, t) in final]
+            if tasks:
+                parts.append((ref, probe, tasks, [final[(ref, probe, t)] for t in tasks]))
+    return parts
+
+
+def export_tables(job: EvaluationJob) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The summary and per-sample tables of the final steps, or None while they are incomplete."""
+    parts = export_parts(job)
+    if not parts:
+        return None
+    evs = [ev for *_, evs in parts for ev in evs]
+    summary = pd.concat([ev.summary for ev in evs], ignore_index=True)
+    samples = pd.concat([ev.samples for ev in evs], ignore_index=True)
+    return summary, samples
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """Plain CSV, written exactly as ``python -m rtcore evaluate --out/--samples-out`` writes it."""
+    return df.to_csv(index=False).encode()
+
+
+def _command(request: EvalRequest, ref: BackboneRef, probe: str, tasks: Sequence[str], eps: Sequence[float],
+             out: str | None = None, samples_out: str | None = None) -> str:
+    cmd = cli_command(ref.name, list(tasks), list(eps), request.norm, request.n, request.attack, request.seed,
+                      out=out or "-", weights=ref.weights, probe=probe, samples_out=samples_out)
+    if out is None:  # an intermediate stage: results go to the cache only
+        parts = shlex.split(cmd)
+        i = parts.index("--out")
+        cmd = shlex.join(parts[:i] + parts[i + 2:])
+    return cmd
+
+
+def script_commands(request: EvalRequest, tasks_by: Sequence[tuple[BackboneRef, str, Sequence[str]]],
+                    summary_name: str, samples_name: str) -> list[str]:
+    """The reproducing commands: every eps group in the dashboard's order, then the final command
+    that writes the CSVs (one final command per backbone and probe, then their concatenation)."""
+    lines: list[str] = []
+    outputs: list[tuple[str, str]] = []
+    many = len(tasks_by) > 1
+    for ref, probe, tasks in tasks_by:
+        for group in request.groups():
+            lines.append(_command(request, ref, probe, tasks, group))
+        if many:  # one pair of files per backbone and probe, concatenated below
+            tag = "-".join([_slug(ref.display)] * (len(request.backbones) > 1) + [probe] * (len(request.probes) > 1))
+            out, samples_out = f"summary-{tag}.csv", f"samples-{tag}.csv"
+        else:
+            out, samples_out = summary_name, samples_name
+        lines.append(_command(request, ref, probe, tasks, request.eps_values, out, samples_out))
+        outputs.append((out, samples_out))
+    if many:
+        for name, idx in ((summary_name, 0), (samples_name, 1)):
+            files = " ".join(shlex.quote(o[idx]) for o in outputs)
+            lines.append(f"{{ head -n 1 {shlex.quote(outputs[0][idx])}; tail -q -n +2 {files}; }} > "
+                         f"{shlex.quote(name)}")
+    return lines
+
+
+def repro_script(job: EvaluationJob) -> str:
+    """The downloadable ``.sh``: a header that says what it does, then :func:`script_commands`."""
+    req = job.request
+    tasks_by = [(ref, probe, tasks) for ref, probe, tasks, _ in export_parts(job)]
+    if not tasks_by:
+        tasks_by = [(ref, probe, list(req.tasks)) for ref in req.backbones for probe in req.probes]
+    summary_name, samples_name = download_name(req, "summary"), download_name(req, "samples")
+    from .state import eps_short
+
+    groups = req.groups()
+    extras = f", then each added eps ({', '.join(eps_short(e, req.norm) for e in req.extras)})" if req.extras else ""
+    head = SCRIPT_HEAD.format(samples=samples_name, first=eps_short(groups[1][0], req.norm), extras=extras)
+    return head + "\n".join(script_commands(req, tasks_by, summary_name, samples_name)) + "\n"
+
+
+TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "bound",
+               "bound_head": "bound Δ_P", "mean_delta": "mean Δ"}
 
 
 def display_table(summary: pd.DataFrame, eps: float, by: str = "task") -> pd.DataFrame:
-    """The per-task numbers at one eps, as the landing page shows them."""
-    rows = summary[np.isclose(summary["eps"].astype(float), eps)]
-    cols = [c for c in [by, "clean_acc", "robust_acc", "bound", "mean_delta", "n"] if c in rows.columns]
+    """The per-task numbers at one eps, as the landing and compare pages show them."""
+    from rtcore.config import eps_mask
+
+    rows = summary[eps_mask(summary["eps"], eps)] if len(summary) else summary
+    cols = [c for c in [by, "clean_acc", "robust_acc", "bound", "bound_head", "mean_delta", "n"] if c in rows.columns]
     if by != "task" and "task" in rows.columns:
         cols.insert(1, "task")
     out = rows[cols].rename(columns=TABLE_NAMES)
+    if "head_attack" in rows.columns and "bound Δ_P" in out.columns:
+        out["bound Δ_P"] = out["bound Δ_P"].where(rows["head_attack"].astype(bool).values)
     return out.reset_index(drop=True)
 
 
@@ -77,3 +153,13 @@ def gallery_item(snapshot: Snapshot, backbone: str, task: str, eps: float) -> di
     return None
 
 
+def status_counts(rows: pd.DataFrame) -> pd.DataFrame:
+    """How many points meet the criterion, survive the attack without it, or are broken."""
+    from .figures import STATUS_COLORS, sample_status
+
+    counts = sample_status(rows).value_counts().reindex(list(STATUS_COLORS), fill_value=0)
+    return counts.rename("points").rename_axis("status").reset_index()
+
+
+__all__ = ["csv_bytes", "display_table", "download_name", "export_tables", "gallery_item", "repro_script",
+           "script_commands", "status_counts"]

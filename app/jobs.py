@@ -1,137 +1,56 @@
-"""Evaluations in background threads: requests, snapshots for the pages, a process-wide job registry."""
+"""Evaluations in background threads: the steps of :mod:`app.plan` run one by one on the shared
+device, every finished step lands in a process-wide store and in the job's snapshot at once.
+
+The time estimate comes from measured throughput: seconds per (task, eps) unit of attack work
+and per probe fit, measured on this job's computed steps (:class:`Throughput`), never from
+elapsed time divided by the fraction done.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from rtcore import (
-    PRESETS,
     BackboneUnavailableError,
     CheckpointError,
     Evaluation,
     ProgressEvent,
     TaskUnavailableError,
-    load_task,
     run_evaluation,
 )
-from rtcore.config import NORMS, default_cache_dir
+from rtcore.config import eps_mask
+
+from . import markers
+from .backbones import BackboneRef
+from .devices import DEVICE_LOCK, DEVICE_POLL_S
+from .pieces import PIECES, PieceStore, _task, piece_key
+from .plan import CACHED, PROBE, EvalRequest, Step
+from .state import eps_short
+from .throughput import PRIOR_COST, Throughput, fmt_seconds
 
 log = logging.getLogger(__name__)
 
-from .backbones import BackboneRef
-from .state import SEED, eps_to_evaluate, round_eps
-
-# ---------------------------------------------------------------- evaluation requests and jobs
-
-DEVICE_POLL_S = 0.25  # how often a job waiting for the device refreshes its status and checks for cancel
-
-
-class DeviceLock:
-    """The (shared) backbone device, held by one job for one step at a time.
-
-    Waiting jobs are served first come, first served, so the steps of concurrent jobs
-    interleave instead of one job running to its end while the others queue. The lock
-    knows which job holds it, so a waiting job can say whose progress it waits for.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queue: deque[object] = deque()
-        self._holder: object | None = None
-
-    @property
-    def holder(self) -> object | None:
-        """The job that holds the device now, or None."""
-        with self._cond:
-            return self._holder
-
-    def acquire(self, job: object, timeout: float | None = None) -> bool:
-        """Queue ``job`` (once) and wait up to ``timeout`` for its turn; True once it holds the device.
-
-        A job that timed out keeps its place in the queue; :meth:`withdraw` gives it up.
-        """
-        with self._cond:
-            if not any(j is job for j in self._queue):
-                self._queue.append(job)
-            turn = self._cond.wait_for(lambda: self._holder is None and self._queue[0] is job, timeout)
-            if turn:
-                self._queue.popleft()
-                self._holder = job
-            return turn
-
-    def release(self, job: object) -> None:
-        with self._cond:
-            if self._holder is not job:
-                raise RuntimeError("the device is not held by this job")
-            self._holder = None
-            self._cond.notify_all()
-
-    def withdraw(self, job: object) -> None:
-        """Leave the queue without taking the device (a cancelled job)."""
-        with self._cond:
-            self._queue = deque(j for j in self._queue if j is not job)
-            self._cond.notify_all()
+START_DELAY_S = 0.6  # a job that replaces an owner's earlier request waits this long: rapid changes coalesce
+ATTACK_STAGES = {"feature attack", "end-to-end attack", "head-subspace attack", "loss attack"}
+STAGE_TEXT = {"linear probe": "fitting the linear probe", "feature attack": "feature attack (Δ)",
+              "end-to-end attack": "end-to-end attack", "head-subspace attack": "head-subspace attack (Δ_P)",
+              "loss attack": "cross-entropy attack (loss)", "backbone": "preparing the backbone",
+              "done": "storing results"}
 
 
-DEVICE_LOCK = DeviceLock()  # one evaluation step at a time on the (shared) backbone device
+__all__ = ["PIECES", "EvalRequest", "EvaluationJob", "PieceStore", "Snapshot", "Throughput", "fmt_seconds",
+           "piece_key"]
 
 
-@dataclass(frozen=True)
-class EvalRequest:
-    """Everything that defines a dashboard evaluation (the grid plus the current eps)."""
-
-    backbones: tuple[BackboneRef, ...]
-    tasks: tuple[str, ...]
-    eps: float
-    norm: str
-    n: int
-    attack: str
-    seed: int = SEED
-    cache_dir: str = ""
-
-    @property
-    def eps_values(self) -> tuple[float, ...]:
-        return eps_to_evaluate(self.norm, self.eps)
-
-    def steps(self) -> list[tuple[BackboneRef, str, tuple[float, ...]]]:
-        """Work in the order that draws something soonest: the current eps for every
-        (backbone, task) first, then the rest of the grid."""
-        first = [(b, t, (self.eps,)) for b in self.backbones for t in self.tasks]
-        rest = tuple(e for e in self.eps_values if e != self.eps)
-        return first + ([(b, t, rest) for b in self.backbones for t in self.tasks] if rest else [])
-
-
-def make_request(backbones: Sequence[BackboneRef], tasks: Sequence[str], eps: float, norm: str, n: int,
-                 attack: str, *, seed: int = SEED, cache_dir: str | os.PathLike[str] | None = None) -> EvalRequest:
-    """A validated request; ``cache_dir`` defaults to ``$RTCORE_CACHE_DIR`` or ``~/.cache/rtcore``."""
-    if norm not in NORMS:
-        raise ValueError(f"norm={norm!r} must be one of {list(NORMS)}")
-    if attack not in PRESETS:
-        raise ValueError(f"attack={attack!r} must be one of {list(PRESETS)}")
-    if not backbones:
-        raise ValueError("choose at least one backbone")
-    if not tasks:
-        raise ValueError("choose at least one task in the sidebar")
-    e = round_eps(eps)
-    if not 0.0 <= e <= 1.0:
-        raise ValueError(f"eps={eps} must be in [0, 1] pixel units")
-    if int(n) < 1:
-        raise ValueError(f"n={n} must be a positive number of test points")
-    cdir = str(Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    return EvalRequest(tuple(dict.fromkeys(backbones)), tuple(dict.fromkeys(tasks)), e, norm, int(n), attack,
-                       int(seed), cdir)
-
+# ---------------------------------------------------------------- snapshots
 
 @dataclass
 class Snapshot:
@@ -150,6 +69,7 @@ class Snapshot:
     elapsed: float
     eta: float | None
     cancelled: bool = False
+    job_id: int = 0
 
     @property
     def empty(self) -> bool:
@@ -157,49 +77,66 @@ class Snapshot:
 
     def at_eps(self, eps: float) -> pd.DataFrame:
         """Summary rows at one eps."""
-        return self.summary[np.isclose(self.summary["eps"], eps)] if not self.empty else self.summary
+        return self.summary[eps_mask(self.summary["eps"], eps)] if not self.empty else self.summary
+
+    @property
+    def preliminary(self) -> bool:
+        """True while some rows still lack the head-subspace and loss attacks."""
+        return not self.empty and "head_attack" in self.summary and not bool(self.summary["head_attack"].all())
 
 
 class _Cancelled(Exception):
     """Raised from the progress callback to stop a superseded job."""
 
 
-def _sort_key(request: EvalRequest) -> dict[str, dict[str, int]]:
-    return {"backbone": {b.display: i for i, b in enumerate(request.backbones)},
-            "task": {t: i for i, t in enumerate(request.tasks)}}
+class _Miss(Exception):
+    """A guarded (believed cached) step started computing: fall back to the staged plan."""
 
+
+# ---------------------------------------------------------------- the job
 
 class EvaluationJob:
     """One :class:`EvalRequest` computed step by step in a background thread.
 
-    Every finished (backbone, task, eps-list) step is stored on disk by rtcore and added to
-    the snapshot at once; a page draws the snapshot and waits for the next version. The
-    thread holds :data:`DEVICE_LOCK` for each step it computes, so jobs never share the device
-    but the steps of concurrent jobs take turns.
+    Steps already in :data:`PIECES` are taken from there at once; every other step holds
+    :data:`DEVICE_LOCK` while it runs, so concurrent jobs take turns step by step. A finished
+    step is stored (disk by rtcore, memory in :data:`PIECES`) and added to the snapshot.
     """
 
-    def __init__(self, request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module]) -> None:
+    _ids = 0
+    _ids_lock = threading.Lock()
+
+    def __init__(self, request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],
+                 start_delay: float = 0.0) -> None:
         missing = [b.display for b in request.backbones if b not in backbones]
         if missing:
             raise ValueError(f"no loaded backbone given for {missing}")
+        with EvaluationJob._ids_lock:
+            EvaluationJob._ids += 1
+            self.id = EvaluationJob._ids
         self.request = request
         self._backbones = dict(backbones)
+        self._start_delay = start_delay
         self._cond = threading.Condition()
-        self._pieces: list[tuple[BackboneRef, Evaluation]] = []
+        self._steps: list[Step] = request.steps()
+        self._pieces: list[tuple[Step, Evaluation]] = []
         self._class_names: dict[str, tuple[str, ...]] = {}
         self._errors: list[str] = []
         self._warnings: list[str] = []
-        self._skip_tasks: set[str] = set()
+        self._skip: set[tuple[BackboneRef, str, str]] = set()
+        self._fallback: dict[tuple[BackboneRef, str, str], list[Step]] = {}
         self._version = 0
-        self._fraction = 0.0
+        self._pos = 0  # index of the step being computed
+        self._step_fraction = 0.0
         self._status = "waiting for the device"
-        self._step = (0, len(request.steps()))
         self._done = False
+        self._computed_steps = 0
+        self._throughput = Throughput()
         self._cancel = threading.Event()
         self._t0 = time.monotonic()
         self._t_end: float | None = None
         self._cached: tuple[int, Snapshot] | None = None
-        self._thread = threading.Thread(target=self._run, name="rtcore-dashboard-job", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"rtcore-dashboard-job-{self.id}", daemon=True)
 
     # -- control
     def start(self) -> EvaluationJob:
@@ -207,7 +144,7 @@ class EvaluationJob:
         return self
 
     def cancel(self) -> None:
-        """Stop at the next progress report; finished steps stay in the disk cache."""
+        """Stop at the next progress report; finished steps stay cached."""
         self._cancel.set()
 
     @property
@@ -224,6 +161,12 @@ class EvaluationJob:
         with self._cond:
             return self._done and bool(self._errors)
 
+    @property
+    def computed_steps(self) -> int:
+        """How many steps this job computed (not taken from the store)."""
+        with self._cond:
+            return self._computed_steps
+
     def wait_for_change(self, version: int, timeout: float) -> bool:
         """Block until the snapshot version passes ``version`` or the job ends; True if it did."""
         with self._cond:
@@ -234,84 +177,144 @@ class EvaluationJob:
         self._thread.join(timeout)
 
     # -- state
+    def _weights(self) -> tuple[float, float]:
+        """(work done, total work) in prior cost units, the current step counted by its fraction."""
+        def w(s: Step) -> float:
+            return PRIOR_COST.get(s.kind, 1.0) * s.units + 0.05
+
+        total = sum(w(s) for s in self._steps) or 1.0
+        done = sum(w(s) for s in self._steps[: self._pos]) + w(self._steps[self._pos]) * self._step_fraction \
+            if self._pos < len(self._steps) else total
+        return done, total
+
+    def _fraction(self) -> float:
+        if self._done:
+            return 1.0
+        done, total = self._weights()
+        return min(1.0, done / total)
+
+    def _eta(self) -> float | None:
+        if self._done or self._pos >= len(self._steps):
+            return None
+        return self._throughput.eta(self._steps[self._pos + 1:], self._steps[self._pos], self._step_fraction)
+
     def progress(self) -> tuple[float, str]:
-        """Overall fraction in [0, 1] and a status line with the stage and a time estimate."""
+        """Overall fraction in [0, 1] and a status line with the stage and the measured time estimate."""
         with self._cond:
-            f, status, done = self._fraction, self._status, self._done
+            f, status, eta = self._fraction(), self._status, self._eta()
+            how = self._throughput.describe()
         elapsed = self._elapsed()
-        eta = _eta(f, elapsed, done)
-        tail = f" · {elapsed:.0f} s elapsed" + (f", about {eta:.0f} s left" if eta is not None else "")
+        tail = f" · {fmt_seconds(elapsed)} elapsed"
+        if eta is not None:
+            tail += f", about {fmt_seconds(eta)} left ({how})"
+        elif not self.done:
+            tail += ", time left: measuring the first steps"
         return f, status + tail
 
-    def position(self) -> tuple[int, int, float]:
-        """The step being computed (1-based, 0 before the first), the number of steps, and the fraction done."""
+    def position(self) -> tuple[int, int, float, float | None]:
+        """The step being computed (1-based), the number of steps, the fraction done, the time left."""
         with self._cond:
-            return self._step[0], self._step[1], self._fraction
+            return min(self._pos + 1, len(self._steps)), len(self._steps), self._fraction(), self._eta()
 
     def _elapsed(self) -> float:
         return (self._t_end or time.monotonic()) - self._t0
+
+    def export_pieces(self) -> list[tuple[Step, Evaluation]]:
+        """The final steps' results, in plan order (backbone, probe, task): what the downloads contain."""
+        with self._cond:
+            return [(s, ev) for s, ev in self._pieces if s.final]
 
     def snapshot(self) -> Snapshot:
         """The results so far (re-assembled only when a step has finished since the last call)."""
         with self._cond:
             version, done = self._version, self._done
+            fraction, status, eta = self._fraction(), self._status, self._eta()
             cached = self._cached
             if cached is not None and cached[0] == version:
                 snap = cached[1]
-                snap.fraction, snap.status, snap.done = self._fraction, self._status, done
+                snap.fraction, snap.status, snap.done, snap.eta = fraction, status, done, eta
                 snap.elapsed = self._elapsed()
-                snap.eta = _eta(snap.fraction, snap.elapsed, done)
                 return snap
             pieces = list(self._pieces)
             errors, warnings = list(self._errors), list(self._warnings)
-            fraction, status = self._fraction, self._status
             class_names = dict(self._class_names)
-        summary, samples, gallery = _merge(pieces, self.request)
-        elapsed = self._elapsed()
+        from .merge import merge
+
+        summary, samples, gallery = merge(pieces, self.request)
         snap = Snapshot(summary, samples, gallery, class_names, done, fraction, status, errors, warnings, version,
-                        elapsed, _eta(fraction, elapsed, done), self.cancelled)
+                        self._elapsed(), eta, self.cancelled, self.id)
         with self._cond:
             self._cached = (version, snap)
         return snap
 
     # -- worker
-    def _update(self, fraction: float | None = None, status: str | None = None) -> None:
+    def _update(self, step_fraction: float | None = None, status: str | None = None) -> None:
         with self._cond:
-            if fraction is not None:
-                self._fraction = min(1.0, max(self._fraction, fraction))
+            if step_fraction is not None:
+                self._step_fraction = min(1.0, max(self._step_fraction, step_fraction))
             if status is not None:
                 self._status = status
             self._cond.notify_all()
 
-    def _run(self) -> None:
+    def _add(self, step: Step, ev: Evaluation, names: tuple[str, ...]) -> None:
+        with self._cond:
+            self._pieces.append((step, ev))
+            self._class_names[step.task] = names
+            self._version += 1
+            self._cond.notify_all()
+
+    def _prefill(self) -> None:
+        """Take every step already in the store; guard the final step of trios marked complete on disk."""
         req = self.request
-        steps = req.steps()
-        weights = _step_weights(steps)
-        total = float(sum(weights)) or 1.0
+        for step in self._steps:
+            hit = PIECES.get(piece_key(req, step))
+            if hit is not None:
+                self._add(step, *hit)
+        have = {(s.ref, s.probe, s.task, s.eps, s.full) for s, _ in self._pieces}
+        kept: list[Step] = []
+        trio_steps: dict[tuple[BackboneRef, str, str], list[Step]] = defaultdict(list)
+        for s in self._steps:
+            trio_steps[(s.ref, s.probe, s.task)].append(s)
+        for s in self._steps:
+            trio = (s.ref, s.probe, s.task)
+            todo = [t for t in trio_steps[trio] if (t.ref, t.probe, t.task, t.eps, t.full) not in have]
+            if s.final and todo and markers.complete(req, s) and len(todo) > 1:
+                self._fallback[trio] = [t for t in todo if t is not s]
+        for s in self._steps:
+            trio = (s.ref, s.probe, s.task)
+            if (s.ref, s.probe, s.task, s.eps, s.full) in have:
+                continue
+            if trio in self._fallback and not s.final:
+                continue  # believed cached on disk: only the final step runs (guarded)
+            kept.append(s)
+        with self._cond:
+            self._steps = [s for s, _ in self._pieces] + kept
+            self._pos = len(self._pieces)
+
+    def _run(self) -> None:
         try:
-            done_w = 0.0
-            for i, ((ref, task, eps_list), w) in enumerate(zip(steps, weights, strict=False)):
+            if self._start_delay > 0 and self._cancel.wait(self._start_delay):
+                raise _Cancelled
+            self._prefill()
+            while True:
+                with self._cond:
+                    if self._pos >= len(self._steps):
+                        break
+                    step, i, n_steps = self._steps[self._pos], self._pos, len(self._steps)
+                    self._step_fraction = 0.0
                 if self._cancel.is_set():
                     raise _Cancelled
-                if task in self._skip_tasks:
-                    done_w += w
-                    continue
-                self._acquire_device(self._label(i, len(steps), ref, task, eps_list))
-                try:
-                    with self._cond:
-                        self._step = (i + 1, len(steps))
-                    self._run_step(i, len(steps), ref, task, eps_list, done_w / total, w / total)
-                finally:
-                    DEVICE_LOCK.release(self)
-                done_w += w
-                self._update(done_w / total)
-            self._update(1.0, "done")
+                if (step.ref, step.probe, step.task) not in self._skip:
+                    self._run_step(step, i, n_steps)
+                with self._cond:
+                    self._pos += 1
+            self._update(status="done")
         except _Cancelled:
             self._update(status="stopped (superseded by a newer selection); finished steps are cached")
-        except Exception as e:  # noqa: BLE001 - reported to the page as a message, never a traceback
+        except Exception as e:
             log.exception("dashboard evaluation failed")
             with self._cond:
-                self._errors.append(_error_message(e))
+                self._errors.append(error_message(e))
         finally:
             with self._cond:
                 self._done = True
@@ -319,10 +322,13 @@ class EvaluationJob:
                 self._version += 1
                 self._cond.notify_all()
 
-    def _label(self, i: int, n_steps: int, ref: BackboneRef, task: str, eps_list: tuple[float, ...]) -> str:
-        where = f"{ref.display} · " if len(self.request.backbones) > 1 else ""
-        eps_txt = ", ".join(f"{e:g}" for e in eps_list)
-        return f"step {i + 1}/{n_steps} · {where}{task} · ε {eps_txt}"
+    def label(self, step: Step, i: int, n_steps: int) -> str:
+        req = self.request
+        where = f"{step.ref.display} · " if len(req.backbones) > 1 else ""
+        probe = f"probe {step.probe} · " if len(req.probes) > 1 else ""
+        eps_txt = ", ".join(eps_short(e, req.norm) for e in step.eps)
+        extra = " · head-subspace and loss attacks" if step.full and step.kind != CACHED else ""
+        return f"step {i + 1}/{n_steps} · {where}{probe}{step.task} · ε {eps_txt}{extra}"
 
     def _acquire_device(self, label: str) -> None:
         """Wait for this job's turn on the device; meanwhile the status names the job that holds it."""
@@ -343,264 +349,75 @@ class EvaluationJob:
         holder = DEVICE_LOCK.holder
         if not isinstance(holder, EvaluationJob) or holder is self:
             return "waiting for the device"
-        step, n_steps, fraction = holder.position()
-        return f"waiting for the device: another session's job is at step {step}/{n_steps} ({fraction:.0%})"
+        step, n_steps, fraction, eta = holder.position()
+        left = f", about {fmt_seconds(eta)} left there" if eta is not None else ""
+        return f"waiting for the device: another session's job is at step {step}/{n_steps} ({fraction:.0%}){left}"
 
-    def _run_step(self, i: int, n_steps: int, ref: BackboneRef, task: str, eps_list: tuple[float, ...],
-                  base: float, width: float) -> None:
+    def _run_step(self, step: Step, i: int, n_steps: int) -> None:
+        label = self.label(step, i, n_steps)
+        self._acquire_device(label)
+        try:
+            self._compute(step, label)
+        finally:
+            DEVICE_LOCK.release(self)
+
+    def _compute(self, step: Step, label: str) -> None:
         req = self.request
-        label = self._label(i, n_steps, ref, task, eps_list)
         self._update(status=f"{label} · loading the task")
         try:
-            t = load_task(task)
+            task = _task(step.task)
         except TaskUnavailableError as e:
             with self._cond:
-                self._warnings.append(f"Task {task!r} skipped: {e}")
-                self._skip_tasks.add(task)
+                if not any(f"Task {step.task!r}" in w for w in self._warnings):
+                    self._warnings.append(f"Task {step.task!r} skipped: {e}")
+                self._skip.add((step.ref, step.probe, step.task))
             return
-        with self._cond:
-            self._class_names[task] = t.classes
+        trio = (step.ref, step.probe, step.task)
+        guarded = step.final and trio in self._fallback
+        computed = False
 
         def report(ev: ProgressEvent) -> None:
+            nonlocal computed
             if self._cancel.is_set():
                 raise _Cancelled
-            stage = {"linear probe": "fitting the linear probe", "feature attack": "feature attack (Δ)",
-                     "end-to-end attack": "end-to-end attack", "backbone": "preparing the backbone",
-                     "done": "storing results"}.get(ev.stage, ev.stage)
-            self._update(base + width * min(max(ev.fraction, 0.0), 1.0), f"{label} · {stage}")
+            if ev.stage in ATTACK_STAGES:
+                computed = True
+                if guarded:
+                    raise _Miss
+            self._update(min(max(ev.fraction, 0.0), 1.0), f"{label} · {STAGE_TEXT.get(ev.stage, ev.stage)}")
 
-        g = self._backbones[ref]
-        ev = run_evaluation(g, [t], list(eps_list), req.norm, req.n, attack=req.attack, seed=req.seed,
-                            cache_dir=req.cache_dir, device=getattr(g, "device", None), progress=report)
+        g = self._backbones[step.ref]
+        t0 = time.monotonic()
+        try:
+            ev = run_evaluation(g, [task], list(step.eps), req.norm, req.n, attack=req.attack, seed=req.seed,
+                                probe=step.probe, head_attack=step.full, loss_attack=step.full,
+                                cache_dir=req.cache_dir, device=getattr(g, "device", None), progress=report)
+        except _Miss:
+            log.info("cache entries of %s are missing; computing its stages", trio)
+            with self._cond:
+                fallback = self._fallback.pop(trio)
+                self._steps[self._pos + 1:self._pos + 1] = [*fallback, step]
+            return
+        seconds = time.monotonic() - t0
+        computed = computed or (step.kind == PROBE and seconds > 0.5)
+        names = tuple(getattr(task, "classes", ()) or ())
+        PIECES.put(piece_key(req, step), ev, names)
+        if step.final:
+            markers.mark(req, step)
         with self._cond:
-            self._pieces.append((ref, ev))
-            self._version += 1
-            self._cond.notify_all()
+            self._throughput.record(step, seconds, computed)
+            self._computed_steps += 1
+        self._add(step, ev, names)
 
 
-def _step_weights(steps: Sequence[tuple[BackboneRef, str, tuple[float, ...]]]) -> list[float]:
-    """Rough cost of each step: one unit per eps, plus two for the probe on a task's first step."""
-    seen: set[tuple[BackboneRef, str]] = set()
-    out = []
-    for ref, task, eps_list in steps:
-        first = (ref, task) not in seen
-        seen.add((ref, task))
-        out.append(len(eps_list) + (2.0 if first else 0.0))
-    return out
+def error_message(e: Exception) -> str:
+    known: tuple[type[Exception], ...] = (ValueError, TaskUnavailableError, BackboneUnavailableError, CheckpointError)
+    try:
+        from rtcore.attacks import AttackUnavailableError  # type: ignore[attr-defined]
 
-
-def _eta(fraction: float, elapsed: float, done: bool) -> float | None:
-    if done or fraction < 0.03 or elapsed < 2:
-        return None
-    return elapsed * (1 - fraction) / fraction
-
-
-def _error_message(e: Exception) -> str:
-    known = (ValueError, TaskUnavailableError, BackboneUnavailableError, CheckpointError)
+        known += (AttackUnavailableError,)
+    except ImportError:
+        pass
     if isinstance(e, known):
         return str(e)
     return f"Unexpected error ({type(e).__name__}): {e}. The details are in the server log."
-
-
-def _merge(pieces: Sequence[tuple[BackboneRef, Evaluation]], request: EvalRequest
-           ) -> tuple[pd.DataFrame, pd.DataFrame, dict[tuple[str, str, float], dict[str, torch.Tensor]]]:
-    """Concatenate the finished steps; rows ordered by backbone, task (request order) and eps."""
-    if not pieces:
-        return _empty_summary(), _empty_samples(), {}
-    summaries, samples, gallery = [], [], {}
-    for ref, ev in pieces:
-        s, p = ev.summary.copy(), ev.samples.copy()
-        s["backbone"], p["backbone"] = ref.display, ref.display
-        summaries.append(s)
-        samples.append(p)
-        for (task, e), item in ev.gallery.items():
-            gallery[(ref.display, task, e)] = item
-    order = _sort_key(request)
-    summary = pd.concat(summaries, ignore_index=True)
-    summary = summary.drop_duplicates(["backbone", "task", "norm", "eps"], keep="last")
-    summary = summary.sort_values(
-        ["backbone", "task", "eps"],
-        key=lambda col: col.map(order[col.name]) if col.name in order else col,
-    ).reset_index(drop=True)
-    sample_df = pd.concat(samples, ignore_index=True)
-    sample_df = sample_df.drop_duplicates(["backbone", "task", "norm", "eps", "sample"], keep="last")
-    return summary, sample_df.reset_index(drop=True), gallery
-
-
-SUMMARY_COLUMNS = ["backbone", "task", "norm", "eps", "n", "clean_acc", "robust_acc", "bound",
-                   "bound_feature_only", "mean_delta", "median_delta", "mean_delta_feature",
-                   "mean_relative_delta", "clean_loss", "adv_loss", "loss_bound", "bound_kind", "attack",
-                   "seed", "seconds"]
-SAMPLE_COLUMNS = ["backbone", "task", "norm", "eps", "sample", "label", "pred", "correct", "rho",
-                  "delta_feature", "delta_e2e", "delta", "criterion_met", "criterion_met_feature_only", "robust",
-                  "clean_loss", "adv_loss", "loss_bound", "feature_norm"]
-
-
-def _empty_summary() -> pd.DataFrame:
-    return pd.DataFrame(columns=SUMMARY_COLUMNS)
-
-
-def _empty_samples() -> pd.DataFrame:
-    return pd.DataFrame(columns=SAMPLE_COLUMNS)
-
-
-class StreamlitSessions:
-    """Which Streamlit session each dashboard session token belongs to: the owners' liveness check.
-
-    Called with an owner key ``"{session_token}:{slot}"``, it is False only when the token's
-    registered Streamlit session is known to have ended. An unregistered token, or no
-    Streamlit runtime (AppTest, plain Python), counts as alive. Ended tokens are remembered
-    (a bounded number) so that every slot of an ended session is recognised.
-    """
-
-    def __init__(self, remember_ended: int = 1024) -> None:
-        self._ids: dict[str, str] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()
-        self._remember_ended = remember_ended
-        self._lock = threading.Lock()
-
-    def register(self, token: str, session_id: str | None) -> None:
-        """Remember that ``token`` belongs to the Streamlit session ``session_id`` (None: unknown)."""
-        if not session_id:
-            return
-        with self._lock:
-            self._ids[token] = session_id
-            self._ended.pop(token, None)
-
-    def __call__(self, owner: str) -> bool:
-        token = owner.split(":", 1)[0]
-        with self._lock:
-            if token in self._ended:
-                return False
-            session_id = self._ids.get(token)
-        if session_id is None or _session_active(session_id) is not False:
-            return True
-        with self._lock:
-            if self._ids.get(token) == session_id:
-                del self._ids[token]
-                self._ended[token] = None
-                while len(self._ended) > self._remember_ended:
-                    self._ended.popitem(last=False)
-        return False
-
-
-def _session_active(session_id: str) -> bool | None:
-    """Whether Streamlit's runtime has ``session_id`` as an active session; None when it cannot tell."""
-    try:
-        from streamlit import runtime
-
-        if not runtime.exists():
-            return None
-        active = runtime.get_instance().is_active_session(session_id)
-    except Exception:  # noqa: BLE001 - no runtime, or one that cannot answer: assume the session lives
-        return None
-    return active if isinstance(active, bool) else None
-
-
-def _always_alive(owner: str) -> bool:
-    return True
-
-
-class JobRegistry:
-    """Process-wide jobs by request: a second visit or another page attaches to the same job.
-
-    ``owner`` (e.g. a session token and a page slot) lets a newer request of the same owner
-    stop the owner's older, unfinished job, so a slider dragged through many values does not
-    queue many evaluations; a job that another owner also follows is kept running. Owners
-    for which ``is_alive`` is False (their session ended) and owners of jobs no longer in the
-    registry are forgotten at each submit. Finished jobs are kept (least recently used first out).
-    """
-
-    def __init__(self, keep: int = 32, is_alive: Callable[[str], bool] | None = None) -> None:
-        self._jobs: OrderedDict[EvalRequest, EvaluationJob] = OrderedDict()
-        self._owners: dict[str, EvalRequest] = {}
-        self._lock = threading.Lock()
-        self._is_alive = is_alive or _always_alive
-        self.keep = keep
-
-    def owners(self) -> dict[str, EvalRequest]:
-        """A copy of the owners and the request each follows."""
-        with self._lock:
-            return dict(self._owners)
-
-    def prune_owners(self) -> int:
-        """Forget owners whose session has ended or whose job is gone; return how many."""
-        with self._lock:
-            owners = dict(self._owners)
-        ended = {o for o in owners if not self._alive(o)}  # outside the lock: the check may be slow
-        with self._lock:
-            gone = [o for o, r in self._owners.items()
-                    if r not in self._jobs or (o in ended and owners.get(o) == r)]
-            for o in gone:
-                del self._owners[o]
-        return len(gone)
-
-    def _alive(self, owner: str) -> bool:
-        try:
-            return bool(self._is_alive(owner))
-        except Exception:  # noqa: BLE001 - a failing check must not drop a live session's owner
-            log.exception("owner liveness check failed for %r", owner)
-            return True
-
-    def submit(self, request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],
-               owner: str | None = None) -> EvaluationJob:
-        """The job of ``request``: the running or finished one, or a new one started now."""
-        self.prune_owners()
-        with self._lock:
-            job = self._jobs.get(request)
-            if job is None or job.cancelled:
-                job = EvaluationJob(request, backbones).start()
-                self._jobs[request] = job
-            self._jobs.move_to_end(request)
-            if owner is not None:
-                previous = self._owners.get(owner)
-                self._owners[owner] = request
-                if previous is not None and previous != request and not self._shared(previous, owner):
-                    old = self._jobs.get(previous)
-                    if old is not None and not old.done:
-                        old.cancel()
-            self._evict()
-            return job
-
-    def get(self, request: EvalRequest) -> EvaluationJob | None:
-        with self._lock:
-            return self._jobs.get(request)
-
-    def discard(self, request: EvalRequest) -> None:
-        """Forget a (failed) job so that the next submit starts it again."""
-        with self._lock:
-            job = self._jobs.pop(request, None)
-            self._drop_orphan_owners()
-        if job is not None:
-            job.cancel()
-
-    def _shared(self, request: EvalRequest, owner: str) -> bool:
-        return any(r == request for o, r in self._owners.items() if o != owner)
-
-    def _evict(self) -> None:
-        finished = [r for r, j in self._jobs.items() if j.done]
-        for r in finished[: max(0, len(finished) - self.keep)]:
-            del self._jobs[r]
-        self._drop_orphan_owners()
-
-    def _drop_orphan_owners(self) -> None:
-        """Forget owners of requests no longer in the registry (call with the lock held)."""
-        for o in [o for o, r in self._owners.items() if r not in self._jobs]:
-            del self._owners[o]
-
-
-SESSIONS = StreamlitSessions()
-JOBS = JobRegistry(is_alive=SESSIONS)
-
-
-def register_session(token: str, session_id: str | None) -> None:
-    """Tie a dashboard session token to its Streamlit session, so its owners are pruned once it ends."""
-    SESSIONS.register(token, session_id)
-
-
-def submit(request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],
-           owner: str | None = None) -> EvaluationJob:
-    """Start or attach to the job of ``request`` in the process-wide registry."""
-    return JOBS.submit(request, backbones, owner)
-
-

@@ -1,15 +1,17 @@
-"""Sidebar defaults and choices, with environment overrides ``RTCORE_DASHBOARD_*`` for tests and demos."""
+"""Sidebar defaults and choices, with environment overrides ``RTCORE_DASHBOARD_*`` for tests and demos;
+the eps grid, its labels and the range checks of the eps control."""
 
 from __future__ import annotations
 
 import logging
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 
+import rtcore
 from rtcore import (
     PRESETS,
     BackboneUnavailableError,
@@ -17,7 +19,8 @@ from rtcore import (
     list_tasks,
     task_info,
 )
-from rtcore.config import NORMS
+from rtcore.config import NORMS, eps_key, eps_steps
+from rtcore.config import eps_grid as _library_grid
 from rtcore.models import (
     BUNDLED_DIR,
     read_card,
@@ -34,11 +37,10 @@ ENV_BACKBONE = "RTCORE_DASHBOARD_BACKBONE"
 ENV_NORM = "RTCORE_DASHBOARD_NORM"
 
 NORM_LABELS: dict[str, str] = {"linf": "L∞ (linf)", "l2": "L2 (l2)"}
-EPS_GRIDS: dict[str, tuple[float, ...]] = {
-    "linf": (0.0, 0.01, 0.02, 0.03, 0.05, 0.1),
-    "l2": (0.0, 0.1, 0.25, 0.5, 0.75, 1.0),
-}
-DEFAULT_EPS: dict[str, float] = {"linf": 0.03, "l2": 0.5}
+#: the default eps (the cursor's start and the first eps computed): 4/255 (linf), 0.4 (l2)
+DEFAULT_STEP = 4
+#: above these an eps asks for confirmation (32/255 linf, 3 for l2 on [0,1] images)
+SENSIBLE_MAX: dict[str, float] = {"linf": eps_key(32 / 255), "l2": 3.0}
 SAMPLE_SIZES: tuple[int, ...] = (20, 50, 100, 200, 500, 1000, 2000)
 DEFAULT_N = 200
 DEFAULT_ATTACK = "fast"
@@ -47,7 +49,14 @@ UPLOAD_CHOICE = "upload: my checkpoint (.safetensors + timm architecture)"
 MAX_UPLOAD_MB = 200
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 SEED = 0
-EPS_DECIMALS = 6
+PROBES: tuple[str, ...] = ("logistic", "logistic-std", "robust")
+PROBE_LABELS: dict[str, str] = {
+    "logistic": "logistic (raw-space penalty, C on held-out data)",
+    "logistic-std": "logistic-std (penalty on standardised weights)",
+    "robust": "robust (Δ-aware: trained against feature shifts of radius r)",
+}
+#: every strength the library offers (the other worker's list when present, else the presets)
+STRENGTHS: tuple[str, ...] = tuple(getattr(rtcore, "STRENGTHS", None) or PRESETS)
 BOUND_NOTE = (
     "The bound uses Δ(x) found by an attack (a lower estimate of the true Δ), so it is a "
     "**prediction**, not a certificate: a certified guarantee would need an upper bound on Δ."
@@ -67,7 +76,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 def default_n() -> int:
-    """Test points per task: ``$RTCORE_DASHBOARD_N`` or 200 (a first plot in about a minute on 2 CPU cores)."""
+    """Test points per task: ``$RTCORE_DASHBOARD_N`` or 200."""
     return _env_int(ENV_N, DEFAULT_N)
 
 
@@ -78,9 +87,9 @@ def sample_size_options(default: int | None = None) -> list[int]:
 
 
 def default_attack() -> str:
-    """``$RTCORE_DASHBOARD_ATTACK`` if it names a preset, else ``fast``."""
+    """``$RTCORE_DASHBOARD_ATTACK`` if it names a strength, else ``fast``."""
     raw = os.environ.get(ENV_ATTACK, "").strip()
-    return raw if raw in PRESETS else DEFAULT_ATTACK
+    return raw if raw in STRENGTHS else DEFAULT_ATTACK
 
 
 def default_norm() -> str:
@@ -187,51 +196,120 @@ def default_compare_backbones(choices: Sequence[str] | None = None) -> list[str]
     return [n for n in bundled_backbones() if n in names]
 
 
-def default_eps(norm: str) -> float:
-    """The slider's starting eps for a norm (linf 0.03 ≈ 8/255, l2 0.5)."""
-    return DEFAULT_EPS[norm]
+def attack_summary(name: str) -> str:
+    """What an attack strength runs, in words (the library's own description when it has one)."""
+    try:
+        from rtcore.attacks import describe  # type: ignore[attr-defined]
 
+        return str(describe(name))
+    except (ImportError, ValueError, KeyError):
+        s = PRESETS[name]
+        runs = "+".join(s.losses) + (f" + {s.targets} targeted" if s.targets else "")
+        return (f"{s.steps} PGD steps; end-to-end: {s.restarts} restart(s) × ({runs}); "
+                f"feature attack: {s.feature_restarts} start(s)")
+
+
+# ---------------------------------------------------------------- eps: the grid, labels, range
 
 def eps_grid(norm: str) -> tuple[float, ...]:
-    """The fixed eps grid of a norm (curves are drawn over it)."""
-    if norm not in EPS_GRIDS:
-        raise ValueError(f"norm={norm!r} is not one of {list(EPS_GRIDS)}")
-    return EPS_GRIDS[norm]
+    """The computed eps grid of a norm: k/255 (linf) or k·0.1 (l2), k in 0, 1, 2, 4, 8, 16, without
+    the values the library refuses to evaluate (its eps check stops at 1, which drops l2's 1.6)."""
+    if norm not in NORMS:
+        raise ValueError(f"norm={norm!r} is not one of {list(NORMS)}")
+    return tuple(e for e in _library_grid(norm) if library_accepts(e) is None)
 
 
-def round_eps(eps: float) -> float:
-    """Eps rounded to 6 decimals, so that slider floats hit the same cache entries."""
-    return round(float(eps), EPS_DECIMALS) + 0.0
+def library_accepts(eps: float) -> str | None:
+    """None when ``rtcore`` evaluates ``eps``, else its reason."""
+    from rtcore.config import check_eps
+
+    try:
+        check_eps(float(eps))
+    except ValueError as e:
+        return str(e)
+    return None
 
 
-def eps_to_evaluate(norm: str, current: float) -> tuple[float, ...]:
-    """The grid of ``norm`` plus the current slider eps, sorted and without duplicates."""
-    return tuple(sorted({round_eps(e) for e in (*eps_grid(norm), current)}))
+def default_eps(norm: str) -> float:
+    """The cursor's starting eps: exactly 4/255 (linf) or 0.4 (l2), a grid value."""
+    from rtcore.config import L2_UNIT
+
+    target = DEFAULT_STEP / 255 if norm == "linf" else DEFAULT_STEP * L2_UNIT
+    return snap_eps(eps_key(target), eps_grid(norm))
 
 
-def eps_label(eps: float) -> str:
-    """``0.0314 (= 8/255)``: eps in [0,1] pixel units and in 1/255 steps."""
-    k = eps * 255
-    k_txt = f"{round(k):d}" if abs(k - round(k)) < 0.05 else f"{k:.1f}"
-    return f"{eps:.4g} (= {k_txt}/255)"
+def eps_options(norm: str, extras: Iterable[float] = ()) -> list[float]:
+    """The cursor's positions: the grid plus the eps the user added, sorted."""
+    return sorted({*eps_grid(norm), *(eps_key(e) for e in extras)})
 
 
-def attack_summary(name: str) -> str:
-    """What an attack preset runs, in words (steps, restarts, losses, targeted runs)."""
-    s = PRESETS[name]
-    runs = "+".join(s.losses) + (f" + {s.targets} targeted" if s.targets else "")
-    return (f"{s.steps} PGD steps; end-to-end: {s.restarts} restart(s) × ({runs}); "
-            f"feature attack: {s.feature_restarts} start(s)")
+def snap_eps(eps: float, options: Sequence[float]) -> float:
+    """The option nearest to ``eps`` (the cursor only ever sits on computed values)."""
+    return min(options, key=lambda o: abs(o - float(eps)))
+
+
+def _steps_text(k: float) -> str:
+    return f"{round(k):d}" if abs(k - round(k)) < 1e-6 else f"{k:.3g}"
+
+
+def eps_label(eps: float, norm: str = "linf") -> str:
+    """``2/255 = 0.0078`` (linf), ``0.4`` (l2); an off-grid linf eps as ``0.05 = 12.8/255``."""
+    e = float(eps)
+    if e == 0:
+        return "0"
+    if norm == "l2":
+        return f"{e:.4g}"
+    k = eps_steps(e, "linf")
+    if abs(k - round(k)) < 1e-6:
+        return f"{round(k):d}/255 = {e:.4f}"
+    return f"{e:.4g} = {_steps_text(k)}/255"
+
+
+def eps_short(eps: float, norm: str = "linf") -> str:
+    """A compact label for axes and titles: ``2/255`` (linf grid values), else the decimal."""
+    e = float(eps)
+    if norm == "linf" and e > 0:
+        k = eps_steps(e, "linf")
+        if abs(k - round(k)) < 1e-6:
+            return f"{round(k):d}/255"
+    return f"{e:.4g}"
+
+
+def eps_unit_label(norm: str) -> str:
+    """What the number typed into the 'add an eps' field means."""
+    return "k (ε = k/255)" if norm == "linf" else "ε (l2 radius, [0,1] pixel units)"
+
+
+def eps_from_input(value: float, norm: str) -> float:
+    """The eps of a typed value: k/255 for linf, the value itself for l2."""
+    return eps_key(float(value) / 255 if norm == "linf" else float(value))
+
+
+def check_new_eps(eps: float, norm: str) -> tuple[str, str]:
+    """``(verdict, message)`` for an eps the user wants to add: ``ok``, ``grid`` (already computed),
+    ``confirm`` (beyond a sensible range for the norm) or ``error``."""
+    e = float(eps)
+    refused = library_accepts(e)
+    if e <= 0 or refused:
+        return "error", (refused or f"ε = {e:g} is not positive") + (" (for linf type k: 8 means 8/255)"
+                                                                     if norm == "linf" else "")
+    if any(abs(e - g) < 1e-9 for g in eps_grid(norm)):
+        return "grid", f"ε = {eps_label(e, norm)} is already on the grid: move the ε slider there."
+    if e > SENSIBLE_MAX[norm]:
+        return "confirm", (f"ε = {eps_label(e, norm)} is beyond {eps_label(SENSIBLE_MAX[norm], norm)}, "
+                           "where images change visibly and every probe is broken. Compute it anyway?")
+    return "ok", f"ε = {eps_label(e, norm)} will be computed for every task; the cached curves stay on screen."
 
 
 def session_defaults() -> dict[str, Any]:
-    """Widget keys and their starting values (``app.py`` sets them once per session)."""
+    """Keys and their starting values (``app.py`` sets them once per session)."""
     choices = backbone_choices()
     norm = default_norm()
     return {
         "backbone": default_backbone(choices),
         "norm": norm,
         "eps": default_eps(norm),
+        "extra_eps": {n: [] for n in NORMS},
         "tasks": default_tasks(),
         "n": default_n(),
         "attack": default_attack(),
@@ -239,4 +317,3 @@ def session_defaults() -> dict[str, Any]:
         "compare_backbones": default_compare_backbones(choices),
         "session_token": uuid.uuid4().hex,
     }
-

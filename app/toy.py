@@ -83,3 +83,68 @@ def linear_toy(a11: float, a12: float, a21: float, a22: float, x1: float, x2: fl
     image = ball @ A.T
     return LinearToy(A, x, float(eps), norm, w, float(offset), gx, delta, A @ u, rho, required,
                      bool(rho > delta), bool(w @ gx + offset > required), ball, image)
+
+
+# ---------------------------------------------------------------- the theory page's examples
+
+@dataclass(frozen=True)
+class ToyExample:
+    """Slider values that demonstrate what ``label`` says; ``certified``/``robust``: the verdicts it must show
+    (checked by tests/app/test_app.py::test_toy_examples_show_what_their_labels_say)."""
+
+    label: str
+    values: dict[str, float | str]
+    certified: bool
+    robust: bool
+    lesson: str
+
+
+def _values(a: tuple[float, float, float, float], x: tuple[float, float], eps: float, norm: str, angle: float,
+            offset: float) -> dict[str, float | str]:
+    return {"toy_a11": a[0], "toy_a12": a[1], "toy_a21": a[2], "toy_a22": a[3], "toy_x1": x[0], "toy_x2": x[1],
+            "toy_eps": eps, "toy_norm": norm, "toy_angle": angle, "toy_offset": offset}
+
+
+TOY_EXAMPLES: tuple[ToyExample, ...] = (
+    ToyExample("loose: safe, not certified", _values((1.5, 0.5, 0.3, 0.8), (0.6, 0.4), 0.2, "linf", -30, -0.4),
+               certified=False, robust=True,
+               lesson="the criterion is loose: ρ ≤ Δ, yet no point of the ball crosses, because Δ's direction is not "
+                      "the boundary's normal."),
+    ToyExample("worst direction: broken", _values((1.5, 0.5, 0.3, 0.8), (0.6, 0.4), 0.2, "linf", 30, -0.9),
+               certified=False, robust=False,
+               lesson="the worst direction hits the boundary: the largest shift points across it, so an attacker "
+                      "flips the prediction."),
+    ToyExample("isotropic A = I (l2): exact", _values((1.0, 0.0, 0.0, 1.0), (0.5, 0.5), 0.2, "l2", 45, -0.5),
+               certified=True, robust=True,
+               lesson="an isotropic representation: Δ = ε in every direction, so ρ > Δ is exactly the end-to-end "
+                      "condition (criterion and exact answer agree)."),
+    ToyExample("contracting g: certified",
+               _values((0.4, 0.1, -0.1, 0.3), (0.6, 0.4), 0.2, "linf", 30, -0.05), certified=True, robust=True,
+               lesson="a contracting (robust) representation: the same ε-ball maps to a small image (Δ ≈ 0.11 "
+                      "instead of 0.46 above), so the margin clears it."),
+)
+
+
+def example_toy(example: ToyExample) -> LinearToy:
+    """The toy model an example's slider values describe."""
+    v = example.values
+    return linear_toy(float(v["toy_a11"]), float(v["toy_a12"]), float(v["toy_a21"]), float(v["toy_a22"]),
+                      float(v["toy_x1"]), float(v["toy_x2"]), float(v["toy_eps"]), str(v["toy_norm"]),
+                      float(v["toy_angle"]), float(v["toy_offset"]))
+
+
+def verdict(toy: LinearToy) -> str:
+    """One sentence that explains the current picture ("certified" only here: Δ is exact)."""
+    dual = "ε‖Aᵀw‖₁" if toy.norm == "linf" else "ε‖Aᵀw‖₂"
+    if not toy.correct:
+        return "g(x) lies on the wrong side of the boundary (ρ ≤ 0): the point is misclassified even without attack."
+    if toy.certified:
+        return (f"ρ = {toy.rho:.3f} > Δ = {toy.delta:.3f}: the dashed circle stays on the correct side, so no point of "
+                "the ε-ball can be misclassified. Δ is exact here, so x is **certified** (and the exact answer agrees).")
+    if toy.robust:
+        return (f"ρ = {toy.rho:.3f} ≤ Δ = {toy.delta:.3f}, yet the exact answer is *robust*: the image of the ball "
+                f"(shaded) does not reach the boundary because its farthest direction is not the boundary's normal "
+                f"(needed: ρ > {dual} = {toy.required:.3f}). The criterion is conservative here: a bound, not an "
+                "equivalence.")
+    return (f"ρ = {toy.rho:.3f} ≤ {dual} = {toy.required:.3f}: part of the shaded image crosses the boundary, "
+            "so an attacker can flip the prediction; the criterion rightly does not certify x.")

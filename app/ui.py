@@ -1,7 +1,8 @@
-"""Streamlit glue shared by app.py and the pages: the sidebar, cached backbones, following a job.
+"""Streamlit glue shared by app.py and the pages: session state, cached backbones, following a job,
+the status line, downloads.
 
 Everything computed comes from the modules of :mod:`app`; everything drawn from :mod:`app.figures`.
-This module only turns session state into requests and results into widgets.
+The sidebar's controls are in :mod:`app.sidebar`.
 """
 
 from __future__ import annotations
@@ -16,92 +17,57 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import rtcore
 from app import backbones as bb
-from app import exports, jobs, state, toy
+from app import exports, jobs, registry, state
+from app.plan import EvalRequest, make_request
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError
 
 POLL_S = 0.3
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
+#: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of
+#: a keyed widget that a run does not draw; re-assigning the value keeps it)
+PERSISTENT = ("backbone", "norm", "eps", "tasks", "n", "attack", "upload_arch", "probes_task")
 ACCURACY_COLUMNS: dict[str, Any] = {
     "clean": st.column_config.NumberColumn("clean", format="%.3f", help="clean accuracy of the linear probe"),
     "robust (attack)": st.column_config.NumberColumn(
-        "robust (attack)", format="%.3f", help="empirical robust accuracy: not broken by the end-to-end attack"),
+        "robust (attack)", format="%.3f", help="empirical robust accuracy: not broken by any attack tried"),
     "bound": st.column_config.NumberColumn(
         "bound", format="%.3f", help="fraction of points with margin ρ(x) > Δ(x): a prediction, not a certificate"),
-    "mean Δ": st.column_config.NumberColumn("mean Δ", format="%.3f", help="mean feature shift (L2 feature units)"),
+    "bound Δ_P": st.column_config.NumberColumn(
+        "bound Δ_P", format="%.3f",
+        help="bound in the head subspace: fraction with ρ(x) > Δ_P(x), the shift inside the span of the head's "
+             "weight differences (empty until the head-subspace attack has run)"),
+    "mean Δ": st.column_config.NumberColumn("mean Δ", format="%.3f",
+                                            help="mean feature shift ‖g(x′) − g(x)‖₂, in the backbone's feature units"),
     "n": st.column_config.NumberColumn("n", help="test points"),
 }
 
 
-# ---------------------------------------------------------------- session and sidebar
+# ---------------------------------------------------------------- session
 
 def init_session() -> None:
-    """Session-state defaults, set once per session (widgets then own their keys)."""
+    """Session-state defaults, set once per session; values that must outlive a page are re-assigned."""
     for key, value in state.session_defaults().items():
         st.session_state.setdefault(key, value)
+    for key in PERSISTENT:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
     choices = state.backbone_choices()
     if st.session_state["backbone"] not in choices:  # a backbone disappeared: fall back to the default
         st.session_state["backbone"] = state.default_backbone(choices)
     known = set(rtcore.list_tasks())
     st.session_state["tasks"] = [t for t in st.session_state["tasks"] if t in known]
-    options = state.sample_size_options()
-    if st.session_state["n"] not in options:
+    if st.session_state["n"] not in state.sample_size_options():
         st.session_state["n"] = state.default_n()
+    if st.session_state["attack"] not in state.STRENGTHS:
+        st.session_state["attack"] = state.default_attack()
+    extras = st.session_state["extra_eps"]
+    options = state.eps_options(st.session_state["norm"], extras.get(st.session_state["norm"], []))
+    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], options)
 
 
-def _reset_eps() -> None:
-    st.session_state["eps"] = state.default_eps(st.session_state["norm"])
-
-
-def sidebar() -> None:
-    """The controls shared by every page: backbone, eps, norm, tasks, sample size, attack."""
-    sb = st.sidebar
-    choices = state.backbone_choices()
-    sb.selectbox("Backbone g (frozen)", choices, key="backbone", format_func=state.backbone_label,
-                 help="Bundled backbones work offline; timm entries need their pretrained weights "
-                      "(Hugging Face cache or download); or upload your own safetensors checkpoint.")
-    if st.session_state["backbone"] == state.UPLOAD_CHOICE:
-        _upload_controls()
-    else:
-        st.session_state["upload_ref"] = None
-        desc = state.backbone_description(st.session_state["backbone"])
-        if desc:
-            sb.caption(desc)
-    sb.radio("Threat model (norm)", state.NORMS, key="norm", horizontal=True, format_func=state.NORM_LABELS.get,
-             on_change=_reset_eps, help="Changing the norm resets ε to that norm's default.")
-    sb.slider("ε (pixel units, [0,1])", min_value=0.0, max_value=1.0, step=0.001, format="%.3f", key="eps",
-              help="The perturbation budget in the images' own [0,1] pixel scale (8/255 ≈ 0.031).")
-    grid = ", ".join(f"{e:g}" for e in state.eps_grid(st.session_state["norm"]))
-    sb.caption(f"ε = {state.eps_label(st.session_state['eps'])} · curves use the grid {grid} plus this ε")
-    sb.multiselect("Downstream tasks", rtcore.list_tasks(), key="tasks", format_func=state.task_label,
-                   help="Default: the tasks that work offline. Tasks marked 'needs download' are skipped "
-                        "with a message when their data is not on this machine.")
-    sb.select_slider("Test points per task (n)", state.sample_size_options(), key="n",
-                     help="A seeded random subset of each task's test split. Larger n: tighter numbers, longer runs.")
-    sb.radio("Attack strength", list(state.PRESETS), key="attack", horizontal=True,
-             help="\n\n".join(f"**{k}**: {state.attack_summary(k)}" for k in state.PRESETS))
-    sb.caption(f"**{st.session_state['attack']}**: {state.attack_summary(st.session_state['attack'])}")
-
-
-def _upload_controls() -> None:
-    sb = st.sidebar
-    sb.file_uploader(f"Checkpoint (.safetensors, at most {state.MAX_UPLOAD_MB} MB)", type=["safetensors"],
-                     key="upload_file", help="Never unpickled: only safetensors files are accepted.")
-    sb.text_input("timm architecture of the checkpoint", key="upload_arch", help="e.g. resnet18, convnext_atto")
-    st.session_state["upload_ref"] = None
-    st.session_state["upload_error"] = None
-    up = st.session_state.get("upload_file")
-    if up is None:
-        return
-    try:
-        saved: dict[str, str] = st.session_state.setdefault("upload_paths", {})
-        if up.file_id not in saved:
-            if up.size > state.MAX_UPLOAD_BYTES:
-                raise bb.UploadError(f"{up.name!r} is {up.size / 1e6:.0f} MB, above the {state.MAX_UPLOAD_MB} MB limit")
-            saved[up.file_id] = str(bb.save_upload(up.name, up.getvalue()))
-        st.session_state["upload_ref"] = bb.upload_ref(st.session_state["upload_arch"], saved[up.file_id], up.name)
-    except ValueError as e:  # UploadError is a ValueError; so is an unknown timm architecture
-        st.session_state["upload_error"] = str(e)
-        sb.error(str(e))
+def extras() -> tuple[float, ...]:
+    """The eps the user added to the current norm's grid."""
+    return tuple(st.session_state["extra_eps"].get(st.session_state["norm"], []))
 
 
 def current_ref() -> bb.BackboneRef | None:
@@ -146,18 +112,23 @@ def load(ref: bb.BackboneRef) -> Backbone | None:
 
 @dataclass
 class Run:
-    """A request, its job, the snapshot the page draws, and where the progress bar lives."""
+    """A request, its job, the snapshot the page draws, the cursor eps, and where the progress bar lives."""
 
-    request: jobs.EvalRequest
+    request: EvalRequest
     job: jobs.EvaluationJob
     snapshot: jobs.Snapshot
     status: Any
+    eps: float
     device: str = ""
 
 
-def evaluate(refs: Sequence[bb.BackboneRef], slot: str) -> Run | None:
-    """Start or attach to the evaluation of the sidebar selection for ``refs``; None on bad input."""
-    if not st.session_state["tasks"]:
+def evaluate(refs: Sequence[bb.BackboneRef], slot: str, tasks: Sequence[str] | None = None,
+             probes: Sequence[str] = ("logistic",)) -> Run | None:
+    """Start or attach to the evaluation of the sidebar selection for ``refs``; None on bad input.
+
+    The eps cursor is not part of the request: moving it re-draws the same job's results."""
+    tasks = list(st.session_state["tasks"] if tasks is None else tasks)
+    if not tasks:
         st.warning("Choose at least one downstream task in the sidebar.")
         return None
     loaded = {}
@@ -167,40 +138,45 @@ def evaluate(refs: Sequence[bb.BackboneRef], slot: str) -> Run | None:
             return None
         loaded[ref] = g
     try:
-        request = jobs.make_request(list(refs), st.session_state["tasks"], st.session_state["eps"],
-                                  st.session_state["norm"], st.session_state["n"], st.session_state["attack"])
+        request = make_request(list(refs), tasks, st.session_state["norm"], st.session_state["n"],
+                               st.session_state["attack"], probes=tuple(probes), extras=extras())
     except ValueError as e:
         st.error(str(e))
         return None
     token = st.session_state["session_token"]
     ctx = get_script_run_ctx()
-    jobs.register_session(token, ctx.session_id if ctx is not None else None)
-    job = jobs.submit(request, loaded, owner=f"{token}:{slot}")
+    registry.register_session(token, ctx.session_id if ctx is not None else None)
+    job = registry.submit(request, loaded, owner=f"{token}:{slot}")
     status = st.empty()
-    run = Run(request, job, job.snapshot(), status, bb.describe_device(next(iter(loaded.values()))))
-    _draw_status(run)
+    run = Run(request, job, job.snapshot(), status, float(st.session_state["eps"]),
+              bb.describe_device(next(iter(loaded.values()))))
+    draw_status(run)
     return run
 
 
-def _draw_status(run: Run) -> None:
-    """Progress bar (in ``run.status``) while running; errors and skipped tasks below it."""
+def draw_status(run: Run) -> None:
+    """Progress bar (in ``run.status``) while running; the ready line, errors and skipped tasks after."""
     snap = run.snapshot
     if not snap.done:
         fraction, text = run.job.progress()
-        run.status.progress(fraction, text=text)
+        run.status.progress(fraction, text=f"job #{run.job.id} · {text}")
     elif not snap.errors and not snap.cancelled:
-        run.status.caption(f"{READY} {len(snap.summary)} (task, ε) results, computed in {snap.elapsed:.0f} s "
-                           f"on {run.device} and kept in the on-disk cache.")
+        run.status.caption(f"{READY} {results_text(snap)} in {jobs.fmt_seconds(snap.elapsed)} on {run.device} "
+                           f"(finished steps are kept in the on-disk cache) · job #{run.job.id}. Moving ε only moves "
+                           "the cursor: no new computation.")
     elif snap.cancelled:
         run.status.caption("Stopped: a newer selection replaced this one; finished steps are cached.")
     elif snap.errors:
         for err in snap.errors:
             st.error(err)
         if st.button("Try again", key="retry_job"):
-            jobs.JOBS.discard(run.request)
+            registry.JOBS.discard(run.request)
             st.rerun()
     for w in snap.warnings:
         st.warning(w)
+    if not snap.done and snap.preliminary:
+        st.caption("Preliminary: the head-subspace and loss attacks run last; until then 'bound (head subspace)' "
+                   "and the loss bounds are missing and robust accuracy may still drop slightly.")
 
 
 def follow(run: Run) -> None:
@@ -214,13 +190,13 @@ def follow(run: Run) -> None:
         return
     while not job.wait_for_change(version, timeout=POLL_S):
         fraction, text = job.progress()
-        run.status.progress(fraction, text=text)
+        run.status.progress(fraction, text=f"job #{job.id} · {text}")
     st.rerun()
 
 
 def main_run() -> tuple[bb.BackboneRef, Run]:
     """The sidebar's backbone and its evaluation run, with the attack-estimate note; stops the
-    page when there is nothing to show (the sidebar already says why)."""
+    page when there is nothing to show (the sidebar or the page already says why)."""
     ref = current_ref()
     run = evaluate([ref], slot="main") if ref is not None else None
     if ref is None or run is None:
@@ -231,8 +207,9 @@ def main_run() -> tuple[bb.BackboneRef, Run]:
 
 def waiting_note(run: Run) -> None:
     """What to expect before the first numbers arrive."""
-    st.info("Computing the first task… each finished task and ε appears here as soon as it is ready "
-            "(results are cached on disk: a second visit is instant).")
+    st.info("Fitting the first linear probe… every finished task and ε appears here as soon as it is ready: "
+            "clean accuracy first, then ε = " + state.eps_label(run.request.groups()[1][0], run.request.norm) +
+            " for every task, then the rest of the grid (results are cached on disk: a second visit is instant).")
 
 
 def chart(fig: go.Figure, key: str) -> None:
@@ -241,18 +218,28 @@ def chart(fig: go.Figure, key: str) -> None:
 
 
 def downloads(run: Run, prefix: str) -> None:
-    """CSV downloads of the summary and the per-sample table, and the reproducing command."""
-    snap, req = run.snapshot, run.request
+    """CSV downloads of the final tables and the reproducing script (shown and downloadable)."""
+    req = run.request
     st.markdown("**Download and reproduce**")
-    c1, c2, _ = st.columns([1, 1, 3])
-    c1.download_button("Summary CSV", data=lambda: exports.csv_bytes(snap.summary, req),
-                       file_name=exports.download_name(req, "summary"), mime="text/csv", key=f"{prefix}_dl_summary",
-                       on_click="ignore", icon=":material/download:")
-    c2.download_button("Per-sample CSV", data=lambda: exports.csv_bytes(snap.samples, req),
+    tables = exports.export_tables(run.job) if run.snapshot.done else None
+    if tables is None:
+        st.caption("The downloads appear when every step has finished (until then the numbers can still change).")
+        return
+    summary, samples = tables
+    c1, c2, c3, _ = st.columns([1, 1, 1, 2])
+    c1.download_button("Summary CSV", data=exports.csv_bytes(summary), file_name=exports.download_name(req, "summary"),
+                       mime="text/csv", key=f"{prefix}_dl_summary", on_click="ignore", icon=":material/download:")
+    c2.download_button("Per-sample CSV", data=lambda: exports.csv_bytes(samples),
                        file_name=exports.download_name(req, "samples"), mime="text/csv", key=f"{prefix}_dl_samples",
                        on_click="ignore", icon=":material/download:")
-    st.caption("The same numbers from the command line (shared on-disk cache, so it is instant after the dashboard):")
-    st.code(exports.cli_text(req), language="bash", wrap_lines=True)
+    script = exports.repro_script(run.job)
+    c3.download_button("Reproduce (.sh)", data=script.encode(), file_name=exports.download_name(req, "reproduce", "sh"),
+                       mime="text/x-shellscript", key=f"{prefix}_dl_script", on_click="ignore",
+                       icon=":material/terminal:")
+    st.caption("Plain CSVs (`pandas.read_csv` reads them). The script below replays the dashboard's stages with "
+               "the command line; on an empty cache its last command writes the same per-sample CSV byte for byte, "
+               "with the dashboard's cache every command is instant.")
+    st.code(script, language="bash", wrap_lines=True)
 
 
 def bound_note() -> None:
@@ -275,8 +262,8 @@ def activate(flag: str) -> None:
 
 
 def persistent_multiselect(label: str, options: Sequence[str], key: str, **kw: Any) -> list[str]:
-    """A multiselect whose choice survives page switches (widget state is dropped when a page
-    does not draw the widget, so the value lives under ``key`` and the widget under ``key + '_w'``)."""
+    """A multiselect whose choice survives page switches (the value lives under ``key``, the widget
+    under ``key + '_w'``)."""
     wkey = f"{key}_w"
     st.session_state[wkey] = [o for o in st.session_state.get(key, []) if o in options]
 
@@ -286,45 +273,14 @@ def persistent_multiselect(label: str, options: Sequence[str], key: str, **kw: A
     return st.multiselect(label, options, key=wkey, on_change=keep, **kw)
 
 
-TOY_EXAMPLES: dict[str, dict[str, float | str]] = {
-    "criterion is loose": {"toy_a11": 1.5, "toy_a12": 0.5, "toy_a21": 0.3, "toy_a22": 0.8, "toy_x1": 0.6,
-                           "toy_x2": 0.4, "toy_eps": 0.2, "toy_norm": "linf", "toy_angle": -30, "toy_offset": -0.4},
-    "worst direction hits the boundary": {"toy_a11": 1.5, "toy_a12": 0.5, "toy_a21": 0.3, "toy_a22": 0.8,
-                                          "toy_x1": 0.6, "toy_x2": 0.4, "toy_eps": 0.2, "toy_norm": "linf",
-                                          "toy_angle": 30, "toy_offset": -0.9},
-    "isotropic g (A = I, l2)": {"toy_a11": 1.0, "toy_a12": 0.0, "toy_a21": 0.0, "toy_a22": 1.0, "toy_x1": 0.5,
-                                "toy_x2": 0.5, "toy_eps": 0.2, "toy_norm": "l2", "toy_angle": 45, "toy_offset": -0.5},
-    "contracting g (robust representation)": {"toy_a11": 0.4, "toy_a12": 0.1, "toy_a21": -0.1, "toy_a22": 0.3,
-                                              "toy_x1": 0.7, "toy_x2": 0.6, "toy_eps": 0.3, "toy_norm": "linf",
-                                              "toy_angle": 20, "toy_offset": -0.2},
-}
+def plural(k: int, word: str, prefix: str = "") -> str:
+    """``1 task``, ``5 backbones``."""
+    return f"{prefix}{k} {word}{'' if k == 1 else 's'}"
 
 
-def _apply_example(name: str) -> None:
-    st.session_state.update(TOY_EXAMPLES[name])
-
-
-def toy_examples() -> None:
-    """Buttons that set the theory page's sliders to instructive configurations."""
-    for k, v in TOY_EXAMPLES[next(iter(TOY_EXAMPLES))].items():
-        st.session_state.setdefault(k, v)
-    cols = st.columns(len(TOY_EXAMPLES))
-    for i, (col, name) in enumerate(zip(cols, TOY_EXAMPLES, strict=False)):
-        col.button(name, key=f"toy_example_{i}", on_click=_apply_example, args=(name,), width="stretch")
-
-
-def toy_verdict(toy: toy.LinearToy) -> str:
-    """One sentence that explains the current picture."""
-    dual = "ε‖Aᵀw‖₁" if toy.norm == "linf" else "ε‖Aᵀw‖₂"
-    if not toy.correct:
-        return "g(x) lies on the wrong side of the boundary (ρ ≤ 0): the point is misclassified even without attack."
-    if toy.certified:
-        return (f"ρ = {toy.rho:.3f} > Δ = {toy.delta:.3f}: the dashed circle stays on the correct side, so no point of "
-                "the ε-ball can be misclassified; the criterion certifies x (and the exact answer agrees).")
-    if toy.robust:
-        return (f"ρ = {toy.rho:.3f} ≤ Δ = {toy.delta:.3f}, yet the exact answer is *robust*: the image of the ball "
-                f"(shaded) does not reach the boundary because its farthest direction is not the boundary's normal "
-                f"(needed: ρ > {dual} = {toy.required:.3f}). The criterion is conservative here: a bound, not an "
-                "equivalence.")
-    return (f"ρ = {toy.rho:.3f} ≤ {dual} = {toy.required:.3f}: part of the shaded image crosses the boundary, "
-            "so an attacker can flip the prediction; the criterion rightly does not certify x.")
+def results_text(snap: jobs.Snapshot) -> str:
+    """``5 tasks × 6 ε`` (with backbones and probes when there are several)."""
+    df = snap.summary
+    parts = [plural(df[c].nunique(), w) for c, w in (("backbone", "backbone"), ("probe", "probe")) if df[c].nunique() > 1]
+    parts += [plural(df["task"].nunique(), "task"), f"{df['eps'].nunique()} ε"]
+    return " × ".join(parts)

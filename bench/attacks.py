@@ -1,4 +1,4 @@
-"""Benchmark rtcore's PGD engine against torchattacks and foolbox on one model, one input set.
+"""Benchmark rtcore's PGD engine against torchattacks, foolbox and AutoAttack on one model, one input set.
 
 Run from the repository root (peers are *not* runtime dependencies of rtcore)::
 
@@ -15,20 +15,25 @@ from those images with the same model, never taken from a library's own success 
 
 Sections (see bench/README.md for what each row means):
 
-1. ``single``  end-to-end linf PGD, eps 0.1, 20 steps, 1 restart
+1. ``single``  end-to-end linf PGD, eps 0.1, 20 steps, 1 restart (AutoAttack: APGD-CE, 20 iterations)
 2. ``sweep``   the same over 5 eps: rtcore's one-call sweep, foolbox's ``epsilons=[...]``,
-               a torchattacks loop
+               a torchattacks loop, an APGD-CE loop
 3. ``feature`` the feature attack max ||g(x')-g(x)||_2 (20 steps) vs the same loss in foolbox
 4. ``tasks``   the bound for K = 1..5 tasks sharing inputs vs K end-to-end attacks
 5. ``flops``   achieved model FLOP/s as a fraction of the measured float32 matmul peak
+6. ``sanity``  rtcore.sanity's flags for rtcore's own runs (not timed)
+
+rtcore runs as it is (its iterations on a verified fused copy of the model); the "rtcore, unfused"
+rows are the same calls with ``AttackSettings(fuse=False)``, and a "on GPU (cuda)" row is added
+when CUDA is present while the main rows run on the CPU.
 
 Writes ``bench/out/results.json`` and ``bench/out/results.md`` (``--out`` to change), plus a
 profile of one call each (torch.profiler, inclusive time per line of the PGD engine
 ``rtcore/attacks/engine.py``, cProfile) unless ``--no-profile``.
 
 Modules: ``bench/harness.py`` (timing, checks, FLOPs, profilers), ``bench/peers.py`` (torchattacks,
-foolbox), ``bench/sections.py`` (the shared context and the sections), ``bench/report.py`` (tables,
-targets, output files), ``bench/fast_model.py`` (the prototype copy of the model).
+foolbox, pyautoattack), ``bench/sections.py`` (the shared context and the timed sections),
+``bench/sanity_section.py`` (the sanity flags), ``bench/report.py`` (tables, targets, output files).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ for _p in (ROOT, ROOT / "bench"):  # `python bench/attacks.py` from anywhere; th
 
 from harness import log, machine_info, pick_device
 from report import BenchResult, Config, write_report
+from sanity_section import section_sanity
 from sections import (
     Context,
     make_context,
@@ -82,10 +88,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all logical cores)")
     p.add_argument("--train-n", type=int, default=None, help="train images for the probes (default: all)")
     p.add_argument("--tasks", type=int, default=5, help="K max for the shared-inputs section (1..5)")
-    p.add_argument("--sections", default="single,sweep,feature,tasks", help="comma list")
+    p.add_argument("--sections", default="single,sweep,feature,tasks,sanity", help="comma list")
     p.add_argument("--no-profile", action="store_true")
-    p.add_argument("--no-prototype", action="store_true",
-                   help="skip the rows that run rtcore on a prepared copy of the model (bench/fast_model.py)")
+    p.add_argument("--no-unfused", action="store_true",
+                   help="skip the rows that time rtcore with AttackSettings(fuse=False)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"), help="folder for results.json and results.md")
     a = p.parse_args(argv)
     if a.quick:  # a smoke test of every code path, not a measurement
@@ -109,12 +115,11 @@ def main(argv: Sequence[str] | None = None) -> BenchResult:
     device = pick_device(a.device)
     log(f"setting up: backbone {a.backbone}, task {a.task}, n={a.n}, reps={a.reps}, device {device}, threads {threads}")
     ctx = make_context(a.backbone, a.task, a.n, device, eps=a.eps, steps=a.steps, reps=a.reps, quick=a.quick,
-                       train_n=a.train_n, tasks=a.tasks, prototype=not a.no_prototype)
+                       train_n=a.train_n, tasks=a.tasks, unfused=not a.no_unfused)
     res = BenchResult(
         config=Config(backbone=a.backbone, task=a.task, n=a.n, reps=a.reps, eps=a.eps, steps=a.steps,
                       train_n=ctx.train_n, quick=a.quick, threads=threads),
-        machine=machine_info(device, threads), clean_acc=ctx.clean_acc,
-        prototype_max_logit_diff=ctx.prototype_max_logit_diff,
+        machine=machine_info(device, threads), clean_acc=ctx.clean_acc, fuse=vars(ctx.fuse_report),
     )
     sections = [s.strip() for s in a.sections.split(",") if s.strip()]
     if "single" in sections:
@@ -125,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> BenchResult:
         res.feature = run_section("feature", section_feature, ctx)
     if "tasks" in sections:
         res.tasks = run_section("tasks", section_tasks, ctx)
+    if "sanity" in sections:
+        res.sanity = run_section("sanity", section_sanity, ctx)
     log("[flops]")
     res.flops = section_flops(ctx)
     if not a.no_profile:

@@ -28,7 +28,6 @@ import rtcore.attacks.engine
 
 TOL = 1e-6  # float32 slack for the eps-ball check
 ENGINE_PY = rtcore.attacks.engine.__file__  # the PGD engine: the file the line tracer times
-AUTOATTACK = "not on PyPI (`pip download --no-deps autoattack`: no matching distribution); skipped"
 
 Eval = float | list[float]  # what a section's check returns for one output: one number or one per eps
 
@@ -86,7 +85,7 @@ class MachineInfo:
     foolbox: str | None
     eagerpy: str | None
     rtcore_attacks_sha256: str
-    autoattack: str
+    pyautoattack: str | None
 
 
 def machine_info(device: torch.device, threads: int) -> MachineInfo:
@@ -96,7 +95,7 @@ def machine_info(device: torch.device, threads: int) -> MachineInfo:
         python=platform.python_version(), device=str(device), platform=platform.platform(),
         gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         torchattacks=versions["torchattacks"], foolbox=versions["foolbox"], eagerpy=versions["eagerpy"],
-        rtcore_attacks_sha256=attacks_sha256(), autoattack=AUTOATTACK,
+        rtcore_attacks_sha256=attacks_sha256(), pyautoattack=versions["pyautoattack"],
     )
 
 
@@ -144,13 +143,14 @@ class Passes:
 
 
 class PassCounter:
-    """Counts rows pushed through a module: with a graph (forward+backward) or without."""
+    """Counts rows pushed through a module (or any of several): with a graph (forward+backward) or without."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module | Sequence[nn.Module]) -> None:
         self.grad_rows = 0
         self.nograd_rows = 0
         self.calls = 0
-        self._h = module.register_forward_pre_hook(self._hook)
+        mods = [module] if isinstance(module, nn.Module) else list(module)
+        self._hs = [m.register_forward_pre_hook(self._hook) for m in mods]
 
     def _hook(self, mod: nn.Module, args: tuple[Any, ...]) -> None:
         x = args[0]
@@ -161,7 +161,8 @@ class PassCounter:
             self.nograd_rows += x.shape[0]
 
     def remove(self) -> Passes:
-        self._h.remove()
+        for h in self._hs:
+            h.remove()
         return Passes(grad_rows=self.grad_rows, nograd_rows=self.nograd_rows, calls=self.calls)
 
 
@@ -191,9 +192,9 @@ class ContenderResult:
 
 
 def interleave(contenders: dict[str, Callable[[], Any]], reps: int, device: torch.device,
-               count_on: nn.Module | None = None,
+               count_on: nn.Module | Sequence[nn.Module] | None = None,
                after: Callable[[str, Any], Eval] | None = None,
-               count_on_for: dict[str, nn.Module] | None = None) -> dict[str, ContenderResult]:
+               count_on_for: dict[str, nn.Module | Sequence[nn.Module]] | None = None) -> dict[str, ContenderResult]:
     """Warm up each contender once (untimed, counting passes through ``count_on``, or the
     contender's own module in ``count_on_for``), then time ``reps`` rounds A B C A B C ...;
     ``after(name, output)`` (untimed) evaluates each output."""

@@ -1,5 +1,6 @@
-"""The peer libraries of bench/attacks.py (torchattacks, foolbox with eagerpy), imported only when
-used: they are benchmark dependencies (bench/requirements.txt), not runtime dependencies of rtcore."""
+"""The peer libraries of bench/attacks.py (torchattacks, foolbox with eagerpy, pyautoattack), imported
+only when used: torchattacks and foolbox are benchmark dependencies (bench/requirements.txt);
+pyautoattack is an optional runtime dependency of rtcore (its 'autoattack' strength)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-PEER_MODULES = ("torchattacks", "foolbox", "eagerpy")
+PEER_MODULES = ("torchattacks", "foolbox", "eagerpy", "pyautoattack")
 
 
 def _importable(mod: str) -> bool:
@@ -23,6 +24,10 @@ def _importable(mod: str) -> bool:
 
 def torchattacks_available() -> bool:
     return "torchattacks" in sys.modules or _importable("torchattacks")
+
+
+def autoattack_available() -> bool:
+    return "pyautoattack" in sys.modules or _importable("pyautoattack")
 
 
 def peer_version(mod: str) -> str | None:
@@ -75,3 +80,15 @@ def foolbox_feature_attack(steps: int, rel_stepsize: float) -> tuple[Any, type]:
             return loss_fn
 
     return FeatureLinfPGD(rel_stepsize=rel_stepsize, steps=steps, random_start=True), NeverAdversarial
+
+
+def autoattack_apgd_ce(model: nn.Module, eps: float, steps: int, device: torch.device, seed: int = 0) -> Any:
+    """AutoAttack's APGD-CE (``pyautoattack.autopgd_base.APGDAttack``, the first attack of every
+    AutoAttack version) with ``steps`` iterations and 1 restart: the same work as the other rows.
+    Built directly rather than through ``AutoAttack(...)`` because APGD's step-size checkpoints are
+    computed from ``n_iter`` in its constructor. Returns a callable ``(x, y) -> x_adv``."""
+    from pyautoattack.autopgd_base import APGDAttack
+
+    apgd = APGDAttack(model, n_iter=steps, norm="Linf", n_restarts=1, eps=eps, seed=seed, loss="ce",
+                      eot_iter=1, rho=0.75, device=device)
+    return lambda x, y: apgd.perturb(x, y)

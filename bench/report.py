@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 from harness import ContenderResult, MachineInfo, ModelFlops, Profile, achieved, median
-from sections import PROTO, FeatureResult, FlopsResult, SingleResult, SweepResult, TasksResult
+from sanity_section import SanityRun
+from sections import AA, GPU, UNFUSED, FeatureResult, FlopsResult, SingleResult, SweepResult, TasksResult
 
 
 @dataclass
@@ -59,15 +60,16 @@ class BenchResult:
     config: Config
     machine: MachineInfo
     clean_acc: float
-    prototype_max_logit_diff: float | None
+    fuse: dict[str, object]  # rtcore's fused copy of the model (FuseReport as a dict)
     single: SingleResult | None = None
     sweep: SweepResult | None = None
     feature: FeatureResult | None = None
     tasks: TasksResult | None = None
     flops: FlopsResult | None = None
     profile: dict[str, Profile] | None = None
+    sanity: list[SanityRun] | None = None
     targets: dict[str, Target] = field(default_factory=dict)
-    targets_with_prototype: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # measured, not targets: fused vs unfused, GPU
     table: list[Row] = field(default_factory=list)
 
     def complete(self) -> bool:
@@ -125,7 +127,7 @@ def build_tables(res: BenchResult, rows: list[Row]) -> str:
     lines = [
         (f"Machine: {m.cpu}, {m.logical_cores} logical cores, torch {m.torch} ({m.torch_threads} threads), "
          f"device {m.device}{' (' + m.gpu + ')' if m.gpu else ''}; torchattacks {m.torchattacks}, "
-         f"foolbox {m.foolbox}; autoattack: {m.autoattack}."),
+         f"foolbox {m.foolbox}; pyautoattack {m.pyautoattack}."),
         (f"Model: backbone `{cfg.backbone}` + LinearProbe (C=1) on `{cfg.task}` train "
          f"features; {cfg.n} test images; medians of {cfg.reps} interleaved repetitions "
          f"after one warm-up each. Ratio = contender time / rtcore time (>1: rtcore faster). Min CPU util = lowest "
@@ -161,54 +163,65 @@ def build_tables(res: BenchResult, rows: list[Row]) -> str:
             f"{nm} {100 * b:.1f}/{100 * e:.1f}%" for nm, b, e in zip(t.tasks, t.bound_ra, t.e2e_ra)),
     ]
     if res.targets:
-        lines += ["", "| target (rtcore as it is) | measured | met |", "|---|---|---|"]
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
         for k, v in res.targets.items():
             lines.append(f"| {k} | {v.measured} | {'yes' if v.met else 'NO'} |")
-    proto = res.targets_with_prototype
-    if proto:
-        lines += ["", "Prototype rows (bench/fast_model.py: the real rtcore functions on a copy of the model with "
-                  "batch norm folded into the convolutions and channels_last weights; max |logit difference| "
-                  f"{res.prototype_max_logit_diff or 0:.1e}; results verified on the original model): "
-                  + "; ".join(f"{k.split(': ', 1)[1]} {v}" for k, v in proto.items()) + "."]
+    if res.notes:
+        fz = res.fuse
+        lines += ["", (f"rtcore's fused copy (rtcore.models.fused: {fz.get('folded')} batch norms folded into the "
+                       f"convolutions, channels_last; max |logit difference| {float(fz.get('max_abs_diff', 0)):.1e} on "
+                       f"a probe batch; every reported number recomputed on the original model): "
+                       + "; ".join(f"{k} {v}" for k, v in res.notes.items()) + ".")]
+    if res.sanity:
+        names = [str(f["name"]) for f in res.sanity[0].flags]
+        lines += ["", "Sanity flags (rtcore.sanity, subset checks on 128 points) of rtcore's runs on this model:", "",
+                  "| run | eps | flags | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+        for r in res.sanity:
+            cells = [f"{f['status']} ({_flag_values(f)})" for f in r.flags]
+            lines.append(f"| {r.run} | {', '.join(f'{e:g}' for e in r.eps)} | {r.summary} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _flag_values(f: dict[str, object]) -> str:
+    keys = {"monotone_large_eps": ("robust_acc_at_large_eps",), "noise_weaker": ("gap",),
+            "more_steps": ("drop",), "gradient_free": ("drop",)}.get(str(f["name"]), ())
+    vals = f.get("values") or {}
+    return ", ".join(f"{k} {float(vals[k]):.3f}" for k in keys if k in vals)  # type: ignore[index,operator]
+
+
 def evaluate_targets(res: BenchResult) -> tuple[dict[str, Target], dict[str, str]]:
-    """The targets for rtcore as it is, and (where the prototype rows ran) the same ratios with them."""
-    assert res.single and res.sweep and res.tasks
-    s, w = res.single.contenders, res.sweep.contenders
+    """The targets for rtcore, and notes: the fused engine against rtcore unfused, the GPU rows."""
+    assert res.single and res.sweep and res.tasks and res.feature
+    s, w, f = res.single.contenders, res.sweep.contenders, res.feature.contenders
     t_rt = s["rtcore (same work)"].median_s
     ra = {k: median(v.evals) for k, v in s.items()}
-    strongest_peer = min(ra["torchattacks.PGD"], ra["foolbox LinfPGD"])
+    peers = [k for k in ("torchattacks.PGD", "foolbox LinfPGD", AA) if k in ra]
+    strongest_peer = min(ra[k] for k in peers)
     r_ta = s["torchattacks.PGD"].median_s / t_rt
     r_fb = s["foolbox LinfPGD"].median_s / t_rt
     t_fb_sweep = w["foolbox LinfPGD epsilons=[...]"].median_s
     r_sw = t_fb_sweep / w["rtcore sweep (one call)"].median_s
     extra = res.tasks.extra_task_fraction_of_e2e_attack
-    proto: dict[str, str] = {}
-    if PROTO + "rtcore (same work) on prepared copy" in s:
-        t_p = s[PROTO + "rtcore (same work) on prepared copy"].median_s
-        t_pw = w[PROTO + "rtcore sweep on prepared copy"].median_s
-        t_both = w[PROTO + "both (prepared copy, ascending, skipped)"].median_s
-        ra_p = median(s[PROTO + "rtcore (same work) on prepared copy"].evals)
-        proto = {
-            "with the prototype change: single eps vs torchattacks": f"{s['torchattacks.PGD'].median_s / t_p:.2f}x",
-            "with the prototype change: single eps vs foolbox": f"{s['foolbox LinfPGD'].median_s / t_p:.2f}x",
-            "with the prototype change: robust acc": f"{100 * ra_p:.1f}%",
-            "with the prototype change: sweep vs foolbox": f"{t_fb_sweep / t_pw:.2f}x",
-            "with the prototype changes: sweep (prepared copy, ascending, skipped) vs foolbox":
-                f"{t_fb_sweep / t_both:.2f}x",
-        }
+    notes: dict[str, str] = {}
+    for label, section, ref in (("single eps", s, "rtcore (same work)"), ("sweep", w, "rtcore sweep (one call)"),
+                                ("feature attack", f, "rtcore feature_attack (same work)")):
+        if UNFUSED + ref in section:
+            notes[f"{label}: unfused / fused time"] = f"{section[UNFUSED + ref].median_s / section[ref].median_s:.2f}x"
+        if ref + GPU in section:
+            notes[f"{label}: CPU / GPU time"] = f"{section[ref].median_s / section[ref + GPU].median_s:.2f}x"
+    if AA in s:
+        notes["single eps: AutoAttack APGD-CE / rtcore time"] = f"{s[AA].median_s / t_rt:.2f}x"
     targets = {
         "single eps: >= 1.5x torchattacks": Target(measured=f"{r_ta:.2f}x", met=r_ta >= 1.5, value=r_ta),
         "single eps: >= 2x foolbox": Target(measured=f"{r_fb:.2f}x", met=r_fb >= 2.0, value=r_fb),
         "robust acc <= strongest peer + 0.5 pt": Target(
-            measured=f"rtcore {100 * ra['rtcore (same work)']:.1f}% vs strongest peer {100 * strongest_peer:.1f}%",
+            measured=f"rtcore {100 * ra['rtcore (same work)']:.1f}% vs strongest peer {100 * strongest_peer:.1f}% "
+                     f"({', '.join(peers)})",
             met=ra["rtcore (same work)"] <= strongest_peer + 0.005),
         "5-eps sweep: >= 3x foolbox multi-eps": Target(measured=f"{r_sw:.2f}x", met=r_sw >= 3.0, value=r_sw),
         "extra task < 5% of one e2e attack": Target(measured=f"{100 * extra:.1f}%", met=extra < 0.05, value=extra),
     }
-    return targets, proto
+    return targets, notes
 
 
 def profile_markdown(prof: dict[str, Profile]) -> str:
@@ -246,7 +259,7 @@ def _jsonable(o: Any) -> Any:
 def write_report(res: BenchResult, out: Path) -> str:
     """Evaluate the targets, build the tables (filled into ``res``), write results.md and
     results.json under ``out``; return the markdown."""
-    res.targets, res.targets_with_prototype = evaluate_targets(res)
+    res.targets, res.notes = evaluate_targets(res)
     res.table = table_rows(res)
     md = build_tables(res, res.table)
     if res.profile is not None:

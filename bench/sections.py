@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import copy
 
 import torch
-from fast_model import ascending_sweep, prepare_for_attack
 from harness import (
     ContenderResult,
     MatmulPeak,
@@ -26,6 +27,8 @@ from harness import (
     sync,
 )
 from peers import (
+    autoattack_apgd_ce,
+    autoattack_available,
     foolbox_feature_attack,
     foolbox_linf_pgd,
     foolbox_model,
@@ -36,6 +39,7 @@ from torch import nn
 
 import rtcore
 from rtcore import AttackSettings, LinearProbe, ProbedModel
+from rtcore.models.fused import FuseReport, fused_copy
 from rtcore.pipeline import test_indices
 
 SWEEP_EPS = (0.02, 0.04, 0.06, 0.08, 0.1)
@@ -48,7 +52,9 @@ RELABELLINGS: list[tuple[str, list[int], list[str]]] = [
     ("bag-vs-rest", [0, 0, 0, 1, 0], ["other", "bag"]),
     ("boot-vs-low-vs-other", [1, 2, 1, 2, 0], ["boot", "low shoe", "other"]),
 ]
-PROTO = "prototype: "  # rows that are not rtcore as it is (bench/fast_model.py), never used for the targets
+UNFUSED = "rtcore, unfused: "  # rows with AttackSettings(fuse=False): the engine without its fused copy
+AA = "AutoAttack APGD-CE"  # pyautoattack's APGD-CE with the same number of iterations
+GPU = " on GPU (cuda)"  # a contender run on CUDA while the main rows run on the CPU
 
 
 # ============================================================== context
@@ -74,10 +80,10 @@ class Context:
     k_max: int  # tasks section: K = 1..k_max
     clean_acc: float
     same: AttackSettings  # rtcore's "same work" settings: steps, 1 restart, CE only
+    fuse_report: FuseReport  # what rtcore's fused copy of the model is (checked against the original)
     sweep_eps: tuple[float, ...] = SWEEP_EPS
-    fast_model: nn.Module | None = None  # prototype copies (bench/fast_model.py), None with --no-prototype
-    fast_backbone: nn.Module | None = None
-    prototype_max_logit_diff: float | None = None
+    unfused: bool = True  # also time rtcore with fuse=False
+    gpu_model: nn.Module | None = None  # a CUDA copy of the model when CUDA is present and device is the CPU
 
 
 def same_work(steps: int) -> AttackSettings:
@@ -112,7 +118,7 @@ def fit_probe(f_train: torch.Tensor, y_train: torch.Tensor, num_classes: int) ->
 
 
 def make_context(backbone: str, task_name: str, n: int, device: torch.device, *, eps: float, steps: int, reps: int,
-                 quick: bool, train_n: int | None, tasks: int, prototype: bool) -> Context:
+                 quick: bool, train_n: int | None, tasks: int, unfused: bool = True) -> Context:
     """Load the backbone and task, fit the probe on the train features, pick the n test images."""
     torch.manual_seed(0)
     g = load_backbone(backbone, device)
@@ -130,17 +136,29 @@ def make_context(backbone: str, task_name: str, n: int, device: torch.device, *,
     assert_eval(g, "the backbone")
     clean_acc = float((batched(model, x).argmax(1) == y).float().mean())
     log(f"  clean accuracy on the {n} test images: {100 * clean_acc:.1f}%")
+    fused, rep = fused_copy(model, x)
+    log(f"  rtcore's fused copy: {rep.reason}, {rep.folded} batch norms folded, max |logit difference| "
+        f"{rep.max_abs_diff:.2e}")
     ctx = Context(model=model, backbone=g, probe=probe, x=x, y=y, device=device, eps=eps, steps=steps, reps=reps,
-                  quick=quick, task=task, idx=idx, f_train=f_train, train_n=ntr, k_max=max(1, min(tasks, len(RELABELLINGS))),
-                  clean_acc=clean_acc, same=same_work(steps))
-    if prototype:
-        ctx.fast_model = prepare_for_attack(model)
-        ctx.fast_backbone = prepare_for_attack(g)
-        with torch.no_grad():
-            diff = float((batched(ctx.fast_model, x) - batched(model, x)).abs().max())
-        log(f"  prototype copy (batch norm folded, channels_last): max |logit difference| {diff:.2e}")
-        ctx.prototype_max_logit_diff = diff
+                  quick=quick, task=task, idx=idx, f_train=f_train, train_n=ntr,
+                  k_max=max(1, min(tasks, len(RELABELLINGS))), clean_acc=clean_acc, same=same_work(steps),
+                  fuse_report=rep, unfused=unfused)
+    if torch.cuda.is_available() and device.type == "cpu":
+        ctx.gpu_model = copy.deepcopy(model).to("cuda").eval()
     return ctx
+
+
+def on_gpu(model: nn.Module, fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+           x: torch.Tensor, y: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """A contender that runs ``fn`` on CUDA copies (inputs moved once) and waits for the device."""
+    xg, yg = x.to("cuda"), y.to("cuda")
+
+    def run() -> torch.Tensor:
+        out = fn(model, xg, yg)
+        torch.cuda.synchronize()
+        return out
+
+    return run
 
 
 # ============================================================== 1-3: contenders on one model
@@ -181,17 +199,22 @@ def section_single(ctx: Context) -> SingleResult:
         "rtcore (same work)": lambda: rtcore.attack(model, x, y, eps, settings=same).x_adv,
         "torchattacks.PGD": lambda: ta(x, y),
         "foolbox LinfPGD": lambda: fpgd(fmodel, x, y, epsilons=eps)[1],
-        "rtcore ('standard' preset)": lambda: rtcore.attack(model, x, y, eps, settings="standard").x_adv,
     }
+    if autoattack_available():
+        apgd = autoattack_apgd_ce(model, eps, steps, ctx.device)
+        contenders[AA] = lambda: apgd(x, y)
+    contenders["rtcore ('standard' preset)"] = lambda: rtcore.attack(model, x, y, eps, settings="standard").x_adv
+    if ctx.unfused:
+        contenders[UNFUSED + "rtcore (same work)"] = \
+            lambda: rtcore.attack(model, x, y, eps, settings=replace(same, fuse=False)).x_adv
     counts: dict[str, nn.Module] = {}
-    fast = ctx.fast_model
-    if fast is not None:  # the proposed change, proved with the real rtcore.attack on a prepared copy
-        ta_fast = make_torchattacks(fast, eps, steps, alpha)
-        contenders[PROTO + "rtcore (same work) on prepared copy"] = \
-            lambda: rtcore.attack(fast, x, y, eps, settings=same).x_adv
-        contenders[PROTO + "torchattacks.PGD on prepared copy"] = lambda: ta_fast(x, y)
-        counts = {k: fast for k in contenders if k.startswith(PROTO)}
-    res = interleave(contenders, ctx.reps, ctx.device, count_on=model, count_on_for=counts,
+    if ctx.gpu_model is not None:
+        name = "rtcore (same work)" + GPU
+        contenders[name] = on_gpu(ctx.gpu_model, lambda m, xg, yg: rtcore.attack(m, xg, yg, eps, settings=same).x_adv,
+                                  x, y)
+        counts[name] = ctx.gpu_model.head
+    # every forward, on the model or on rtcore's fused copy of it, goes through the shared linear head
+    res = interleave(contenders, ctx.reps, ctx.device, count_on=model.head, count_on_for=counts,
                      after=lambda name, xa: robust_acc(model, x, y, xa, eps, name))
     return SingleResult(eps=eps, steps=steps, peer_alpha=alpha, rtcore_settings=same.key(), contenders=res)
 
@@ -203,26 +226,26 @@ def section_sweep(ctx: Context) -> SweepResult:
     fpgd = foolbox_linf_pgd(steps, rel_stepsize=2.5 / steps)
     tas = [make_torchattacks(model, e, steps, 2.5 * e / steps) for e in eps_list]
 
-    def sweep_on(m: nn.Module) -> list[torch.Tensor]:
-        xa = rtcore.attack(m, x, y, eps_list, settings=same).x_adv
+    def sweep_on(m: nn.Module, xx: torch.Tensor, yy: torch.Tensor, cfg: AttackSettings = same) -> list[torch.Tensor]:
+        xa = rtcore.attack(m, xx, yy, eps_list, settings=cfg).x_adv
         return [xa[i] for i in range(len(eps_list))]
 
     contenders: dict[str, Callable[[], list[torch.Tensor]]] = {
-        "rtcore sweep (one call)": lambda: sweep_on(model),
+        "rtcore sweep (one call)": lambda: sweep_on(model, x, y),
         "torchattacks.PGD loop": lambda: [a(x, y) for a in tas],
         "foolbox LinfPGD epsilons=[...]": lambda: fpgd(fmodel, x, y, epsilons=eps_list)[1],
     }
+    if autoattack_available():
+        apgds = [autoattack_apgd_ce(model, e, steps, ctx.device) for e in eps_list]
+        contenders[AA + " loop"] = lambda: [a(x, y) for a in apgds]
+    if ctx.unfused:
+        contenders[UNFUSED + "rtcore sweep (one call)"] = lambda: sweep_on(model, x, y, replace(same, fuse=False))
     counts: dict[str, nn.Module] = {}
-    fast = ctx.fast_model
-    if fast is not None:
-        contenders[PROTO + "rtcore sweep on prepared copy"] = lambda: sweep_on(fast)
-        contenders[PROTO + "ascending eps, broken points skipped"] = \
-            lambda: ascending_sweep(model, x, y, eps_list, same)
-        contenders[PROTO + "both (prepared copy, ascending, skipped)"] = \
-            lambda: ascending_sweep(fast, x, y, eps_list, same)
-        counts = {PROTO + "rtcore sweep on prepared copy": fast,
-                  PROTO + "both (prepared copy, ascending, skipped)": fast}
-    res = interleave(contenders, ctx.reps, ctx.device, count_on=model, count_on_for=counts,
+    if ctx.gpu_model is not None:
+        name = "rtcore sweep (one call)" + GPU
+        contenders[name] = on_gpu(ctx.gpu_model, sweep_on, x, y)  # type: ignore[arg-type]
+        counts[name] = ctx.gpu_model.head
+    res = interleave(contenders, ctx.reps, ctx.device, count_on=model.head, count_on_for=counts,
                      after=lambda name, xs: [robust_acc(model, x, y, xa, e, name) for xa, e in zip(xs, eps_list)])
     return SweepResult(eps=eps_list, steps=steps, peer_alpha="2.5*eps/steps", contenders=res)
 
@@ -242,13 +265,12 @@ def section_feature(ctx: Context) -> FeatureResult:
         eq = same_work(steps - 5)
         contenders[f"rtcore feature_attack ({steps} passes: 5 power + {steps - 5} steps)"] = \
             lambda: rtcore.feature_attack(g, x, eps, settings=eq).x_adv
-    counts: dict[str, nn.Module] = {}
-    fast_g = ctx.fast_backbone
-    if fast_g is not None:
-        contenders[PROTO + "rtcore feature_attack on prepared copy"] = \
-            lambda: rtcore.feature_attack(fast_g, x, eps, settings=same).x_adv
-        counts = {PROTO + "rtcore feature_attack on prepared copy": fast_g}
-    res = interleave(contenders, ctx.reps, ctx.device, count_on=g, count_on_for=counts,
+    if ctx.unfused:
+        contenders[UNFUSED + "rtcore feature_attack (same work)"] = \
+            lambda: rtcore.feature_attack(g, x, eps, settings=replace(same, fuse=False)).x_adv
+    twin = fused_copy(g, x)[0]  # the cached copy rtcore's iterations run on: count its passes and g's
+    counts = {k: [twin, g] for k in contenders if k.startswith("rtcore feature_attack")}
+    res = interleave(contenders, ctx.reps, ctx.device, count_on=g, count_on_for=counts,  # type: ignore[arg-type]
                      after=lambda name, xa: mean_delta(g, x, f0, xa, eps, name))
     return FeatureResult(eps=eps, steps=steps, peer_rel_stepsize=2.5 / steps, rtcore_settings=same.key(),
                          contenders=res)

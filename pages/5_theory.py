@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures as fx
-from app import state, toy, ui
+from app import theory_ui, toy, ui
 
 st.title("Theory: why a robust representation gives a robust linear probe")
 st.markdown(
@@ -32,45 +32,20 @@ with right:
     st.markdown("In words: *a point is safe if its margin in feature space is larger than the largest shift an "
                 "attacker can cause there.* Averaging this indicator over the test set gives the bound on robust "
                 "accuracy that the dashboard compares with an attack.")
-st.info("**Prediction vs certificate.** With Δ found by an attack (a lower estimate), the bound is a prediction; "
-        "only an upper bound on Δ (e.g. interval bound propagation) would make it a certified guarantee.")
+st.info("**Criterion met vs certified.** With Δ found by an attack (a lower estimate), ρ > Δ is a *prediction*: the "
+        "other pages say the criterion is **met**. Only an upper bound on Δ makes it a guarantee; in the linear "
+        "picture below Δ is exact, so there (and only there) a point is **certified**.")
 
 st.header("Drag through it: a linear representation in two dimensions")
 st.markdown(
     "Here g(x) = A x with a 2×2 matrix A, so Δ is exact: **l2**: Δ = ε·σ_max(A); **linf**: Δ = ε·max over sign "
     "vectors s of ‖A s‖₂. The head separates two classes with w·z + b = 0 (unit normal w at angle θ); x belongs to "
     "the side w·g(x) + b > 0. The exact end-to-end answer for a linear model is: robust iff "
-    "w·A x + b > ε‖Aᵀw‖_q (q = 1 for linf, 2 for l2). Clipping to [0, 1] is ignored in this picture."
+    "w·A x + b > ε‖Aᵀw‖_q (q = 1 for linf, 2 for l2). Clipping to [0, 1] is ignored in this picture. "
+    "Each button below sets every slider to an example that shows what its label says."
 )
-ui.toy_examples()
-c1, c2, c3 = st.columns(3)
-with c1:
-    st.markdown("**Representation A**")
-    a, b = st.columns(2)
-    a.slider("a₁₁", -2.0, 2.0, step=0.1, key="toy_a11")
-    b.slider("a₁₂", -2.0, 2.0, step=0.1, key="toy_a12")
-    a.slider("a₂₁", -2.0, 2.0, step=0.1, key="toy_a21")
-    b.slider("a₂₂", -2.0, 2.0, step=0.1, key="toy_a22")
-with c2:
-    st.markdown("**Input point and threat model**")
-    a, b = st.columns(2)
-    a.slider("x₁", 0.0, 1.0, step=0.05, key="toy_x1")
-    b.slider("x₂", 0.0, 1.0, step=0.05, key="toy_x2")
-    st.slider("ε", 0.0, 1.0, step=0.01, key="toy_eps")
-    st.radio("norm", state.NORMS, key="toy_norm", horizontal=True, format_func=state.NORM_LABELS.get)
-with c3:
-    st.markdown("**Linear head**")
-    st.slider("boundary normal angle θ (degrees)", -180, 180, step=5, key="toy_angle")
-    st.slider("offset b", -3.0, 3.0, step=0.05, key="toy_offset")
-
-s = st.session_state
-toy = toy.linear_toy(s.toy_a11, s.toy_a12, s.toy_a21, s.toy_a22, s.toy_x1, s.toy_x2, s.toy_eps, s.toy_norm,
-                    s.toy_angle, s.toy_offset)
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Δ (exact)", f"{toy.delta:.3f}")
-m2.metric("margin ρ", f"{toy.rho:.3f}")
-m3.metric("criterion ρ > Δ", "certified" if toy.certified else "not certified")
-m4.metric("exact end-to-end", "robust" if toy.robust else ("broken" if toy.correct else "misclassified"),
-          help=f"robust iff w·Ax + b = {toy.rho:.3f} > ε‖Aᵀw‖ in the dual norm = {toy.required:.3f}")
-ui.chart(fx.linear_toy_figure(toy), key="toy_figure")
-st.markdown(ui.toy_verdict(toy))
+theory_ui.toy_examples()
+tm = theory_ui.toy_sliders()
+theory_ui.toy_metrics(tm)
+ui.chart(fx.linear_toy_figure(tm), key="toy_figure")
+st.markdown(toy.verdict(tm))

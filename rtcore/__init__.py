@@ -5,11 +5,12 @@ Feature-space attacks, linear probes, end-to-end attacks and the bounds of Nern 
 
 Subpackages: :mod:`rtcore.models` (backbones), :mod:`rtcore.data` (tasks), :mod:`rtcore.attacks`;
 modules: :mod:`rtcore.probes`, :mod:`rtcore.bounds`, :mod:`rtcore.pipeline`, :mod:`rtcore.cache`,
-:mod:`rtcore.config`, :mod:`rtcore.cli`, :mod:`rtcore.train`.
+:mod:`rtcore.config`, :mod:`rtcore.cli`, :mod:`rtcore.train`, :mod:`rtcore.transfer` (linear probing vs fine-tuning).
 """
 
 from .attacks import (
     PRESETS,
+    STRENGTHS,
     AttackResult,
     AttackSettings,
     FeatureAttackResult,
@@ -42,13 +43,14 @@ from .models import (
 )
 from .pipeline import Evaluation, ProgressEvent, cli_command, evaluate, run_evaluation
 from .probes import LinearHead, LinearProbe, ProbedModel
+from .transfer import TRANSFER_METHODS, Adapted, FineTuneRecipe, adapt
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "NORMS", "PRESETS", "AttackResult", "AttackSettings", "Backbone", "BackboneUnavailableError", "CacheDirError",
-    "CheckpointError", "Evaluation", "FeatureAttackResult", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
-    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskUnavailableError", "as_backbone", "attack",
+    "NORMS", "PRESETS", "STRENGTHS", "TRANSFER_METHODS", "Adapted", "AttackResult", "AttackSettings", "Backbone", "BackboneUnavailableError", "CacheDirError",
+    "CheckpointError", "Evaluation", "FeatureAttackResult", "FineTuneRecipe", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
+    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskUnavailableError", "adapt", "as_backbone", "attack",
     "backbone_specs", "bound_criterion", "class_weight_spread", "cli_command", "consistent_delta", "create_backbone",
     "default_device", "evaluate", "feature_attack", "list_backbones", "list_tasks", "load_task", "loss_bound",
     "loss_gap_factor", "margins", "register_backbone", "relabel_task", "resolve_settings", "robust_accuracy_bound",

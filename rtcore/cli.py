@@ -9,13 +9,15 @@ from collections.abc import Sequence
 import pandas as pd
 
 from ._io import atomic_write
-from .attacks import PRESETS
+from .attacks import STRENGTHS, describe
 from .config import NORMS
 from .data import list_tasks, task_info
 from .errors import RtcoreError
 from .models import backbone_specs, create_backbone
 from .pipeline import ProgressEvent, run_evaluation
 from .probes import list_probes
+from .transfer import TRANSFER_METHODS
+from .sanity import SanityFlag
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
@@ -45,7 +47,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     backbone = create_backbone(args.backbone, weights=args.weights, pretrained=not args.no_pretrained)
     ev = run_evaluation(backbone, args.tasks, args.eps, args.norm, args.n, attack=args.attack, seed=args.seed,
                         probe=args.probe, probe_eps=args.probe_eps, cache_dir=args.cache_dir,
-                        use_cache=not args.no_cache, progress=_progress, download=args.download)
+                        use_cache=not args.no_cache, progress=_progress, download=args.download,
+                        sanity=args.sanity, transfer=args.transfer, transfer_k=args.transfer_k)
     if ev.recomputed:
         print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
         for line in ev.recomputed:
@@ -57,7 +60,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cols = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
             "mean_delta"]
     print(ev.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.sanity:
+        _print_sanity(ev.sanity)
     return 0
+
+
+def _print_sanity(flags: dict[str, list[SanityFlag]]) -> None:
+    """One line per task; a flagged task gets one line per failed check, with its numbers."""
+    print("\nsanity checks (rtcore.sanity):")
+    for task, fl in flags.items():
+        failed = [f for f in fl if not f.passed]
+        skipped = [f.name for f in fl if f.skipped]
+        note = f" (skipped: {', '.join(skipped)})" if skipped else ""
+        if not failed:
+            print(f"  {task}: ok{note}")
+            continue
+        print(f"  {task}: FLAGGED ({', '.join(f.name for f in failed)}): the robust accuracy above may be "
+              f"an overestimate{note}")
+        for f in failed:
+            vals = ", ".join(f"{k}={v:.4g}" for k, v in f.values.items())
+            print(f"    ! {f.name}: {vals}; expected: {f.threshold}; {f.meaning}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,12 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="budgets in [0,1] pixel units, e.g. 0.00392 0.00784 0.0157 0.0314 (1, 2, 4, 8 / 255)")
     e.add_argument("--norm", default="linf", choices=list(NORMS))
     e.add_argument("--n", type=int, default=500, help="test points per task")
-    e.add_argument("--attack", default="standard", choices=list(PRESETS))
+    e.add_argument("--attack", default="standard", choices=list(STRENGTHS),
+                   help="attack strength: " + "; ".join(f"{k}: {describe(k)}" for k in STRENGTHS))
+    e.add_argument("--sanity", action="store_true",
+                   help="also run the sanity checks (monotone/large eps, noise, more steps, Square) and print flags")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--probe", default="logistic", choices=list_probes(),
                    help="linear head: logistic (C on a held-out split), logistic-std, robust (Delta-aware)")
     e.add_argument("--probe-eps", type=float, help="budget whose training-point Delta sets the robust probe's radius "
                                                     "(default 2/255 linf, 0.2 l2)")
+    e.add_argument("--transfer", default="lp", choices=list(TRANSFER_METHODS),
+                   help="lp: probe the frozen backbone; ft, lp-ft, ft-last-k: fine-tune it per task first (cached)")
+    e.add_argument("--transfer-k", type=int, default=1, help="blocks trained by ft-last-k")
     e.add_argument("--out", help="summary CSV")
     e.add_argument("--samples-out", help="per-sample CSV")
     e.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore)")

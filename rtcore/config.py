@@ -49,7 +49,12 @@ def check_norm(norm: str | Norm) -> str:
     return value
 
 
-def _as_eps(value: object) -> float:
+#: the largest l2 budget accepted: an l2 ball of radius sqrt(d) covers [0,1]^d, so larger values only
+#: catch unit mistakes (e.g. eps given in 0-255 units) for images up to 3 x 64 x 64
+MAX_L2_EPS = 100.0
+
+
+def _as_eps(value: object, norm: str = "linf") -> float:
     if isinstance(value, (str, bytes)):
         raise ValueError(f"eps={value!r} is a string; give a number in [0, 1], e.g. eps=8/255 (0.0314), not '8/255'")
     if isinstance(value, bool):
@@ -65,8 +70,11 @@ def _as_eps(value: object) -> float:
         raise ValueError(f"eps={e} is not a finite number; give a value in [0, 1], e.g. 8/255 = 0.0314")
     if e < 0:
         raise ValueError(f"eps={e} is negative; the perturbation budget must be in [0, 1]")
-    if e > 1:
+    if norm == "linf" and e > 1:
         raise ValueError(f"eps={e} is above 1; eps is measured in [0, 1] pixel units (for example 8/255 = 0.0314, not 8)")
+    if e > MAX_L2_EPS:
+        raise ValueError(f"eps={e} is above {MAX_L2_EPS:g}; an l2 eps is the norm of a perturbation of [0, 1] pixels "
+                         f"(e.g. 0.5), not a value in 0-255 units")
     return e + 0.0  # -0.0 -> 0.0
 
 
@@ -76,17 +84,19 @@ def _is_scalar(eps: object) -> bool:
     return isinstance(eps, (numbers.Real, str, bytes)) or (hasattr(eps, "ndim") and getattr(eps, "ndim") == 0)
 
 
-def check_eps(eps: object) -> tuple[tuple[float, ...], bool]:
+def check_eps(eps: object, norm: str | Norm = "linf") -> tuple[tuple[float, ...], bool]:
     """Validate one epsilon or a list of them (numpy and torch scalars accepted, strings refused).
 
     Returns ``(eps_values, scalar)`` where ``scalar`` says whether a single number was given.
-    Epsilon is measured in [0, 1] pixel units, so it must lie in [0, 1].
+    Epsilon is measured in [0, 1] pixel units: a linf eps lies in [0, 1]; an l2 eps (the norm of
+    the whole perturbation) may exceed 1, up to :data:`MAX_L2_EPS`.
     """
+    norm = check_norm(norm)
     if _is_scalar(eps):
-        return (_as_eps(eps),), True
+        return (_as_eps(eps, norm),), True
     if not isinstance(eps, Iterable):
         raise ValueError(f"eps={eps!r} is not a number or a list of numbers")
-    values = tuple(_as_eps(e) for e in eps)
+    values = tuple(_as_eps(e, norm) for e in eps)
     if not values:
         raise ValueError("eps is an empty list; give at least one value in [0, 1], e.g. eps=[0.03, 0.1]")
     return values, False

@@ -30,7 +30,7 @@ from torch import nn
 
 from .validation import check_features, check_labels
 
-C_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 Space = Literal["raw", "standardised"]
 
 

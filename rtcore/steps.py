@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import pandas as pd
 import torch
 
 from ._io import tensor_digest
@@ -19,6 +20,7 @@ from .cache import ResultCache
 from .data import Task
 from .models import Backbone
 from .probes import LinearProbe, ProbedModel, create_probe
+from .sanity import SanityFlag, sanity_checks
 from .validation import check_features
 
 GALLERY = 8
@@ -85,15 +87,17 @@ def _head_parts(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tenso
 def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
                   eps_values: Sequence[float], norm: str, cfg: AttackSettings, seed: int, cache: ResultCache,
                   progress: Progress) -> Entries:
-    """Per eps: the features ``g(x'_e2e)`` of the end-to-end attack's witnesses on ``probe(g(.))``."""
+    """Per eps: the features ``g(x'_e2e)`` of the end-to-end attack's witnesses on ``probe(g(.))``.
+
+    With ``cfg.autoattack`` the search is AutoAttack, stored under its own cache kind."""
     model = ProbedModel(g, probe.as_module().to(g.device))
 
     def compute(eps_list: list[float]) -> list[dict[str, torch.Tensor]]:
         res = attack(model, x, y, eps_list, norm=norm, settings=cfg, seed=seed, progress=progress)
         return [{"features_adv": features(g, res.x_adv[i], ResultCache(enabled=False))} for i in range(len(eps_list))]
 
-    return per_eps_cached("attack", cache, eps_values, _head_parts(g, probe, x, y, norm, cfg, seed),
-                          {"features_adv": (x.shape[0], m)}, compute)
+    return per_eps_cached("autoattack" if cfg.autoattack else "attack", cache, eps_values,
+                          _head_parts(g, probe, x, y, norm, cfg, seed), {"features_adv": (x.shape[0], m)}, compute)
 
 
 def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
@@ -138,3 +142,14 @@ def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic
     probe.fit(features(g, task.x_train, cache), task.y_train)
     cache.save(key, {"weight": probe.weight_, "bias": probe.bias_, "C": torch.tensor([probe.C_], dtype=torch.float64)})
     return probe
+
+
+def task_sanity(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],
+                norm: str, cfg: AttackSettings, seed: int, rows: pd.DataFrame, n_subset: int,
+                progress: Progress) -> list[SanityFlag]:
+    """The sanity flags of one task's evaluation (:func:`rtcore.sanity.sanity_checks`) on
+    ``probe(g(.))``, from the per-sample ``robust`` column of its rows (robust against every
+    attack's witness). Not cached: the flags are cheap next to the evaluation and asked for rarely."""
+    robust = {e: torch.tensor(rows.loc[rows["eps"] == e, "robust"].to_numpy()) for e in eps_values}
+    model = ProbedModel(g, probe.as_module().to(g.device))
+    return sanity_checks(model, x, y, eps_values, norm, robust, cfg, seed, n_subset, progress=progress)

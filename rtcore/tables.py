@@ -29,7 +29,7 @@ from .data import Task
 from .probes import LinearProbe
 
 BOUND_KIND = "attack estimate"  # Delta from an attack: the bound is a prediction, not a certificate
-GROUP = ["backbone", "task", "probe", "norm", "eps"]
+GROUP = ["backbone", "task", "transfer", "probe", "norm", "eps"]
 
 #: the witnesses of one eps: attack name -> features g(x') (N, m)
 Witnesses = Mapping[str, torch.Tensor]
@@ -42,6 +42,7 @@ class HeadInfo:
     kind: str
     C: float
     radius: float
+    transfer: str = "lp"
 
 
 def task_rows(backbone_name: str, task: Task, idx: torch.Tensor, norm: str, f0: torch.Tensor, probe: LinearProbe,
@@ -77,7 +78,8 @@ def task_rows(backbone_name: str, task: Task, idx: torch.Tensor, norm: str, f0: 
             robust &= z.argmax(1) == y
             adv_loss = torch.maximum(adv_loss, cross_entropy(z, y))
         frames.append(pd.DataFrame({
-            "backbone": backbone_name, "task": task.name, "probe": head.kind, "norm": norm, "eps": e,
+            "backbone": backbone_name, "task": task.name, "transfer": head.transfer, "probe": head.kind, "norm": norm,
+            "eps": e,
             "sample": idx.numpy(), "label": y.numpy(), "pred": z0.argmax(1).numpy(), "correct": correct.numpy(),
             "rho": rho.numpy(), "delta_feature": full["feature"].numpy(), "delta_e2e": full["e2e"].numpy(),
             "delta": delta.numpy(), "delta_head": delta_p.numpy(),
@@ -95,7 +97,7 @@ def task_rows(backbone_name: str, task: Task, idx: torch.Tensor, norm: str, f0: 
 
 
 def summarise(samples: pd.DataFrame) -> pd.DataFrame:
-    """One row per (backbone, task, probe, norm, eps) from the per-sample table.
+    """One row per (backbone, task, transfer, probe, norm, eps) from the per-sample table.
 
     ``bound_mean_delta`` is the paper's expectation form, ``mean 1[rho(x) > mean Delta]``: a
     heuristic, not a per-sample guarantee (it can exceed ``robust_acc``).
@@ -129,7 +131,7 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
 
 def sample_columns() -> Sequence[str]:
     """The per-sample columns, in order."""
-    return ["backbone", "task", "probe", "norm", "eps", "sample", "label", "pred", "correct", "rho",
+    return ["backbone", "task", "transfer", "probe", "norm", "eps", "sample", "label", "pred", "correct", "rho",
             "delta_feature", "delta_e2e", "delta", "delta_head", "criterion_met", "criterion_met_feature_only",
             "criterion_met_head", "robust", "clean_loss", "adv_loss", "loss_bound", "loss_bound_lse",
             "feature_norm", "probe_C", "probe_radius"]

@@ -9,21 +9,27 @@ Starts ``streamlit run app.py`` on a free 127.0.0.1 port with the real defaults 
 * warm, new server: a new server process on the same disk cache (a restart).
 
 For each: seconds until the first plotly chart is drawn, and until the page is complete
-(no progress bar left, all of the landing page's charts drawn). Prints the numbers and exits.
-The server and the browser are always stopped; all traffic stays on 127.0.0.1.
+(no progress bar left, all of the landing page's charts drawn). Then the re-plot time when the
+eps cursor moves between grid values on the warm cache: in the browser (key press to the new
+chart title, no new job) and server-side in an AppTest (the script run alone). Every request the
+browser makes is recorded; requests to any host but the app's are blocked and reported.
+Prints the numbers and exits. The server and the browser are always stopped.
 
     python scripts/time_to_first_plot.py [--small] [--screenshots DIR] [--timeout 900]
 
-The helpers (``streamlit_server``, ``chromium``, ``open_page``) are reused by tests/test_browser.py.
+The helpers (``streamlit_server``, ``chromium``, ``open_page``, ``move_eps``) are reused by
+tests/browser/test_browser.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,10 +46,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 PROGRESS = '[data-testid="stProgress"]'
-READY = "All results ready"  # written by pages/_ui.py when the page's evaluation has finished
+READY = "All results ready"  # written by app/ui.py when the page's evaluation has finished
 EXCEPTION = '[data-testid="stException"]'
 LANDING_CHARTS = 3
 SMALL_ENV = {"RTCORE_DASHBOARD_N": "20", "RTCORE_DASHBOARD_TASKS": "shapes"}
+EPS_SLIDER = '[data-testid="stSidebar"] .st-key-eps input[type="range"]'
+BARS_TITLE = '[data-testid="stPlotlyChart"] .gtitle'
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
 def free_port() -> int:
@@ -66,7 +75,7 @@ def find_chromium() -> str | None:
 
 def _healthy(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as r:  # noqa: S310 - localhost only
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=timeout) as r:
             return r.status == 200
     except OSError:
         return False
@@ -130,22 +139,62 @@ def chromium(executable: str) -> Iterator[Any]:
             browser.close()
 
 
+class RequestLog:
+    """Every URL a browser context requested; requests to hosts other than the app's are blocked."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def external(self) -> list[str]:
+        return [u for u in self.urls if not _is_local(u)]
+
+
+def _is_local(url: str) -> bool:
+    return url.startswith(("data:", "blob:", "about:")) or urlparse(url).hostname in LOCAL_HOSTS
+
+
 def _local_only(route: Any) -> None:
-    host = urlparse(route.request.url).hostname
-    if host in ("127.0.0.1", "localhost") or route.request.url.startswith(("data:", "blob:")):
+    if _is_local(route.request.url):
         route.continue_()
     else:
         route.abort()
 
 
-def open_page(browser: Any, url: str, *, width: int = 1500, height: int = 1000, dark: bool = False) -> Any:
-    """A new browser session (context) on ``url``; requests to other hosts are blocked."""
+def open_page(browser: Any, url: str, *, width: int = 1500, height: int = 1000, dark: bool = False,
+              log: RequestLog | None = None) -> Any:
+    """A new browser session (context) on ``url``; every request goes to ``log``, other hosts are blocked."""
     context = browser.new_context(viewport={"width": width, "height": height},
                                   color_scheme="dark" if dark else "light")
+    if log is not None:
+        context.on("request", lambda req: log.urls.append(req.url))
+    context.route("**/*", _local_only)
     page = context.new_page()
-    page.route("**/*", _local_only)
     page.goto(url, wait_until="domcontentloaded", timeout=60_000)
     return page
+
+
+def job_number(page: Any) -> int | None:
+    """The job number the page's status line shows ("job #3"), or None."""
+    m = re.search(r"job #(\d+)", page.inner_text("body"))
+    return int(m.group(1)) if m else None
+
+
+def chart_titles(page: Any) -> list[str]:
+    return [t.text_content() or "" for t in page.query_selector_all(BARS_TITLE)]
+
+
+def move_eps(page: Any, key: str = "ArrowRight", timeout_s: float = 30) -> float:
+    """Move the sidebar's eps cursor one grid value with the keyboard; seconds until the first chart's
+    title shows the new eps (the chart was re-drawn)."""
+    before = chart_titles(page)[0]
+    thumb = page.locator(EPS_SLIDER)
+    thumb.focus()
+    t0 = time.perf_counter()
+    thumb.press(key)
+    page.wait_for_function(
+        """([sel, before]) => { const t = document.querySelector(sel); return t && t.textContent !== before; }""",
+        arg=[BARS_TITLE, before], timeout=timeout_s * 1000, polling=20)
+    return time.perf_counter() - t0
 
 
 def wait_first_chart(page: Any, timeout_s: float) -> None:
@@ -165,10 +214,11 @@ def wait_idle(page: Any, timeout_s: float) -> None:
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout_s * 1000)
 
 
-def measure(browser: Any, url: str, timeout_s: float, shot: Path | None = None) -> tuple[float, float]:
+def measure(browser: Any, url: str, timeout_s: float, shot: Path | None = None,
+            log: RequestLog | None = None) -> tuple[float, float]:
     """Seconds to the first chart and to the complete landing page, in a new browser session."""
     t0 = time.perf_counter()
-    page = open_page(browser, url)
+    page = open_page(browser, url, log=log)
     try:
         wait_first_chart(page, timeout_s)
         first = time.perf_counter() - t0
@@ -182,6 +232,54 @@ def measure(browser: Any, url: str, timeout_s: float, shot: Path | None = None) 
         return first, complete
     finally:
         page.context.close()
+
+
+def measure_replot(browser: Any, url: str, timeout_s: float, moves: int = 4) -> tuple[list[float], bool]:
+    """Browser re-plot times for eps moves on a finished landing page, and whether no new job started."""
+    page = open_page(browser, url)
+    try:
+        wait_complete(page, timeout_s)
+        wait_idle(page, timeout_s)
+        job = job_number(page)
+        times = []
+        for i in range(moves):
+            times.append(move_eps(page, "ArrowRight" if i % 2 == 0 else "ArrowLeft"))
+            wait_idle(page, timeout_s)
+        same = job is not None and job_number(page) == job and page.query_selector(PROGRESS) is None
+        return times, same
+    finally:
+        page.context.close()
+
+
+def apptest_replot(env: Mapping[str, str], moves: int = 6) -> list[float]:
+    """Server-side re-plot: seconds per AppTest script run after the eps cursor moved (warm cache)."""
+    from streamlit.testing.v1 import AppTest
+
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    try:
+        from app import state
+
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900).run()
+        norm = at.session_state["norm"]
+        options = state.eps_options(norm, at.session_state["extra_eps"].get(norm, []))
+        i = options.index(at.session_state["eps"])
+        times = []
+        for k in range(moves):
+            i = min(i + 1, len(options) - 1) if k % 2 == 0 else max(i - 1, 0)
+            t0 = time.perf_counter()
+            at.sidebar.select_slider(key="eps").set_value(options[i]).run()
+            times.append(time.perf_counter() - t0)
+        if at.exception:
+            raise RuntimeError(f"the landing page raised {at.exception[0].value}")
+        return times
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,20 +300,29 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rtcore-ttfp-") as cache:
         env["RTCORE_CACHE_DIR"] = cache
         results: dict[str, tuple[float, float]] = {}
+        log = RequestLog()
         with chromium(exe) as browser:
-            log = args.log / "server-1.log" if args.log else None
-            with streamlit_server(env, log_path=log) as url:
+            server_log = args.log / "server-1.log" if args.log else None
+            with streamlit_server(env, log_path=server_log) as url:
                 results["cold (empty cache, new server)"] = measure(
-                    browser, url, args.timeout, args.screenshots / "cold.png" if args.screenshots else None)
+                    browser, url, args.timeout, args.screenshots / "cold.png" if args.screenshots else None, log)
                 results["warm (same server, new browser session)"] = measure(
-                    browser, url, args.timeout, args.screenshots / "warm.png" if args.screenshots else None)
-            log = args.log / "server-2.log" if args.log else None
-            with streamlit_server(env, log_path=log) as url:
-                results["warm (disk cache, new server)"] = measure(browser, url, args.timeout)
+                    browser, url, args.timeout, args.screenshots / "warm.png" if args.screenshots else None, log)
+                replot, same_job = measure_replot(browser, url, args.timeout)
+            server_log = args.log / "server-2.log" if args.log else None
+            with streamlit_server(env, log_path=server_log) as url:
+                results["warm (disk cache, new server)"] = measure(browser, url, args.timeout, log=log)
+        server_replot = apptest_replot(env)
     defaults = "small test defaults (n=20, shapes)" if args.small else "real defaults"
     print(f"time to first plot, {defaults}:")
     for name, (first, complete) in results.items():
         print(f"  {name:42s} first chart {first:7.1f} s   complete page {complete:7.1f} s")
+    print(f"  re-plot after an eps move, browser (key press to new chart): median {statistics.median(replot):.2f} s "
+          f"(max {max(replot):.2f} s, {len(replot)} moves; {'no new job' if same_job else 'A NEW JOB STARTED'})")
+    print(f"  re-plot after an eps move, server side (AppTest script run): median "
+          f"{statistics.median(server_replot):.3f} s (max {max(server_replot):.3f} s, {len(server_replot)} moves)")
+    external = log.external()
+    print(f"  requests to hosts other than the app: {len(external)}" + (f" {sorted(set(external))}" if external else ""))
     return 0
 
 

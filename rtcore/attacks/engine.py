@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: on an accelerator, stopped rows leave the PGD batch every this many steps (one host sync each time)
+COMPACT_EVERY = 8
 
 
 # ---------------------------------------------------------------- norm geometry
@@ -120,11 +122,15 @@ def pgd(
     """One run from ``x_start``; updates ``best_x``/``best_score`` in place where the score improves.
 
     ``objective(x_adv, rows) -> (loss to ascend, score to keep)`` for the given rows.
-    With ``stop_at_positive`` a row stops once its score is > 0 (a misclassification).
+    With ``stop_at_positive`` a row stops once its score is > 0 (a misclassification): on the
+    CPU stopped rows leave the batch at once; on an accelerator they are frozen in place and
+    leave it every :data:`COMPACT_EVERY` steps, so that the step loop does not wait for the
+    device (finding the rows to drop is a host sync). Both give the same iterates.
     """
     x_adv = x_start.clone()
     active = torch.arange(x.shape[0], device=x.device)
     sizes = step_sizes(steps, step_max)
+    compact_every = 1 if x.device.type == "cpu" else COMPACT_EVERY
     for t in range(steps + 1):
         last = t == steps
         xa = x_adv[active].detach().requires_grad_(not last)
@@ -132,20 +138,34 @@ def pgd(
             loss, score = objective(xa, active)
         with torch.no_grad():
             better = score > best_score[active]
-            rows = active[better]
-            best_score[rows] = score[better]
-            best_x[rows] = xa.detach()[better]
+            best_score[active] = torch.where(better, score, best_score[active])
+            best_x[active] = torch.where(bshape(better, xa), xa.detach(), best_x[active])
         if last:
             break
         (grad,) = torch.autograd.grad(loss.sum(), xa)
         with torch.no_grad():
-            keep = ~(score > 0) if stop_at_positive else torch.ones_like(better)
-            active, xa_k, grad_k = active[keep], xa.detach()[keep], grad[keep]
-            if active.numel() == 0:
-                break
-            e = eps[active]
-            stepped = xa_k + bshape(e * sizes[t], xa_k) * ascent_direction(grad_k, norm)
-            x_adv[active] = project(stepped, x[active], e, norm)
+            xd, e = xa.detach(), eps[active]
+            stepped = project(xd + bshape(e * sizes[t], xd) * ascent_direction(grad, norm), x[active], e, norm)
+            if stop_at_positive:
+                stopped = score > 0
+                stepped = torch.where(bshape(stopped, xd), xd, stepped)  # a broken row keeps its witness
+            x_adv[active] = stepped
+            if stop_at_positive and (t + 1) % compact_every == 0:
+                active = active[~stopped]
+                if active.numel() == 0:
+                    break
+
+
+def search_model(model: nn.Module, x: torch.Tensor, fuse: bool) -> nn.Module:
+    """The module the iterations run on: a verified fused copy of ``model`` when ``fuse``
+    (:func:`rtcore.models.fused.fused_copy`), else ``model`` itself. Only for searching:
+    reported numbers are always recomputed on ``model``."""
+    if not fuse:
+        return model
+    from ..models.fused import fused_copy
+
+    twin, _ = fused_copy(model, x)
+    return twin
 
 
 def check_inside(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> None:

@@ -10,7 +10,18 @@ from torch import nn
 
 from ..config import check_eps, check_norm
 from ..validation import check_eval_mode, check_features, check_images
-from .engine import batched, check_inside, expand_eps, model_device, monotone, pgd, power_start, random_start, row_noise
+from .engine import (
+    batched,
+    check_inside,
+    expand_eps,
+    model_device,
+    monotone,
+    pgd,
+    power_start,
+    random_start,
+    row_noise,
+    search_model,
+)
 from .settings import AttackSettings, resolve_settings
 
 ProgressFn = Callable[[float], None]
@@ -58,7 +69,7 @@ def feature_attack(
 
     g = create_backbone(backbone) if isinstance(backbone, str) else backbone
     check_norm(norm)
-    eps_values, scalar = check_eps(eps)
+    eps_values, scalar = check_eps(eps, norm)
     check_images(x)
     check_eval_mode(g, "backbone")
     cfg = resolve_settings(settings, steps=steps, feature_restarts=restarts)
@@ -67,6 +78,8 @@ def feature_attack(
     n, n_eps = x.shape[0], len(eps_values)
     f0 = check_features(batched(g, x, cfg.batch_size), "backbone features")
     P = _check_projector(projector, f0.shape[1], device)
+    gs = search_model(g, x, cfg.fuse)  # the iterations run on gs; Delta is recomputed on g below
+    f0_search = f0 if gs is g else batched(gs, x, cfg.batch_size)
     eps_rows = expand_eps(eps_values, n, device)
     x_rows = x.repeat(n_eps, 1, 1, 1)
     best_x = x_rows.clone()
@@ -77,10 +90,10 @@ def feature_attack(
     for r in range(cfg.feature_restarts):
         for lo in range(0, live.numel(), cfg.batch_size):
             idx = live[lo:lo + cfg.batch_size]
-            f_ref = f0[idx % n]
+            f_ref = f0_search[idx % n]
 
             def objective(xa: torch.Tensor, rows: torch.Tensor, f_ref: torch.Tensor = f_ref) -> tuple[torch.Tensor, torch.Tensor]:
-                d = g(xa) - f_ref[rows]
+                d = gs(xa) - f_ref[rows]
                 if P is not None:
                     d = d @ P
                 sq = (d * d).sum(dim=1)
@@ -97,7 +110,7 @@ def feature_attack(
             if progress is not None:
                 progress(done / total)
     check_inside(best_x, x_rows, eps_rows, norm)
-    f_adv = batched(g, best_x, cfg.batch_size)
+    f_adv = batched(g, best_x, cfg.batch_size)  # on the original backbone
     zero = eps_rows == 0
     f_adv[zero] = f0.repeat(n_eps, 1)[zero]  # eps = 0: x' = x exactly
     shift = f_adv - f0.repeat(n_eps, 1)

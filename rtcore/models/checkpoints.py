@@ -46,7 +46,8 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, dict[str,
         if len(head) < 8:
             raise _bad(p, f"it has only {size} bytes; {_PICKLE_HINT}")
         n = int.from_bytes(head, "little")
-        if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        looks_pickled = head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1] in (2, 3, 4, 5))
+        if looks_pickled and not 2 <= n <= min(MAX_HEADER_BYTES, size - 8):
             raise _bad(p, f"it is a pickled PyTorch checkpoint (zip or pickle), not safetensors; {_PICKLE_HINT}")
         if n > MAX_HEADER_BYTES:
             raise _bad(p, f"its header claims {n} bytes, above the {MAX_HEADER_BYTES // 1024**2} MB limit "

@@ -19,6 +19,7 @@ from torch import nn
 from .bundled import BUNDLED_DIR, create_bundled_backbone
 from .checkpoints import load_safetensors, load_state_dict_into
 from .hub import TIMM_PREFIX, create_timm_backbone, timm_weights_available_offline
+from .thirdparty import AUTOATTACK_RESNET18, create_autoattack_resnet18, model_card, package_available
 from .wrapper import Backbone, as_backbone, default_device
 
 
@@ -27,7 +28,7 @@ class BackboneSpec:
     """A registry entry. ``offline`` says whether it can be created with no network."""
 
     name: str
-    kind: str  # "bundled" | "timm" | "custom"
+    kind: str  # "bundled" | "package" | "timm" | "custom"
     description: str
     offline: bool
     factory: Callable[..., Backbone] = field(repr=False)
@@ -81,8 +82,13 @@ def _timm_spec(model_name: str) -> BackboneSpec:
 
 
 def backbone_specs() -> dict[str, BackboneSpec]:
-    """All registry entries: bundled, user-registered, then the timm examples."""
+    """All registry entries: bundled, from installed packages, user-registered, then the timm examples.
+
+    ``autoattack-resnet18-cifar10`` is listed only when pyautoattack is installed."""
     specs = _bundled_specs()
+    if package_available():
+        specs[AUTOATTACK_RESNET18] = BackboneSpec(AUTOATTACK_RESNET18, "package", model_card()["description"], True,
+                                                  create_autoattack_resnet18)
     specs.update(_REGISTRY)
     for m in TIMM_EXAMPLES:
         specs[f"{TIMM_PREFIX}{m}"] = _timm_spec(m)
@@ -130,6 +136,8 @@ def create_backbone(
         bb = create_timm_backbone(name[len(TIMM_PREFIX):], pretrained=pretrained, weights=weights, **timm_kwargs)
     else:
         specs = backbone_specs()
+        if name == AUTOATTACK_RESNET18 and name not in specs:
+            return create_autoattack_resnet18(weights=weights, pretrained=pretrained)  # raises, naming the fix
         if name not in specs:
             raise ValueError(
                 f"unknown backbone {name!r}; valid names: {sorted(specs)} "

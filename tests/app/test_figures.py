@@ -8,11 +8,11 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from app import toy
 from app import figures as fx
+from app import figures_more, toy
 
 TASKS = ("shapes", "glyphs")
-EPS = (0.0, 0.03, 0.1)
+EPS = (0.0, 0.015686275, 0.031372549)  # 0, 4/255, 8/255
 
 
 @pytest.fixture
@@ -25,7 +25,9 @@ def summary() -> pd.DataFrame:
                          "clean_acc": 0.9 - 0.1 * t_i,
                          "robust_acc": robust, "bound": robust - 2 * e, "mean_delta": 10 * e, "median_delta": 9 * e,
                          "mean_relative_delta": e, "clean_loss": 0.3, "adv_loss": 0.3 + 5 * e,
-                         "loss_bound": 0.3 + 50 * e})
+                         "loss_bound_lse": 0.3 + 20 * e, "loss_bound": 0.3 + 50 * e,
+                         "bound_head": robust - e, "head_attack": e < 0.03, "loss_attack": e < 0.03,
+                         "probe": "logistic"})
     return pd.DataFrame(rows)
 
 
@@ -51,26 +53,34 @@ def names(fig: go.Figure) -> list[str]:
 
 
 def test_accuracy_at_eps(summary: pd.DataFrame) -> None:
-    fig = fx.accuracy_at_eps(summary, 0.03)
+    fig = fx.accuracy_at_eps(summary, EPS[1])
     assert names(fig) == [fx.METRIC_NAMES[m] for m in ("clean_acc", "robust_acc", "bound")]
     assert all(isinstance(t, go.Bar) and list(t.x) == list(TASKS) for t in fig.data)
-    assert list(fig.data[1].y) == pytest.approx([0.75, 0.65])
-    assert fig.layout.yaxis.title.text == fx.ACC_AXIS and "0.03" in fig.layout.title.text
+    assert list(fig.data[1].y) == pytest.approx([0.9 - 5 * EPS[1], 0.8 - 5 * EPS[1]])
+    assert fig.layout.yaxis.title.text == fx.ACC_AXIS and "4/255" in fig.layout.title.text
+
+
+def test_bars_show_clean_accuracy_while_an_eps_is_computing(summary: pd.DataFrame) -> None:
+    first = summary[summary["eps"] == 0.0]
+    fig = fx.accuracy_at_eps(first, EPS[1])
+    assert list(fig.data[0].y) == pytest.approx([0.9, 0.8]), "clean accuracy from eps = 0"
+    assert list(fig.data[1].text) == [fx.PENDING, fx.PENDING], "robust accuracy: still computing"
 
 
 def test_accuracy_curves_mark_the_current_eps(summary: pd.DataFrame) -> None:
-    fig = fx.accuracy_curves(summary, 0.03)
-    assert len(fig.data) == 2 * len(TASKS) + 2, "robust and bound per task, and a line-style key"
-    assert names(fig)[:2] == ["shapes", "shapes: bound"] and fig.data[1].showlegend is False
-    assert fig.data[1].line.dash == "dash" and fig.data[0].line.color == fig.data[1].line.color
-    assert names(fig)[-2:] == ["robust accuracy (attack)", "bound (prediction)"]
+    fig = fx.accuracy_curves(summary, EPS[1])
+    assert names(fig)[:3] == ["shapes", "shapes: bound (ρ > Δ)", "shapes: bound, head subspace (ρ > Δ_P)"]
+    assert fig.data[1].line.dash == "dash" and fig.data[2].line.dash == "dot"
+    assert fig.data[0].line.color == fig.data[1].line.color and fig.data[1].showlegend is False
+    assert list(fig.data[2].x) == [0, 1], "bound (head subspace) only where the head attack ran"
+    assert names(fig)[-3:] == ["robust accuracy (attack)", "bound: ρ > Δ", "bound, head subspace: ρ > Δ_P"]
     assert "pixel units" in fig.layout.xaxis.title.text and "linf" in fig.layout.xaxis.title.text
-    assert fig.layout.yaxis.title.text == fx.ACC_AXIS
-    assert [s.x0 for s in fig.layout.shapes] == [0.03]
+    assert list(fig.layout.xaxis.ticktext) == ["0", "4/255", "8/255"], "ticks read k/255"
+    assert [s.x0 for s in fig.layout.shapes] == [1], "the cursor at the position of 4/255"
 
 
 def test_calibration_scatter_has_the_diagonal(summary: pd.DataFrame) -> None:
-    fig = fx.calibration_scatter(summary, 0.1)
+    fig = fx.calibration_scatter(summary, EPS[2])
     diag = fig.data[0]
     assert list(diag.x) == [0, 1] and list(diag.y) == [0, 1]
     assert names(fig)[1:] == list(TASKS)
@@ -83,21 +93,21 @@ def test_delta_figures(summary: pd.DataFrame, samples: pd.DataFrame) -> None:
     box = fx.delta_distribution(samples)
     assert [type(t) for t in box.data] == [go.Box, go.Box]
     assert box.layout.yaxis.title.text == fx.DELTA_AXIS and "pixel units" in box.layout.xaxis.title.text
-    assert list(box.layout.xaxis.categoryarray) == ["0", "0.03", "0.1"]
-    curves = fx.delta_curves(summary, 0.03)
+    assert list(box.layout.xaxis.categoryarray) == ["0", "4/255", "8/255"]
+    curves = fx.delta_curves(summary, EPS[1])
     assert names(curves) == ["shapes", "shapes: median", "glyphs", "glyphs: median", "mean", "median"]
-    rel = fx.relative_delta_curves(summary, 0.03)
+    rel = fx.relative_delta_curves(summary, EPS[1])
     assert rel.layout.yaxis.title.text == fx.REL_AXIS and len(rel.data) == 2
 
 
 def test_rho_delta_scatter_splits_by_status(samples: pd.DataFrame) -> None:
-    at = samples[np.isclose(samples["eps"], 0.1)]
-    fig = fx.rho_delta_scatter(samples, 0.1)
+    at = samples[np.isclose(samples["eps"], EPS[2])]
+    fig = fx.rho_delta_scatter(samples, EPS[2])
     assert fig.data[0].name == "ρ = Δ" and fig.data[0].x[0] == 0 and fig.data[0].x[1] == fig.data[0].y[1]
     counts = [len(t.x) for t in fig.data[1:]]
     assert sum(counts) == len(at)
-    certified = fig.data[1]
-    assert all(r > d for r, d in zip(certified.y, certified.x, strict=False)), "points meeting the criterion lie above the line"
+    met = fig.data[1]
+    assert all(r > d for r, d in zip(met.y, met.x, strict=False)), "points meeting the criterion lie above the line"
     assert fig.layout.xaxis.title.text == fx.DELTA_AXIS and fig.layout.yaxis.title.text == fx.RHO_AXIS
 
 
@@ -112,25 +122,39 @@ def test_gallery_has_three_rows_of_images() -> None:
     assert np.asarray(fx.gallery(x, x, 0.0).data[8].z).max() == 0, "eps = 0 draws no perturbation"
 
 
-def test_loss_figures_are_log_scaled(summary: pd.DataFrame) -> None:
-    bars = fx.loss_at_eps(summary, 0.1)
-    assert names(bars) == [fx.LOSS_NAMES[m] for m in ("clean_loss", "adv_loss", "loss_bound")]
+def test_loss_figures_show_both_bounds(summary: pd.DataFrame) -> None:
+    bars = fx.loss_at_eps(summary, EPS[2])
+    assert names(bars) == [fx.LOSS_NAMES[m] for m in ("clean_loss", "adv_loss", "loss_bound_lse", "loss_bound")]
     assert bars.layout.yaxis.type == "log" and bars.layout.yaxis.title.text == fx.LOSS_AXIS
-    curves = fx.loss_curves(summary, 0.1)
-    assert len(curves.data) == 2 * len(TASKS) + 2 and curves.layout.yaxis.type == "log"
-    assert list(curves.data[1].y) == pytest.approx([0.3, 1.8, 5.3]), "bound (i) per eps"
+    curves = fx.loss_curves(summary, EPS[2])
+    assert len(curves.data) == 3 * len(TASKS) + 3 and curves.layout.yaxis.type == "log"
+    assert list(curves.data[2].y) == pytest.approx([0.3 + 50 * e for e in EPS]), "bound (i) per eps"
+    assert curves.data[1].line.dash == "dashdot", "bound (ii) log-sum-exp"
     assert "pixel units" in curves.layout.xaxis.title.text
 
 
 def test_compare_figures(summary: pd.DataFrame) -> None:
     two = pd.concat([summary, summary.assign(backbone="other", robust_acc=summary["robust_acc"] / 2)])
-    bars = fx.compare_at_eps(two, 0.03)
+    bars = fx.compare_at_eps(two, EPS[1])
     assert len(bars.data) == 4 and bars.data[1].marker.pattern.shape == "/"
     assert [t.name for t in bars.data if t.showlegend is not False] == ["bb", "other"]
-    curves = fx.compare_curves(two, 0.03)
+    assert "(left)" in bars.layout.title.text and "(right)" in bars.layout.title.text
+    assert all(t.text is not None and len(t.text) == len(TASKS) for t in bars.data), "every bar is labelled"
+    zero = fx.compare_at_eps(two.assign(bound=0.0), EPS[1])
+    assert any("every bound is 0" in a.text for a in zero.layout.annotations), "an empty panel says why"
+    curves = fx.compare_curves(two, EPS[1])
     assert len(curves.data) == 2 * 2 * len(TASKS) + 2
     assert [a.text for a in curves.layout.annotations][: len(TASKS)] == list(TASKS)
     assert "pixel units" in curves.layout.xaxis.title.text
+
+
+def test_probe_tradeoff_has_a_panel_per_quantity(summary: pd.DataFrame) -> None:
+    three = pd.concat([summary[summary["task"] == "shapes"].assign(probe=p, bound=summary["bound"] + i * 0.1)
+                       for i, p in enumerate(["logistic", "logistic-std", "robust"])])
+    fig = fx.probe_tradeoff(three, EPS[1])
+    assert [a.text for a in fig.layout.annotations][:3] == [t for _, t in figures_more.TRADEOFF_PANELS]
+    assert [t.legendgroup for t in fig.data if t.showlegend] == ["logistic", "logistic-std", "robust"]
+    assert len(fig.data) == 3 * 3
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])

@@ -1,8 +1,9 @@
-"""Background jobs and uploads: owners of ended sessions are pruned, the device is shared step by
-step between jobs, uploads live in the cache folder and expire, and bad safetensors are refused.
+"""Background jobs: the device is shared step by step, rapid changes coalesce into one job, finished
+steps are shared between requests, the time estimate comes from measured throughput, owners of ended
+sessions are pruned, and uploads live in the cache folder and expire.
 
-Fast: the job tests replace the evaluation by a stub that takes no time (one test runs a real,
-tiny evaluation), and no browser is started.
+Fast: the job tests replace the evaluation by a stub that takes no time (one test runs a real, tiny
+evaluation), and no browser is started.
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ from streamlit.runtime import Runtime
 from streamlit.testing.v1 import AppTest
 
 import rtcore
-from app import backbones as bb, jobs, state
+from app import backbones as bb
+from app import devices, jobs, markers, registry, state
+from app.plan import ATTACK, PROBE, Step, make_request
 from rtcore.config import default_cache_dir
 
 BACKBONE = "fmnist-cnn-standard"
 WAIT_S = 20.0
+STEPS = 6  # one task: eps 0, 4/255, the rest, then the head/loss attacks for the same three groups
 
 
-def wait_until(predicate, timeout: float = WAIT_S) -> bool:  # noqa: ANN001
+def wait_until(predicate, timeout: float = WAIT_S) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
@@ -44,7 +48,8 @@ def wait_until(predicate, timeout: float = WAIT_S) -> bool:  # noqa: ANN001
 # ---------------------------------------------------------------- a stub evaluation
 
 class StubEvaluation:
-    """Stands in for rtcore.run_evaluation: records each step, can hold a step until released."""
+    """Stands in for rtcore.run_evaluation: records each step, can hold a step until released,
+    reports an attack stage (as a computing step does) unless ``cached``, and can sleep per eps."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -53,21 +58,28 @@ class StubEvaluation:
         self.max_active = 0
         self.release = threading.Event()
         self.hold: set[int] = set()  # n of the requests whose first step waits for ``release``
+        self.cached = False
+        self.seconds_per_eps = 0.0
 
-    def __call__(self, g, tasks, eps_list, norm, n, *, progress, **kw):  # noqa: ANN001, ANN003, ANN204
+    def __call__(self, g, tasks, eps_list, norm, n, *, progress, head_attack=True, loss_attack=True, probe="logistic",
+                 **kw):
         with self.lock:
             first = not any(s[0] == n for s in self.started)
             self.started.append((n, tuple(eps_list)))
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         try:
-            progress(rtcore.ProgressEvent("feature attack", 0.5))
+            progress(rtcore.ProgressEvent("linear probe", 0.0))
+            if not self.cached:
+                progress(rtcore.ProgressEvent("feature attack", 0.5))
             if first and n in self.hold:
                 while not self.release.wait(0.01):
-                    progress(rtcore.ProgressEvent("feature attack", 0.5))  # raises when the job is cancelled
+                    progress(rtcore.ProgressEvent("linear probe", 0.5))  # raises when the job is cancelled
+            time.sleep(self.seconds_per_eps * sum(1 for e in eps_list if e > 0))
             task = tasks[0].name
-            summary = pd.DataFrame({"task": task, "norm": norm, "eps": list(eps_list), "n": n})
-            samples = pd.DataFrame({"task": task, "norm": norm, "eps": list(eps_list), "sample": 0})
+            summary = pd.DataFrame({"task": task, "probe": probe, "norm": norm, "eps": list(eps_list), "n": n,
+                                    "head_attack": head_attack, "loss_attack": loss_attack})
+            samples = pd.DataFrame({"task": task, "probe": probe, "norm": norm, "eps": list(eps_list), "sample": 0})
             return rtcore.Evaluation(summary, samples)
         finally:
             with self.lock:
@@ -78,19 +90,153 @@ class StubEvaluation:
 def stub(monkeypatch: pytest.MonkeyPatch) -> StubEvaluation:
     s = StubEvaluation()
     monkeypatch.setattr(jobs, "run_evaluation", s)
-    monkeypatch.setattr(jobs, "load_task", lambda name: SimpleNamespace(name=name, classes=("a", "b")))
+    monkeypatch.setattr(jobs, "_task", lambda name: SimpleNamespace(name=name, classes=("a", "b")))
+    monkeypatch.setattr(jobs, "PIECES", jobs.PieceStore())
     yield s
     s.release.set()  # never leave a job thread waiting
 
 
-def request(n: int, tmp_path: Path) -> jobs.EvalRequest:
-    """Two steps: eps 0.03 first, then the rest of the linf grid."""
-    return jobs.make_request([bb.BackboneRef(BACKBONE)], ["shapes"], 0.03, "linf", n, "fast",
-                             cache_dir=tmp_path / "cache")
+def request(n: int, tmp_path: Path, **kw: object) -> jobs.EvalRequest:
+    return make_request([bb.BackboneRef(BACKBONE)], ["shapes"], "linf", n, "fast", cache_dir=tmp_path / "cache", **kw)
 
 
 def backbones() -> dict[bb.BackboneRef, torch.nn.Module]:
     return {bb.BackboneRef(BACKBONE): torch.nn.Identity()}
+
+
+# ---------------------------------------------------------------- the device, step by step
+
+def test_two_jobs_take_turns_on_the_device(stub: StubEvaluation, tmp_path: Path) -> None:
+    stub.hold = {20}
+    a = jobs.EvaluationJob(request(20, tmp_path), backbones()).start()
+    assert wait_until(lambda: any(s[0] == 20 for s in stub.started)), "job a computes its first step"
+    b = jobs.EvaluationJob(request(21, tmp_path), backbones()).start()
+    assert wait_until(lambda: "another session's job" in b.progress()[1], timeout=5), b.progress()[1]
+    text = b.progress()[1]
+    assert re.search(rf"waiting for the device: another session's job is at step 1/{STEPS} \(\d+%\)", text), text
+    assert devices.DEVICE_LOCK.holder is a
+    stub.release.set()
+    a.join(WAIT_S)
+    b.join(WAIT_S)
+    assert a.done and b.done and not a.failed and not b.failed
+    order = [n for n, _ in stub.started if n in (20, 21)]
+    assert order == [20, 21] * STEPS, "steps interleave instead of one job running to its end"
+    assert stub.max_active == 1, "never two steps on the device at once"
+    assert devices.DEVICE_LOCK.holder is None
+    assert sorted(a.snapshot().summary["eps"]) == list(state.eps_grid("linf"))
+
+
+def test_a_job_cancelled_while_waiting_leaves_the_queue(stub: StubEvaluation, tmp_path: Path) -> None:
+    stub.hold = {20}
+    a = jobs.EvaluationJob(request(20, tmp_path), backbones()).start()
+    assert wait_until(lambda: any(s[0] == 20 for s in stub.started))
+    b = jobs.EvaluationJob(request(21, tmp_path), backbones()).start()
+    assert wait_until(lambda: "waiting for the device" in b.progress()[1], timeout=5)
+    b.cancel()
+    b.join(5)
+    assert b.done and b.snapshot().cancelled and not b.failed
+    assert not any(n == 21 for n, _ in stub.started), "the cancelled job never took the device"
+    stub.release.set()
+    a.join(WAIT_S)
+    assert a.done and not a.failed and devices.DEVICE_LOCK.holder is None
+
+
+def test_first_look_comes_first_and_full_rows_supersede_it(stub: StubEvaluation, tmp_path: Path) -> None:
+    job = jobs.EvaluationJob(request(20, tmp_path), backbones()).start()
+    job.join(WAIT_S)
+    g = state.eps_grid("linf")
+    assert [e for n, e in stub.started if n == 20][:2] == [(0.0,), (g[3],)], "clean accuracy, then 4/255"
+    snap = job.snapshot()
+    assert len(snap.summary) == len(g) and bool(snap.summary["head_attack"].all()), "the full rows win"
+    assert not snap.preliminary
+    assert [s.task for s, _ in job.export_pieces()] == ["shapes"]
+
+
+# ---------------------------------------------------------------- coalescing and shared steps
+
+def test_rapid_changes_coalesce_into_one_job(stub: StubEvaluation, tmp_path: Path) -> None:
+    reg = registry.JobRegistry(start_delay=0.4)
+    first = reg.submit(request(30, tmp_path), backbones(), owner="a:main")
+    first.join(WAIT_S)
+    burst = [reg.submit(request(n, tmp_path), backbones(), owner="a:main") for n in (31, 32, 33, 34)]
+    burst[-1].join(WAIT_S)
+    for job in burst[:-1]:
+        job.join(WAIT_S)
+        assert job.cancelled and job.computed_steps == 0, "a replaced job never computed anything"
+    assert {n for n, _ in stub.started} == {30, 34}, "only the first and the last request ran"
+    assert burst[-1].done and not burst[-1].failed and burst[-1].computed_steps == STEPS
+
+
+def test_a_new_request_reuses_finished_steps(stub: StubEvaluation, tmp_path: Path) -> None:
+    a = jobs.EvaluationJob(request(40, tmp_path), backbones()).start()
+    a.join(WAIT_S)
+    before = len(stub.started)
+    b = jobs.EvaluationJob(request(40, tmp_path, extras=[0.05]), backbones()).start()
+    assert wait_until(lambda: not b.snapshot().empty, timeout=2), "the cached curves are on screen at once"
+    b.join(WAIT_S)
+    new = [e for _, e in stub.started[before:]]
+    assert new == [(0.05,), b.request.eps_values], "only the added eps, then one cached final step"
+    assert sorted(b.snapshot().summary["eps"]) == list(b.request.eps_values)
+
+
+def test_markers_skip_the_stages_of_a_warm_disk_cache(stub: StubEvaluation, tmp_path: Path) -> None:
+    req = request(50, tmp_path)
+    jobs.EvaluationJob(req, backbones()).start().join(WAIT_S)
+    final = next(s for s in req.steps() if s.final)
+    assert markers.complete(req, final)
+    jobs.PIECES.clear()  # a new server process: nothing in memory
+    stub.started.clear()
+    stub.cached = True
+    jobs.EvaluationJob(req, backbones()).start().join(WAIT_S)
+    assert [e for _, e in stub.started] == [req.eps_values], "only the final, cached step runs"
+    jobs.PIECES.clear()
+    stub.started.clear()
+    stub.cached = False  # an entry is missing after all: the guarded step falls back to the stages
+    job = jobs.EvaluationJob(req, backbones()).start()
+    job.join(WAIT_S)
+    assert len(stub.started) == 1 + STEPS and not job.failed
+
+
+# ---------------------------------------------------------------- the time estimate
+
+def test_throughput_eta_uses_measured_seconds_per_unit() -> None:
+    ref = bb.BackboneRef("x")
+    tp = jobs.Throughput()
+    probe = Step(ref, "logistic", "t", (0.0,), False, kind=PROBE, units=1)
+    attack = Step(ref, "logistic", "t", (0.1, 0.2), False, kind=ATTACK, units=2)
+    assert tp.eta([attack], None, 0.0) is None, "no estimate before a measurement"
+    tp.record(probe, 3.0, computed=True)
+    tp.record(attack, 8.0, computed=True)  # 4 s per (task, eps)
+    tp.record(attack, 0.1, computed=False)  # a cached step does not dilute the rate
+    assert tp.rate(ATTACK) == pytest.approx(4.0) and tp.rate(PROBE) == pytest.approx(3.0)
+    assert tp.eta([attack, probe], None, 0.0) == pytest.approx(8.0 + 3.0)
+    assert tp.eta([attack], attack, 0.5) == pytest.approx(4.0 + 8.0), "half of the current step is left"
+    assert "4.0 s per (task, ε)" in tp.describe() and "3.0 s per probe fit" in tp.describe()
+
+
+def test_progress_text_reports_the_measured_rate(stub: StubEvaluation, tmp_path: Path) -> None:
+    stub.seconds_per_eps = 0.05
+    job = jobs.EvaluationJob(request(60, tmp_path), backbones()).start()
+    texts: list[str] = []
+    while not job.done:
+        texts.append(job.progress()[1])
+        time.sleep(0.01)
+    assert any("s per (task, ε)" in t and "left" in t for t in texts), texts[-5:]
+    assert any("measuring the first steps" in t for t in texts)
+
+
+def test_a_real_tiny_job_finishes_and_frees_the_device(tmp_path: Path) -> None:
+    if BACKBONE not in state.backbone_choices():
+        pytest.skip(f"{BACKBONE} is not bundled here")
+    ref = bb.BackboneRef(BACKBONE)
+    req = make_request([ref], ["shapes"], "linf", 20, "fast", cache_dir=tmp_path / "cache")
+    job = jobs.EvaluationJob(req, {ref: bb.load_backbone(ref, device="cpu")}).start()
+    job.join(300)
+    snap = job.snapshot()
+    assert snap.done and not snap.errors, snap.errors
+    assert sorted(snap.summary["eps"]) == list(state.eps_grid("linf"))
+    assert (snap.summary["bound"] <= snap.summary["bound_head"] + 1e-12).all()
+    assert devices.DEVICE_LOCK.holder is None
 
 
 # ---------------------------------------------------------------- owners of ended sessions
@@ -98,7 +244,7 @@ def backbones() -> dict[bb.BackboneRef, torch.nn.Module]:
 def test_owner_of_an_ended_session_is_pruned_and_no_longer_keeps_a_job(stub: StubEvaluation,
                                                                           tmp_path: Path) -> None:
     alive = {"a", "b"}
-    reg = jobs.JobRegistry(is_alive=lambda owner: owner.split(":", 1)[0] in alive)
+    reg = registry.JobRegistry(is_alive=lambda owner: owner.split(":", 1)[0] in alive, start_delay=0)
     r1, r2 = request(20, tmp_path), request(21, tmp_path)
     stub.hold = {20}
     job1 = reg.submit(r1, backbones(), owner="a:main")
@@ -116,7 +262,7 @@ def test_owner_of_an_ended_session_is_pruned_and_no_longer_keeps_a_job(stub: Stu
 
 
 def test_a_live_session_still_keeps_a_shared_job(stub: StubEvaluation, tmp_path: Path) -> None:
-    reg = jobs.JobRegistry(is_alive=lambda owner: True)
+    reg = registry.JobRegistry(is_alive=lambda owner: True, start_delay=0)
     r1, r2 = request(20, tmp_path), request(21, tmp_path)
     stub.hold = {20}
     job1 = reg.submit(r1, backbones(), owner="a:main")
@@ -129,7 +275,7 @@ def test_a_live_session_still_keeps_a_shared_job(stub: StubEvaluation, tmp_path:
 
 
 def test_owners_of_jobs_no_longer_in_the_registry_are_dropped(stub: StubEvaluation, tmp_path: Path) -> None:
-    reg = jobs.JobRegistry(keep=0)
+    reg = registry.JobRegistry(keep=0, start_delay=0)
     r1, r2, r3 = request(20, tmp_path), request(21, tmp_path), request(22, tmp_path)
     reg.submit(r1, backbones(), owner="a:main").join(WAIT_S)
     reg.discard(r1)
@@ -144,7 +290,7 @@ def test_a_failing_liveness_check_keeps_the_owner(stub: StubEvaluation, tmp_path
     def broken(owner: str) -> bool:
         raise RuntimeError("no runtime")
 
-    reg = jobs.JobRegistry(is_alive=broken)
+    reg = registry.JobRegistry(is_alive=broken)
     r1 = request(20, tmp_path)
     reg.submit(r1, backbones(), owner="a:main").join(WAIT_S)
     assert reg.prune_owners() == 0 and reg.owners() == {"a:main": r1}
@@ -159,7 +305,7 @@ class FakeRuntime:
 
 
 def test_streamlit_sessions_ask_the_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    sessions = jobs.StreamlitSessions()
+    sessions = devices.StreamlitSessions()
     sessions.register("tok", "sid-1")
     monkeypatch.setattr(Runtime, "_instance", None)
     assert sessions("tok:main"), "no runtime (plain Python): alive"
@@ -181,12 +327,13 @@ def test_dashboard_registers_its_session_and_the_registry_prunes_it(monkeypatch:
     if BACKBONE not in state.backbone_choices():
         pytest.skip(f"{BACKBONE} is not bundled here")
     monkeypatch.setenv("RTCORE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(jobs, "load_task", lambda name: (_ for _ in ()).throw(rtcore.TaskUnavailableError("stub")))
+    monkeypatch.setattr(jobs, "_task", lambda name: (_ for _ in ()).throw(rtcore.TaskUnavailableError("stub")))
 
     def script() -> None:
         import streamlit as st
 
-        from app import backbones as bb, ui
+        from app import backbones as bb
+        from app import ui
 
         ui.init_session()
         ui.evaluate([bb.BackboneRef(st.session_state["test_backbone"])], slot="main")
@@ -199,68 +346,18 @@ def test_dashboard_registers_its_session_and_the_registry_prunes_it(monkeypatch:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     owner = f"{token}:main"
-    req = jobs.JOBS.owners().get(owner)
+    req = registry.JOBS.owners().get(owner)
     assert req is not None, "evaluate() records the session's owner"
     try:
         monkeypatch.setattr(Runtime, "_instance", None)
-        jobs.JOBS.prune_owners()
-        assert owner in jobs.JOBS.owners(), "no runtime: the owner is kept"
+        registry.JOBS.prune_owners()
+        assert owner in registry.JOBS.owners(), "no runtime: the owner is kept"
         monkeypatch.setattr(Runtime, "_instance", FakeRuntime(set()))  # AppTest's session is not active
-        jobs.JOBS.prune_owners()
-        assert owner not in jobs.JOBS.owners(), "the session id was registered with the token"
+        registry.JOBS.prune_owners()
+        assert owner not in registry.JOBS.owners(), "the session id was registered with the token"
     finally:
-        jobs.JOBS.get(req).join(WAIT_S)
-        jobs.JOBS.discard(req)
-
-
-# ---------------------------------------------------------------- the device, step by step
-
-def test_two_jobs_take_turns_on_the_device(stub: StubEvaluation, tmp_path: Path) -> None:
-    stub.hold = {20}
-    a = jobs.EvaluationJob(request(20, tmp_path), backbones()).start()
-    assert wait_until(lambda: any(s[0] == 20 for s in stub.started)), "job a computes its first step"
-    b = jobs.EvaluationJob(request(21, tmp_path), backbones()).start()
-    assert wait_until(lambda: "another session's job" in b.progress()[1], timeout=5), b.progress()[1]
-    text = b.progress()[1]
-    assert re.search(r"waiting for the device: another session's job is at step 1/2 \(\d+%\)", text), text
-    assert jobs.DEVICE_LOCK.holder is a
-    stub.release.set()
-    a.join(WAIT_S)
-    b.join(WAIT_S)
-    assert a.done and b.done and not a.failed and not b.failed
-    order = [n for n, _ in stub.started if n in (20, 21)]
-    assert order == [20, 21, 20, 21], "steps interleave instead of one job running to its end"
-    assert stub.max_active == 1, "never two steps on the device at once"
-    assert jobs.DEVICE_LOCK.holder is None
-    assert len(a.snapshot().summary) == len(state.eps_grid("linf"))
-
-
-def test_a_job_cancelled_while_waiting_leaves_the_queue(stub: StubEvaluation, tmp_path: Path) -> None:
-    stub.hold = {20}
-    a = jobs.EvaluationJob(request(20, tmp_path), backbones()).start()
-    assert wait_until(lambda: any(s[0] == 20 for s in stub.started))
-    b = jobs.EvaluationJob(request(21, tmp_path), backbones()).start()
-    assert wait_until(lambda: "waiting for the device" in b.progress()[1], timeout=5)
-    b.cancel()
-    b.join(5)
-    assert b.done and b.snapshot().cancelled and not b.failed
-    assert not any(n == 21 for n, _ in stub.started), "the cancelled job never took the device"
-    stub.release.set()
-    a.join(WAIT_S)
-    assert a.done and not a.failed and jobs.DEVICE_LOCK.holder is None
-
-
-def test_a_real_tiny_job_finishes_and_frees_the_device(tmp_path: Path) -> None:
-    if BACKBONE not in state.backbone_choices():
-        pytest.skip(f"{BACKBONE} is not bundled here")
-    ref = bb.BackboneRef(BACKBONE)
-    req = jobs.make_request([ref], ["shapes"], 0.03, "linf", 20, "fast", cache_dir=tmp_path / "cache")
-    job = jobs.EvaluationJob(req, {ref: bb.load_backbone(ref, device="cpu")}).start()
-    job.join(120)
-    snap = job.snapshot()
-    assert snap.done and not snap.errors, snap.errors
-    assert sorted(snap.summary["eps"]) == list(state.eps_grid("linf"))
-    assert jobs.DEVICE_LOCK.holder is None
+        registry.JOBS.get(req).join(WAIT_S)
+        registry.JOBS.discard(req)
 
 
 # ---------------------------------------------------------------- uploads

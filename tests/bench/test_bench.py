@@ -1,5 +1,5 @@
 """Smoke test of bench/attacks.py (--quick on a tiny random model). The peers (torchattacks,
-foolbox) are not runtime dependencies: the test skips when they are not installed."""
+foolbox, pyautoattack) are not runtime dependencies: the test skips when they are not installed."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 pytest.importorskip("torchattacks")
 pytest.importorskip("foolbox")
+pytest.importorskip("pyautoattack")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,11 +43,18 @@ def test_bench_quick_runs_on_a_random_model(tmp_path: Path) -> None:
     res = bench.main(["--quick", "--backbone", "random", "--threads", "1", "--out", str(out)])
     assert res.single and res.sweep and res.feature and res.tasks and res.flops and res.profile and res.targets
     single = res.single.contenders
-    assert {"rtcore (same work)", "torchattacks.PGD", "foolbox LinfPGD"} <= set(single)
+    assert {"rtcore (same work)", "torchattacks.PGD", "foolbox LinfPGD", "AutoAttack APGD-CE",
+            "rtcore, unfused: rtcore (same work)"} <= set(single)
     for c in single.values():
         assert len(c.times) == 1 and c.median_s > 0
         assert 0.0 <= c.evals[0] <= 1.0  # robust accuracy recomputed from the returned images
     assert len(res.sweep.contenders["foolbox LinfPGD epsilons=[...]"].evals[0]) == 5
+    assert len(res.sweep.contenders["AutoAttack APGD-CE loop"].evals[0]) == 5
+    assert single["rtcore (same work)"].passes.grad_rows > 0, "passes of rtcore's fused copy are counted"
+    assert res.fuse["used"] and res.fuse["folded"] == 3
+    assert res.sanity and [f["name"] for f in res.sanity[0].flags] == [
+        "monotone_large_eps", "noise_weaker", "more_steps", "gradient_free"]
+    assert "single eps: unfused / fused time" in res.notes
     assert res.flops.model.fwd_bwd > res.flops.model.fwd > 0
     assert [r.K for r in res.tasks.rows] == [1, 2]
     assert {r.contender for r in res.table} >= set(single)
@@ -57,6 +65,7 @@ def test_bench_quick_runs_on_a_random_model(tmp_path: Path) -> None:
     md = (out / "results.md").read_text()
     assert "| section | contender |" in md and "torchattacks.PGD" in md
     assert "rtcore/attacks/engine.py" in md  # the line tracer times the PGD engine
+    assert "Sanity flags" in md and "AutoAttack APGD-CE" in md and "fused copy" in md
 
 
 def test_check_ball_rejects_a_perturbation_outside_the_ball() -> None:

@@ -17,7 +17,8 @@ from rtcore._io import tensors_digest
 from rtcore.cache import ResultCache
 from rtcore.cli import main
 
-ARGS = dict(backbone="fmnist-cnn-standard", tasks=["shapes"], eps=[0.0, 2 / 255], norm="linf", n=12, attack="fast")
+ARGS = dict(backbone="fmnist-cnn-standard", tasks=["shapes"], eps=[0.0, 2 / 255], norm="linf", n=12, attack="fast",
+            probe="logistic-std")
 
 
 def _run(cache_dir: Path) -> rtcore.Evaluation:
@@ -80,7 +81,8 @@ def test_cli_says_it_recomputed(clean: tuple[Path, rtcore.Evaluation], tmp_path:
     for p in _entries(tmp_path / "c"):
         _flip_last_byte(p)
     argv = ["evaluate", "--backbone", ARGS["backbone"], "--tasks", "shapes", "--eps", "0", repr(2 / 255),
-            "--n", "12", "--attack", "fast", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "r.csv")]
+            "--n", "12", "--attack", "fast", "--probe", "logistic-std", "--cache-dir", str(tmp_path / "c"),
+            "--out", str(tmp_path / "r.csv")]
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "failed verification and were recomputed" in err

@@ -82,3 +82,11 @@ def test_backbone_returning_one_number_per_image_is_a_clear_error() -> None:
                             name="scalar")
     with pytest.raises(ValueError, match="one feature vector per image"):
         g2(torch.rand(3, 1, 2, 2))
+
+
+def test_an_l2_eps_may_exceed_one_but_a_linf_eps_may_not() -> None:
+    assert check_eps(1.6, "l2") == ((1.6,), True)
+    with pytest.raises(ValueError, match="above 1"):
+        check_eps(1.6, "linf")
+    with pytest.raises(ValueError, match="0-255"):
+        check_eps(300.0, "l2")

@@ -12,7 +12,7 @@ from rtcore import steps as E
 from rtcore.data import Task
 from rtcore.models import BUNDLED_DIR
 
-COLUMNS = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
+COLUMNS = ["backbone", "task", "transfer", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
            "bound_mean_delta", "bound_feature_only", "mean_delta", "median_delta", "mean_delta_head"]
 
 

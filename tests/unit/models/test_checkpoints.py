@@ -106,7 +106,8 @@ def test_no_pretrained_gives_seeded_random_weights() -> None:
 def test_cli_flags_change_the_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import pandas as pd
 
-    common = ["--tasks", "shapes", "--eps", "0.01", "--n", "8", "--attack", "fast", "--cache-dir", str(tmp_path)]
+    common = ["--tasks", "shapes", "--eps", "0.01", "--n", "8", "--attack", "fast", "--probe", "logistic-std",
+              "--cache-dir", str(tmp_path)]
     robust_file = BUNDLED_DIR / read_card(ROBUST)["weights"]
     runs = {}
     for tag, extra in {"plain": [], "weights": ["--weights", str(robust_file)], "random": ["--no-pretrained"],
@@ -130,3 +131,15 @@ def test_flags_that_make_no_sense_are_errors(tmp_path: Path) -> None:
         rtcore.create_backbone("test-flags", device="cpu", pretrained=False)
     with pytest.raises(ValueError, match="timm"):
         rtcore.create_backbone(STANDARD, device="cpu", num_classes=3)
+
+
+def test_a_header_length_of_128_mod_256_is_not_taken_for_a_pickle(tmp_path: Path) -> None:
+    """A valid file whose first byte is 0x80 (header length 128 mod 256) loads."""
+    for pad in range(0, 300):
+        p = tmp_path / f"pad{pad}.safetensors"
+        save_file({"a": torch.ones(2)}, str(p), metadata={"x": "y" * pad})
+        if p.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a first byte of 0x80")
+    assert check_safetensors_file(p) == p

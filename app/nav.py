@@ -1,0 +1,55 @@
+"""The pages of the dashboard and the sidebar controls each one uses (a page shows only those)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ICON = ROOT / "assets" / "icon.png"  # a local favicon: emoji and :material: favicons load from CDNs
+
+ALL = ("backbone", "norm", "eps", "tasks", "n", "attack")
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """A page file, its title and icon, its URL path and the sidebar controls it uses.
+
+    ``url_path`` differs on purpose from the file-name slug ("representation", "theory", ...):
+    Streamlit runs the very first script run of a process (and every AppTest run) through its
+    legacy pages/-folder wrapper, which would open a page whose slug matches directly, without
+    the frame of app.py (no sidebar)."""
+
+    path: str
+    title: str
+    icon: str
+    url_path: str
+    controls: tuple[str, ...]
+    default: bool = False
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("pages/1_bound_vs_empirical.py", "Bound vs empirical", ":material/insights:", "bound", ALL, default=True),
+    PageSpec("pages/2_representation.py", "Representation vulnerability", ":material/scatter_plot:",
+             "vulnerability", ALL),
+    PageSpec("pages/3_loss_bound.py", "Loss bound", ":material/trending_up:", "loss", ALL),
+    PageSpec("pages/4_compare_backbones.py", "Compare backbones", ":material/compare:", "compare",
+             ("norm", "eps", "tasks", "n", "attack")),
+    PageSpec("pages/6_probes.py", "Probe trade-off", ":material/tune:", "tradeoff", ("backbone", "norm", "eps", "n", "attack")),
+    PageSpec("pages/7_transfer.py", "Transfer methods", ":material/swap_horiz:", "transfer",
+             ("backbone", "norm", "eps", "n", "attack")),
+    PageSpec("pages/5_theory.py", "Theory / classroom", ":material/school:", "classroom", ()),
+)
+
+
+def available_pages() -> list[PageSpec]:
+    """The pages whose files exist (a page another change has not added yet is left out)."""
+    return [p for p in PAGES if (ROOT / p.path).is_file()]
+
+
+def controls_for(url_path: str) -> tuple[str, ...]:
+    """The sidebar controls of the page at ``url_path`` (every control for an unknown page)."""
+    for p in PAGES:
+        if p.url_path == url_path:
+            return p.controls
+    return ALL

@@ -1,0 +1,166 @@
+"""The sidebar: only the controls the current page uses (see :mod:`app.nav`).
+
+The eps control is a cursor over computed results: a select slider over the grid (k/255 for
+linf, k·0.1 for l2) and the eps the user added. Moving it never starts a computation; an eps
+off the grid is an explicit "add" action (with a confirmation beyond a sensible range).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import rtcore
+from app import backbones as bb
+from app import state
+from app.nav import ALL
+
+PAGE_NOTE = {(): "This page uses no sidebar settings: everything it shows is computed exactly, on the page."}
+
+
+def sidebar(controls: tuple[str, ...] = ALL) -> None:
+    """Draw the controls named in ``controls`` (backbone, norm, eps, tasks, n, attack)."""
+    sb = st.sidebar
+    if not controls:
+        sb.caption(PAGE_NOTE[()])
+        return
+    if "backbone" in controls:
+        _backbone()
+    if "norm" in controls:
+        sb.radio("Threat model (norm)", state.NORMS, key="norm", horizontal=True, format_func=state.NORM_LABELS.get,
+                 on_change=_reset_eps, help="Changing the norm moves ε to that norm's default (4/255 or 0.4).")
+    if "eps" in controls:
+        eps_control()
+    if "tasks" in controls:
+        sb.multiselect("Downstream tasks", rtcore.list_tasks(), key="tasks", format_func=state.task_label,
+                       help="Default: the tasks that work offline. Tasks marked 'needs download' are skipped "
+                            "with a message when their data is not on this machine.")
+    if "n" in controls:
+        sb.select_slider("Test points per task (n)", state.sample_size_options(), key="n",
+                         help="A seeded random subset of each task's test split. Larger n: tighter numbers, "
+                              "longer runs.")
+    if "attack" in controls:
+        sb.radio("Attack strength", list(state.STRENGTHS), key="attack", horizontal=True,
+                 help="\n\n".join(f"**{k}**: {state.attack_summary(k)}" for k in state.STRENGTHS))
+        sb.caption(f"**{st.session_state['attack']}**: {state.attack_summary(st.session_state['attack'])}")
+
+
+def _backbone() -> None:
+    sb = st.sidebar
+    sb.selectbox("Backbone g (frozen)", state.backbone_choices(), key="backbone", format_func=state.backbone_label,
+                 help="Bundled backbones work offline; timm entries need their pretrained weights "
+                      "(Hugging Face cache or download); or upload your own safetensors checkpoint.")
+    if st.session_state["backbone"] == state.UPLOAD_CHOICE:
+        _upload_controls()
+    else:
+        st.session_state["upload_ref"] = None
+        desc = state.backbone_description(st.session_state["backbone"])
+        if desc:
+            sb.caption(desc)
+
+
+def _reset_eps() -> None:
+    st.session_state["eps"] = state.default_eps(st.session_state["norm"])
+    st.session_state.pop("eps_confirm", None)
+    st.session_state.pop("eps_msg", None)
+
+
+# ---------------------------------------------------------------- eps: cursor and "add an eps"
+
+def eps_control() -> None:
+    """The eps cursor over computed values, and the explicit 'add this eps' action."""
+    sb = st.sidebar
+    norm = st.session_state["norm"]
+    added = st.session_state["extra_eps"].setdefault(norm, [])
+    options = state.eps_options(norm, added)
+    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], options)
+    sb.select_slider("ε (perturbation budget)", options, key="eps", format_func=lambda e: state.eps_short(e, norm),
+                     help="A cursor over computed results: the grid doubles (0, 1, 2, 4, 8, 16 steps) and every "
+                          "value is computed once, so moving the cursor only re-draws. ε is in the images' own "
+                          "[0,1] pixel scale.")
+    grid = ", ".join(state.eps_short(e, norm) for e in state.eps_grid(norm))
+    sb.caption(f"ε = **{state.eps_label(st.session_state['eps'], norm)}** · computed grid: {grid}"
+               + (f" · added: {', '.join(state.eps_short(e, norm) for e in sorted(added))}" if added else ""))
+    with sb.expander("Add an ε off the grid", expanded=bool(st.session_state.get("eps_confirm"))):
+        _add_eps_form(norm, added)
+
+
+def _add_eps_form(norm: str, added: list[float]) -> None:
+    key = f"eps_new_{norm}"
+    st.session_state.setdefault(key, 3.0 if norm == "linf" else 0.3)
+    st.number_input(state.eps_unit_label(norm), min_value=0.0, max_value=255.0 if norm == "linf" else 5.0,
+                    step=0.5 if norm == "linf" else 0.05, key=key, format="%.4g")
+    e = state.eps_from_input(st.session_state[key], norm)
+    st.button(f"Add ε = {state.eps_label(e, norm)}", key="eps_add", on_click=_ask_add, args=(e, norm),
+              help="Computes this one ε for every task (and keeps every cached curve on screen).")
+    pending = st.session_state.get("eps_confirm")
+    if pending is not None:
+        st.warning(state.check_new_eps(pending, norm)[1])
+        c1, c2 = st.columns(2)
+        c1.button("Yes, compute it", key="eps_confirm_yes", on_click=_add, args=(pending, norm), type="primary")
+        c2.button("Cancel", key="eps_confirm_no", on_click=_cancel_add)
+    msg = st.session_state.get("eps_msg")
+    if msg:
+        (st.error if msg[0] == "error" else st.info)(msg[1])
+    if added:
+        st.button("Remove the added ε", key="eps_clear", on_click=_clear_added, args=(norm,),
+                  help="The grid's results stay; the added values leave the cursor and the curves.")
+
+
+def _ask_add(eps: float, norm: str) -> None:
+    verdict, text = state.check_new_eps(eps, norm)
+    st.session_state.pop("eps_msg", None)
+    st.session_state.pop("eps_confirm", None)
+    if verdict == "ok":
+        _add(eps, norm)
+    elif verdict == "confirm":
+        st.session_state["eps_confirm"] = eps
+    elif verdict == "grid":
+        st.session_state["eps"] = state.snap_eps(eps, state.eps_grid(norm))
+        st.session_state["eps_msg"] = ("info", text)
+    else:
+        st.session_state["eps_msg"] = ("error", text)
+
+
+def _add(eps: float, norm: str) -> None:
+    added = st.session_state["extra_eps"].setdefault(norm, [])
+    if eps not in added:
+        st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: sorted([*added, eps])}
+    st.session_state["eps"] = eps
+    st.session_state.pop("eps_confirm", None)
+    text = (f"Computing ε = {state.eps_label(eps, norm)} for every task; the cursor is on it and the other "
+            "curves stay on screen.")
+    st.session_state["eps_msg"] = ("info", text)
+
+
+def _cancel_add() -> None:
+    st.session_state.pop("eps_confirm", None)
+
+
+def _clear_added(norm: str) -> None:
+    st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: []}
+    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], state.eps_grid(norm))
+    st.session_state.pop("eps_msg", None)
+
+
+# ---------------------------------------------------------------- uploads
+
+def _upload_controls() -> None:
+    sb = st.sidebar
+    sb.file_uploader(f"Checkpoint (.safetensors, at most {state.MAX_UPLOAD_MB} MB)", type=["safetensors"],
+                     key="upload_file", help="Never unpickled: only safetensors files are accepted.")
+    sb.text_input("timm architecture of the checkpoint", key="upload_arch", help="e.g. resnet18, convnext_atto")
+    st.session_state["upload_ref"] = None
+    st.session_state["upload_error"] = None
+    up = st.session_state.get("upload_file")
+    if up is None:
+        return
+    try:
+        saved: dict[str, str] = st.session_state.setdefault("upload_paths", {})
+        if up.file_id not in saved:
+            if up.size > state.MAX_UPLOAD_BYTES:
+                raise bb.UploadError(f"{up.name!r} is {up.size / 1e6:.0f} MB, above the {state.MAX_UPLOAD_MB} MB limit")
+            saved[up.file_id] = str(bb.save_upload(up.name, up.getvalue()))
+        st.session_state["upload_ref"] = bb.upload_ref(st.session_state["upload_arch"], saved[up.file_id], up.name)
+    except ValueError as e:  # UploadError is a ValueError; so is an unknown timm architecture
+        st.session_state["upload_error"] = str(e)
+        sb.error(str(e))

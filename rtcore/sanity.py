@@ -1,0 +1,219 @@
+"""Sanity flags for an empirical robustness evaluation (RobustBench / AutoAttack practice).
+
+A robust accuracy measured by an attack is an upper estimate; it is only worth reporting if
+the attack did its job. Four checks, each cheap next to the evaluation itself, look for the
+usual signs of a weak attack or of gradient masking (docs/THEORY.md, section 9):
+
+* ``monotone_large_eps``: robust accuracy is non-increasing in eps, and the attack breaks
+  (nearly) every point at a large eps (linf 0.5; l2 ``0.5 sqrt(d)``, a ball that contains that
+  linf ball). A model still "robust" there has gradients that do not lead anywhere.
+* ``noise_weaker``: uniform noise in the ball (a few draws) is weaker than the attack:
+  noise robust accuracy >= attack robust accuracy at every eps.
+* ``more_steps``: 4x the steps and at least 2 restarts lower robust accuracy by at most
+  ``drop_threshold`` on a subset (else the attack had not converged).
+* ``gradient_free``: Square (pyautoattack, gradient free) does not break more than
+  ``drop_threshold`` of a subset that the gradient attacks left robust (else gradients mislead).
+
+:func:`sanity_checks` returns one :class:`SanityFlag` per check: plain data, nothing printed.
+The subset checks (``more_steps``, ``gradient_free``) run at one eps: the one whose robust
+accuracy is closest to half the clean accuracy (the larger on ties), where a stronger attack
+has the most points to find.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import nn
+
+from .attacks import AttackSettings, resolve_settings, run_attack
+from .attacks.autoattack import AA_NORMS, autoattack_available
+from .attacks.engine import batched, model_device, project
+from .config import check_norm
+from .validation import check_images, check_labels
+
+FLAG_NAMES: tuple[str, ...] = ("monotone_large_eps", "noise_weaker", "more_steps", "gradient_free")
+LARGE_EPS_LINF = 0.5
+LARGE_EPS_MAX_ROBUST = 0.05  # robust accuracy allowed at the large eps
+DROP_THRESHOLD = 0.02  # 2 percentage points of the subset
+NOISE_DRAWS = 4
+SQUARE_QUERIES = 1000
+
+
+@dataclass(frozen=True)
+class SanityFlag:
+    """One check: ``passed`` (False = the evaluation is suspect), what was measured, the
+    threshold it was held to and what a failure means. ``skipped`` checks pass."""
+
+    name: str
+    passed: bool
+    values: dict[str, float] = field(default_factory=dict)
+    threshold: str = ""
+    meaning: str = ""
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.skipped else ("ok" if self.passed else "failed")
+
+
+def summary_text(flags: Sequence[SanityFlag]) -> str:
+    """``"ok"`` when every check passed, else the failed checks' names, comma-separated."""
+    failed = [f.name for f in flags if not f.passed]
+    return ",".join(failed) if failed else "ok"
+
+
+def large_eps(norm: str, x: torch.Tensor) -> float:
+    """linf 0.5; l2 ``0.5 sqrt(d)``, whose ball contains the linf ball of radius 0.5."""
+    d = x[0].numel()
+    return LARGE_EPS_LINF if norm == "linf" else LARGE_EPS_LINF * math.sqrt(d)
+
+
+def _flags_by_eps(robust_by_eps: Mapping[float, torch.Tensor], n: int) -> dict[float, torch.Tensor]:
+    out = {}
+    for e, r in robust_by_eps.items():
+        t = torch.as_tensor(r).detach().cpu().flatten()
+        if t.shape != (n,):
+            raise ValueError(f"robust_by_eps[{e}] has shape {tuple(t.shape)}; give one robust flag per input "
+                             f"({n}), e.g. AttackResult.robust[i] or the pipeline's per-sample 'robust' column")
+        out[float(e)] = t.bool()
+    if not out:
+        raise ValueError("robust_by_eps is empty; give the per-sample robust flags of at least one eps")
+    return out
+
+
+def noise_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, draws: int,
+                 seed: int, batch_size: int = 512) -> torch.Tensor:
+    """Correct on x and on ``draws`` uniform random points of the ball (clipped to [0, 1])."""
+    gen = torch.Generator().manual_seed(int(seed) * 7919 + round(eps * 1e6))
+    ok = batched(model, x, batch_size).argmax(1) == y
+    for _ in range(draws):
+        if norm == "linf":
+            delta = (2 * torch.rand(x.shape, generator=gen) - 1) * eps
+        else:
+            v = torch.randn(x.shape, generator=gen)
+            v = v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
+            r = eps * torch.rand(x.shape[0], generator=gen) ** (1.0 / x[0].numel())
+            delta = v * r.view(-1, *[1] * (x.ndim - 1))
+        xn = (x + delta.to(x)).clamp(0, 1)
+        ok &= batched(model, xn, batch_size).argmax(1) == y
+    return ok
+
+
+def square_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, queries: int,
+                  seed: int) -> torch.Tensor:
+    """Robust flags under pyautoattack's Square attack (gradient free), recomputed here."""
+    from pyautoattack.square import SquareAttack
+
+    sq = SquareAttack(model, p_init=0.8, n_queries=queries, eps=float(eps), norm=AA_NORMS[norm], n_restarts=1,
+                      seed=int(seed), verbose=False, device=x.device, resc_schedule=False)
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        xa = sq.perturb(x, y).detach()
+    xa = project(xa, x, torch.full((x.shape[0],), float(eps), device=x.device), norm)
+    return batched(model, xa, 512).argmax(1) == y
+
+
+def _check_eps(ras: dict[float, float], clean: float) -> float:
+    """The eps whose robust accuracy is closest to half the clean accuracy (larger eps on ties)."""
+    live = [e for e in ras if e > 0] or list(ras)
+    return min(live, key=lambda e: (round(abs(ras[e] - clean / 2), 9), -e))
+
+
+def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], norm: str,
+                  robust_by_eps: Mapping[float, torch.Tensor], settings: str | AttackSettings = "standard",
+                  seed: int = 0, n_subset: int = 128, *, drop_threshold: float = DROP_THRESHOLD,
+                  noise_draws: int = NOISE_DRAWS, square_queries: int = SQUARE_QUERIES,
+                  progress: Callable[[float], None] | None = None) -> list[SanityFlag]:
+    """The four sanity flags of an end-to-end evaluation of classifier ``model`` on ``(x, y)``.
+
+    ``robust_by_eps[eps]``: the evaluated attack's per-sample robust flags (N,) at each eps of
+    ``eps_values``; ``settings``: that attack's strength (the stronger re-run and the large-eps
+    attack derive from it). The subset checks use a seeded subset of ``n_subset`` points.
+    """
+    norm = check_norm(norm)
+    check_images(x)
+    y = check_labels(y, x.shape[0])
+    cfg = resolve_settings(settings)
+    flags = _flags_by_eps(robust_by_eps, x.shape[0])
+    missing = [e for e in eps_values if float(e) not in flags]
+    if missing:
+        raise ValueError(f"robust_by_eps has no flags for eps {missing}; give one entry per eps of eps_values")
+    report = progress or (lambda f: None)
+    device = model_device(model, x)
+    x, y = x.to(device=device, dtype=torch.float32), y.to(device)
+    n = x.shape[0]
+    clean = batched(model, x, cfg.batch_size).argmax(1) == y
+    ras = {float(e): float(flags[float(e)].double().mean()) for e in eps_values}
+    clean_acc = float(clean.double().mean())
+    sub = torch.arange(n) if n <= n_subset else \
+        torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_subset].sort().values
+    xs, ys = x[sub.to(device)], y[sub.to(device)]
+    out: list[SanityFlag] = []
+
+    # (a) monotone in eps, and (nearly) nothing robust at a large eps
+    order = sorted(ras)
+    rise = max([ras[b] - ras[a] for a, b in zip(order, order[1:])] + [0.0])
+    big = large_eps(norm, x)
+    ra_big = float(run_attack(model, xs, ys, (big,), norm, cfg, seed).robust.double().mean())
+    report(0.3)
+    out.append(SanityFlag(
+        "monotone_large_eps", passed=rise <= 1e-12 and ra_big <= LARGE_EPS_MAX_ROBUST,
+        values={"max_increase": rise, "large_eps": big, "robust_acc_at_large_eps": ra_big},
+        threshold=f"robust accuracy never increases with eps; <= {LARGE_EPS_MAX_ROBUST:.0%} at eps {big:.3g}",
+        meaning="points the attack cannot break even with a huge budget, or a rise with eps, mean its "
+                "gradients lead nowhere (masking) or it stops too early"))
+
+    # (b) random noise in the ball is weaker than the attack
+    noise = {e: float(noise_robust(model, x, y, e, norm, noise_draws, seed, cfg.batch_size).double().mean())
+             for e in ras if e > 0}
+    worst = min(noise, key=lambda e: noise[e] - ras[e]) if noise else None
+    gap = noise[worst] - ras[worst] if worst is not None else 0.0
+    out.append(SanityFlag(
+        "noise_weaker", passed=gap >= 0,
+        values={"eps": worst if worst is not None else 0.0, "noise_robust_acc": noise.get(worst, clean_acc),
+                "attack_robust_acc": ras.get(worst, clean_acc), "gap": gap},
+        threshold=f"noise robust accuracy ({noise_draws} uniform draws in the ball) >= attack robust accuracy, every eps",
+        meaning="random noise breaking more points than the attack means the attack's gradients point the wrong way"))
+    report(0.4)
+
+    # (c), (d): on the subset's points that the attack left robust, at one eps
+    e_c = _check_eps(ras, clean_acc)
+    base = flags[e_c][sub].to(device)
+    idx = torch.nonzero(base).flatten()
+    base_ra = float(base.double().mean())
+    stronger = replace(cfg, autoattack="", steps=4 * cfg.steps, restarts=max(2, cfg.restarts))
+    broken = 0
+    if idx.numel():
+        res = run_attack(model, xs[idx], ys[idx], (e_c,), norm, stronger, seed + 1)
+        broken = int((~res.robust[0]).sum())
+    drop = broken / len(sub)
+    out.append(SanityFlag(
+        "more_steps", passed=drop <= drop_threshold,
+        values={"eps": e_c, "robust_acc_subset": base_ra, "robust_acc_stronger": base_ra - drop, "drop": drop,
+                "steps": float(stronger.steps), "restarts": float(stronger.restarts)},
+        threshold=f"4x steps and >= 2 restarts lower robust accuracy by <= {drop_threshold:.0%} ({len(sub)} points)",
+        meaning="a stronger run of the same attack breaking more points means the evaluation had not converged"))
+    report(0.8)
+
+    if not autoattack_available():
+        out.append(SanityFlag("gradient_free", passed=True, skipped=True, values={"eps": e_c},
+                              threshold="needs pyautoattack (pip install pyautoattack==0.2.0)",
+                              meaning="Square attack not run"))
+    else:
+        broken_sq = 0
+        if idx.numel():
+            broken_sq = int((~square_robust(model, xs[idx], ys[idx], e_c, norm, square_queries, seed)).sum())
+        gap_sq = broken_sq / len(sub)
+        out.append(SanityFlag(
+            "gradient_free", passed=gap_sq <= drop_threshold,
+            values={"eps": e_c, "robust_acc_subset": base_ra, "robust_acc_with_square": base_ra - gap_sq,
+                    "drop": gap_sq, "queries": float(square_queries)},
+            threshold=f"Square ({square_queries} queries) breaks <= {drop_threshold:.0%} of the subset "
+                      f"({len(sub)} points) beyond the gradient attack",
+            meaning="a gradient-free attack beating the gradient attacks means the gradients are masked"))
+    report(1.0)
+    return out

@@ -1,0 +1,103 @@
+"""The transfer methods and the fine-tuning recipe, with the checks that name a bad value and its fix."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+TRANSFER_METHODS: tuple[str, ...] = ("lp", "ft", "lp-ft", "ft-last-k")
+METHOD_DESCRIPTIONS: dict[str, str] = {
+    "lp": "linear probe on the frozen base backbone (the backbone is unchanged)",
+    "ft": "full fine-tuning: every parameter of g and a fresh zero-initialised head",
+    "lp-ft": "fit the linear probe first, then fine-tune every parameter of g with the head initialised from it",
+    "ft-last-k": "fine-tune only the last k blocks of g with a fresh zero-initialised head (the rest stays frozen)",
+}
+#: how each method initialises the head it fine-tunes (None: nothing is fine-tuned)
+HEAD_INIT: dict[str, str | None] = {"lp": None, "ft": "zeros", "lp-ft": "probe", "ft-last-k": "zeros"}
+#: whether a method fits the linear probe (its kind and parameters then enter the cache key)
+USES_PROBE: dict[str, bool] = {"lp": True, "ft": False, "lp-ft": True, "ft-last-k": False}
+
+Optimizer = Literal["adamw", "sgd"]
+
+
+def check_method(method: object) -> str:
+    """``method`` if it is one of :data:`TRANSFER_METHODS`, else ValueError naming it and the choices."""
+    if not isinstance(method, str) or method not in TRANSFER_METHODS:
+        raise ValueError(f"transfer method {method!r} is unknown; use one of {list(TRANSFER_METHODS)} "
+                         f"(e.g. method='ft-last-k', k=2 to fine-tune the last two blocks)")
+    return method
+
+
+def method_label(method: str, k: int | None) -> str:
+    """``ft-last-2`` for ``ft-last-k`` with k = 2, else the method name."""
+    return f"ft-last-{k}" if method == "ft-last-k" else method
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"FineTuneRecipe {name}={value!r} must be an int >= 1")
+    return value
+
+
+def _nonneg_float(name: str, value: object, positive: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):  # type: ignore[operator]
+        want = "> 0" if positive else ">= 0"
+        raise ValueError(f"FineTuneRecipe {name}={value!r} must be a finite number {want}")
+    return float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class FineTuneRecipe:
+    """How ``ft``, ``lp-ft`` and ``ft-last-k`` train: small and deterministic on purpose.
+
+    ``epochs`` over the task's train split in a seeded shuffle (``seed``; None: the ``seed`` given
+    to :func:`rtcore.transfer.adapt`), mini-batches of ``batch_size``, cross-entropy of the linear
+    head on g's features. ``optimizer``: ``"adamw"`` (decoupled weight decay) or ``"sgd"`` (with
+    ``momentum``; weight decay added to the gradient). The learning rate follows a cosine from
+    ``lr`` to 0 over all steps, computed from the global step (so a resumed run gets the same
+    schedule); the head learns at ``lr * head_lr_scale`` (a fresh head has far to go, the
+    pretrained weights only a little). Every BatchNorm keeps its running statistics (the network
+    runs in eval mode; dropout is off), so batches do not interact and frozen parts stay
+    bit-identical. The defaults fine-tune a bundled SmallCNN on a 3000-image task in about 25 s
+    on two CPU cores.
+    """
+
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: Optimizer = "adamw"
+    momentum: float = 0.9
+    head_lr_scale: float = 10.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive_int("epochs", self.epochs)
+        _positive_int("batch_size", self.batch_size)
+        _nonneg_float("lr", self.lr, positive=True)
+        _nonneg_float("weight_decay", self.weight_decay)
+        _nonneg_float("head_lr_scale", self.head_lr_scale, positive=True)
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"FineTuneRecipe optimizer={self.optimizer!r} is unknown; use 'adamw' or 'sgd'")
+        if not 0 <= _nonneg_float("momentum", self.momentum) < 1:
+            raise ValueError(f"FineTuneRecipe momentum={self.momentum!r} must be in [0, 1)")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"FineTuneRecipe seed={self.seed!r} must be a non-negative int or None (use adapt's seed)")
+
+    def resolved(self, seed: int) -> FineTuneRecipe:
+        """The recipe with its seed filled in from ``adapt``'s ``seed`` when it has none."""
+        return self if self.seed is not None else replace(self, seed=seed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_k(k: object, n_blocks: int, backbone: str, block_names: list[str]) -> int:
+    """``k`` if it is an int in ``1..n_blocks``, else ValueError naming it, the blocks and the fix."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_blocks:
+        raise ValueError(f"k={k!r} is out of range for backbone {backbone!r}: it has {n_blocks} blocks "
+                         f"{block_names}; use k in 1..{n_blocks} (k={n_blocks} trains every block, "
+                         f"or use method='ft')")
+    return k
