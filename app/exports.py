@@ -10,7 +10,6 @@ byte for byte (with the dashboard's cache, every command is a cache hit and inst
 
 from __future__ import annotations
 
-import math
 import re
 import shlex
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import pandas as pd
 import torch
 
 from rtcore import Evaluation, cli_command
+from rtcore.config import eps_equal
 
 from .backbones import BackboneRef
 from .jobs import EvaluationJob, Snapshot
@@ -148,7 +148,7 @@ def display_table(summary: pd.DataFrame, eps: float, by: str = "task") -> pd.Dat
 def gallery_item(snapshot: Snapshot, backbone: str, task: str, eps: float) -> dict[str, torch.Tensor] | None:
     """The gallery images of (backbone, task, eps), or None if not computed yet."""
     for (b, t, e), item in snapshot.gallery.items():
-        if b == backbone and t == task and math.isclose(e, eps, abs_tol=1e-9):
+        if b == backbone and t == task and eps_equal(e, eps):
             return item
     return None
 

@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rtcore import Backbone, ResultCache, list_tasks, load_task
-from rtcore.config import eps_key
+from rtcore.config import eps_key, eps_mask
 from rtcore.transfer import (
     METHOD_DESCRIPTIONS,
     TRANSFER_METHODS,
@@ -189,7 +189,7 @@ def find(request: TransferRequest) -> TransferJob | None:
 # ---------------------------------------------------------------- tables
 
 def _at(summary: pd.DataFrame, eps: float) -> pd.DataFrame:
-    return summary[np.isclose(summary["eps"].astype(float), float(eps))]
+    return summary[eps_mask(summary["eps"], eps)]
 
 
 def nearest_eps(summary: pd.DataFrame, eps: float) -> float:
