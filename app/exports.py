@@ -2,10 +2,11 @@
 
 The CSVs are plain (``pd.read_csv`` reads them, no comment lines): the summary and the per-sample
 table of the job's *final* steps, exactly as ``rtcore.run_evaluation`` returned them, tasks in the
-request's order, only the tasks that were computed. The script replays the dashboard's eps groups
-(:func:`app.plan.eps_groups`) with ``python -m rtcore evaluate``: each attack sweeps the same eps
-together as in the dashboard, so on an empty cache the last command writes the same per-sample CSV
-byte for byte (with the dashboard's cache, every command is a cache hit and instant).
+request's order, only the tasks that were computed. The script is one ``python -m rtcore evaluate``
+per backbone and probe over every eps of the request: rtcore attacks each eps on its own and carries
+smaller eps' witnesses over when it builds the tables, so the dashboard's staged work and one
+command give the same numbers, and on an empty cache the command writes the same per-sample CSV
+byte for byte (with the dashboard's cache it is a cache hit and instant).
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from .plan import EvalRequest
 
 SCRIPT_HEAD = """#!/usr/bin/env bash
 # Reproduces the dashboard's per-sample CSV ({samples}) byte for byte.
-# The dashboard computes in stages (eps 0, then {first}, then the rest of the grid{extras}); an attack's
-# result depends on which eps it sweeps together, so these commands replay the same stages. On an empty
-# cache they recompute everything; with the dashboard's cache (~/.cache/rtcore or $RTCORE_CACHE_DIR)
-# every command is a cache hit. Add --cache-dir DIR to each line to use another cache folder.
+# Each eps is attacked on its own, so one command over every eps gives the dashboard's numbers although
+# the dashboard computed them in stages. On an empty cache it recomputes everything; with the dashboard's
+# cache (~/.cache/rtcore or $RTCORE_CACHE_DIR) it is a cache hit. Add --cache-dir DIR to use another folder.
 set -euo pipefail
 """
 
@@ -76,33 +76,26 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
     return df.to_csv(index=False).encode()
 
 
-def _command(request: EvalRequest, ref: BackboneRef, probe: str, tasks: Sequence[str], eps: Sequence[float],
-             out: str | None = None, samples_out: str | None = None) -> str:
-    cmd = cli_command(ref.name, list(tasks), list(eps), request.norm, request.n, request.attack, request.seed,
-                      out=out or "-", weights=ref.weights, probe=probe, samples_out=samples_out)
-    if out is None:  # an intermediate stage: results go to the cache only
-        parts = shlex.split(cmd)
-        i = parts.index("--out")
-        cmd = shlex.join(parts[:i] + parts[i + 2:])
-    return cmd
+def _command(request: EvalRequest, ref: BackboneRef, probe: str, tasks: Sequence[str], out: str,
+             samples_out: str) -> str:
+    return cli_command(ref.name, list(tasks), list(request.eps_values), request.norm, request.n, request.attack,
+                       request.seed, out=out, weights=ref.weights, probe=probe, samples_out=samples_out)
 
 
 def script_commands(request: EvalRequest, tasks_by: Sequence[tuple[BackboneRef, str, Sequence[str]]],
                     summary_name: str, samples_name: str) -> list[str]:
-    """The reproducing commands: every eps group in the dashboard's order, then the final command
-    that writes the CSVs (one final command per backbone and probe, then their concatenation)."""
+    """The reproducing commands: one per backbone and probe over every eps, writing the CSVs, then
+    (with several) their concatenation."""
     lines: list[str] = []
     outputs: list[tuple[str, str]] = []
     many = len(tasks_by) > 1
     for ref, probe, tasks in tasks_by:
-        for group in request.groups():
-            lines.append(_command(request, ref, probe, tasks, group))
         if many:  # one pair of files per backbone and probe, concatenated below
             tag = "-".join([_slug(ref.display)] * (len(request.backbones) > 1) + [probe] * (len(request.probes) > 1))
             out, samples_out = f"summary-{tag}.csv", f"samples-{tag}.csv"
         else:
             out, samples_out = summary_name, samples_name
-        lines.append(_command(request, ref, probe, tasks, request.eps_values, out, samples_out))
+        lines.append(_command(request, ref, probe, tasks, out, samples_out))
         outputs.append((out, samples_out))
     if many:
         for name, idx in ((summary_name, 0), (samples_name, 1)):
@@ -119,11 +112,7 @@ def repro_script(job: EvaluationJob) -> str:
     if not tasks_by:
         tasks_by = [(ref, probe, list(req.tasks)) for ref in req.backbones for probe in req.probes]
     summary_name, samples_name = download_name(req, "summary"), download_name(req, "samples")
-    from .state import eps_short
-
-    groups = req.groups()
-    extras = f", then each added eps ({', '.join(eps_short(e, req.norm) for e in req.extras)})" if req.extras else ""
-    head = SCRIPT_HEAD.format(samples=samples_name, first=eps_short(groups[1][0], req.norm), extras=extras)
+    head = SCRIPT_HEAD.format(samples=samples_name)
     return head + "\n".join(script_commands(req, tasks_by, summary_name, samples_name)) + "\n"
 
 

@@ -4,9 +4,8 @@ An :class:`EvalRequest` is the sidebar's selection *without* the eps cursor: the
 moves over results that are already computed, so moving it never changes the request.
 
 :func:`plan` orders the work so that something useful is drawn early and nothing is computed
-twice, in eps *groups* that the command line can replay exactly (an attack's result depends on
-which eps it sweeps together, so the reproducing script runs the same groups, see
-:func:`eps_groups` and :mod:`app.exports`):
+twice, in eps *groups* (:func:`eps_groups`). rtcore attacks each eps on its own, so the groups only
+set the order: one command over every eps reproduces the final tables (:mod:`app.exports`):
 
 1. first look, per task: eps 0 (the probe fit: clean accuracy), then the default eps (4/255 or 0.4),
    without the head-subspace and loss attacks;

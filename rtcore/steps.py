@@ -2,8 +2,10 @@
 
 Every step is keyed by everything that changes its result (backbone fingerprint, input digest,
 head digest, eps, norm, settings, seed, code version) and every hit is verified against a
-schema before use (see :mod:`rtcore.cache`). Missing eps of one step are computed together
-in one sweep. Each attack stores the *features* of its witnesses, ``g(x')``, so that the
+schema before use (see :mod:`rtcore.cache`). Every eps is attacked on its own, so an entry is
+the same whichever eps were asked for together (the carry-over of smaller-eps witnesses that
+makes results monotone in eps is applied when the tables are built, :func:`rtcore.tables.carry_witnesses`).
+Each attack stores the *features* of its witnesses, ``g(x')``, so that the
 bounds can be recomputed for any quantity without running g again.
 """
 
@@ -45,15 +47,17 @@ def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int =
 
 def per_eps_cached(kind: str, cache: ResultCache, eps_values: Sequence[float], key_parts: dict[str, object],
                    schema: dict[str, tuple[int | str | None, ...]],
-                   compute: Callable[[list[float]], list[dict[str, torch.Tensor]]]) -> Entries:
-    """Look up each eps; compute the missing ones together in one sweep; store each."""
+                   compute: Callable[[float, Progress], dict[str, torch.Tensor]], progress: Progress) -> Entries:
+    """Look up each eps; compute each missing one on its own (``compute(e, progress)``: the entry then
+    never depends on which eps were asked for together, nor on the batches they would have shared);
+    store each as soon as it is computed."""
     keys = {e: cache.key(kind, eps=e, **key_parts) for e in eps_values}
     out = {e: hit for e in eps_values if (hit := cache.load(keys[e], schema)) is not None}
     missing = [e for e in eps_values if e not in out]
-    if missing:
-        for e, entry in zip(missing, compute(missing)):
-            cache.save(keys[e], entry)
-            out[e] = entry
+    for i, e in enumerate(missing):
+        entry = compute(e, lambda f, i=i: progress((i + f) / len(missing)))
+        cache.save(keys[e], entry)
+        out[e] = entry
     return out
 
 
@@ -69,13 +73,12 @@ def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequ
     gal = min(GALLERY, x.shape[0])
     schema = {"features_adv": (x.shape[0], m), "x_adv_gallery": (gal, *x.shape[1:])}
 
-    def compute(eps_list: list[float]) -> list[dict[str, torch.Tensor]]:
-        res = feature_attack(g, x, eps_list, norm=norm, settings=cfg, seed=seed, progress=progress,
+    def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
+        res = feature_attack(g, x, [e], norm=norm, settings=cfg, seed=seed, progress=report,
                              projector=None if projector is None else projector.float())
-        return [{"features_adv": res.features_adv[i], "x_adv_gallery": res.x_adv[i, :gal]}
-                for i in range(len(eps_list))]
+        return {"features_adv": res.features_adv[0], "x_adv_gallery": res.x_adv[0, :gal]}
 
-    return per_eps_cached(kind, cache, eps_values, parts, schema, compute)
+    return per_eps_cached(kind, cache, eps_values, parts, schema, compute, progress)
 
 
 def _head_parts(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, norm: str,
@@ -92,12 +95,13 @@ def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Ten
     With ``cfg.autoattack`` the search is AutoAttack, stored under its own cache kind."""
     model = ProbedModel(g, probe.as_module().to(g.device))
 
-    def compute(eps_list: list[float]) -> list[dict[str, torch.Tensor]]:
-        res = attack(model, x, y, eps_list, norm=norm, settings=cfg, seed=seed, progress=progress)
-        return [{"features_adv": features(g, res.x_adv[i], ResultCache(enabled=False))} for i in range(len(eps_list))]
+    def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
+        res = attack(model, x, y, [e], norm=norm, settings=cfg, seed=seed, progress=report)
+        return {"features_adv": features(g, res.x_adv[0], ResultCache(enabled=False))}
 
     return per_eps_cached("autoattack" if cfg.autoattack else "attack", cache, eps_values,
-                          _head_parts(g, probe, x, y, norm, cfg, seed), {"features_adv": (x.shape[0], m)}, compute)
+                          _head_parts(g, probe, x, y, norm, cfg, seed), {"features_adv": (x.shape[0], m)}, compute,
+                          progress)
 
 
 def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
@@ -106,12 +110,12 @@ def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torc
     """Per eps: the features of the cross-entropy attack's witnesses (no early stop)."""
     model = ProbedModel(g, probe.as_module().to(g.device))
 
-    def compute(eps_list: list[float]) -> list[dict[str, torch.Tensor]]:
-        res = loss_attack(model, x, y, eps_list, norm=norm, settings=cfg, seed=seed, progress=progress)
-        return [{"features_adv": features(g, res.x_adv[i], ResultCache(enabled=False))} for i in range(len(eps_list))]
+    def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
+        res = loss_attack(model, x, y, [e], norm=norm, settings=cfg, seed=seed, progress=report)
+        return {"features_adv": features(g, res.x_adv[0], ResultCache(enabled=False))}
 
     return per_eps_cached("ce_attack", cache, eps_values, _head_parts(g, probe, x, y, norm, cfg, seed),
-                          {"features_adv": (x.shape[0], m)}, compute)
+                          {"features_adv": (x.shape[0], m)}, compute, progress)
 
 
 def radius_from_training_points(g: Backbone, task: Task, eps: float, norm: str, cfg: AttackSettings, seed: int,

@@ -6,6 +6,12 @@ lies in the ball, so ``Delta(x)`` is raised to its shift ``||g(x') - g(x)||`` an
 its projected shift; a point counts as robust only if no witness flips it. This makes
 ``bound <= bound_head <= robust_acc <= clean_acc`` and
 ``clean_loss <= adv_loss <= loss_bound_lse <= loss_bound`` hold on every row by construction.
+
+Monotone in eps: each eps is attacked on its own (:mod:`rtcore.steps`); a witness found at a
+smaller eps lies in every larger ball, so :func:`carry_witnesses` lets it replace a larger eps'
+witness of the same attack wherever it is better (larger shift, projected shift or loss; a flip
+where the larger eps found none). The result depends only on the set of eps in the table, never
+on how their attacks were grouped.
 """
 
 from __future__ import annotations
@@ -45,14 +51,49 @@ class HeadInfo:
     transfer: str = "lp"
 
 
+def carry_witnesses(witnesses: Mapping[float, Witnesses], f0: torch.Tensor, y: torch.Tensor,
+                    probe: LinearProbe) -> dict[float, dict[str, torch.Tensor]]:
+    """Per attack, along increasing eps: where the witness of the next smaller eps is better, use it.
+
+    Better means, per attack: ``feature`` a larger ``||g(x') - g(x)||``; ``head`` a larger projected
+    shift ``||P (g(x') - g(x))||``; ``e2e`` a misclassification where the larger eps has none; ``ce``
+    a larger cross-entropy. Ties keep the larger eps' own witness. Returns new dicts (inputs unchanged).
+    """
+    w, b = probe.weight_.double(), probe.bias_.double()
+    P = head_projector(probe.weight_)
+    f0d = f0.double()
+    scores = {
+        "feature": lambda f: (f.double() - f0d).norm(dim=1),
+        "head": lambda f: ((f.double() - f0d) @ P).norm(dim=1),
+        "e2e": lambda f: ((f.double() @ w.T + b).argmax(1) != y).double(),
+        "ce": lambda f: cross_entropy(f.double() @ w.T + b, y),
+    }
+    out: dict[float, dict[str, torch.Tensor]] = {}
+    prev: dict[str, torch.Tensor] = {}
+    for e in sorted(witnesses):
+        cur = dict(witnesses[e])
+        for name, f in cur.items():
+            if name in prev:
+                take = scores[name](prev[name]) > scores[name](f)
+                if bool(take.any()):
+                    f = f.clone()
+                    f[take] = prev[name][take]
+                cur[name] = f
+        out[e] = cur
+        prev = cur
+    return {e: out[e] for e in witnesses}
+
+
 def task_rows(backbone_name: str, task: Task, idx: torch.Tensor, norm: str, f0: torch.Tensor, probe: LinearProbe,
               head: HeadInfo, witnesses: Mapping[float, Witnesses]) -> pd.DataFrame:
     """Per-sample rows of one task for every eps in ``witnesses``.
 
     ``witnesses[eps]`` holds ``feature`` (the feature attack) and ``e2e`` (the end-to-end attack),
-    and may hold ``head`` (the head-subspace feature attack) and ``ce`` (the cross-entropy attack).
+    and may hold ``head`` (the head-subspace feature attack) and ``ce`` (the cross-entropy attack);
+    smaller eps' witnesses are carried over first (:func:`carry_witnesses`).
     """
     y = task.y_test[idx]
+    witnesses = carry_witnesses(witnesses, f0, y, probe)
     w, b = probe.weight_, probe.bias_
     P = head_projector(w)
     f0d = f0.double()

@@ -88,8 +88,23 @@ def cached_weights_file(model_name: str) -> Path | None:
     return None
 
 
-def timm_weights_available_offline(model_name: str) -> bool:
-    """Whether ``timm:<model_name>`` can be created with pretrained weights and no network."""
+def hub_weights_cached(repo_id: str) -> bool:
+    """Whether ``model.safetensors`` of the Hugging Face repo ``repo_id`` is in the local cache
+    (a file-system lookup: neither timm nor the network is touched)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo_id, "model.safetensors")
+    return isinstance(hit, str) and Path(hit).is_file()
+
+
+def timm_weights_available_offline(model_name: str, hub_only: bool = False) -> bool:
+    """Whether ``timm:<model_name>`` can be created with pretrained weights and no network.
+
+    ``hub_only``: the model's only loadable weights are ``model.safetensors`` of the repo
+    ``timm/<model_name>`` (true of :data:`rtcore.models.registry.TIMM_EXAMPLES`, tested), so the
+    answer needs no timm import (about a second at start-up)."""
+    if hub_only:
+        return hub_weights_cached(f"timm/{model_name}")
     return cached_weights_file(model_name) is not None
 
 

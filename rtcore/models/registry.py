@@ -77,7 +77,8 @@ def _bundled_specs() -> dict[str, BackboneSpec]:
 
 def _timm_spec(model_name: str) -> BackboneSpec:
     desc = TIMM_EXAMPLES.get(model_name, f"timm model {model_name}")
-    return BackboneSpec(f"{TIMM_PREFIX}{model_name}", "timm", desc, timm_weights_available_offline(model_name),
+    offline = timm_weights_available_offline(model_name, hub_only=model_name in TIMM_EXAMPLES)
+    return BackboneSpec(f"{TIMM_PREFIX}{model_name}", "timm", desc, offline,
                         lambda **kw: create_timm_backbone(model_name, **kw))
 
 

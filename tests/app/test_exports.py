@@ -56,24 +56,21 @@ def test_csvs_are_plain(finished: tuple[jobs.EvaluationJob, Path]) -> None:
     assert bool(summary["head_attack"].all()) and bool(summary["loss_attack"].all()), "final tables are complete"
 
 
-def test_script_lists_only_computed_tasks_and_every_group(finished: tuple[jobs.EvaluationJob, Path]) -> None:
+def test_script_is_one_command_over_every_computed_eps_and_task(finished: tuple[jobs.EvaluationJob, Path]) -> None:
     job, _ = finished
     script = exports.repro_script(job)
     commands = [shlex.split(line) for line in script.splitlines() if line.startswith("python -m rtcore")]
-    assert len(commands) == len(job.request.groups()) + 1
-    for argv in commands:
-        tasks = argv[argv.index("--tasks") + 1:argv.index("--eps")]
-        assert tasks == ["shapes"], "an unavailable task is not in the command"
-    eps = [[float(e) for e in argv[argv.index("--eps") + 1:argv.index("--norm")]] for argv in commands]
-    assert eps[:-1] == [list(g) for g in job.request.groups()]
-    assert eps[-1] == list(job.request.eps_values)
-    assert "--samples-out" in commands[-1] and all("--out" not in a for a in commands[:-1])
+    assert len(commands) == 1, "the dashboard computed in stages; one command reproduces them"
+    (argv,) = commands
+    assert argv[argv.index("--tasks") + 1:argv.index("--eps")] == ["shapes"], "an unavailable task is not listed"
+    assert [float(e) for e in argv[argv.index("--eps") + 1:argv.index("--norm")]] == list(job.request.eps_values)
+    assert "--samples-out" in argv and "--out" in argv
 
 
 def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[jobs.EvaluationJob, Path],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every command of the script through ``rtcore.cli.main`` on a fresh cache; only the features and the
-    probes (which do not depend on how eps are grouped) are copied over, to keep the test short."""
+    """The script's command through ``rtcore.cli.main`` on a fresh cache (the dashboard computed in stages,
+    the command in one run); only the features and the probes are copied over, to keep the test short."""
     job, tmp = finished
     fresh = tmp / "fresh-cache"
     for kind in ("features", "probe"):

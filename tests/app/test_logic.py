@@ -69,7 +69,7 @@ def test_the_cursor_is_not_part_of_a_request() -> None:
         plan.make_request([ref], ["a"], "linf", 20, "fast", extras=[1.5])
 
 
-def test_plan_draws_something_early_and_replays_as_groups() -> None:
+def test_plan_draws_something_early_in_whole_groups() -> None:
     ref = bb.BackboneRef("x")
     req = plan.make_request([ref], ["a", "b"], "linf", 20, "fast", extras=[0.05], cache_dir="/tmp/c")
     steps = req.steps()
@@ -84,7 +84,7 @@ def test_plan_draws_something_early_and_replays_as_groups() -> None:
     assert [s.task for s in finals] == ["a", "b"] and finals[0].eps == req.eps_values
     groups = req.groups()
     assert groups == [(0.0,), (g[3],), (g[1], g[2], g[4], g[5]), (0.05,)]
-    for s in steps:  # every step computes only whole groups (what the reproducing script replays)
+    for s in steps:  # every step computes only whole groups
         assert set(s.eps) == set().union(*[set(gr) for gr in groups if set(gr) <= set(s.eps)])
 
 

@@ -81,7 +81,7 @@ def test_cache_is_reused_per_eps_and_corrupt_entries_recomputed(linear_case, tmp
     monkeypatch.setattr(E, "feature_attack", counting)
     first = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
     again = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
-    assert calls == [[0.05, 0.1]]
+    assert calls == [[0.05], [0.1]], "each eps attacked on its own, once"
     cols = ["clean_acc", "robust_acc", "bound", "mean_delta"]
     assert first[cols].equals(again[cols])
     rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1, 0.15], n=32, attack="fast", cache_dir=str(tmp_path))
@@ -91,8 +91,50 @@ def test_cache_is_reused_per_eps_and_corrupt_entries_recomputed(linear_case, tmp
     for p in entries:
         p.write_bytes(b"garbage")
     third = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
-    assert calls[-1] == [0.05, 0.1], "corrupt entries are recomputed, never trusted"
+    assert calls[-2:] == [[0.05], [0.1]], "corrupt entries are recomputed, never trusted"
     assert first[cols].equals(third[cols])
+
+
+def test_results_do_not_depend_on_how_eps_were_grouped(linear_case, tmp_path: Path) -> None:
+    """Staged work (one eps, then the others, as the dashboard does) and one run over every eps give
+    identical per-sample tables: each eps is attacked on its own, the carry-over happens in the tables."""
+    task = _linear_task(linear_case)
+    eps = [0.0, 0.02, 0.05, 0.1]
+    one = rtcore.run_evaluation(linear_case.backbone, [task], eps, n=32, attack="fast", cache_dir=str(tmp_path / "a"))
+    staged = tmp_path / "b"
+    rtcore.run_evaluation(linear_case.backbone, [task], [0.05], n=32, attack="fast", cache_dir=str(staged))
+    rtcore.run_evaluation(linear_case.backbone, [task], [0.1, 0.02], n=32, attack="fast", cache_dir=str(staged))
+    again = rtcore.run_evaluation(linear_case.backbone, [task], eps, n=32, attack="fast", cache_dir=str(staged))
+    assert again.recomputed == []
+    cols = [c for c in one.samples.columns]
+    assert one.samples[cols].equals(again.samples[cols])
+    s = one.samples.pivot(index="sample", columns="eps", values=["robust", "delta", "delta_head", "adv_loss"])
+    for a, b in zip(eps, eps[1:]):  # monotone in eps per point, by the carry-over
+        assert (s["robust"][b] <= s["robust"][a]).all()
+        assert (s["delta"][b] >= s["delta"][a] - 1e-12).all() and (s["adv_loss"][b] >= s["adv_loss"][a] - 1e-12).all()
+        assert (s["delta_head"][b] >= s["delta_head"][a] - 1e-12).all()
+
+
+def test_carry_witnesses_takes_the_better_smaller_eps_witness() -> None:
+    """Exact cases: per attack, the smaller eps' witness replaces the larger one's only where it is better."""
+    from rtcore.tables import carry_witnesses
+
+    probe = rtcore.LinearProbe.from_weights(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.zeros(2))
+    f0 = torch.tensor([[2.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    y = torch.tensor([0, 0, 1])
+    small = {"feature": torch.tensor([[2.0, 1.5], [2.0, 0.1], [0.0, 3.0]]),
+             "e2e": torch.tensor([[0.0, 2.5], [2.0, 0.0], [0.0, 3.0]]),
+             "ce": torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])}
+    large = {"feature": torch.tensor([[2.0, 1.0], [2.0, 0.5], [0.0, 3.0]]),
+             "e2e": torch.tensor([[2.0, 0.0], [1.0, 2.0], [0.0, 3.0]]),
+             "ce": torch.tensor([[1.5, 0.0], [1.0, 0.5], [0.0, 3.0]])}
+    out = carry_witnesses({0.1: large, 0.05: small}, f0, y, probe)
+    assert list(out) == [0.1, 0.05], "the caller's order is kept"
+    assert torch.equal(out[0.05]["feature"], small["feature"]), "the smallest eps keeps its own"
+    assert torch.equal(out[0.1]["feature"], torch.tensor([[2.0, 1.5], [2.0, 0.5], [0.0, 3.0]]))  # row 0 carried
+    assert torch.equal(out[0.1]["e2e"], torch.tensor([[0.0, 2.5], [1.0, 2.0], [0.0, 3.0]]))  # flip carried, own flip kept
+    assert torch.equal(out[0.1]["ce"], torch.tensor([[1.0, 0.0], [1.0, 0.5], [0.0, 3.0]]))  # larger loss carried
+    assert torch.equal(large["feature"], torch.tensor([[2.0, 1.0], [2.0, 0.5], [0.0, 3.0]])), "inputs unchanged"
 
 
 def test_progress_reports_stages_in_order(linear_case, tmp_path: Path) -> None:

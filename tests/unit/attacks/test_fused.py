@@ -153,3 +153,8 @@ def test_apgd_checkpoints_follow_the_paper() -> None:
     assert checkpoints(1) == [] and all(0 < c < 10 for c in checkpoints(10))
     with pytest.raises(ValueError, match="step_rule"):
         AttackSettings(step_rule="adam")
+    with pytest.raises(ValueError, match="target_loss"):
+        AttackSettings(target_loss="hinge")
+    strong = rtcore.resolve_settings("strong")
+    assert strong.key()["step_rule"] == "apgd" and strong.key()["target_loss"] == "dlr"
+    assert "step_rule" not in rtcore.resolve_settings("standard").key()

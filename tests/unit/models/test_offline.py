@@ -66,3 +66,26 @@ def test_registry_says_what_works_offline(monkeypatch: pytest.MonkeyPatch, no_ne
     monkeypatch.setattr(hub, "cached_weights_file", lambda name: f if name == "test_resnet" else None)
     g = rtcore.create_backbone("timm:test_resnet", device="cpu")
     assert g.fingerprint() == rtcore.create_backbone("timm:test_resnet", device="cpu", weights=f).fingerprint()
+
+
+def test_timm_examples_are_hub_only_and_listing_them_needs_no_timm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry's timm examples can only load ``model.safetensors`` of ``timm/<name>`` (their other
+    pretrained files are .pth/.npz, which rtcore never unpickles), so listing them is a cache lookup."""
+    import subprocess
+    import sys
+
+    import timm
+
+    from rtcore.models.registry import TIMM_EXAMPLES
+
+    for name in TIMM_EXAMPLES:
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert cfg.hf_hub_id == f"timm/{name}" and not getattr(cfg, "file", None)
+        assert not str(getattr(cfg, "url", "") or "").endswith(".safetensors")
+    monkeypatch.setattr(hub, "hub_weights_cached", lambda repo: repo == "timm/resnet18.a1_in1k")
+    offline = rtcore.list_backbones(offline_only=True)
+    assert "timm:resnet18.a1_in1k" in offline and "timm:convnext_atto.d2_in1k" not in offline
+    code = "import sys, rtcore; rtcore.backbone_specs(); print('timm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.stdout.strip() == "False", "listing the backbones imports timm (a second at start-up)"
