@@ -31,7 +31,7 @@ from rtcore.config import eps_mask
 from . import markers
 from .backbones import BackboneRef
 from .devices import DEVICE_LOCK, DEVICE_POLL_S
-from .pieces import PIECES, PieceStore, _task, piece_key
+from .pieces import PIECES, PieceStore, cached_task, piece_key
 from .plan import CACHED, PROBE, EvalRequest, Step
 from .state import eps_short
 from .throughput import PRIOR_COST, Throughput, fmt_seconds
@@ -365,7 +365,7 @@ class EvaluationJob:
         req = self.request
         self._update(status=f"{label} · loading the task")
         try:
-            task = _task(step.task)
+            task = cached_task(step.task)
         except TaskUnavailableError as e:
             with self._cond:
                 if not any(f"Task {step.task!r}" in w for w in self._warnings):

@@ -49,7 +49,7 @@ _TASKS: dict[str, object] = {}
 _TASKS_LOCK = threading.Lock()
 
 
-def _task(name: str) -> object:
+def cached_task(name: str) -> object:
     """A loaded task, once per process (generated tasks take a second or two to build)."""
     with _TASKS_LOCK:
         if name not in _TASKS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import exports, state, ui
+from app import exports, sanity_view, state, ui
 from app import figures as fx
 
 st.title("Bound vs empirical robust accuracy")
@@ -26,8 +26,9 @@ else:
     if snap.at_eps(eps).empty:
         st.info(f"ε = {state.eps_label(eps, norm)} is still being computed; the bars show clean accuracy so far.")
     else:
-        st.dataframe(exports.display_table(snap.summary, eps).drop(columns="n"), hide_index=True,
-                     key="landing_table", column_config=ui.ACCURACY_COLUMNS)
+        table = exports.display_table(snap.summary, eps).drop(columns="n")
+        st.dataframe(sanity_view.with_flags(table, sanity_view.current(run, ref)), hide_index=True,
+                     key="landing_table", column_config={**ui.ACCURACY_COLUMNS, **sanity_view.TABLE_COLUMNS})
         st.caption(f"At ε = {state.eps_label(eps, norm)}, n = {run.request.n} test points per task. Hover a "
                    "column name for its meaning; Δ is in the backbone's feature units.")
     left, right = st.columns(2)
@@ -44,4 +45,5 @@ else:
                    "attack exactly; below it the bound is conservative, as it must be; a dot above it would "
                    "contradict the theory (it never happens by construction).")
     ui.downloads(run, "landing")
+    sanity_view.section(ref, run)
 ui.follow(run)

@@ -90,7 +90,7 @@ class StubEvaluation:
 def stub(monkeypatch: pytest.MonkeyPatch) -> StubEvaluation:
     s = StubEvaluation()
     monkeypatch.setattr(jobs, "run_evaluation", s)
-    monkeypatch.setattr(jobs, "_task", lambda name: SimpleNamespace(name=name, classes=("a", "b")))
+    monkeypatch.setattr(jobs, "cached_task", lambda name: SimpleNamespace(name=name, classes=("a", "b")))
     monkeypatch.setattr(jobs, "PIECES", jobs.PieceStore())
     yield s
     s.release.set()  # never leave a job thread waiting
@@ -327,7 +327,7 @@ def test_dashboard_registers_its_session_and_the_registry_prunes_it(monkeypatch:
     if BACKBONE not in state.backbone_choices():
         pytest.skip(f"{BACKBONE} is not bundled here")
     monkeypatch.setenv("RTCORE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(jobs, "_task", lambda name: (_ for _ in ()).throw(rtcore.TaskUnavailableError("stub")))
+    monkeypatch.setattr(jobs, "cached_task", lambda name: (_ for _ in ()).throw(rtcore.TaskUnavailableError("stub")))
 
     def script() -> None:
         import streamlit as st

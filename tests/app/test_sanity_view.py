@@ -1,0 +1,160 @@
+"""The landing page's sanity flags: the table, the verdicts and the ``sanity`` column (pure
+functions, hand-made flags), and the opt-in section driven in AppTest (n=20, one task, the fast
+attack, a private cache).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import rtcore.sanity
+from app import sanity_view as sv
+from app import state
+from app.backbones import BackboneRef
+from app.plan import EvalRequest, Step, make_request
+from rtcore.sanity import FLAG_NAMES, SanityFlag
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+TIMEOUT = 300
+BACKBONE = "fmnist-cnn-standard"
+
+PASSED = [
+    SanityFlag("monotone_large_eps", True, {"max_increase": 0.0, "large_eps": 0.5, "robust_acc_at_large_eps": 0.0},
+               "never increases", "masking"),
+    SanityFlag("noise_weaker", True, {"eps": 0.0156862745, "gap": 0.25}, "noise >= attack", "wrong way"),
+    SanityFlag("more_steps", True, {"drop": 0.0, "steps": 40.0}, "drop <= 2%", "not converged"),
+    SanityFlag("gradient_free", True, {"eps": 0.03}, "needs pyautoattack", "Square attack not run", skipped=True),
+]
+FLAGGED = [
+    PASSED[0],
+    SanityFlag("noise_weaker", False, {"eps": 0.03, "gap": -0.1}, "noise >= attack", "wrong way"),
+    SanityFlag("more_steps", False, {"drop": 0.125}, "drop <= 2%", "had not converged"),
+    PASSED[3],
+]
+
+
+# ---------------------------------------------------------------- pure functions
+
+def test_values_text_is_compact() -> None:
+    assert sv.values_text({"eps": 0.0156862745, "steps": 40.0, "gap": -0.1}) == "eps=0.0157, steps=40, gap=-0.1"
+    assert sv.values_text({}) == ""
+
+
+def test_flag_table_has_one_row_per_task_and_check() -> None:
+    table = sv.flag_table({"shapes": PASSED, "digits": FLAGGED})
+    assert list(table.columns) == ["task", "check", "status", "measured", "threshold", "if it fails"]
+    assert len(table) == 8 and list(table["task"]) == ["shapes"] * 4 + ["digits"] * 4
+    assert list(table["check"][:4]) == list(FLAG_NAMES)
+    assert list(table["status"]) == ["ok", "ok", "ok", "skipped", "ok", "failed", "failed", "skipped"]
+    row = table.iloc[6]
+    assert (row["measured"], row["threshold"], row["if it fails"]) == ("drop=0.125", "drop <= 2%", "had not converged")
+    assert sv.flag_table({}).empty and list(sv.flag_table({}).columns) == list(table.columns)
+
+
+def test_verdict_names_failed_and_skipped_checks() -> None:
+    ok, line = sv.verdict(PASSED)
+    assert ok and line == "all checks passed (skipped: gradient_free)"
+    ok, line = sv.verdict(FLAGGED)
+    assert not ok
+    assert line.startswith("2 checks failed (noise_weaker, more_steps): the robust accuracy may be an overestimate")
+    ok, line = sv.verdict(FLAGGED[:2])
+    assert not ok and line.startswith("1 check failed (noise_weaker)")
+    assert sv.verdict(PASSED[:3]) == (True, "all checks passed")
+
+
+def test_with_flags_adds_the_sanity_column() -> None:
+    table = pd.DataFrame({"task": ["shapes", "digits", "cifar"], "clean": [0.9, 0.8, 0.7]})
+    out = sv.with_flags(table, {"shapes": PASSED, "digits": FLAGGED})
+    assert list(out["sanity"]) == ["ok", "noise_weaker,more_steps", "not checked"]
+    assert list(out.columns) == ["task", "clean", "sanity"] and "sanity" not in table.columns, "a new frame"
+    assert sv.with_flags(table, {}) is table, "no flags: the table as it was"
+
+
+def test_flags_csv_reads_back() -> None:
+    import io
+
+    back = pd.read_csv(io.BytesIO(sv.flags_csv({"digits": FLAGGED})))
+    assert list(back["status"]) == ["ok", "failed", "failed", "skipped"] and set(back["task"]) == {"digits"}
+
+
+def fake_run(request: EvalRequest, done: bool, final_tasks: tuple[str, ...]) -> SimpleNamespace:
+    """A landing-page run whose job finished the final steps of ``final_tasks``."""
+    ref, probe = request.backbones[0], request.probes[0]
+    pieces = [(Step(ref, probe, t, request.eps_values, True, final=True), None) for t in final_tasks]
+    job = SimpleNamespace(request=request, export_pieces=lambda: pieces)
+    return SimpleNamespace(request=request, job=job, snapshot=SimpleNamespace(done=done))
+
+
+def test_ready_tasks_only_when_done_and_only_computed_tasks(tmp_path: Path) -> None:
+    ref = BackboneRef(BACKBONE)
+    req = make_request([ref], ["shapes", "digits", "textures"], "linf", 20, "fast", cache_dir=tmp_path)
+    assert sv.ready_tasks(fake_run(req, False, ("shapes",)), ref, "logistic") == [], "the job is still running"
+    run = fake_run(req, True, ("textures", "shapes"))  # digits unavailable: no final result
+    assert sv.ready_tasks(run, ref, "logistic") == ["shapes", "textures"], "request order"
+    assert sv.ready_tasks(run, BackboneRef("other"), "logistic") == []
+
+
+def test_stored_flags_belong_to_one_request_and_backbone(tmp_path: Path) -> None:
+    ref = BackboneRef(BACKBONE)
+    req = make_request([ref], ["shapes"], "linf", 20, "fast", cache_dir=tmp_path)
+    session = {sv.STATE_KEY: {"key": sv.state_key(req, ref), "flags": {"shapes": FLAGGED}}}
+    assert sv.current(fake_run(req, True, ()), ref, session) == {"shapes": FLAGGED}
+    other = make_request([ref], ["shapes"], "linf", 50, "fast", cache_dir=tmp_path)
+    assert sv.current(fake_run(other, True, ()), ref, session) == {} and sv.STATE_KEY not in session, "dropped"
+    assert sv.current(fake_run(req, True, ()), ref, session) == {}
+
+
+# ---------------------------------------------------------------- the section on the landing page
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Small defaults through the environment overrides, and a private cache."""
+    monkeypatch.setenv("RTCORE_CACHE_DIR", str(tmp_path_factory.mktemp("sanity-cache")))
+    monkeypatch.setenv(state.ENV_N, "20")
+    monkeypatch.setenv(state.ENV_TASKS, "shapes")
+    monkeypatch.setenv(state.ENV_ATTACK, "fast")
+    monkeypatch.setenv(state.ENV_NORM, "linf")
+    if BACKBONE in state.backbone_choices():
+        monkeypatch.setenv(state.ENV_BACKBONE, BACKBONE)
+
+
+def test_landing_page_runs_the_sanity_checks(small: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Square (1000 queries) takes about 20 s on a CPU even on this small subset: here gradient_free is skipped, as
+    # without pyautoattack, so the section's skipped path is the one drawn
+    monkeypatch.setattr(rtcore.sanity, "autoattack_available", lambda: False)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in {"n": 20, "tasks": ["shapes"], "attack": "fast"}.items():
+        at.session_state[k] = v
+    at.run()  # returns when the page's job has finished (the page reruns until then)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Is the attack trustworthy? (sanity flags)" in [s.value for s in at.subheader]
+    button = at.button(key="sanity_run")
+    assert button.label == "Run the sanity checks" and not button.disabled
+    assert "sanity" not in at.dataframe[0].value.columns, "no flags before the button"
+
+    t0 = time.perf_counter()
+    button.click().run()
+    print(f"\nsanity checks on the landing page (n=20, shapes, fast): {time.perf_counter() - t0:.1f} s")
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    flags = next(df.value for df in at.dataframe if "check" in df.value.columns)
+    assert list(flags["task"]) == ["shapes"] * 4 and list(flags["check"]) == list(FLAG_NAMES)
+    assert set(flags["status"]) <= {"ok", "failed", "skipped"} and flags["status"].iloc[3] == "skipped"
+    verdicts = [m.value for m in [*at.success, *at.warning] if m.value.startswith("**shapes**")]
+    assert len(verdicts) == 1
+    table = at.dataframe[0].value
+    value = table["sanity"].iloc[0]
+    assert list(table["task"]) == ["shapes"] and (value == "ok" or set(value.split(",")) <= set(FLAG_NAMES)), \
+        "the flags next to the numbers"
+    assert any(el.proto.label == "Sanity flags CSV" for el in at.get("download_button"))
+
+    at.sidebar.select_slider(key="eps").set_value(state.eps_grid("linf")[4]).run()
+    assert any("check" in df.value.columns for df in at.dataframe), "moving eps keeps the flags"
+    assert at.button(key="sanity_run").label == "Run the sanity checks again"
