@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from .fashion_mnist import UPSTREAM_CLASSES, fmnist_heldout
-from .generators import GeneratedData, cached_generate
+from .generators import GeneratedData
+from .task_cache import cached_generate
 from .registry import register_task, task_info
 from .task import Task, relabel_task, subset_task
 

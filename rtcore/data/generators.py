@@ -1,4 +1,4 @@
-"""Procedural image datasets (dSprites-style shapes, rendered digit glyphs) and their disk cache.
+"""Procedural image datasets: dSprites-style shapes and rendered digit glyphs.
 
 Everything here is a pure function of ``(seed, sizes)``: the same call gives
 bit-identical arrays on any machine.  To make that hold, per-pixel work only
@@ -10,32 +10,18 @@ Pillow's built-in font (embedded in Pillow, never a system font) and stroke
 fonts defined in this file as polylines, so rendering is identical for a given
 Pillow version; the Pillow version is part of the glyph cache key.
 
-Generated arrays are cached as ``.npz`` files under ``<cache dir>/tasks/`` (the
-result cache folder: ``cache_dir=``/``--cache-dir``, else ``$RTCORE_CACHE_DIR`` or
-``~/.cache/rtcore``), written atomically with the sha256 of the arrays and read back
-with ``allow_pickle=False``.  A cache file that fails any check (unreadable zip, CRC
-error, wrong keys, shapes, dtypes, value range, metadata or digest) is regenerated
-and overwritten, never trusted.
+Their disk cache is :mod:`rtcore.data.task_cache`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import logging
 import math
-import os
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .._io import atomic_write
-from ..config import default_cache_dir
 
 __all__ = [
     "GeneratedData",
@@ -48,12 +34,8 @@ __all__ = [
     "render_glyphs",
     "generate_shapes",
     "generate_glyphs",
-    "tasks_cache_dir",
-    "cache_path",
-    "cached_generate",
+    "GENERATORS",
 ]
-
-log = logging.getLogger(__name__)
 
 IMAGE_SIZE = 28
 _SUPERSAMPLE = 4
@@ -86,7 +68,7 @@ def balanced_labels(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.arange(n, dtype=np.int64) % k)
 
 
-def _split_rngs(seed: int, salt: int) -> tuple[np.random.Generator, np.random.Generator]:
+def split_rngs(seed: int, salt: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent train/test generators for ``seed`` (salt keeps datasets' streams apart)."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -153,7 +135,7 @@ def render_shapes(labels: np.ndarray, rng: np.random.Generator, *, chunk: int = 
 
 def generate_shapes(n_train: int = 3000, n_test: int = 1500, seed: int = 0) -> GeneratedData:
     """dSprites-style dataset: 3 balanced shape classes, white on black, 1x28x28."""
-    rng_tr, rng_te = _split_rngs(seed, salt=0x5A1E)
+    rng_tr, rng_te = split_rngs(seed, salt=0x5A1E)
     k = len(SHAPE_CLASSES)
     y_tr = balanced_labels(n_train, k, rng_tr)
     y_te = balanced_labels(n_test, k, rng_te)
@@ -280,7 +262,7 @@ def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def generate_glyphs(n_train: int = 5000, n_test: int = 2000, seed: int = 0) -> GeneratedData:
     """Rendered digits 0-9, balanced, 1x28x28, white on black with additive noise."""
-    rng_tr, rng_te = _split_rngs(seed, salt=0x61F5)
+    rng_tr, rng_te = split_rngs(seed, salt=0x61F5)
     k = len(GLYPH_CLASSES)
     y_tr = balanced_labels(n_train, k, rng_tr)
     y_te = balanced_labels(n_test, k, rng_te)
@@ -288,118 +270,10 @@ def generate_glyphs(n_train: int = 5000, n_test: int = 2000, seed: int = 0) -> G
                          GLYPH_CLASSES)
 
 
-# --------------------------------------------------------------------------- cache
+# --------------------------------------------------------------------------- registry
 
-_GENERATORS: dict[str, tuple[Callable[..., GeneratedData], tuple[str, ...], int]] = {
+#: kind -> (generator, class names, version); the version is part of the cache key
+GENERATORS: dict[str, tuple[Callable[..., GeneratedData], tuple[str, ...], int]] = {
     "shapes": (generate_shapes, SHAPE_CLASSES, _SHAPES_VERSION),
     "glyphs": (generate_glyphs, GLYPH_CLASSES, _GLYPHS_VERSION),
 }
-_ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-def tasks_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Folder for generated-task caches: ``<cache_dir>/tasks``, by default under ``$RTCORE_CACHE_DIR``
-    or ``~/.cache/rtcore``."""
-    return (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "tasks"
-
-
-def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in _ARRAY_KEYS:
-        a = np.ascontiguousarray(arrays[k])
-        h.update(f"{k}:{a.dtype}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _meta(kind: str, seed: int, n_train: int, n_test: int) -> dict[str, object]:
-    """Everything the cached arrays depend on; stored in the file and compared on load."""
-    _, classes, version = _GENERATORS[kind]
-    meta: dict[str, object] = {"kind": kind, "version": version, "seed": int(seed),
-                               "n_train": int(n_train), "n_test": int(n_test),
-                               "classes": list(classes)}
-    if kind == "glyphs":
-        import PIL
-
-        meta["pillow"] = PIL.__version__
-    return meta
-
-
-def cache_path(kind: str, seed: int, n_train: int, n_test: int,
-               cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Path of the cache file for one generated dataset."""
-    meta = _meta(kind, seed, n_train, n_test)
-    extra = f"-pil{meta['pillow']}" if "pillow" in meta else ""
-    return tasks_cache_dir(cache_dir) / f"{kind}-v{meta['version']}-seed{seed}-{n_train}x{n_test}{extra}.npz"
-
-
-def _read_cache(path: Path, meta: dict[str, object]) -> GeneratedData:
-    """Load and fully validate a cache file; raise ValueError (or OSError) on any mismatch."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            if keys != set(_ARRAY_KEYS) | {"meta", "digest"}:
-                raise ValueError(f"unexpected keys {sorted(keys)}")
-            stored_meta = json.loads(str(npz["meta"][()]))
-            stored_digest = str(npz["digest"][()])
-            arrays = {k: npz[k] for k in _ARRAY_KEYS}
-    except (zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"unreadable cache file: {exc}") from exc
-    if stored_meta != meta:
-        raise ValueError(f"metadata mismatch: {stored_meta} != {meta}")
-    if stored_digest != _arrays_digest(arrays):
-        raise ValueError("the arrays' sha256 does not match the stored digest (bytes changed after writing)")
-    k = len(meta["classes"])  # type: ignore[arg-type]
-    for split, n in (("train", meta["n_train"]), ("test", meta["n_test"])):
-        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if x.dtype != np.float32 or x.shape != (n, 1, IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"x_{split} has dtype {x.dtype} shape {x.shape}")
-        if y.dtype != np.int64 or y.shape != (n,):
-            raise ValueError(f"y_{split} has dtype {y.dtype} shape {y.shape}")
-        if n and not (np.isfinite(x).all() and x.min() >= 0.0 and x.max() <= 1.0):
-            raise ValueError(f"x_{split} values outside [0, 1]")
-        if n and (y.min() < 0 or y.max() >= k):
-            raise ValueError(f"y_{split} labels outside 0..{k - 1}")
-    return GeneratedData(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                         tuple(meta["classes"]))  # type: ignore[arg-type]
-
-
-def _write_cache(path: Path, data: GeneratedData, meta: dict[str, object]) -> None:
-    """Write ``data`` to ``path`` atomically, with its metadata and the sha256 of its arrays."""
-    arrays = {k: getattr(data, k) for k in _ARRAY_KEYS}
-    buf = io.BytesIO()
-    np.savez(buf, meta=np.array(json.dumps(meta, sort_keys=True)), digest=np.array(_arrays_digest(arrays)), **arrays)
-    atomic_write(path, buf.getvalue())
-
-
-def cached_generate(kind: str, *, seed: int = 0, n_train: int | None = None, n_test: int | None = None,
-                    cache_dir: str | os.PathLike[str] | None = None) -> GeneratedData:
-    """Return generated dataset ``kind`` ("shapes" or "glyphs"), from the disk cache when valid.
-
-    A missing or invalid cache file is (re)generated and written; if the cache
-    folder is not writable the data is still returned and a warning logged.
-    """
-    if kind not in _GENERATORS:
-        raise ValueError(f"unknown generator {kind!r}; valid: {sorted(_GENERATORS)}")
-    fn, _, _ = _GENERATORS[kind]
-    defaults = fn.__defaults__ or ()
-    n_train = int(defaults[0] if n_train is None else n_train)
-    n_test = int(defaults[1] if n_test is None else n_test)
-    if n_train < 0 or n_test < 0:
-        raise ValueError(f"sizes must be >= 0, got n_train={n_train}, n_test={n_test}")
-    _split_rngs(seed, 0)  # validates seed before touching the disk
-    meta = _meta(kind, seed, n_train, n_test)
-    path = cache_path(kind, seed, n_train, n_test, cache_dir)
-    if path.exists():
-        try:
-            return _read_cache(path, meta)
-        except (ValueError, OSError) as exc:
-            log.warning("ignoring corrupt task cache %s (%s); regenerating", path, exc)
-    data = fn(n_train=n_train, n_test=n_test, seed=seed)
-    try:
-        _write_cache(path, data, meta)
-    except OSError as exc:
-        log.warning("could not write task cache %s (%s); continuing without cache", path, exc)
-    return data
-
-

@@ -15,14 +15,9 @@ import torch
 
 from rtcore.data import fashion_mnist as fm
 from rtcore.data import online, registry
-from rtcore.data import generators
-from rtcore.data.generators import (
-    balanced_labels,
-    cache_path,
-    cached_generate,
-    generate_glyphs,
-    generate_shapes,
-)
+from rtcore.data import generators, task_cache
+from rtcore.data.generators import balanced_labels, generate_glyphs, generate_shapes
+from rtcore.data.task_cache import cache_path, cached_generate
 from rtcore.data.cifar import CIFARFormatError, read_cifar_bin, write_cifar_bin
 from rtcore.data.idx import IDXFormatError, read_idx, write_idx
 from rtcore.data import (
@@ -358,8 +353,8 @@ def test_cache_written_and_reused(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     def boom(**kwargs):
         raise AssertionError("cache was not reused")
 
-    _, classes, version = generators._GENERATORS["shapes"]
-    monkeypatch.setitem(generators._GENERATORS, "shapes", (boom, classes, version))
+    _, classes, version = generators.GENERATORS["shapes"]
+    monkeypatch.setitem(generators.GENERATORS, "shapes", (boom, classes, version))
     again = cached_generate("shapes", seed=3, n_train=30, n_test=12)
     assert _digest(again) == _digest(first)
 
@@ -376,22 +371,22 @@ def test_corrupt_cache_regenerated(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     elif corruption == "truncated":
         path.write_bytes(raw[: len(raw) // 2])
     else:
-        meta = generators._meta("glyphs", 2, 20, 10)
+        meta = task_cache.cache_meta("glyphs", 2, 20, 10)
         arrays = {k: getattr(good, k) for k in ("x_train", "y_train", "x_test", "y_test")}
         if corruption == "wrong-meta":
             meta = dict(meta, seed=99)
         else:
             arrays["x_train"] = arrays["x_train"] * 3.0
-        generators._write_cache(path, generators.GeneratedData(**arrays, classes=good.classes), meta)
+        task_cache.write_cache(path, generators.GeneratedData(**arrays, classes=good.classes), meta)
     regenerated = cached_generate("glyphs", seed=2, n_train=20, n_test=10)
     assert _digest(regenerated) == _digest(good)
     # the cache file was rewritten and is valid again
-    assert _digest(generators._read_cache(path, generators._meta("glyphs", 2, 20, 10))) == _digest(good)
+    assert _digest(task_cache.read_cache(path, task_cache.cache_meta("glyphs", 2, 20, 10))) == _digest(good)
 
 
 def test_cache_dir_default_is_home(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RTCORE_CACHE_DIR")
-    assert generators.tasks_cache_dir() == Path.home() / ".cache" / "rtcore" / "tasks"
+    assert task_cache.tasks_cache_dir() == Path.home() / ".cache" / "rtcore" / "tasks"
 
 
 # --------------------------------------------------------------------------- subset / relabel
