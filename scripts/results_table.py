@@ -5,7 +5,7 @@
 
 Each (backbone, probe) is one `python -m rtcore evaluate` run (cached, resumable: a killed run
 picks up from the cache); its CSV goes to results/<backbone>[-<probe>].csv and the markdown to
-results/table.md. Every row is checked for the relations that must hold
+results/table.md (results/compact-table.md: one row per backbone and task). Every row is checked for the relations that must hold
 (bound <= bound_head <= robust_acc <= clean_acc; clean_loss <= adv_loss <= loss_bound_lse <= loss_bound),
 and the script prints whether the linf-robust backbone's bound says something at 2/255.
 """
@@ -57,6 +57,19 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def compact(df: pd.DataFrame) -> str:
+    """One row per (backbone, task, probe): clean accuracy, then per eps ``robust / bound / bound (head)``."""
+    ks = sorted({round(e * 255) for e in df.eps})
+    lines = ["| backbone | task | probe | clean | " + " | ".join(f"{k}/255: robust / bound / bound (head)" for k in ks) + " |",
+             "|---|---|---|---:|" + "---:|" * len(ks)]
+    for (bb, task, probe), g in df.groupby(["backbone", "task", "probe"], sort=False):
+        by_k = {round(r.eps * 255): r for _, r in g.iterrows()}
+        cells = [f"{by_k[k].robust_acc:.3f} / {by_k[k].bound:.3f} / {by_k[k].bound_head:.3f}" if k in by_k else ""
+                 for k in ks]
+        lines.append(f"| {bb} | {task} | {probe} | {g.clean_acc.iloc[0]:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def done_when(df: pd.DataFrame) -> list[str]:
     """The bound says something: the linf-robust backbone at 2/255 with the default probe."""
     at = df[(df.probe == "logistic") & (abs(df.eps - 2 / 255) < 1e-9)].set_index(["backbone", "task"])
@@ -96,6 +109,7 @@ def main() -> int:
     check_relations(df)
     md = markdown(df)
     (out_dir / args.out).write_text(md + "\n")
+    (out_dir / ("compact-" + args.out)).write_text(compact(df) + "\n")
     print(md)
     for line in done_when(df):
         print(line)
