@@ -236,9 +236,9 @@ def downloads(run: Run, prefix: str) -> None:
     c3.download_button("Reproduce (.sh)", data=script.encode(), file_name=exports.download_name(req, "reproduce", "sh"),
                        mime="text/x-shellscript", key=f"{prefix}_dl_script", on_click="ignore",
                        icon=":material/terminal:")
-    st.caption("Plain CSVs (`pandas.read_csv` reads them). The script below replays the dashboard's stages with "
-               "the command line; on an empty cache its last command writes the same per-sample CSV byte for byte, "
-               "with the dashboard's cache every command is instant.")
+    st.caption("Plain CSVs (`pandas.read_csv` reads them). The command below reproduces them: every ε is attacked "
+               "on its own, so one run gives the numbers the dashboard computed in stages. On an empty cache it "
+               "writes the same per-sample CSV byte for byte; with the dashboard's cache it is instant.")
     st.code(script, language="bash", wrap_lines=True)
 
 
