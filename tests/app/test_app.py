@@ -19,13 +19,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import rtcore
+from tests.app.conftest import use_small_defaults
 from app import backbones as bb
 from app import registry, state, toy
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 TIMEOUT = 300
-BACKBONE = "fmnist-cnn-standard"
 EPS_CONTROLS = ("eps", "n")  # the sidebar's select sliders
 
 
@@ -38,13 +38,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def small(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
     """Small defaults through the environment overrides, and a private cache."""
-    monkeypatch.setenv("RTCORE_CACHE_DIR", str(cache_dir))
-    monkeypatch.setenv(state.ENV_N, "20")
-    monkeypatch.setenv(state.ENV_TASKS, "shapes")
-    monkeypatch.setenv(state.ENV_ATTACK, "fast")
-    monkeypatch.setenv(state.ENV_NORM, "linf")
-    if BACKBONE in state.backbone_choices():
-        monkeypatch.setenv(state.ENV_BACKBONE, BACKBONE)
+    use_small_defaults(monkeypatch, cache_dir)
 
 
 def new_app(**values: object) -> AppTest:

@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import rtcore.sanity
+from tests.app.conftest import BACKBONE, use_small_defaults
 from app import sanity_view as sv
 from app import state
 from app.backbones import BackboneRef
@@ -23,7 +24,6 @@ from rtcore.sanity import FLAG_NAMES, SanityFlag
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 TIMEOUT = 300
-BACKBONE = "fmnist-cnn-standard"
 
 PASSED = [
     SanityFlag("monotone_large_eps", True, {"max_increase": 0.0, "large_eps": 0.5, "robust_acc_at_large_eps": 0.0},
@@ -116,13 +116,7 @@ def test_stored_flags_belong_to_one_request_and_backbone(tmp_path: Path) -> None
 @pytest.fixture
 def small(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Small defaults through the environment overrides, and a private cache."""
-    monkeypatch.setenv("RTCORE_CACHE_DIR", str(tmp_path_factory.mktemp("sanity-cache")))
-    monkeypatch.setenv(state.ENV_N, "20")
-    monkeypatch.setenv(state.ENV_TASKS, "shapes")
-    monkeypatch.setenv(state.ENV_ATTACK, "fast")
-    monkeypatch.setenv(state.ENV_NORM, "linf")
-    if BACKBONE in state.backbone_choices():
-        monkeypatch.setenv(state.ENV_BACKBONE, BACKBONE)
+    use_small_defaults(monkeypatch, tmp_path_factory.mktemp("sanity-cache"))
 
 
 def test_landing_page_runs_the_sanity_checks(small: None, monkeypatch: pytest.MonkeyPatch) -> None:
