@@ -1,13 +1,14 @@
 """Generate the README results tables with the CLI: every bundled backbone on every offline task.
 
-    python scripts/results_table.py --n 500 --attack standard            # the default probe, linf k/255 grid
-    python scripts/results_table.py --n 500 --probes logistic robust --backbones fmnist-cnn-pgd-linf-0.1
+    python scripts/results_table.py --n 500 --attack fast      # the README table: default probe, linf k/255 grid
+    python scripts/results_table.py --n 500 --attack fast --probes logistic robust \
+        --backbones fmnist-cnn-pgd-linf-0.1 fmnist-cnn-standard --out tradeoff.md   # the README trade-off
 
 Each (backbone, probe) is one `python -m rtcore evaluate` run (cached, resumable: a killed run
 picks up from the cache); its CSV goes to results/<backbone>[-<probe>].csv and the markdown to
-results/table.md (results/compact-table.md: one row per backbone and task). Every row is checked for the relations that must hold
-(bound <= bound_head <= robust_acc <= clean_acc; clean_loss <= adv_loss <= loss_bound_lse <= loss_bound),
-and the script prints whether the linf-robust backbone's bound says something at 2/255.
+results/table.md (results/compact-table.md: one row per backbone and task). Every row is checked
+for the relations that must hold (bound <= bound_head <= robust_acc <= clean_acc;
+clean_loss <= adv_loss <= loss_bound_lse <= loss_bound), and the script prints whether the linf-robust backbone's bound says something at 2/255.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def markdown(df: pd.DataFrame) -> str:
 def compact(df: pd.DataFrame) -> str:
     """One row per (backbone, task, probe): clean accuracy, then per eps ``robust / bound / bound (head)``."""
     ks = sorted({round(e * 255) for e in df.eps})
-    lines = ["| backbone | task | probe | clean | " + " | ".join(f"{k}/255: robust / bound / bound (head)" for k in ks) + " |",
+    cols = " | ".join(f"{k}/255: robust / bound / bound (head)" for k in ks)
+    lines = [f"| backbone | task | probe | clean | {cols} |",
              "|---|---|---|---:|" + "---:|" * len(ks)]
     for (bb, task, probe), g in df.groupby(["backbone", "task", "probe"], sort=False):
         by_k = {round(r.eps * 255): r for _, r in g.iterrows()}

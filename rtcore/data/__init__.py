@@ -5,7 +5,8 @@
 * :mod:`.fashion_mnist`: finding and reading Fashion-MNIST (bundled subset, Debian, local copies);
 * :mod:`.builtin`: the offline tasks (Fashion-MNIST on held-out images, procedural tasks);
 * :mod:`.online`: tasks that download through torchvision (MNIST, CIFAR, SVHN);
-* :mod:`.generators` (with its verified disk cache :mod:`.task_cache`), :mod:`.idx`, :mod:`.cifar`: renderers and file readers (no pickle anywhere).
+* :mod:`.generators` (with its verified disk cache :mod:`.task_cache`), :mod:`.idx`, :mod:`.cifar`:
+  renderers and file readers (no pickle anywhere).
 
 Images are float32 in [0, 1] in the dataset's native pixel space: eps is measured there, and
 any resizing or normalisation belongs inside the backbone.

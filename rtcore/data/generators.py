@@ -22,7 +22,6 @@ from typing import Callable
 
 import numpy as np
 
-
 __all__ = [
     "GeneratedData",
     "SHAPE_CLASSES",

@@ -38,6 +38,7 @@ def tasks_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over each array's name, dtype, shape and bytes, in a fixed order."""
     h = hashlib.sha256()
     for k in _ARRAY_KEYS:
         a = np.ascontiguousarray(arrays[k])
