@@ -15,7 +15,8 @@ import rtcore
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Tests never read or write the user's ~/.cache/rtcore, and run torch on one thread (here and in the
     processes they start): on a 2-core machine another busy process makes torch's second thread a
-    straggler that every small op waits for (measured: 7x slower), while one thread costs 1.5x at most."""
+    straggler that every small op waits for (measured: 4.5x slower than one thread), while one thread
+    costs 1.5x at most on idle cores."""
     mp = pytest.MonkeyPatch()
     mp.setenv("RTCORE_CACHE_DIR", str(tmp_path_factory.mktemp("rtcore-cache")))
     mp.setenv("OMP_NUM_THREADS", "1")
