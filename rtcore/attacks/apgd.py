@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .engine import COMPACT_EVERY, ascent_direction, bshape, project
+from .engine import COMPACT_EVERY, ascent_direction, bshape, keep_best, project
 
 MOMENTUM = 0.75
 RHO = 0.75  # a row whose loss rose in at most this fraction of the steps since the last check halves its step
@@ -51,10 +51,7 @@ def apgd(objective, x: torch.Tensor, x_start: torch.Tensor, eps: torch.Tensor, n
         xa = x_cur[active].detach().requires_grad_(not last)
         with torch.set_grad_enabled(not last):
             loss, score = objective(xa, active)
-        with torch.no_grad():
-            better = score > best_score[active]
-            best_score[active] = torch.where(better, score, best_score[active])
-            best_x[active] = torch.where(bshape(better, xa), xa.detach(), best_x[active])
+        keep_best(score, xa, active, best_x, best_score)
         if last:
             break
         (grad,) = torch.autograd.grad(loss.sum(), xa)

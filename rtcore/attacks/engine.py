@@ -101,6 +101,15 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) 
     return (x + delta).clamp(0, 1)
 
 
+@torch.no_grad()
+def keep_best(score: torch.Tensor, xa: torch.Tensor, active: torch.Tensor, best_x: torch.Tensor,
+              best_score: torch.Tensor) -> None:
+    """In place: where an iterate ``xa`` of the ``active`` rows scores higher, it becomes their best."""
+    better = score > best_score[active]
+    best_score[active] = torch.where(better, score, best_score[active])
+    best_x[active] = torch.where(bshape(better, xa), xa.detach(), best_x[active])
+
+
 def step_sizes(steps: int, step_max: float) -> list[float]:
     """Cosine schedule from step_max to step_max / 20 (fractions of eps)."""
     lo = step_max / 20
@@ -136,10 +145,7 @@ def pgd(
         xa = x_adv[active].detach().requires_grad_(not last)
         with torch.set_grad_enabled(not last):
             loss, score = objective(xa, active)
-        with torch.no_grad():
-            better = score > best_score[active]
-            best_score[active] = torch.where(better, score, best_score[active])
-            best_x[active] = torch.where(bshape(better, xa), xa.detach(), best_x[active])
+        keep_best(score, xa, active, best_x, best_score)
         if last:
             break
         (grad,) = torch.autograd.grad(loss.sum(), xa)
