@@ -30,7 +30,8 @@ from .settings import AUTOATTACK_VERSIONS, AttackSettings
 LOG = logging.getLogger(__name__)
 LOG.addHandler(logging.NullHandler())  # pyautoattack's warnings go to the application's handlers, if any
 AA_NORMS = {"linf": "Linf", "l2": "L2"}
-INSTALL_HINT = "pip install pyautoattack==0.2.0"
+PACKAGE, PACKAGE_VERSION = "pyautoattack", "0.2.0"  # the optional dependency (also the third-party backbone's source)
+INSTALL_HINT = f"pip install {PACKAGE}=={PACKAGE_VERSION}"
 
 
 class AttackUnavailableError(RtcoreError, RuntimeError):
@@ -38,8 +39,8 @@ class AttackUnavailableError(RtcoreError, RuntimeError):
 
 
 def autoattack_available() -> bool:
-    """Whether pyautoattack can be imported (without importing it)."""
-    return "pyautoattack" in sys.modules or importlib.util.find_spec("pyautoattack") is not None
+    """Whether pyautoattack can be imported (found without importing it)."""
+    return PACKAGE in sys.modules or importlib.util.find_spec(PACKAGE) is not None
 
 
 def attacks_for(version: str, n_classes: int) -> list[str]:

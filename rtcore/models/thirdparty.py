@@ -29,23 +29,17 @@ from torch import nn
 
 from .._io import atomic_write, file_sha256
 from ..config import default_cache_dir
+from ..attacks.autoattack import INSTALL_HINT, PACKAGE, PACKAGE_VERSION
+from ..attacks.autoattack import autoattack_available as package_available
 from ..errors import BackboneUnavailableError, CheckpointError
 from .checkpoints import load_safetensors, load_state_dict_into
 from .wrapper import Backbone
 
 AUTOATTACK_RESNET18 = "autoattack-resnet18-cifar10"
-PACKAGE = "pyautoattack"
-PACKAGE_VERSION = "0.2.0"
 WEIGHTS_FILE = "examples/model_test.pt"
 ARCH_FILE = "examples/resnet.py"
 #: sha256 of pyautoattack 0.2.0's examples/model_test.pt
 PT_SHA256 = "399f52da9f914c323fa5a6096d60f460a3449a59b64a6405200c1e629f8425a7"
-INSTALL_HINT = f"pip install {PACKAGE}=={PACKAGE_VERSION}"
-
-
-def package_available() -> bool:
-    """Whether pyautoattack is installed (found without importing it)."""
-    return PACKAGE in sys.modules or importlib.util.find_spec(PACKAGE) is not None
 
 
 def package_file(relative: str) -> Path:
