@@ -110,7 +110,8 @@ def run_evaluation(
     a probe (the ``probe`` column then reads ``given``). ``transfer``: ``lp`` (linear probing of the frozen
     backbone), or ``ft``, ``lp-ft``, ``ft-last-k`` (``transfer_k`` blocks): the backbone is adapted to each
     task by :func:`rtcore.transfer.adapt` (cached, resumable) and evaluated with its fine-tuned head;
-    Delta is then measured on the adapted feature extractor. ``head_attack=False`` / ``loss_attack=False`` skip the head-subspace and cross-entropy attacks
+    Delta is then measured on the adapted feature extractor. ``head_attack=False`` /
+    ``loss_attack=False`` skip the head-subspace and cross-entropy attacks
     (then ``bound_head`` and ``adv_loss`` use the other attacks' witnesses only: still sound, looser).
     ``attack``: one of :data:`rtcore.STRENGTHS` (``"autoattack"``: AutoAttack end to end, the other
     attacks with the 'strong' settings) or :class:`AttackSettings`.

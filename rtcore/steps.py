@@ -153,7 +153,7 @@ def task_sanity(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tenso
                 progress: Progress) -> list[SanityFlag]:
     """The sanity flags of one task's evaluation (:func:`rtcore.sanity.sanity_checks`) on
     ``probe(g(.))``, from the per-sample ``robust`` column of its rows (robust against every
-    attack's witness). Not cached: the flags are cheap next to the evaluation and asked for rarely."""
+    attack's witness). Not cached: they are asked for rarely, and always about a run that is."""
     robust = {e: torch.tensor(rows.loc[rows["eps"] == e, "robust"].to_numpy()) for e in eps_values}
     model = ProbedModel(g, probe.as_module().to(g.device))
     return sanity_checks(model, x, y, eps_values, norm, robust, cfg, seed, n_subset, progress=progress)

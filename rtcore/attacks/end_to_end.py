@@ -70,8 +70,7 @@ def attack(
     targeted margin runs ``z_t - z_y`` (or its DLR form, ``settings.target_loss``) for the
     ``settings.targets`` most likely wrong classes, each with the cosine step schedule or APGD's
     rule (``settings.step_rule``, :mod:`.apgd`); with ``settings.autoattack`` AutoAttack runs
-    instead (:mod:`.autoattack`). Points already
-    broken stop early. The eps values are attacked in increasing order and a point broken at a
+    instead (:mod:`.autoattack`). Points already broken stop early. The eps values are attacked in increasing order and a point broken at a
     smaller eps is not attacked again: its witness lies in every larger ball. The iterations
     run on a fused copy of the model (``settings.fuse``); ``robust`` and ``logits_adv`` are
     recomputed on ``model`` from the returned ``x_adv``.
