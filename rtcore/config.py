@@ -126,9 +126,39 @@ def unique_eps(values: Iterable[float]) -> tuple[float, ...]:
 
 
 def default_cache_dir() -> Path:
-    """``$RTCORE_CACHE_DIR`` or ``~/.cache/rtcore``."""
+    """``$RTCORE_CACHE_DIR`` or, when it is not set, ``~/.cache/rtcore``.
+
+    ``RTCORE_CACHE_DIR`` set to an empty (or blank) value is an error, not a silent fall-back to the
+    home folder: an empty value is usually a variable that was meant to hold a path.
+    """
+    from .errors import CacheDirError
+
     env = os.environ.get(ENV_CACHE_DIR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rtcore"
+    if env is None:
+        return Path.home() / ".cache" / "rtcore"
+    if not env.strip():
+        raise CacheDirError(f"{ENV_CACHE_DIR} is set but empty ({env!r}); set it to a folder "
+                            f"(export {ENV_CACHE_DIR}=/path/to/cache) or unset it (unset {ENV_CACHE_DIR}) "
+                            f"to use ~/.cache/rtcore")
+    return Path(env).expanduser()
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder a caller asked for: ``None`` is :func:`default_cache_dir`; an empty path
+    (``""``, which would silently mean the current folder) is refused with :class:`CacheDirError`."""
+    from .errors import CacheDirError
+
+    if cache_dir is None:
+        return default_cache_dir()
+    if isinstance(cache_dir, bytes) or not isinstance(cache_dir, (str, os.PathLike)):
+        raise CacheDirError(f"cache_dir={cache_dir!r} ({type(cache_dir).__name__}) must be a folder path (str or "
+                            f"pathlib.Path), or None for the default {ENV_CACHE_DIR} / ~/.cache/rtcore")
+    text = os.fspath(cache_dir)
+    if not isinstance(text, str) or not text.strip():
+        raise CacheDirError(f"cache_dir={text!r} is empty, which would mean the current folder; give a folder "
+                            f"path (--cache-dir /path/to/cache), or leave it out for the default "
+                            f"({ENV_CACHE_DIR} or ~/.cache/rtcore)")
+    return Path(text).expanduser()
 
 
 #: eps grids: k/255 for linf (1/255, 2/255 and the paper's budget 4/255 included: its 8/255 on inputs in
