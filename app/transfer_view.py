@@ -23,15 +23,8 @@ import plotly.graph_objects as go
 
 from rtcore import Backbone, ResultCache, list_tasks, load_task
 from rtcore.config import eps_key, eps_mask
-from rtcore.transfer import (
-    METHOD_DESCRIPTIONS,
-    TRANSFER_METHODS,
-    FineTuneRecipe,
-    MethodComparison,
-    compare_methods,
-    network_blocks,
-    ordering_verdict,
-)
+from rtcore.runs import MethodComparison, compare_methods, ordering_verdict
+from rtcore.transfer import METHOD_DESCRIPTIONS, TRANSFER_METHODS, FineTuneRecipe, network_blocks
 
 from .backbones import BackboneRef, load_backbone
 from .figures import ACC_AXIS, DELTA_AXIS, colors_for, eps_axis

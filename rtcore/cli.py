@@ -1,10 +1,18 @@
-"""Command line: ``python -m rtcore list`` and ``python -m rtcore evaluate ...`` (progress on stderr)."""
+"""Command line: ``python -m rtcore list`` and ``python -m rtcore evaluate ...`` (progress on stderr).
+
+``evaluate`` takes a spec file (``--spec FILE``, TOML or JSON: :mod:`rtcore.runs.spec`) or the
+flags that build the same spec; ``--save-spec FILE`` writes the spec the flags built. Everything is
+checked before any work (the spec, the output files); the table is printed before the files are
+written, and every file is written atomically.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -13,11 +21,18 @@ from .attacks import STRENGTHS, describe
 from .config import NORMS
 from .data import list_tasks, task_info
 from .errors import RtcoreError
-from .models import backbone_specs, create_backbone
-from .pipeline import ProgressEvent, run_evaluation
+from .models import backbone_specs
+from .models.ref import BackboneRef
 from .probes import list_probes
-from .transfer import TRANSFER_METHODS
+from .runs import EvalSpec, ProgressEvent, execute, load_spec, parse_eps_text
 from .sanity import SanityFlag
+from .transfer import TRANSFER_METHODS
+
+#: the flags that build a spec (refused together with --spec)
+SPEC_FLAGS = ("backbone", "weights", "no_pretrained", "tasks", "eps", "norm", "n", "attack", "seed", "probe",
+              "probe_C", "probe_eps", "transfer", "transfer_k", "no_head_attack", "no_loss_attack", "sanity")
+SUMMARY_COLUMNS = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
+                   "mean_delta"]
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
@@ -29,40 +44,90 @@ def _cmd_list(_: argparse.Namespace) -> int:
     for name in list_tasks():
         info = task_info(name)
         print(f"  {name:15s} {info.domain:14s} {'offline' if info.offline else 'needs download':15s} {info.description}")
+    print("  folder:PATH   an image folder (PATH/train/<class>/*, PATH/test/<class>/*)")
+    print("  npz:PATH      arrays x_train, y_train, x_test, y_test in an .npz file")
     return 0
 
 
 def _progress(ev: ProgressEvent) -> None:
     where = f" [{ev.task}]" if ev.task else ""
-    print(f"\r{100 * ev.fraction:5.1f}% {ev.stage}{where}".ljust(60), end="", file=sys.stderr, flush=True)
+    print(f"\r{100 * ev.fraction:5.1f}% {ev.stage}{where}".ljust(70), end="", file=sys.stderr, flush=True)
     if ev.stage == "done":
         print(file=sys.stderr)
 
 
-def _write_csv(df: pd.DataFrame, path: str) -> None:
-    atomic_write(path, df.to_csv(index=False).encode())
+def check_output_file(path: str, flag: str) -> Path:
+    """An output file that can be written: not a folder, in an existing writable folder (checked before
+    any work, so that nothing computed is lost to a bad path)."""
+    if not path or not path.strip():
+        raise ValueError(f"{flag} is empty; give a file name, e.g. {flag} results.csv")
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise ValueError(f"{flag} {path!r} is a folder; give a file name inside it, e.g. {p / 'results.csv'}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise ValueError(f"{flag} {path!r}: the folder {str(parent)!r} does not exist; create it first")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path!r}: {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ValueError(f"{flag} {path!r} cannot be written (no permission); choose another file")
+    if p.exists() and not p.is_file():
+        raise ValueError(f"{flag} {path!r} is not a regular file; choose another file")
+    return p
+
+
+def _spec_from_args(args: argparse.Namespace) -> EvalSpec:
+    given = [f for f in SPEC_FLAGS if getattr(args, f) not in (None, False)]
+    if args.spec is not None:
+        if given:
+            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+            raise ValueError(f"give either --spec FILE or the flags that build a spec ({flags}), not both; "
+                             f"write every setting into the spec file")
+        spec = load_spec(args.spec)
+        return spec.with_(download=True) if args.download else spec
+    missing = [f"--{f}" for f in ("backbone", "tasks", "eps") if getattr(args, f) is None]
+    if missing:
+        raise ValueError(f"evaluate needs {', '.join(missing)} (or --spec FILE)")
+    ref = BackboneRef(args.backbone, weights=args.weights, pretrained=not args.no_pretrained)
+    defaults = {f.name: f.default for f in EvalSpec.__dataclass_fields__.values()}
+    value = {k: (getattr(args, k) if getattr(args, k) is not None else defaults[k])
+             for k in ("norm", "n", "attack", "seed", "probe", "probe_C")}
+    return EvalSpec(ref, tuple(args.tasks), tuple(args.eps), value["norm"], value["n"], value["attack"],
+                    value["probe"], value["probe_C"], args.probe_eps, args.transfer or "lp", args.transfer_k,
+                    value["seed"], not args.no_head_attack, not args.no_loss_attack, args.sanity,
+                    download=args.download)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    backbone = create_backbone(args.backbone, weights=args.weights, pretrained=not args.no_pretrained)
-    ev = run_evaluation(backbone, args.tasks, args.eps, args.norm, args.n, attack=args.attack, seed=args.seed,
-                        probe=args.probe, probe_eps=args.probe_eps, cache_dir=args.cache_dir,
-                        use_cache=not args.no_cache, progress=_progress, download=args.download,
-                        sanity=args.sanity, transfer=args.transfer, transfer_k=args.transfer_k)
+    spec = _spec_from_args(args)
+    outputs = [(p, f) for p, f in ((args.out, "--out"), (args.samples_out, "--samples-out"),
+                                   (args.save_spec, "--save-spec")) if p is not None]
+    paths = [check_output_file(p, f) for p, f in outputs]
+    resolved = [p.resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"{', '.join(f for _, f in outputs)} name the same file; give each output its own file")
+    if args.save_spec:
+        text = spec.to_json() if args.save_spec.lower().endswith(".json") else spec.to_toml()
+        atomic_write(args.save_spec, text.encode())
+    ev = execute(spec, progress=_progress, cache_dir=args.cache_dir, use_cache=not args.no_cache)
     if ev.recomputed:
         print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
         for line in ev.recomputed:
             print(f"  {line}", file=sys.stderr)
-    if args.out:
-        _write_csv(ev.summary, args.out)
-    if args.samples_out:
-        _write_csv(ev.samples, args.samples_out)
-    cols = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
-            "mean_delta"]
-    print(ev.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if args.sanity:
+    print(ev.summary[SUMMARY_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if spec.sanity:
         _print_sanity(ev.sanity)
+    for path, df in ((args.out, ev.summary), (args.samples_out, ev.samples)):
+        if path:
+            _write_csv(df, path)
     return 0
+
+
+def _write_csv(df: pd.DataFrame, path: str) -> None:
+    try:
+        atomic_write(path, df.to_csv(index=False).encode())
+    except OSError as e:
+        raise ValueError(f"could not write {path!r} ({e}); the table above is the result") from None
 
 
 def _print_sanity(flags: dict[str, list[SanityFlag]]) -> None:
@@ -82,35 +147,51 @@ def _print_sanity(flags: dict[str, list[SanityFlag]]) -> None:
             print(f"    ! {f.name}: {vals}; expected: {f.threshold}; {f.meaning}")
 
 
+def _eps_arg(text: str) -> float:
+    value = parse_eps_text(text)
+    if isinstance(value, float):
+        return value
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; write e.g. 0.0157 or 4/255") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rtcore", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list backbones and tasks").set_defaults(fn=_cmd_list)
     e = sub.add_parser("evaluate", help="bound vs empirical robust accuracy per task and eps")
-    e.add_argument("--backbone", required=True, help="registry name or timm:<model>")
+    e.add_argument("--spec", help="a spec file (.toml or .json) with every setting; instead of the flags below")
+    e.add_argument("--backbone", help="registry name or timm:<model>")
     e.add_argument("--weights", help="local safetensors weights for the backbone's architecture")
     e.add_argument("--no-pretrained", action="store_true", help="the backbone's architecture with random weights")
-    e.add_argument("--tasks", nargs="+", required=True)
-    e.add_argument("--eps", nargs="+", type=float, required=True,
-                   help="budgets in [0,1] pixel units, e.g. 0.00392 0.00784 0.0157 0.0314 (1, 2, 4, 8 / 255)")
-    e.add_argument("--norm", default="linf", choices=list(NORMS))
-    e.add_argument("--n", type=int, default=500, help="test points per task")
-    e.add_argument("--attack", default="standard", choices=list(STRENGTHS),
-                   help="attack strength: " + "; ".join(f"{k}: {describe(k)}" for k in STRENGTHS))
+    e.add_argument("--tasks", nargs="+", help="task names, folder:PATH or npz:PATH")
+    e.add_argument("--eps", nargs="+", type=_eps_arg,
+                   help="budgets in [0,1] pixel units, e.g. 0.00392 0.00784 or 1/255 2/255 4/255 8/255")
+    e.add_argument("--norm", choices=list(NORMS), help="threat model (default linf)")
+    e.add_argument("--n", type=int, help="test points per task (default 500)")
+    e.add_argument("--attack", choices=list(STRENGTHS),
+                   help="attack strength (default standard): " + "; ".join(f"{k}: {describe(k)}" for k in STRENGTHS))
     e.add_argument("--sanity", action="store_true",
                    help="also run the sanity checks (monotone/large eps, noise, more steps, Square) and print flags")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--probe", default="logistic", choices=list_probes(),
-                   help="linear head: logistic (C on a held-out split), logistic-std, robust (Delta-aware)")
-    e.add_argument("--probe-eps", type=float, help="budget whose training-point Delta sets the robust probe's radius "
-                                                    "(default 2/255 linf, 0.2 l2)")
-    e.add_argument("--transfer", default="lp", choices=list(TRANSFER_METHODS),
-                   help="lp: probe the frozen backbone; ft, lp-ft, ft-last-k: fine-tune it per task first (cached)")
-    e.add_argument("--transfer-k", type=int, default=1, help="blocks trained by ft-last-k")
+    e.add_argument("--seed", type=int, help="seed of the test subset and the attacks (default 0)")
+    e.add_argument("--probe", choices=list_probes(),
+                   help="linear head (default logistic): logistic (C on a held-out split), logistic-std, robust "
+                        "(Delta-aware)")
+    e.add_argument("--probe-C", dest="probe_C", type=float, help="the probe's C instead of choosing it on held-out data")
+    e.add_argument("--probe-eps", type=_eps_arg, help="robust probe only: budget whose training-point Delta sets "
+                                                      "its radius (default 2/255 linf, 0.2 l2)")
+    e.add_argument("--transfer", choices=list(TRANSFER_METHODS),
+                   help="lp (default): probe the frozen backbone; ft, lp-ft, ft-last-k: fine-tune it per task first")
+    e.add_argument("--transfer-k", type=float, help="ft-last-k only: the number of last blocks it trains")
+    e.add_argument("--no-head-attack", action="store_true", help="skip the head-subspace attack (bound_head looser)")
+    e.add_argument("--no-loss-attack", action="store_true", help="skip the cross-entropy attack (adv_loss looser)")
     e.add_argument("--out", help="summary CSV")
     e.add_argument("--samples-out", help="per-sample CSV")
+    e.add_argument("--save-spec", help="also write the spec (.toml or .json) that reproduces this run")
     e.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore)")
-    e.add_argument("--no-cache", action="store_true")
+    e.add_argument("--no-cache", action="store_true", help="compute everything and write nothing to disk")
     e.add_argument("--download", action="store_true", help="allow dataset downloads")
     e.set_defaults(fn=_cmd_evaluate)
     return p
@@ -123,4 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, RtcoreError) as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return 2
-
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished step is in the cache; run the same command to continue", file=sys.stderr)
+        return 130

@@ -11,6 +11,7 @@ bounds can be recomputed for any quantity without running g again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -25,6 +26,8 @@ from .probes import LinearProbe, ProbedModel, create_probe
 from .sanity import SanityFlag, sanity_checks
 from .validation import check_features
 
+log = logging.getLogger(__name__)
+
 GALLERY = 8
 RADIUS_POINTS = 256  # training points whose median Delta is the robust probe's radius
 
@@ -32,28 +35,70 @@ Progress = Callable[[float], None]
 Entries = dict[float, dict[str, torch.Tensor]]
 
 
-def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int = 256) -> torch.Tensor:
-    """``g(x)`` (N, m) on the CPU, cached by (backbone fingerprint, input digest)."""
-    key = cache.key("features", backbone=g.fingerprint(), inputs=tensor_digest(x))
+#: rows of a cached feature table recomputed on the current model before the table is used
+SPOT_ROWS = 2
+_SALTS: dict[str, str] = {}
+
+
+def backbone_key(g: Backbone) -> str:
+    """The backbone's part of every cache key: its fingerprint, salted once its output was seen to differ
+    from the features cached under that fingerprint (then nothing computed before is used again)."""
+    fp = g.fingerprint()
+    salt = _SALTS.get(fp)
+    return fp if salt is None else f"{fp}+{salt}"
+
+
+def _forward(g: Backbone, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([g(x[i:i + batch_size].to(g.device)).cpu() for i in range(0, x.shape[0], batch_size)])
+
+
+def _agrees(g: Backbone, x: torch.Tensor, cached: torch.Tensor) -> bool:
+    """Whether the current model reproduces the first cached rows (shape, dtype and values)."""
+    k = min(SPOT_ROWS, x.shape[0])
+    fresh = _forward(g, x[:k], k)
+    if fresh.shape[1:] != cached.shape[1:] or fresh.dtype != cached.dtype:
+        return False
+    scale = float(fresh.abs().max()) if fresh.numel() else 0.0
+    return bool(torch.allclose(fresh, cached[:k], rtol=1e-4, atol=1e-5 * max(1.0, scale)))
+
+
+def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int = 256,
+             progress: Progress | None = None) -> torch.Tensor:
+    """``g(x)`` (N, m) on the CPU, cached by (backbone fingerprint, input digest).
+
+    A cached table is used only if the current model reproduces its first rows: a model whose code
+    changed in a way its fingerprint misses gets a salted key (:func:`backbone_key`), so every
+    result computed for the old model is recomputed, never served."""
+    key = cache.key("features", backbone=backbone_key(g), inputs=tensor_digest(x))
     hit = cache.load(key, {"features": (x.shape[0], None)})
     if hit is not None:
-        return hit["features"]
-    with torch.no_grad():
-        f = torch.cat([g(x[i:i + batch_size].to(g.device)).cpu() for i in range(0, x.shape[0], batch_size)])
+        if _agrees(g, x, hit["features"]):
+            return hit["features"]
+        log.warning("backbone %r computes other features than those cached under its fingerprint; "
+                    "every result of it is recomputed", g.name)
+        _SALTS[g.fingerprint()] = tensor_digest(_forward(g, x[:SPOT_ROWS], SPOT_ROWS))[:16]
+        key = cache.key("features", backbone=backbone_key(g), inputs=tensor_digest(x))
+    if progress is not None:
+        progress(0.0)
+    f = _forward(g, x, batch_size)
     check_features(f, f"features of backbone {g.name!r}")
     cache.save(key, {"features": f})
+    if progress is not None:
+        progress(1.0)
     return f
 
 
 def per_eps_cached(kind: str, cache: ResultCache, eps_values: Sequence[float], key_parts: dict[str, object],
                    schema: dict[str, tuple[int | str | None, ...]],
-                   compute: Callable[[float, Progress], dict[str, torch.Tensor]], progress: Progress) -> Entries:
+                   compute: Callable[[float, Progress], dict[str, torch.Tensor]], progress: Progress,
+                   missing_ok: bool = False) -> Entries:
     """Look up each eps; compute each missing one on its own (``compute(e, progress)``: the entry then
     never depends on which eps were asked for together, nor on the batches they would have shared);
-    store each as soon as it is computed."""
+    store each as soon as it is computed. ``missing_ok``: only look up (missing eps are left out)."""
     keys = {e: cache.key(kind, eps=e, **key_parts) for e in eps_values}
     out = {e: hit for e in eps_values if (hit := cache.load(keys[e], schema)) is not None}
-    missing = [e for e in eps_values if e not in out]
+    missing = [] if missing_ok else [e for e in eps_values if e not in out]
     for i, e in enumerate(missing):
         entry = compute(e, lambda f, i=i: progress((i + f) / len(missing)))
         cache.save(keys[e], entry)
@@ -63,10 +108,11 @@ def per_eps_cached(kind: str, cache: ResultCache, eps_values: Sequence[float], k
 
 def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequence[float], norm: str,
                           cfg: AttackSettings, seed: int, cache: ResultCache, progress: Progress,
-                          projector: torch.Tensor | None = None, kind: str = "feature_attack") -> Entries:
+                          projector: torch.Tensor | None = None, kind: str = "feature_attack",
+                          missing_ok: bool = False) -> Entries:
     """Per eps: ``features_adv`` (N, m) of the feature attack (projected with ``projector`` if given)
     and the first images for the gallery. Without a projector it serves every head on ``x``."""
-    parts: dict[str, object] = {"backbone": g.fingerprint(), "inputs": tensor_digest(x), "norm": norm,
+    parts: dict[str, object] = {"backbone": backbone_key(g), "inputs": tensor_digest(x), "norm": norm,
                                 "settings": cfg.key(), "seed": seed}
     if projector is not None:
         parts["projector"] = tensor_digest(projector)
@@ -78,18 +124,18 @@ def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequ
                              projector=None if projector is None else projector.float())
         return {"features_adv": res.features_adv[0], "x_adv_gallery": res.x_adv[0, :gal]}
 
-    return per_eps_cached(kind, cache, eps_values, parts, schema, compute, progress)
+    return per_eps_cached(kind, cache, eps_values, parts, schema, compute, progress, missing_ok)
 
 
 def _head_parts(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, norm: str,
                 cfg: AttackSettings, seed: int) -> dict[str, object]:
-    return {"backbone": g.fingerprint(), "inputs": tensor_digest(x, y),
+    return {"backbone": backbone_key(g), "inputs": tensor_digest(x, y),
             "head": tensor_digest(probe.weight_, probe.bias_), "norm": norm, "settings": cfg.key(), "seed": seed}
 
 
 def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
                   eps_values: Sequence[float], norm: str, cfg: AttackSettings, seed: int, cache: ResultCache,
-                  progress: Progress) -> Entries:
+                  progress: Progress, missing_ok: bool = False) -> Entries:
     """Per eps: the features ``g(x'_e2e)`` of the end-to-end attack's witnesses on ``probe(g(.))``.
 
     With ``cfg.autoattack`` the search is AutoAttack, stored under its own cache kind."""
@@ -101,12 +147,12 @@ def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Ten
 
     return per_eps_cached("autoattack" if cfg.autoattack else "attack", cache, eps_values,
                           _head_parts(g, probe, x, y, norm, cfg, seed), {"features_adv": (x.shape[0], m)}, compute,
-                          progress)
+                          progress, missing_ok)
 
 
 def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
                        eps_values: Sequence[float], norm: str, cfg: AttackSettings, seed: int, cache: ResultCache,
-                       progress: Progress) -> Entries:
+                       progress: Progress, missing_ok: bool = False) -> Entries:
     """Per eps: the features of the cross-entropy attack's witnesses (no early stop)."""
     model = ProbedModel(g, probe.as_module().to(g.device))
 
@@ -115,7 +161,7 @@ def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torc
         return {"features_adv": features(g, res.x_adv[0], ResultCache(enabled=False))}
 
     return per_eps_cached("ce_attack", cache, eps_values, _head_parts(g, probe, x, y, norm, cfg, seed),
-                          {"features_adv": (x.shape[0], m)}, compute, progress)
+                          {"features_adv": (x.shape[0], m)}, compute, progress, missing_ok)
 
 
 def radius_from_training_points(g: Backbone, task: Task, eps: float, norm: str, cfg: AttackSettings, seed: int,
@@ -131,11 +177,12 @@ def radius_from_training_points(g: Backbone, task: Task, eps: float, norm: str, 
     return float((entry["features_adv"].double() - f0.double()).norm(dim=1).median())
 
 
-def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic",
-              **params: object) -> LinearProbe:
-    """The task's probe of ``kind`` on frozen train features (cached; ``params`` go to the probe)."""
+def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic", *,
+              progress: Progress | None = None, **params: object) -> LinearProbe:
+    """The task's probe of ``kind`` on frozen train features (cached; ``params`` go to the probe).
+    ``progress`` is called only when something is computed (features or the fit)."""
     probe = create_probe(kind, num_classes=task.num_classes, **params)
-    key = cache.key("probe", backbone=g.fingerprint(), inputs=tensor_digest(task.x_train, task.y_train),
+    key = cache.key("probe", backbone=backbone_key(g), inputs=tensor_digest(task.x_train, task.y_train),
                     params=probe.get_params())
     k = task.num_classes
     hit = cache.load(key, {"weight": (k, None), "bias": (k,), "C": (1,)})
@@ -143,8 +190,13 @@ def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic
         fitted = LinearProbe.from_weights(hit["weight"], hit["bias"])
         fitted.C_ = float(hit["C"][0])
         return fitted
-    probe.fit(features(g, task.x_train, cache), task.y_train)
+    train = features(g, task.x_train, cache, progress=None if progress is None else (lambda f: progress(0.5 * f)))
+    if progress is not None:
+        progress(0.5)
+    probe.fit(train, task.y_train)
     cache.save(key, {"weight": probe.weight_, "bias": probe.bias_, "C": torch.tensor([probe.C_], dtype=torch.float64)})
+    if progress is not None:
+        progress(1.0)
     return probe
 
 

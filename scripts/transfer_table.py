@@ -30,13 +30,8 @@ sys.path.insert(0, str(ROOT))
 from rtcore import ResultCache, create_backbone, load_task
 from rtcore._io import atomic_write
 from rtcore.config import eps_key
-from rtcore.transfer import (
-    TRANSFER_METHODS,
-    FineTuneRecipe,
-    compare_methods,
-    method_table,
-    ordering_verdict,
-)
+from rtcore.runs import compare_methods, method_table, ordering_verdict
+from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 
 ROBUST, STANDARD = "fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"
 

@@ -1,7 +1,7 @@
 """Evaluate adapted models with the cached attack steps, and compare the transfer methods.
 
-:func:`evaluate_adapted` runs :func:`rtcore.run_evaluation` on an adapted backbone with its own
-head (``head=``): the same cached attack steps and seeded test subset as any other evaluation.
+:func:`evaluate_adapted` runs the spec of an adapted backbone with its own head (``head=``): the
+same cached attack steps and seeded test subset as any other evaluation.
 :func:`compare_methods` adapts and evaluates each method and adds, per (method, eps):
 
 * ``mean_delta_base``: mean Delta of the *base* backbone on the same points (before fine-tuning),
@@ -21,14 +21,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .._io import tensor_digest
 from ..attacks import AttackSettings
 from ..cache import ResultCache
 from ..config import eps_key
 from ..data import Task
 from ..models import Backbone
-from ..pipeline import Evaluation, run_evaluation
-from .adaptation import Adapted, AdaptInfo, adapt
-from .recipe import TRANSFER_METHODS, FineTuneRecipe, check_method, method_label
+from ..models.ref import BackboneRef
+from ..transfer.adaptation import Adapted, AdaptInfo, adapt
+from ..transfer.recipe import TRANSFER_METHODS, FineTuneRecipe, check_method, method_label
+from .execute import Evaluation, execute
+from .spec import EvalSpec
 
 StageProgress = Callable[[str, float], None]
 
@@ -39,16 +42,17 @@ def evaluate_adapted(adapted: Adapted, task: Task, eps: float | Sequence[float],
                      progress: Callable[[float], None] | None = None) -> Evaluation:
     """Clean and robust accuracy, bound and Delta of ``adapted`` on ``n`` seeded test points of ``task``.
 
-    :func:`rtcore.run_evaluation` on the adapted backbone with its own head (``head=``), so the
-    columns are the pipeline's (``probe`` reads ``given``), plus ``method`` and ``base_backbone``;
-    every attack step is cached by the adapted backbone's fingerprint and the head's digest.
+    The spec of the adapted backbone with its own head (``head=``), so the columns are the
+    pipeline's (``probe`` reads ``given``), plus ``method`` and ``base_backbone``; every attack step
+    is cached by the adapted backbone's fingerprint and the head's digest.
     """
     report = progress or (lambda f: None)
     t0 = time.perf_counter()
-    ev = run_evaluation(adapted.backbone, [task], eps, norm, n, attack=attack, seed=seed, head=adapted.head,
-                        head_attack=head_attack, loss_attack=loss_attack, cache_dir=str(cache.root),
-                        use_cache=cache.enabled, device=adapted.backbone.device,
-                        progress=lambda event: report(event.fraction))
+    given = ((task.name, tensor_digest(task.x_train, task.y_train, task.x_test, task.y_test)),)
+    spec = EvalSpec(BackboneRef.of_module(adapted.backbone), (task.name,), eps, norm, n, attack, seed=seed,
+                    head_attack=head_attack, loss_attack=loss_attack, given_tasks=given)
+    ev = execute(spec, progress=lambda event: report(event.fraction), backbone=adapted.backbone,
+                 tasks={task.name: task}, head=adapted.head, cache=cache)
     for df in (ev.samples, ev.summary):
         df.insert(0, "method", adapted.info.label)
         df.insert(1, "base_backbone", adapted.info.base)

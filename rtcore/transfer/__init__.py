@@ -11,16 +11,14 @@ model (a frozen backbone plus a fitted linear head) by one of :data:`TRANSFER_ME
 Fine-tuning follows a small deterministic :class:`FineTuneRecipe` (:mod:`.finetune`); each
 adapted model is content-addressed and stored with a JSON card under the cache dir
 (:mod:`.store`), and resumes from its last finished epoch if it was killed.
-:mod:`.evaluate` runs the cached attack steps on adapted models and compares the methods.
+:mod:`rtcore.runs.compare` evaluates adapted models and compares the methods.
 """
 
 from .adaptation import Adapted, AdaptInfo, adapt
 from .blocks import Block, network_blocks
-from .evaluate import MethodComparison, Verdict, compare_methods, evaluate_adapted, method_table, ordering_verdict
 from .recipe import METHOD_DESCRIPTIONS, TRANSFER_METHODS, FineTuneRecipe, method_label
 
 __all__ = [
-    "METHOD_DESCRIPTIONS", "TRANSFER_METHODS", "AdaptInfo", "Adapted", "Block", "FineTuneRecipe", "MethodComparison",
-    "Verdict", "adapt", "compare_methods", "evaluate_adapted", "method_label", "method_table", "network_blocks",
-    "ordering_verdict",
+    "METHOD_DESCRIPTIONS", "TRANSFER_METHODS", "AdaptInfo", "Adapted", "Block", "FineTuneRecipe", "adapt",
+    "method_label", "network_blocks",
 ]

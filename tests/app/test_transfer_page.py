@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from app import transfer_view as tv
 from rtcore import ResultCache, create_backbone
-from rtcore.transfer import FineTuneRecipe, MethodComparison, compare_methods
+from rtcore.runs import MethodComparison, compare_methods
+from rtcore.transfer import FineTuneRecipe
 from tests.unit.test_transfer import tiny_backbone, tiny_task
 
 ROOT = Path(__file__).resolve().parents[2]

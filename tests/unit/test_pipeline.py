@@ -184,7 +184,8 @@ def test_probe_kinds_and_optional_attacks_keep_every_relation(linear_case, probe
     task = _linear_task(linear_case)
     for head_attack, loss_attack in ((True, True), (False, False)):
         ev = rtcore.run_evaluation(linear_case.backbone, task, [0.0, 0.05, 0.1], "linf", n=32, attack="fast",
-                                   probe=probe, probe_eps=0.05, head_attack=head_attack, loss_attack=loss_attack,
+                                   probe=probe, probe_eps=0.05 if probe == "robust" else None,
+                                   head_attack=head_attack, loss_attack=loss_attack,
                                    cache_dir=str(tmp_path))
         _check_relations(ev.summary)
         assert set(ev.summary["probe"]) == {probe} and set(ev.samples["probe"]) == {probe}

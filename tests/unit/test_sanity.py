@@ -101,7 +101,7 @@ def test_quiet_on_the_bundled_backbones(name: str) -> None:
     settings = "standard"
     if not (BUNDLED_DIR / f"{name}.json").is_file():
         pytest.skip("bundled backbone missing")
-    from rtcore.pipeline import test_indices
+    from rtcore.runs import test_indices
 
     g = rtcore.create_backbone(name, device="cpu")
     task = rtcore.load_task("fmnist-novel")

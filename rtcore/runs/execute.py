@@ -1,0 +1,373 @@
+"""Run the units of a spec against the verified cache, and build the tidy tables from what is done.
+
+:class:`Executor` holds one spec's state: the backbone (created once, or given), the tasks, per
+task the seeded test subset, the clean features and the fitted head, and the attack results of
+every (task, eps) done so far. :meth:`Executor.run` runs one :class:`~rtcore.runs.plan.Unit`
+(cached steps of :mod:`rtcore.steps`: a second run computes nothing); :meth:`Executor.evaluation`
+builds the tables of :mod:`rtcore.tables` from the finished units at any time (the dashboard draws
+them while the rest runs); :func:`execute` runs a whole plan and returns the final tables.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from ..bounds import head_projector
+from ..cache import ResultCache
+from ..config import DEFAULT_PROBE_EPS
+from ..data import Task, load_task
+from ..models import Backbone
+from ..probes import LinearProbe
+from ..sanity import SanityFlag, summary_text
+from ..steps import (
+    GALLERY,
+    attack_cached,
+    feature_attack_cached,
+    features,
+    fit_probe,
+    loss_attack_cached,
+    radius_from_training_points,
+    task_sanity,
+)
+from ..tables import HeadInfo, summarise, task_rows
+from .plan import Unit, plan
+from .progress import ProgressCallback, ProgressEvent, Throughput
+from .spec import EvalSpec
+
+#: the stage names of progress events, per unit stage and step
+STAGE_NAMES = {"fit": "linear probe", "adapt": "fine-tuning", "feature": "feature attack",
+               "e2e": "end-to-end attack", "head": "head-subspace attack", "ce": "loss attack",
+               "sanity": "sanity checks", "cached": "reading cached results"}
+
+
+@dataclass
+class Evaluation:
+    """``summary``: one row per (backbone, task, probe, norm, eps); ``samples``: one row per test point;
+    ``gallery[(task, eps)]``: clean images and the feature-attack images of the first points;
+    ``recomputed``: cache entries that failed verification and were recomputed;
+    ``sanity[task]``: the sanity flags of the task's evaluation (:mod:`rtcore.sanity`), when asked for;
+    ``class_names[task]``: the names of the task's labels."""
+
+    summary: pd.DataFrame
+    samples: pd.DataFrame
+    gallery: dict[tuple[str, float], dict[str, torch.Tensor]] = field(default_factory=dict)
+    recomputed: list[str] = field(default_factory=list)
+    sanity: dict[str, list[SanityFlag]] = field(default_factory=dict)
+    class_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class TaskState:
+    """What every unit of one task shares: the test subset, the model and head, the clean features."""
+
+    task: Task
+    idx: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    g: Backbone
+    head: LinearProbe
+    info: HeadInfo
+    f0: torch.Tensor
+
+    @property
+    def m(self) -> int:
+        return int(self.f0.shape[1])
+
+
+@dataclass(frozen=True)
+class UnitReport:
+    """How a unit went: its wall time and whether it computed anything (else all was cached)."""
+
+    unit: Unit
+    seconds: float
+    computed: bool
+
+
+def test_indices(n_test: int, n: int, seed: int) -> torch.Tensor:
+    """A seeded random subset of ``n`` test points (sorted), all of them if ``n >= n_test``."""
+    if n >= n_test:
+        return torch.arange(n_test)
+    return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+class _Computed:
+    """A progress callback for a cached step: a step that reports progress is computing."""
+
+    def __init__(self, report: Callable[[str, float], None], stage: str, lo: float, hi: float) -> None:
+        self.report, self.stage, self.lo, self.hi = report, stage, lo, hi
+        self.computed = False
+
+    def __call__(self, f: float) -> None:
+        self.computed = True
+        self.report(self.stage, self.lo + (self.hi - self.lo) * f)
+
+
+class Executor:
+    """The units of one spec, run against the verified cache (see the module docstring).
+
+    ``backbone``: an already created backbone (else the spec's reference is created on first use,
+    on ``device``); ``tasks``: Task objects by name for tasks given in Python; ``head``: a fitted head
+    used instead of fitting a probe (the ``probe`` column then reads ``given``); ``cache``: the result
+    cache (else one at ``cache_dir``, disabled with ``use_cache=False``).
+    """
+
+    def __init__(self, spec: EvalSpec, *, backbone: Backbone | None = None, tasks: Mapping[str, Task] | None = None,
+                 head: LinearProbe | None = None, cache: ResultCache | None = None, cache_dir: str | None = None,
+                 use_cache: bool = True, device: str | torch.device | None = None) -> None:
+        self.spec = spec
+        self.cache = cache if cache is not None else ResultCache(cache_dir, enabled=use_cache)
+        self.throughput = Throughput()
+        self._backbone = backbone
+        self._device = device
+        self._given = dict(tasks or {})
+        unknown = sorted(set(self._given) - set(spec.tasks))
+        if unknown:
+            raise ValueError(f"tasks {unknown} are given as objects but are not in the spec's tasks {list(spec.tasks)}")
+        self._head = head
+        self._settings = spec.settings()
+        self._state: dict[str, TaskState] = {}
+        self._entries: dict[tuple[str, str, float], torch.Tensor] = {}
+        self._gallery: dict[tuple[str, float], torch.Tensor] = {}
+        self._flags: dict[str, list[SanityFlag]] = {}
+        self._lock = threading.RLock()
+        self._seconds = 0.0
+
+    # ---------------------------------------------------------------- resources
+    def backbone(self) -> Backbone:
+        """The spec's backbone, created on first use."""
+        with self._lock:
+            if self._backbone is None:
+                self._backbone = self.spec.backbone.create(self._device)
+            return self._backbone
+
+    def task(self, name: str) -> Task:
+        """The task ``name``: given, or loaded (memoised per process by :func:`rtcore.load_task`)."""
+        if name in self._given:
+            return self._given[name]
+        return load_task(name, download=self.spec.download,
+                         cache_dir=self.cache.root if self.cache.enabled else None)
+
+    def state(self, name: str) -> TaskState | None:
+        """The task's state once its ``fit`` unit has run, else None."""
+        with self._lock:
+            return self._state.get(name)
+
+    # ---------------------------------------------------------------- units
+    def run(self, unit: Unit, progress: ProgressCallback | None = None) -> UnitReport:
+        """Run one unit (its prerequisites first: a task's ``fit`` before its attacks); cached work is read."""
+        if unit.spec != self.spec:
+            raise ValueError("this unit belongs to another spec; run it with that spec's executor")
+        emit = progress or (lambda ev: None)
+        flags: list[_Computed] = []
+        high = [0.0]
+
+        def report(stage: str, f: float) -> None:  # never backwards, whatever order the steps report in
+            high[0] = max(high[0], min(max(f, 0.0), 1.0))
+            emit(ProgressEvent(stage, high[0], unit.task))
+
+        def step(name: str, lo: float, hi: float) -> _Computed:
+            c = _Computed(report, STAGE_NAMES[name], lo, hi)
+            flags.append(c)
+            return c
+
+        t0 = time.perf_counter()
+        if unit.stage == "fit":
+            self._fit(unit.task, step)
+            self._attack(unit.task, unit.eps, step)
+        elif unit.stage == "attack":
+            self._attack(unit.task, unit.eps, step)
+        elif unit.stage == "head_loss":
+            self._head_loss(unit.task, unit.eps, step)
+        elif unit.stage == "sanity":
+            self._sanity(unit.task, step)
+        else:
+            raise ValueError(f"unit stage {unit.stage!r} is unknown")
+        seconds = time.perf_counter() - t0
+        computed = any(c.computed for c in flags)
+        self.throughput.record(unit, seconds, computed)
+        with self._lock:
+            self._seconds += seconds
+        report(STAGE_NAMES["cached"] if not computed else "done", 1.0)
+        return UnitReport(unit, seconds, computed)
+
+    def _fit(self, name: str, step: Callable[[str, float, float], _Computed]) -> TaskState:
+        with self._lock:
+            hit = self._state.get(name)
+        if hit is not None:
+            return hit
+        spec, cfg = self.spec, self._settings
+        g = self.backbone()
+        task = self.task(name)
+        if task.name != name:
+            raise ValueError(f"task {name!r} was given as a Task named {task.name!r}; give it under its own name")
+        gt = g
+        if self._head is not None:
+            head = _given_head(self._head, task.num_classes)
+            info = HeadInfo("given", float(getattr(self._head, "C_", "nan")), 0.0)
+        elif spec.transfer != "lp":
+            from ..transfer.adaptation import adapt
+
+            adapted = adapt(g, task, spec.transfer, k=spec.transfer_k or 1, probe=spec.probe, seed=spec.seed,
+                            cache=self.cache, progress=step("adapt", 0.0, 0.9),
+                            probe_params={} if spec.probe_C == "auto" else {"C": spec.probe_C})
+            gt, head = adapted.backbone, adapted.head
+            info = HeadInfo("fine-tuned", float("nan"), 0.0, adapted.info.label)
+        else:
+            params: dict[str, object] = {} if spec.probe == "logistic-std" else {"C": spec.probe_C}
+            radius = 0.0
+            if spec.probe == "robust":
+                p_eps = DEFAULT_PROBE_EPS[spec.norm] if spec.probe_eps is None else spec.probe_eps
+                radius = radius_from_training_points(g, task, p_eps, spec.norm, cfg, spec.seed, self.cache,
+                                                     step("feature", 0.0, 0.5))
+                params["radius"] = radius
+            head = fit_probe(g, task, self.cache, spec.probe, progress=step("fit", 0.5, 0.9), **params)
+            info = HeadInfo(spec.probe, float(getattr(head, "C_", float("nan"))), radius)
+        idx = test_indices(task.x_test.shape[0], spec.n, spec.seed)
+        x, y = task.x_test[idx], task.y_test[idx]
+        f0 = features(gt, x, self.cache, progress=step("fit", 0.9, 1.0))
+        state = TaskState(task, idx, x, y, gt, head, info, f0)
+        with self._lock:
+            return self._state.setdefault(name, state)
+
+    def _attack(self, name: str, eps: Sequence[float], step: Callable[[str, float, float], _Computed]) -> None:
+        st = self._fit(name, step)
+        spec, cfg = self.spec, self._settings
+        todo = [e for e in eps if (name, "e2e", e) not in self._entries]
+        if not todo:
+            return
+        feat = feature_attack_cached(st.g, st.x, st.m, todo, spec.norm, cfg, spec.seed, self.cache,
+                                     step("feature", 0.0, 0.55))
+        e2e = attack_cached(st.g, st.head, st.x, st.y, st.m, todo, spec.norm, cfg, spec.seed, self.cache,
+                            step("e2e", 0.55, 1.0))
+        with self._lock:
+            for e in todo:
+                self._entries[(name, "feature", e)] = feat[e]["features_adv"]
+                self._gallery[(name, e)] = feat[e]["x_adv_gallery"]
+                self._entries[(name, "e2e", e)] = e2e[e]["features_adv"]
+
+    def _head_loss(self, name: str, eps: Sequence[float], step: Callable[[str, float, float], _Computed]) -> None:
+        st = self._fit(name, step)
+        spec, cfg = self.spec, self._settings
+        if spec.head_attack:
+            todo = [e for e in eps if (name, "head", e) not in self._entries]
+            if todo:
+                on_head = feature_attack_cached(st.g, st.x, st.m, todo, spec.norm, cfg, spec.seed, self.cache,
+                                                step("head", 0.0, 0.5), projector=head_projector(st.head.weight_),
+                                                kind="head_attack")
+                with self._lock:
+                    self._entries.update({(name, "head", e): on_head[e]["features_adv"] for e in todo})
+        if spec.loss_attack:
+            todo = [e for e in eps if (name, "ce", e) not in self._entries]
+            if todo:
+                ce = loss_attack_cached(st.g, st.head, st.x, st.y, st.m, todo, spec.norm, cfg, spec.seed,
+                                        self.cache, step("ce", 0.5, 1.0))
+                with self._lock:
+                    self._entries.update({(name, "ce", e): ce[e]["features_adv"] for e in todo})
+
+    def _sanity(self, name: str, step: Callable[[str, float, float], _Computed]) -> None:
+        st = self._fit(name, step)
+        self._attack(name, self.spec.eps, step)
+        self._head_loss(name, self.spec.eps, step)
+        rows = self._rows(name)
+        spec = self.spec
+        fl = task_sanity(st.g, st.head, st.x, st.y, spec.eps, spec.norm, self._settings, spec.seed, rows,
+                         spec.sanity_subset, step("sanity", 0.0, 1.0))
+        with self._lock:
+            self._flags[name] = fl
+
+    # ---------------------------------------------------------------- tables
+    def _witnesses(self, name: str) -> dict[float, dict[str, torch.Tensor]]:
+        """Per eps with a finished ``attack`` unit: the witnesses' features of every attack run there."""
+        out: dict[float, dict[str, torch.Tensor]] = {}
+        for e in self.spec.eps:
+            if (name, "e2e", e) not in self._entries:
+                continue
+            out[e] = {k: self._entries[(name, k, e)] for k in ("feature", "e2e", "head", "ce")
+                      if (name, k, e) in self._entries}
+        return out
+
+    def _rows(self, name: str) -> pd.DataFrame | None:
+        with self._lock:
+            st = self._state.get(name)
+            if st is None:
+                return None
+            wit = self._witnesses(name)
+        if not wit:
+            return None
+        rows = task_rows(self.backbone().name, st.task, st.idx, self.spec.norm, st.f0, st.head, st.info, wit)
+        flags = {e: ("head" in w, "ce" in w) for e, w in wit.items()}
+        rows["_head"] = rows["eps"].map(lambda e: flags[e][0] and self.spec.head_attack)
+        rows["_loss"] = rows["eps"].map(lambda e: flags[e][1] and self.spec.loss_attack)
+        return rows
+
+    def evaluation(self) -> Evaluation:
+        """The tables of every finished (task, eps), tasks in the spec's order: complete once every unit ran.
+
+        ``head_attack`` / ``loss_attack`` say per row whether those attacks are in its numbers (until
+        they ran, ``bound_head`` and ``adv_loss`` use the other attacks' witnesses: sound, looser)."""
+        frames = [r for t in self.spec.tasks if (r := self._rows(t)) is not None]
+        if not frames:
+            return Evaluation(pd.DataFrame(), pd.DataFrame(), recomputed=self.recomputed())
+        samples = pd.concat(frames, ignore_index=True)
+        full = samples.groupby(["task", "eps"], sort=False)[["_head", "_loss"]].all()
+        samples = samples.drop(columns=["_head", "_loss"])
+        summary = summarise(samples)
+        keys = list(zip(summary["task"], summary["eps"]))
+        summary["attack"] = self.spec.strength
+        summary["head_attack"] = [bool(full.loc[k, "_head"]) for k in keys]
+        summary["loss_attack"] = [bool(full.loc[k, "_loss"]) for k in keys]
+        summary["seed"] = self.spec.seed
+        with self._lock:
+            flags = {t: list(f) for t, f in self._flags.items()}
+            gallery = dict(self._gallery)
+            states = dict(self._state)
+            seconds = self._seconds
+        if self.spec.sanity:
+            summary["sanity_flags"] = summary["task"].map({t: summary_text(f) for t, f in flags.items()})
+        summary["seconds"] = seconds
+        gal = {}
+        for (t, e), x_adv in gallery.items():
+            st = states[t]
+            gal[(t, e)] = {"x": st.x[:GALLERY], "x_adv": x_adv, "label": st.y[:GALLERY]}
+        names = {t: tuple(getattr(s.task, "classes", ()) or ()) for t, s in states.items()}
+        return Evaluation(summary, samples, gal, self.recomputed(), flags, names)
+
+    def recomputed(self) -> list[str]:
+        """Cache entries that failed verification and were recomputed (path: reason)."""
+        return [f"{r.path}: {r.reason}" for r in self.cache.rejected]
+
+
+def _given_head(head: LinearProbe, num_classes: int) -> LinearProbe:
+    if not hasattr(head, "weight_") or head.weight_.shape[0] != num_classes:
+        shape = tuple(head.weight_.shape) if hasattr(head, "weight_") else "not fitted"
+        raise ValueError(f"head= must be a fitted probe with {num_classes} classes for this task, got weight {shape}")
+    return head
+
+
+def execute(spec: EvalSpec, *, progress: ProgressCallback | None = None, units: Sequence[Unit] | None = None,
+            executor: Executor | None = None, **options: object) -> Evaluation:
+    """Run every unit of ``spec`` (or the given ``units``) and return the final tables.
+
+    ``options`` go to :class:`Executor` (backbone, tasks, head, cache, cache_dir, use_cache, device).
+    ``progress`` gets :class:`ProgressEvent` with the fraction of the whole run done."""
+    ex = executor or Executor(spec, **options)  # type: ignore[arg-type]
+    todo = list(units) if units is not None else plan(spec)
+    total = sum(max(u.work, 0.05) for u in todo) or 1.0
+    done = 0.0
+    report = progress or (lambda ev: None)
+    report(ProgressEvent("backbone", 0.0, message="loading the backbone"))
+    ex.backbone()
+    for unit in todo:
+        w = max(unit.work, 0.05)
+        ex.run(unit, lambda ev, base=done, w=w: report(
+            ProgressEvent(ev.stage, (base + w * ev.fraction) / total, ev.task, ev.message)))
+        done += w
+    report(ProgressEvent("done", 1.0))
+    return ex.evaluation()
+
