@@ -137,6 +137,8 @@ class Executor:
         self._flags: dict[str, list[SanityFlag]] = {}
         self._lock = threading.RLock()
         self._seconds = 0.0
+        self._version = 0
+        self._tables: tuple[int, Evaluation] | None = None
 
     # ---------------------------------------------------------------- resources
     def backbone(self) -> Backbone:
@@ -152,6 +154,12 @@ class Executor:
             return self._given[name]
         return load_task(name, download=self.spec.download,
                          cache_dir=self.cache.root if self.cache.enabled else None)
+
+    @property
+    def version(self) -> int:
+        """Changes whenever a unit adds results (the tables of :meth:`evaluation` are rebuilt only then)."""
+        with self._lock:
+            return self._version
 
     def state(self, name: str) -> TaskState | None:
         """The task's state once its ``fit`` unit has run, else None."""
@@ -193,6 +201,7 @@ class Executor:
         self.throughput.record(unit, seconds, computed)
         with self._lock:
             self._seconds += seconds
+            self._version += 1
         report(STAGE_NAMES["cached"] if not computed else "done", 1.0)
         return UnitReport(unit, seconds, computed)
 
@@ -310,7 +319,18 @@ class Executor:
         """The tables of every finished (task, eps), tasks in the spec's order: complete once every unit ran.
 
         ``head_attack`` / ``loss_attack`` say per row whether those attacks are in its numbers (until
-        they ran, ``bound_head`` and ``adv_loss`` use the other attacks' witnesses: sound, looser)."""
+        they ran, ``bound_head`` and ``adv_loss`` use the other attacks' witnesses: sound, looser).
+        The tables are built once per :attr:`version` and shared: do not modify them in place."""
+        with self._lock:
+            version, memo = self._version, self._tables
+        if memo is not None and memo[0] == version:
+            return memo[1]
+        ev = self._build()
+        with self._lock:
+            self._tables = (version, ev)
+        return ev
+
+    def _build(self) -> Evaluation:
         frames = [r for t in self.spec.tasks if (r := self._rows(t)) is not None]
         if not frames:
             return Evaluation(pd.DataFrame(), pd.DataFrame(), recomputed=self.recomputed())
