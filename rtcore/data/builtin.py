@@ -20,9 +20,8 @@ _TORSO = (0, 2, 3, 4, 6)
                 "0-4: novel classes from the pretraining domain; train images from held-out "
                 "indices >= 50000.",
 )
-def _load_fmnist_novel(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    base = fmnist_heldout(root)
+def _load_fmnist_novel(*, root: str | None, data_dir: str | None = None) -> Task:
+    base = fmnist_heldout(root, data_dir)
     t = subset_task(base, _NOVEL, name="fmnist-novel")
     return _with_description(t, task_info("fmnist-novel").description)
 
@@ -33,9 +32,8 @@ def _load_fmnist_novel(*, root: str | None, download: bool, seed: int,
                 "pretraining classes, on held-out images (train indices >= 50000, official test "
                 "set): the in-distribution reference.",
 )
-def _load_fmnist_seen(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    base = fmnist_heldout(root)
+def _load_fmnist_seen(*, root: str | None, data_dir: str | None = None) -> Task:
+    base = fmnist_heldout(root, data_dir)
     t = subset_task(base, UPSTREAM_CLASSES, name="fmnist-seen")
     return _with_description(t, task_info("fmnist-seen").description)
 
@@ -46,9 +44,8 @@ def _load_fmnist_seen(*, root: str | None, download: bool, seed: int,
                 "Dress, Coat, Shirt} vs other {Trouser, Sandal, Sneaker, Bag, Ankle boot}; mixes "
                 "pretraining and novel classes; held-out images only.",
 )
-def _load_fmnist_torso(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    base = fmnist_heldout(root)
+def _load_fmnist_torso(*, root: str | None, data_dir: str | None = None) -> Task:
+    base = fmnist_heldout(root, data_dir)
     mapping = [0 if c in _TORSO else 1 for c in range(10)]
     t = relabel_task(base, mapping, ("torso garment", "other"), name="fmnist-torso")
     return _with_description(t, task_info("fmnist-torso").description)
@@ -62,6 +59,11 @@ def _with_description(task: Task, description: str) -> Task:
 
 
 # --------------------------------------------------------------------------- generated tasks
+
+
+def _generate(kind: str, seed: int, cache_dir: str | None) -> GeneratedData:
+    """Generated arrays, through the disk cache in ``cache_dir`` (None: no cache file read or written)."""
+    return cached_generate(kind, seed=seed, cache_dir=cache_dir, use_cache=cache_dir is not None)
 
 
 def _generated_task(name: str, data: GeneratedData, seed: int, description: str) -> Task:
@@ -78,10 +80,8 @@ def _generated_task(name: str, data: GeneratedData, seed: int, description: str)
                 "rotation and position, anti-aliased; 3000 train / 1500 test, balanced; far from "
                 "clothing photos.",
 )
-def _load_shapes(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    return _generated_task("shapes", cached_generate("shapes", seed=seed, cache_dir=cache_dir), seed,
-                           task_info("shapes").description)
+def _load_shapes(*, seed: int, cache_dir: str | None = None) -> Task:
+    return _generated_task("shapes", _generate("shapes", seed, cache_dir), seed, task_info("shapes").description)
 
 
 @register_task(
@@ -90,9 +90,7 @@ def _load_shapes(*, root: str | None, download: bool, seed: int,
                 "hand-drawn stroke font, random size, position, rotation, stroke width and "
                 "additive noise; 5000 train / 2000 test, balanced; out of the clothing domain.",
 )
-def _load_glyphs(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    return _generated_task("glyphs", cached_generate("glyphs", seed=seed, cache_dir=cache_dir), seed,
-                           task_info("glyphs").description)
+def _load_glyphs(*, seed: int, cache_dir: str | None = None) -> Task:
+    return _generated_task("glyphs", _generate("glyphs", seed, cache_dir), seed, task_info("glyphs").description)
 
 

@@ -17,8 +17,8 @@ Fashion-MNIST sources, first found wins
    search goes on, because ``root`` is also the data folder of online tasks;
 2. ``$RTCORE_FASHION_MNIST`` (an error if set but holding no files);
 3. ``/usr/share/datasets/fashion-mnist`` (Debian package dataset-fashion-mnist);
-4. ``$RTCORE_DATA_DIR`` or ``~/.cache/rtcore/data`` in torchvision's layout
-   (where the online ``fashion-mnist`` task downloads to);
+4. the data folder in torchvision's layout (where the online ``fashion-mnist`` task downloads
+   to: ``$RTCORE_DATA_DIR``, else ``<cache dir>/data``; then ``~/.cache/rtcore/data``);
 5. the bundled subset ``assets/data/fashion-mnist-subset`` (train indices
    50000-55999, test indices 0-3999), so the offline tasks work anywhere.
 
@@ -43,7 +43,7 @@ import torch
 from ..config import ASSETS_DIR
 from ..errors import TaskUnavailableError
 from .idx import IDXFormatError, read_idx
-from .paths import norm_root
+from .paths import data_dirs, norm_root
 from .registry import on_clear
 from .task import Task
 
@@ -181,15 +181,7 @@ def _read_fmnist_folder(folder_str: str) -> _FashionArrays:
     )
 
 
-def _data_dir(root: str | None) -> Path:
-    """Download/data folder for online tasks: ``root``, ``$RTCORE_DATA_DIR`` or ``~/.cache/rtcore/data``."""
-    if root is not None:
-        return Path(root).expanduser()
-    env = os.environ.get("RTCORE_DATA_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "rtcore" / "data"
-
-
-def _fmnist_candidates(root: str | None) -> list[tuple[str, Path]]:
+def _fmnist_candidates(root: str | None, data_dir: str | None = None) -> list[tuple[str, Path]]:
     """(label, folder) of places to search for a full copy, in priority order."""
     cands: list[tuple[str, Path]] = []
     if root is not None:
@@ -206,14 +198,14 @@ def _fmnist_candidates(root: str | None) -> list[tuple[str, Path]]:
         cands.append(("RTCORE_FASHION_MNIST", folder))
     cands.append(("Debian package dataset-fashion-mnist", DEBIAN_FMNIST_DIR))
     if root is None:
-        cands.append(("rtcore data folder", _data_dir(None)))
+        cands += [("rtcore data folder", d) for d in data_dirs(None, data_dir)]
     return cands
 
 
-def _load_fmnist(root: str | None, *, require_full: bool) -> _FashionArrays:
+def _load_fmnist(root: str | None, *, require_full: bool, data_dir: str | None = None) -> _FashionArrays:
     """First Fashion-MNIST copy in the search order; the bundled subset last unless ``require_full``."""
     searched = []
-    for label, folder in _fmnist_candidates(root):
+    for label, folder in _fmnist_candidates(root, data_dir):
         found = _fmnist_folder_in(folder)
         searched.append(str(folder))
         if found is None:
@@ -283,9 +275,9 @@ def _fmnist_source(data: _FashionArrays) -> str:
             f"{int(data.i_train.max())}, test indices {int(data.i_test.min())}-{int(data.i_test.max())})")
 
 
-def fmnist_heldout(root: str | None) -> Task:
+def fmnist_heldout(root: str | None, data_dir: str | None = None) -> Task:
     """All ten classes: train from held-out train indices >= 50000, test from the official test set."""
-    data = _load_fmnist(root, require_full=False)
+    data = _load_fmnist(root, require_full=False, data_dir=data_dir)
     keep = data.i_train >= HELDOUT_START
     return Task(
         name="fmnist-heldout",

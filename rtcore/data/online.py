@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,7 +16,6 @@ from .cifar import CIFARFormatError, read_cifar_bin, read_label_names
 from .fashion_mnist import (
     _FMNIST_FILES,
     FASHION_MNIST_CLASSES,
-    _data_dir,
     _fmnist_folder_in,
     _idx_path,
     _load_fmnist,
@@ -24,6 +24,7 @@ from .fashion_mnist import (
     _to_tensor_u8,
 )
 from .idx import IDXFormatError, read_idx
+from .paths import data_dirs
 from .registry import register_task, task_info
 from .task import Task
 
@@ -42,12 +43,49 @@ def _unavailable(dataset: str, folder: Path, expected: str) -> TaskUnavailableEr
     )
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (None if ``folder`` exists)."""
+    missing = None
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _remove_empty_new_folders(folder: Path, existed: set[Path], top: Path | None) -> None:
+    """After a failed download: remove the folders it created under ``folder`` that are still empty,
+    then ``folder`` and its new parents up to ``top`` if empty. Files are never removed."""
+    if folder.is_dir():
+        for dirpath, _, _ in sorted(os.walk(folder), key=lambda t: -len(t[0])):
+            p = Path(dirpath)
+            if p not in existed:
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
+    if top is None:
+        return
+    for p in (folder, *folder.parents):
+        try:
+            if p.exists():
+                p.rmdir()
+        except OSError:  # not empty
+            break
+        if p == top:
+            break
+
+
 def _download(dataset: str, folder: Path, make: Callable[[], object]) -> None:
-    """Run a torchvision download; any failure becomes TaskUnavailableError (chained)."""
+    """Run a torchvision download; any failure becomes TaskUnavailableError (chained) and leaves
+    no empty folder behind that the attempt created."""
+    top = _first_missing(folder)
+    existed = {Path(d) for d, _, _ in os.walk(folder)} if top is None else set()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         make()
     except Exception as exc:  # network, HTTP, checksum, disk: all reported the same way
+        _remove_empty_new_folders(folder, existed, top)
         raise TaskUnavailableError(
             f"could not download {dataset} into {folder}: {type(exc).__name__}: {exc}. Check "
             f"network access, or download the files on another machine and copy them into {folder}."
@@ -93,8 +131,14 @@ def _mnist_download(tv_name: str, raw: Path) -> None:
             raise errors[-1]  # every mirror failed; _download reports it
 
 
-def _ensure_mnist_files(dataset: str, tv_name: str, folder: Path, download: bool) -> Path:
-    """Folder with MNIST-format IDX files under ``folder/<tv_name>/raw``; downloaded there if allowed."""
+def _ensure_mnist_files(dataset: str, tv_name: str, folders: Sequence[Path], download: bool) -> Path:
+    """Folder with MNIST-format IDX files under ``<folder>/<tv_name>/raw`` for the first of ``folders``
+    that has them; else downloaded into the first folder if allowed."""
+    for cand in folders:
+        found = _fmnist_folder_in(cand / tv_name / "raw")
+        if found is not None:
+            return found
+    folder = folders[0]
     raw = folder / tv_name / "raw"
     expected = "train-images-idx3-ubyte(.gz) and the 3 other IDX files"
     if _fmnist_folder_in(raw) is None:
@@ -121,9 +165,8 @@ def _read_idx_checked(path: Path | None) -> np.ndarray:
     description="MNIST handwritten digits, native 1x28x28 grayscale (60000 train / 10000 test); "
                 "IDX files downloaded from torchvision's mirrors and read without pickle.",
 )
-def _load_mnist(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    found = _ensure_mnist_files("mnist", "MNIST", _data_dir(root), download)
+def _load_mnist(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
+    found = _ensure_mnist_files("mnist", "MNIST", data_dirs(root, data_dir), download)
     arr = {k: _read_idx_checked(_idx_path(found, b)) for k, b in _FMNIST_FILES.items()}
     for split in ("train", "test"):
         x, y = arr[f"{split}_images"], arr[f"{split}_labels"]
@@ -147,12 +190,11 @@ def _load_mnist(*, root: str | None, download: bool, seed: int,
                 "split contains the upstream pretraining images; use fmnist-* tasks for clean "
                 "downstream evaluation.",
 )
-def _load_fashion_mnist(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
+def _load_fashion_mnist(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
     try:
-        data = _load_fmnist(root, require_full=True)
+        data = _load_fmnist(root, require_full=True, data_dir=data_dir)
     except _NoFullCopyError:
-        found = _ensure_mnist_files("fashion-mnist", "FashionMNIST", _data_dir(root), download)
+        found = _ensure_mnist_files("fashion-mnist", "FashionMNIST", data_dirs(root, data_dir), download)
         data = _read_fmnist_folder(str(found.resolve()))
     return Task(name="fashion-mnist", x_train=_to_tensor_u8(data.x_train),
                 y_train=torch.from_numpy(data.y_train), x_test=_to_tensor_u8(data.x_test),
@@ -220,25 +262,27 @@ def _read_cifar_split(name: str, sub: Path, files: Sequence[str], spec: _CifarSp
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _load_cifar(name: str, root: str | None, download: bool) -> Task:
+def _load_cifar(name: str, root: str | None, download: bool, data_dir: str | None) -> Task:
     """CIFAR-10/100 from the official binary archives, native 3x32x32 RGB, parsed without pickle."""
     spec = _CIFAR_SPECS[name]
-    folder = _data_dir(root)
-    sub = folder / spec.folder
+    folders = data_dirs(root, data_dir)
 
-    def missing() -> list[str]:
+    def missing(sub: Path) -> list[str]:
         return [f for f in spec.files if not (sub / f).is_file()]
+
+    folder = next((f for f in folders if not missing(f / spec.folder)), folders[0])
+    sub = folder / spec.folder
 
     expected = (f"{', '.join(spec.files)} from the official binary archive "
                 f"{spec.url.rsplit('/', 1)[-1]} ({spec.url})")
-    if missing():
+    if missing(sub):
         if not download:
             raise _unavailable(name, sub, expected)
         _download(name, folder,
                   lambda: _download_and_extract_archive(spec.url, folder, md5=spec.md5))
-        if missing():
+        if missing(sub):
             raise TaskUnavailableError(
-                f"{name}: after downloading {spec.url} into {folder}, {', '.join(missing())} are "
+                f"{name}: after downloading {spec.url} into {folder}, {', '.join(missing(sub))} are "
                 f"still missing from {sub}; delete {folder / spec.url.rsplit('/', 1)[-1]} and retry"
             )
     x_tr, y_tr = _read_cifar_split(name, sub, spec.train_files, spec)
@@ -266,9 +310,8 @@ _NATIVE_RGB = ("native 3x32x32 RGB; the backbone wrapper adapts channels and siz
     description=f"CIFAR-10 natural images, {_NATIVE_RGB}; 50000 train / 10000 test; official "
                 "binary archive, parsed without pickle.",
 )
-def _load_cifar10(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    return _load_cifar("cifar10", root, download)
+def _load_cifar10(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
+    return _load_cifar("cifar10", root, download, data_dir)
 
 
 @register_task(
@@ -276,9 +319,8 @@ def _load_cifar10(*, root: str | None, download: bool, seed: int,
     description=f"CIFAR-100 (100 fine classes), {_NATIVE_RGB}; 50000 train / 10000 test; official "
                 "binary archive, parsed without pickle.",
 )
-def _load_cifar100(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    return _load_cifar("cifar100", root, download)
+def _load_cifar100(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
+    return _load_cifar("cifar100", root, download, data_dir)
 
 
 @register_task(
@@ -286,10 +328,10 @@ def _load_cifar100(*, root: str | None, download: bool, seed: int,
     description=f"SVHN house-number digits, {_NATIVE_RGB}; 73257 train / 26032 test; torchvision "
                 "download, needs scipy.",
 )
-def _load_svhn(*, root: str | None, download: bool, seed: int,
-                 cache_dir: str | None = None) -> Task:
-    folder = _data_dir(root) / "svhn"
+def _load_svhn(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
     files = ("train_32x32.mat", "test_32x32.mat")
+    folders = [d / "svhn" for d in data_dirs(root, data_dir)]
+    folder = next((f for f in folders if all((f / n).is_file() for n in files)), folders[0])
     if not all((folder / f).is_file() for f in files) and not download:
         raise _unavailable("svhn", folder, " and ".join(files))
     try:

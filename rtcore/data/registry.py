@@ -1,16 +1,34 @@
-"""The task registry: :func:`register_task`, :func:`list_tasks`, :func:`task_info`, :func:`load_task`."""
+"""The task registry and task references.
+
+Verbs (the shape of :class:`rtcore.registry.Registry`): :func:`register_task`, :func:`list_tasks`,
+:func:`task_info`, :func:`create_task` (alias :func:`load_task`). Wherever a task name is accepted,
+a reference to your own data is too: ``folder:PATH`` (an ImageFolder layout) or ``npz:PATH`` (arrays),
+see :mod:`rtcore.data.user`. :func:`check_task_ref` checks a name or reference cheaply, before any
+long work; :func:`is_task_ref` only looks at the string.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import numbers
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-from .paths import norm_root
+from ..config import default_cache_dir
+from ..errors import CacheDirError
+from ..registry import Registry
+from .folder import MIXED_SIZES, check_mixed_sizes
+from .paths import default_data_dir, norm_root
+from .refs import FOLDER_PREFIX, NPZ_PREFIX, is_user_ref, parse_user_ref
 from .task import Task
+from .user import check_user_ref, describe_user_ref, load_user_task, user_signature
+
+__all__ = ["DOMAINS", "MIXED_SIZES", "TASKS", "TaskSpec", "check_task_ref", "clear_task_cache", "create_task", "is_task_ref",
+           "list_tasks", "load_task", "register_task", "task_info"]
 
 _CLEAR_HOOKS: list[Callable[[], None]] = []
 
@@ -19,15 +37,20 @@ def on_clear(hook: Callable[[], None]) -> None:
     """Run ``hook`` whenever :func:`clear_task_cache` forgets the memoised tasks."""
     _CLEAR_HOOKS.append(hook)
 
-DOMAINS: tuple[str, ...] = ("upstream", "near", "out-of-domain")
+
+#: task domains relative to the upstream pretraining data; "user" is a folder: or npz: reference
+DOMAINS: tuple[str, ...] = ("upstream", "near", "out-of-domain", "user")
+
 
 @dataclass(frozen=True)
 class TaskSpec:
     """Registry entry: what a task is and how to load it.
 
-    ``domain`` is one of :data:`DOMAINS`; ``offline`` is True when the task
-    loads with no network on any machine (bundled or generated data).
-    ``loader(root=..., download=..., seed=...)`` returns the :class:`Task`.
+    ``domain`` is one of :data:`DOMAINS`; ``offline`` is True when the task loads with no network
+    on any machine (bundled, generated or your own data). ``loader`` is called with the keywords
+    it accepts among ``root`` (data folder given by the caller, or None), ``download`` (bool),
+    ``seed`` (int), ``cache_dir`` (folder for the task-array cache, or None for no disk cache) and
+    ``data_dir`` (where downloads go when ``root`` is None), and returns the :class:`Task`.
     """
 
     name: str
@@ -37,72 +60,175 @@ class TaskSpec:
     loader: Callable[..., Task]
 
 
-_REGISTRY: dict[str, TaskSpec] = {}
+#: the registered tasks
+TASKS: Registry[TaskSpec] = Registry(
+    "task", hint=f"or {FOLDER_PREFIX}PATH for an image folder with train/<class>/ and test/<class>/, "
+                 f"or {NPZ_PREFIX}PATH for arrays x_train, y_train, x_test, y_test")
 
 
-def register_task(name: str, *, description: str, domain: str, offline: bool
+def register_task(name: str, *, description: str, domain: str, offline: bool, overwrite: bool = False
                   ) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
-    """Decorator adding ``loader(*, root, download, seed) -> Task`` to the registry as ``name``."""
+    """Decorator adding ``loader`` (see :class:`TaskSpec`) to the registry as ``name``."""
     if domain not in DOMAINS:
         raise ValueError(f"domain {domain!r} for task {name!r} is not one of {DOMAINS}")
+    if is_user_ref(name):
+        raise ValueError(f"task name {name!r} starts with {FOLDER_PREFIX!r} or {NPZ_PREFIX!r}, which mark references "
+                         "to data on disk; pick another name")
+    if not overwrite and name in TASKS:
+        raise ValueError(f"task {name!r} is already registered; pick another name")
 
     def decorator(loader: Callable[..., Task]) -> Callable[..., Task]:
-        if name in _REGISTRY:
-            raise ValueError(f"task {name!r} is already registered; pick another name")
-        _REGISTRY[name] = TaskSpec(name=name, description=description, domain=domain,
-                                   offline=bool(offline), loader=loader)
+        TASKS.register(TaskSpec(name=name, description=description, domain=domain, offline=bool(offline),
+                                loader=loader), overwrite=overwrite)
         return loader
 
     return decorator
 
 
 def list_tasks(offline_only: bool = False) -> list[str]:
-    """Registered task names in registration order (only offline ones if ``offline_only``)."""
-    return [n for n, s in _REGISTRY.items() if s.offline or not offline_only]
+    """Registered task names in registration order (only offline ones if ``offline_only``).
+
+    ``folder:`` and ``npz:`` references are not listed: any path is one."""
+    return TASKS.names(lambda s: s.offline or not offline_only)
+
+
+def is_task_ref(ref: object) -> bool:
+    """Whether ``ref`` names a registered task or is written as ``folder:PATH`` / ``npz:PATH``
+    (the path is not looked at: :func:`check_task_ref` does that)."""
+    if ref in TASKS:
+        return True
+    return is_user_ref(ref) and bool(str(ref).partition(":")[2].strip())
+
+
+def check_task_ref(ref: object) -> str:
+    """The canonical form of a task name or reference, checked cheaply (no image decoded, no download).
+
+    A registered name is returned as is; ``folder:PATH`` / ``npz:PATH`` with the path made absolute,
+    after checking that it exists and has the right layout (see :func:`rtcore.data.user.check_user_ref`).
+    Raises ValueError for an unknown name (listing the valid ones), :class:`TaskDataError` (a
+    ValueError) for a bad layout and :class:`TaskUnavailableError` for a path that does not exist.
+    """
+    if is_user_ref(ref):
+        return check_user_ref(str(ref)).ref
+    return TASKS.info(ref).name
 
 
 def task_info(name: str) -> TaskSpec:
-    """Registry entry for ``name``; ValueError listing valid names if unknown."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown task {name!r}; valid task names: {', '.join(_REGISTRY)}"
-        ) from None
+    """Registry entry for ``name``; ValueError listing valid names if unknown.
 
-
-_MEMO: dict[tuple[object, ...], Task] = {}
-_MEMO_LOCK = threading.Lock()
-_ENV_KEYS = ("RTCORE_FASHION_MNIST", "RTCORE_DATA_DIR")
-
-
-def load_task(name: str, *, root: str | os.PathLike[str] | None = None, download: bool = False,
-              seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> Task:
-    """Load registered task ``name``.
-
-    ``root``: data folder (Fashion-MNIST folder for the fmnist tasks, download
-    folder for online ones).  ``download``: allow online tasks to fetch missing
-    files.  ``seed``: generator seed for procedural tasks (ignored by the
-    others).  ``cache_dir``: where generated data is cached (default: the result
-    cache folder, ``$RTCORE_CACHE_DIR`` or ``~/.cache/rtcore``).  Results are memoised per (name, root, seed, data environment
-    variables); the tensors are shared, so do not modify them in place.
-
-    Raises ValueError for an unknown name or bad seed and
-    :class:`TaskUnavailableError` when the data is missing.
+    For a ``folder:`` / ``npz:`` reference the entry is made on the fly after :func:`check_task_ref`:
+    its ``name`` is the canonical reference, ``domain`` is ``"user"``, ``offline`` is True.
     """
-    spec = task_info(name)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if is_user_ref(name):
+        uref = check_user_ref(name)
+        return TaskSpec(name=uref.ref, description=describe_user_ref(uref), domain="user", offline=True,
+                        loader=functools.partial(_load_user, uref.ref))
+    return TASKS.info(name)
+
+
+def _load_user(ref: str, *, cache_dir: str | None = None, **_: object) -> Task:
+    return load_user_task(ref, cache_dir=cache_dir)
+
+
+# --------------------------------------------------------------------------- loading
+
+_MEMO: dict[tuple[object, ...], object] = {}
+_MEMO_LOCK = threading.Lock()
+_ENV_KEYS = ("RTCORE_FASHION_MNIST", "RTCORE_DATA_DIR", "RTCORE_CACHE_DIR")
+
+
+@functools.lru_cache(maxsize=None)
+def _accepted(loader: Callable[..., Task]) -> frozenset[str] | None:
+    """The keyword arguments ``loader`` accepts (None: any)."""
+    params = inspect.signature(loader).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params)
+
+
+def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
+    if cache_dir is None:
+        return default_cache_dir()
+    if not str(cache_dir).strip():
+        raise CacheDirError(f"cache_dir={str(cache_dir)!r} is empty; pass a folder path (--cache-dir), or "
+                            "use_cache=False (--no-cache) to keep no task cache")
+    return Path(cache_dir).expanduser()
+
+
+def create_task(name_or_ref: str, *, root: str | os.PathLike[str] | None = None, download: bool = False,
+                seed: int = 0, cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
+                name: str | None = None, mixed_sizes: str = "resize") -> Task:
+    """Load a registered task by name, or your own data by ``folder:PATH`` / ``npz:PATH``.
+
+    ``root``: data folder (the Fashion-MNIST folder of the fmnist tasks, the download folder of
+    online ones; default ``$RTCORE_DATA_DIR``, else ``<cache dir>/data``). ``download``: allow
+    online tasks to fetch missing files. ``seed``: generator seed of procedural tasks (ignored by
+    the others). ``cache_dir``: the cache folder (default ``$RTCORE_CACHE_DIR`` or
+    ``~/.cache/rtcore``); generated and decoded-folder arrays are cached in ``<cache_dir>/tasks``.
+    ``use_cache=False``: no task file is read or written anywhere (downloads asked for with
+    ``download=True`` are still stored). With a ``cache_dir``, nothing is written outside it
+    unless ``root`` or ``$RTCORE_DATA_DIR`` says so.
+
+    For references only: ``name`` is the task's name in tables (default: the folder's base name
+    or the file's stem) and ``mixed_sizes`` says what to do with images of different sizes
+    (``"resize"`` to the most common one, or ``"refuse"``); see :mod:`rtcore.data.user`.
+
+    Tasks are memoised per process and shared (do not modify their tensors in place). A
+    reference is memoised on its files' stat data, so a file changed on disk is read again.
+
+    Raises ValueError for an unknown name or a bad argument, :class:`TaskDataError` (a
+    ValueError) for malformed data, and :class:`TaskUnavailableError` when data is missing.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if root is not None and not str(root).strip():
+        raise ValueError(f"root={str(root)!r} is empty; pass a data folder path or leave root unset")
+    croot = _cache_root(cache_dir)
+    tcache = str(croot) if use_cache else None
+    if is_user_ref(name_or_ref):
+        return _create_user(str(name_or_ref), name, mixed_sizes, tcache)
+    spec = TASKS.info(name_or_ref)
+    if name is not None or mixed_sizes != "resize":
+        raise ValueError(f"name= and mixed_sizes= apply to {FOLDER_PREFIX}/{NPZ_PREFIX} references only, not to the "
+                         f"registered task {name_or_ref!r}")
     nroot = norm_root(root)
-    cdir = norm_root(cache_dir)
-    key = (name, nroot, int(seed), cdir, tuple(os.environ.get(k) for k in (*_ENV_KEYS, "RTCORE_CACHE_DIR")))
+    data_dir = str(default_data_dir(croot))
+    key = ("registered", spec.name, nroot, int(seed), tcache, data_dir,
+           tuple(os.environ.get(k) for k in _ENV_KEYS))
     with _MEMO_LOCK:
         hit = _MEMO.get(key)
-    if hit is not None:
+    if isinstance(hit, Task):
         return hit
-    task = spec.loader(root=nroot, download=bool(download), seed=int(seed), cache_dir=cdir)
+    kwargs = {"root": nroot, "download": bool(download), "seed": int(seed), "cache_dir": tcache, "data_dir": data_dir}
+    accepted = _accepted(spec.loader)
+    if accepted is not None:
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    task = spec.loader(**kwargs)
     with _MEMO_LOCK:
-        return _MEMO.setdefault(key, task)
+        return _MEMO.setdefault(key, task)  # type: ignore[return-value]
+
+
+def _create_user(ref: str, name: str | None, mixed_sizes: str, tcache: str | None) -> Task:
+    """A ``folder:`` / ``npz:`` task, memoised on (reference, options) while its files' stat data is unchanged."""
+    check_mixed_sizes(mixed_sizes)
+    uref = parse_user_ref(ref)
+    key = ("user", uref.ref, name, mixed_sizes)
+    sig = user_signature(uref, mixed_sizes)
+    with _MEMO_LOCK:
+        hit = _MEMO.get(key)
+    if sig is not None and isinstance(hit, tuple) and hit[0] == sig:
+        return hit[1]
+    task = load_user_task(uref, name=name, mixed_sizes=mixed_sizes, cache_dir=tcache)
+    with _MEMO_LOCK:
+        if sig is None:
+            _MEMO.pop(key, None)
+        else:
+            _MEMO[key] = (sig, task)  # replaces the entry of older content
+    return task
+
+
+#: the former name of :func:`create_task`
+load_task = create_task
 
 
 def clear_task_cache() -> None:
@@ -111,5 +237,4 @@ def clear_task_cache() -> None:
         _MEMO.clear()
     for hook in _CLEAR_HOOKS:
         hook()
-
 

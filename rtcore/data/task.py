@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
+
+from .._io import tensor_digest
 
 # --------------------------------------------------------------------------- Task
 
@@ -19,6 +23,10 @@ class Task:
     ``0..num_classes-1``; ``classes[i]`` names label ``i``.  Construction
     validates all of this.  Tasks from :func:`load_task` are shared (memoised):
     do not modify their tensors in place.
+
+    :attr:`digest` is the task's content identity (class names and the four tensors, not
+    its name or where its files are): the same images read from a moved folder, or from an
+    ``.npz`` holding them, give the same digest; one changed pixel gives another.
     """
 
     name: str
@@ -86,6 +94,15 @@ class Task:
         """(C, H, W) of every image."""
         c, h, w = self.x_train.shape[1:]
         return int(c), int(h), int(w)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """sha256 of the class names and of the train/test tensors (dtype, shape, bytes); computed once."""
+        h = hashlib.sha256()
+        for c in self.classes:
+            h.update(c.encode() + b"\0")
+        h.update(tensor_digest(self.x_train, self.y_train, self.x_test, self.y_test).encode())
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,210 @@
+"""Reading an ``.npz`` of task arrays (``npz:PATH`` tasks), with ``allow_pickle=False``.
+
+See :mod:`rtcore.data.user` for the layout and what is checked. :func:`check_npz_headers` checks
+keys, dtypes, shapes and lengths from the ``.npy`` headers alone; :func:`read_npz` reads and
+checks everything.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .refs import TaskDataError, UserRef, missing_error
+
+__all__ = ["NPZ_KEYS", "check_npz_headers", "read_npz"]
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _npz_error(path: Path, what: str, fix: str) -> TaskDataError:
+    return TaskDataError(f"npz:{path}: {what}. Fix: {fix}")
+
+
+_SAVE_HINT = "np.savez(path, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)"
+
+
+def _npz_members(path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The ``.npy`` members of an npz by array name; errors for a missing/foreign file or missing keys."""
+    if not path.exists():
+        raise missing_error(UserRef("npz", path))
+    if path.is_dir():
+        hint = f" (an image folder? use folder:{path})" if (path / "train").is_dir() else ""
+        raise _npz_error(path, f"is a folder, not an .npz file{hint}", f"save the arrays with {_SAVE_HINT}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise _npz_error(path, f"is not an .npz archive ({exc})", f"save the arrays with {_SAVE_HINT}") from exc
+    missing = [k for k in NPZ_KEYS if k not in members]
+    if missing:
+        raise _npz_error(path, f"has no array{'s' if len(missing) > 1 else ''} {', '.join(missing)} (it holds: "
+                               f"{', '.join(sorted(members)) or 'nothing'})", f"save the arrays with {_SAVE_HINT}")
+    return members
+
+
+def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one ``.npy`` member from its header (no data read)."""
+    fmt = np.lib.format
+    with zf.open(info) as fh:
+        version = fmt.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fh)
+        else:
+            shape, _, dtype = fmt._read_array_header(fh, version)  # (3, 0): same layout, utf-8 names
+    return tuple(shape), dtype
+
+
+def _check_x_header(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if dtype.hasobject:
+        raise _object_error(path, key)
+    if len(shape) != 4:
+        if len(shape) == 3:
+            fix = f"add the channel axis: {key}[:, None] (grayscale) gives (N, 1, H, W)"
+        else:
+            fix = f"give {key} as (N, C, H, W) images"
+        raise _npz_error(path, f"{key} has shape {shape}, not (N, C, H, W)", fix)
+    if shape[1] not in (1, 3):
+        fix = (f"{key}.transpose(0, 3, 1, 2) turns (N, H, W, C) into (N, C, H, W)" if shape[3] in (1, 3)
+               else "give 1 (grayscale) or 3 (RGB) channels")
+        raise _npz_error(path, f"{key} has shape {shape}: {shape[1]} channels, not 1 or 3", fix)
+    if shape[0] == 0:
+        raise _npz_error(path, f"{key} holds no images", "give at least one image per class in each split")
+    if not (dtype == np.uint8 or dtype.kind == "f"):
+        raise _npz_error(path, f"{key} has dtype {dtype}, not uint8 or float",
+                         f"give uint8 pixels (0-255) or floats in [0, 1], e.g. ({key} / {key}.max()).astype(np.float32)")
+
+
+def _check_y_header(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype, n: int) -> None:
+    if dtype.hasobject:
+        raise _object_error(path, key)
+    if dtype.kind not in "iu":
+        raise _npz_error(path, f"{key} has dtype {dtype}, not an integer type",
+                         f"give integer labels 0..K-1, e.g. {key}.astype(np.int64)")
+    if len(shape) != 1:
+        raise _npz_error(path, f"{key} has shape {shape}, not (N,)", f"flatten it: {key}.reshape(-1)")
+    if shape[0] != n:
+        xk = "x" + key[1:]
+        raise _npz_error(path, f"{key} has {shape[0]} labels but {xk} has {n} images",
+                         f"give one label per image in {xk}")
+
+
+def _object_error(path: Path, key: str) -> TaskDataError:
+    return _npz_error(path, f"array {key!r} holds Python objects (dtype=object); they are refused because "
+                            "reading them would unpickle", f"save plain numeric arrays: {_SAVE_HINT} with uint8 or "
+                                                           "float images and integer labels")
+
+
+def check_npz_headers(path: Path, max_bytes: int | None = None) -> None:
+    """Cheap check of an ``npz:`` task: keys, dtypes, shapes and lengths from the ``.npy`` headers;
+    with ``max_bytes``, also that its images fit in that many bytes as float32."""
+    members = _npz_members(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            heads = {k: _read_header(zf, members[k]) for k in NPZ_KEYS}
+            if "classes" in members:
+                heads["classes"] = _read_header(zf, members["classes"])
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise _npz_error(path, f"has a corrupt array header ({exc})", f"save it again with {_SAVE_HINT}") from exc
+    for split in ("train", "test"):
+        _check_x_header(path, f"x_{split}", *heads[f"x_{split}"])
+        _check_y_header(path, f"y_{split}", *heads[f"y_{split}"], heads[f"x_{split}"][0][0])
+    if heads["x_train"][0][1:] != heads["x_test"][0][1:]:
+        raise _npz_error(path, f"train images {heads['x_train'][0][1:]} and test images {heads['x_test'][0][1:]} "
+                               "differ in (C, H, W)", "give both splits images of one shape")
+    if "classes" in heads and heads["classes"][1].hasobject:
+        raise _object_error(path, "classes")
+    need = 4 * sum(int(np.prod(heads[k][0])) for k in ("x_train", "x_test"))
+    if max_bytes is not None and need > max_bytes:
+        raise _npz_error(path, f"its images need {need / 1e6:.0f} MB as float32, above the {max_bytes / 1e6:.0f} MB "
+                               "limit", "use fewer or smaller images")
+
+
+def _load_npz_array(npz: Any, path: Path, key: str) -> np.ndarray:
+    try:
+        return np.asarray(npz[key])
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise _object_error(path, key) from exc
+        raise _npz_error(path, f"array {key!r} cannot be read ({exc})", f"save it again with {_SAVE_HINT}") from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _npz_error(path, f"array {key!r} is corrupt ({type(exc).__name__}: {exc})",
+                         f"save it again with {_SAVE_HINT}") from exc
+
+
+def _npz_classes(npz: Any, path: Path, k_labels: int) -> tuple[str, ...]:
+    if "classes" not in npz.files:
+        return tuple(str(i) for i in range(k_labels))
+    c = _load_npz_array(npz, path, "classes")
+    if c.ndim != 1 or c.dtype.kind not in "US":
+        raise _npz_error(path, f"classes has dtype {c.dtype} shape {c.shape}, not a list of strings",
+                         "give classes=np.array(['cat', 'dog', ...]) (one name per label) or leave it out")
+    names = tuple(v.decode() if isinstance(v, bytes) else str(v) for v in c.tolist())
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup or any(not n.strip() for n in names):
+        raise _npz_error(path, f"classes {list(names)} has {'duplicate names ' + str(dup) if dup else 'empty names'}",
+                         "give one distinct, non-empty name per label")
+    return names
+
+
+def read_npz(path: str | os.PathLike[str], *, max_bytes: int | None = None
+             ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
+    """Read and fully check an ``npz:`` task: ``(arrays, classes)`` with images uint8 or float32.
+
+    Loaded with ``allow_pickle=False``; every check of :mod:`rtcore.data.user` applies.
+    ``max_bytes``: refuse (from the headers, before reading) images larger than that as float32.
+    """
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    check_npz_headers(path, max_bytes)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise _npz_error(path, f"cannot be read ({exc})", f"save it again with {_SAVE_HINT}") from exc
+    with npz:
+        arrays = {k: _load_npz_array(npz, path, k) for k in NPZ_KEYS}
+        for split in ("train", "test"):  # headers were checked; the loaded arrays must agree
+            _check_x_header(path, f"x_{split}", arrays[f"x_{split}"].shape, arrays[f"x_{split}"].dtype)
+            _check_y_header(path, f"y_{split}", arrays[f"y_{split}"].shape, arrays[f"y_{split}"].dtype,
+                            len(arrays[f"x_{split}"]))
+        for split in ("train", "test"):
+            y = arrays[f"y_{split}"]
+            if y.min() < 0:
+                i = int(np.argmax(y < 0))
+                raise _npz_error(path, f"y_{split}[{i}] = {int(y[i])} is negative", "give labels 0..K-1 (class indices)")
+        ys = np.concatenate([arrays["y_train"], arrays["y_test"]])
+        has_names = "classes" in npz.files
+        classes = _npz_classes(npz, path, int(ys.max()) + 1)
+    k = len(classes)
+    for split in ("train", "test"):
+        y = arrays[f"y_{split}"]
+        if int(y.max()) >= k:
+            i = int(np.argmax(y >= k))
+            raise _npz_error(path, f"y_{split}[{i}] = {int(y[i])} is out of range 0..{k - 1} for the {k} names in "
+                                   "classes", "give labels 0..K-1 with one name per label in classes")
+        absent = sorted(set(range(k)) - set(np.unique(y).tolist()))
+        if absent:
+            what = f"classes {[classes[a] for a in absent]}" if has_names else f"labels {absent}"
+            raise _npz_error(path, f"{what} have no {split} images (y_{split} never takes "
+                                   f"{'them' if len(absent) > 1 else 'it'})",
+                             "give every class images in both splits, or relabel the classes 0..K-1 without gaps")
+        arrays[f"y_{split}"] = y.astype(np.int64)
+    if k < 2:
+        raise _npz_error(path, "has 1 class; a classification task needs at least 2", "give labels of 2 or more classes")
+    for split in ("train", "test"):
+        x = arrays[f"x_{split}"]
+        if x.dtype.kind == "f":
+            bad = ~np.isfinite(x) | (x < 0) | (x > 1)
+            if bad.any():
+                i = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
+                lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+                fix = "divide by 255" if hi > 1 and hi <= 255 else "scale the images into [0, 1]"
+                raise _npz_error(path, f"x_{split} has values outside [0, 1] (or NaN/inf), first in image {i}; its "
+                                       f"values span [{lo:g}, {hi:g}]", f"{fix}, or give uint8 pixels")
+            arrays[f"x_{split}"] = x.astype(np.float32)
+    return arrays, classes
