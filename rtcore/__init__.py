@@ -3,9 +3,16 @@
 Feature-space attacks, linear probes, end-to-end attacks and the bounds of Nern et al.
 (NeurIPS 2023, "On Transfer of Adversarial Robustness from Pretraining to Downstream Tasks").
 
-Subpackages: :mod:`rtcore.models` (backbones), :mod:`rtcore.data` (tasks), :mod:`rtcore.attacks`;
-modules: :mod:`rtcore.probes`, :mod:`rtcore.bounds`, :mod:`rtcore.pipeline`, :mod:`rtcore.cache`,
-:mod:`rtcore.config`, :mod:`rtcore.cli`, :mod:`rtcore.train`, :mod:`rtcore.transfer` (linear probing vs fine-tuning).
+An evaluation is a value, :class:`EvalSpec` (checked once, TOML/JSON, a stable digest); :func:`plan`
+turns specs into small cached units, an :class:`Executor` runs them and builds the tables, and
+:func:`execute` (or the keyword form :func:`run_evaluation`) does it all in one call.
+
+Subpackages: :mod:`rtcore.runs` (spec, plan, execute), :mod:`rtcore.models` (backbones),
+:mod:`rtcore.data` (tasks), :mod:`rtcore.attacks`, :mod:`rtcore.transfer` (linear probing vs
+fine-tuning); modules: :mod:`rtcore.probes`, :mod:`rtcore.bounds`, :mod:`rtcore.tables`,
+:mod:`rtcore.cache`, :mod:`rtcore.config`, :mod:`rtcore.registry`, :mod:`rtcore.cli`, :mod:`rtcore.train`.
+Every plug-in point (tasks, backbones, probes, strengths, transfer methods) has the verbs
+``register_*``, ``list_*``, ``*_info`` and ``create_*``.
 """
 
 from .attacks import (
@@ -41,18 +48,24 @@ from .models import (
     list_backbones,
     register_backbone,
 )
-from .pipeline import Evaluation, ProgressEvent, cli_command, evaluate, run_evaluation
-from .probes import LinearHead, LinearProbe, ProbedModel
+from .models.ref import BackboneRef
+from .pipeline import cli_command, evaluate, run_evaluation
+from .probes import LinearHead, LinearProbe, ProbedModel, create_probe, list_probes, probe_info, register_probe
+from .runs import EvalSpec, Evaluation, Executor, ProgressEvent, Unit, execute, load_spec, plan
 from .transfer import TRANSFER_METHODS, Adapted, FineTuneRecipe, adapt
+from .transfer.recipe import TransferMethod, list_transfers, register_transfer, transfer_info
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "NORMS", "PRESETS", "STRENGTHS", "TRANSFER_METHODS", "Adapted", "AttackResult", "AttackSettings", "Backbone", "BackboneUnavailableError", "CacheDirError",
-    "CheckpointError", "Evaluation", "FeatureAttackResult", "FineTuneRecipe", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
-    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskUnavailableError", "adapt", "as_backbone", "attack",
-    "backbone_specs", "bound_criterion", "class_weight_spread", "cli_command", "consistent_delta", "create_backbone",
-    "default_device", "evaluate", "feature_attack", "list_backbones", "list_tasks", "load_task", "loss_bound",
-    "loss_gap_factor", "margins", "register_backbone", "relabel_task", "resolve_settings", "robust_accuracy_bound",
-    "run_evaluation", "subset_task", "task_info", "weight_diameter",
+    "NORMS", "PRESETS", "STRENGTHS", "TRANSFER_METHODS", "Adapted", "AttackResult", "AttackSettings", "Backbone",
+    "BackboneRef", "BackboneUnavailableError", "CacheDirError", "CheckpointError", "EvalSpec", "Evaluation",
+    "Executor", "FeatureAttackResult", "FineTuneRecipe", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
+    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskUnavailableError", "TransferMethod", "Unit", "adapt",
+    "as_backbone", "attack", "backbone_specs", "bound_criterion", "class_weight_spread", "cli_command",
+    "consistent_delta", "create_backbone", "create_probe", "default_device", "evaluate", "execute", "feature_attack",
+    "list_backbones", "list_probes", "list_tasks", "list_transfers", "load_spec", "load_task", "loss_bound",
+    "loss_gap_factor", "margins", "plan", "probe_info", "register_backbone", "register_probe", "register_transfer",
+    "relabel_task", "resolve_settings", "robust_accuracy_bound", "run_evaluation", "subset_task", "task_info",
+    "transfer_info", "weight_diameter",
 ]

@@ -1,6 +1,7 @@
 """Linear probes on frozen features (scikit-learn conventions: ``fit`` returns self, learned ``weight_``/``bias_``).
 
-A small family, in a registry (:data:`PROBES`, :func:`create_probe`, :func:`list_probes`):
+A small family, in a registry (:func:`register_probe`, :func:`list_probes`, :func:`probe_info`,
+:func:`create_probe`):
 
 * ``logistic`` (:class:`LinearProbe`): multinomial logistic regression with an L2 penalty on the
   weights *in raw feature space*, the space where the criterion measures the margin rho.
@@ -21,13 +22,15 @@ expressed in the raw feature space of g: ``h(z) = z @ weight_.T + bias_``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import Registry
 from .validation import check_features, check_labels
 
 C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -235,29 +238,53 @@ class RobustLinearProbe(LinearProbe):
         return w, b
 
 
-PROBES: dict[str, Callable[..., LinearProbe]] = {
-    "logistic": LinearProbe,
-    "logistic-std": lambda **kw: LinearProbe(**{"C": 1.0, **kw, "space": "standardised"}),
-    "robust": RobustLinearProbe,
-}
-PROBE_DESCRIPTIONS: dict[str, str] = {
-    "logistic": "logistic regression, L2 penalty on raw feature-space weights, C chosen on a held-out split",
-    "logistic-std": "logistic regression, L2 penalty on standardised weights, C = 1 (version one)",
-    "robust": "Delta-aware: trained against the worst feature shift of radius r (r from the feature attack on "
-              "training points)",
-}
+@dataclass(frozen=True)
+class ProbeInfo:
+    """A probe kind: its constructor, what it is, whether ``C`` is a parameter of it, and whether it is
+    trained against feature shifts of a radius (set from the feature attack on training points)."""
+
+    name: str
+    description: str
+    factory: Callable[..., LinearProbe] = field(repr=False)
+    takes_C: bool = True
+    takes_radius: bool = False
+
+
+_PROBES: Registry[ProbeInfo] = Registry("probe kind")
+
+
+def register_probe(name: str, factory: Callable[..., LinearProbe], *, description: str, takes_C: bool = True,
+                   takes_radius: bool = False, overwrite: bool = False) -> ProbeInfo:
+    """Add a probe kind: ``factory(**params)`` returns an unfitted probe with ``fit``/``weight_``/``bias_``."""
+    return _PROBES.register(ProbeInfo(name, description, factory, takes_C, takes_radius), overwrite=overwrite)
 
 
 def list_probes() -> list[str]:
     """The probe kinds: ``logistic`` (default), ``logistic-std``, ``robust``."""
-    return list(PROBES)
+    return _PROBES.names()
+
+
+def probe_info(kind: str) -> ProbeInfo:
+    """The registry entry of ``kind`` (ValueError naming the valid kinds if unknown)."""
+    return _PROBES.info(kind)
 
 
 def create_probe(kind: str = "logistic", **params: Any) -> LinearProbe:
     """A probe of ``kind`` with ``params`` (e.g. ``num_classes``, ``C``, ``radius`` for ``robust``)."""
-    if kind not in PROBES:
-        raise ValueError(f"probe kind {kind!r} is unknown; use one of {list(PROBES)}")
-    return PROBES[kind](**params)
+    return probe_info(kind).factory(**params)
+
+
+register_probe("logistic", LinearProbe, description="logistic regression, L2 penalty on raw feature-space weights, "
+                                                    "C chosen on a held-out split")
+register_probe("logistic-std", lambda **kw: LinearProbe(**{"C": 1.0, **kw, "space": "standardised"}), takes_C=False,
+               description="logistic regression, L2 penalty on standardised weights, C = 1 (version one)")
+register_probe("robust", RobustLinearProbe, takes_radius=True, description="Delta-aware: trained against the worst feature shift of "
+                                                        "radius r (r from the feature attack on training points)")
+
+
+#: the registry read as dicts (kept for compatibility): kind -> constructor, kind -> description
+PROBES: Mapping[str, Callable[..., LinearProbe]] = _PROBES.view("factory")
+PROBE_DESCRIPTIONS: Mapping[str, str] = _PROBES.view("description")
 
 
 class LinearHead(nn.Module):

@@ -15,8 +15,8 @@ own business.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class Entry(Protocol):
@@ -93,3 +93,27 @@ class Registry(Generic[E]):
         """A copy of the entries by name."""
         with self._lock:
             return dict(self._entries)
+
+    def view(self, attribute: str) -> Mapping[str, Any]:
+        """A live read-only mapping name -> ``getattr(entry, attribute)`` (for dict-shaped old names such
+        as ``PRESETS``); entries registered later appear in it."""
+        return _View(self, attribute)
+
+
+class _View(Mapping[str, Any]):
+    def __init__(self, registry: Registry[Any], attribute: str) -> None:
+        self._registry, self._attribute = registry, attribute
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._registry:
+            raise KeyError(name)
+        return getattr(self._registry.info(name), self._attribute)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.names())
+
+    def __len__(self) -> int:
+        return len(self._registry)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))

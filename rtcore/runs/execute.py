@@ -23,7 +23,7 @@ from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
 from ..data import Task, load_task
 from ..models import Backbone
-from ..probes import LinearProbe
+from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
 from ..steps import (
     GALLERY,
@@ -228,9 +228,10 @@ class Executor:
             gt, head = adapted.backbone, adapted.head
             info = HeadInfo("fine-tuned", float("nan"), 0.0, adapted.info.label)
         else:
-            params: dict[str, object] = {} if spec.probe == "logistic-std" else {"C": spec.probe_C}
+            kind = probe_info(spec.probe)
+            params: dict[str, object] = {"C": spec.probe_C} if kind.takes_C else {}
             radius = 0.0
-            if spec.probe == "robust":
+            if kind.takes_radius:
                 p_eps = DEFAULT_PROBE_EPS[spec.norm] if spec.probe_eps is None else spec.probe_eps
                 radius = radius_from_training_points(g, task, p_eps, spec.norm, cfg, spec.seed, self.cache,
                                                      step("feature", 0.0, 0.5))

@@ -36,16 +36,12 @@ from ..attacks import AttackSettings, STRENGTHS
 from ..config import check_eps, check_norm, unique_eps
 from ..data import task_info
 from ..models.ref import BackboneRef
-from ..probes import list_probes
-from ..transfer.recipe import TRANSFER_METHODS
+from ..probes import list_probes, probe_info
+from ..transfer.recipe import list_transfers, transfer_info
 from ..validation import check_count, check_seed
 
 #: bump when the meaning of a spec field changes (it enters :meth:`EvalSpec.digest`)
 SPEC_VERSION = 1
-#: probe kinds whose ``C`` the spec sets (``logistic-std`` uses its own grid choice)
-PROBES_WITH_C = ("logistic", "robust")
-#: transfer methods that fit a linear probe (their probe kind matters)
-TRANSFERS_WITH_PROBE = ("lp", "lp-ft")
 USER_TASK_PREFIXES = ("folder:", "npz:")
 _K255 = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*255\s*$")
 
@@ -212,28 +208,28 @@ class EvalSpec:
         if self.probe not in list_probes():
             raise ValueError(f"probe={self.probe!r} is unknown; use one of {list_probes()}")
         set_(self, "probe_C", check_probe_c(self.probe_C))
-        if self.probe_C != "auto" and self.probe not in PROBES_WITH_C:
-            raise ValueError(f"probe_C applies to the probes {list(PROBES_WITH_C)}; probe={self.probe!r} chooses "
-                             f"its own C: drop probe_C (--probe-C)")
+        kind = probe_info(self.probe)
+        if self.probe_C != "auto" and not kind.takes_C:
+            raise ValueError(f"probe={self.probe!r} has no C parameter (it fixes its own); drop probe_C (--probe-C)")
         if self.probe_eps is not None:
-            if self.probe != "robust":
-                raise ValueError(f"probe_eps={self.probe_eps!r} applies to probe='robust' only (it sets that probe's "
-                                 f"radius); drop it (--probe-eps) or use --probe robust")
+            if not kind.takes_radius:
+                raise ValueError(f"probe_eps={self.probe_eps!r} sets the radius of Delta-aware probes (probe='robust'); "
+                                 f"probe={self.probe!r} has none: drop it (--probe-eps) or use --probe robust")
             set_(self, "probe_eps", check_eps(parse_eps_text(self.probe_eps), self.norm)[0][0])
-        if self.transfer not in TRANSFER_METHODS:
-            raise ValueError(f"transfer={self.transfer!r} is unknown; use one of {list(TRANSFER_METHODS)}")
-        if self.transfer not in TRANSFERS_WITH_PROBE and self.probe != "logistic":
-            raise ValueError(f"probe={self.probe!r} applies to the transfer methods {list(TRANSFERS_WITH_PROBE)}; "
+        method = transfer_info(self.transfer)
+        if not method.uses_probe and self.probe != "logistic":
+            with_probe = [m for m in list_transfers() if transfer_info(m).uses_probe]
+            raise ValueError(f"probe={self.probe!r} applies to the transfer methods {with_probe}; "
                              f"transfer={self.transfer!r} trains its own head: drop --probe")
-        if self.transfer != "lp" and self.probe == "robust":
-            raise ValueError("probe='robust' needs the frozen backbone's Delta (transfer='lp'); "
+        if method.trains != "none" and kind.takes_radius:
+            raise ValueError(f"probe={self.probe!r} needs the frozen backbone's Delta (transfer='lp'); "
                              "use another probe with lp-ft")
         if self.transfer_k is not None:
-            if self.transfer != "ft-last-k":
+            if method.trains != "last-k":
                 raise ValueError(f"transfer_k={self.transfer_k!r} applies to transfer='ft-last-k' only; drop it "
                                  f"(--transfer-k) or use --transfer ft-last-k")
             set_(self, "transfer_k", check_transfer_k(self.transfer_k))
-        elif self.transfer == "ft-last-k":
+        elif method.trains == "last-k":
             set_(self, "transfer_k", 1)
         for name in ("head_attack", "loss_attack", "sanity", "download"):
             if not isinstance(getattr(self, name), bool):

@@ -3,35 +3,74 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-TRANSFER_METHODS: tuple[str, ...] = ("lp", "ft", "lp-ft", "ft-last-k")
-METHOD_DESCRIPTIONS: dict[str, str] = {
-    "lp": "linear probe on the frozen base backbone (the backbone is unchanged)",
-    "ft": "full fine-tuning: every parameter of g and a fresh zero-initialised head",
-    "lp-ft": "fit the linear probe first, then fine-tune every parameter of g with the head initialised from it",
-    "ft-last-k": "fine-tune only the last k blocks of g with a fresh zero-initialised head (the rest stays frozen)",
-}
-#: how each method initialises the head it fine-tunes (None: nothing is fine-tuned)
-HEAD_INIT: dict[str, str | None] = {"lp": None, "ft": "zeros", "lp-ft": "probe", "ft-last-k": "zeros"}
-#: whether a method fits the linear probe (its kind and parameters then enter the cache key)
-USES_PROBE: dict[str, bool] = {"lp": True, "ft": False, "lp-ft": True, "ft-last-k": False}
+from ..registry import Registry
+
+@dataclass(frozen=True)
+class TransferMethod:
+    """A transfer method: what it trains (``none``: the backbone stays frozen, ``all`` its parameters,
+    ``last-k`` its last k blocks), how it initialises the head it fine-tunes (``head_init``: None,
+    ``zeros`` or ``probe``) and whether it fits the linear probe (whose kind then matters)."""
+
+    name: str
+    description: str
+    trains: Literal["none", "all", "last-k"]
+    head_init: str | None
+    uses_probe: bool
+
+
+_METHODS: Registry[TransferMethod] = Registry("transfer method")
+
+
+def register_transfer(method: TransferMethod, *, overwrite: bool = False) -> TransferMethod:
+    """Add a transfer method (its training is :func:`rtcore.transfer.adapt`'s: ``trains`` says which parameters)."""
+    return _METHODS.register(method, overwrite=overwrite)
+
+
+def list_transfers() -> list[str]:
+    """The transfer methods: ``lp``, ``ft``, ``lp-ft``, ``ft-last-k``."""
+    return _METHODS.names()
+
+
+def transfer_info(name: object) -> TransferMethod:
+    """The entry of a transfer method (ValueError naming the valid ones if unknown)."""
+    return _METHODS.info(name)
+
+
+for _m in (
+    TransferMethod("lp", "linear probe on the frozen base backbone (the backbone is unchanged)", "none", None, True),
+    TransferMethod("ft", "full fine-tuning: every parameter of g and a fresh zero-initialised head", "all", "zeros",
+                   False),
+    TransferMethod("lp-ft", "fit the linear probe first, then fine-tune every parameter of g with the head "
+                            "initialised from it", "all", "probe", True),
+    TransferMethod("ft-last-k", "fine-tune only the last k blocks of g with a fresh zero-initialised head (the rest "
+                                "stays frozen)", "last-k", "zeros", False),
+):
+    register_transfer(_m)
+
+#: the registry read as old names (kept for compatibility; entries registered later appear in the views)
+TRANSFER_METHODS: tuple[str, ...] = tuple(list_transfers())
+METHOD_DESCRIPTIONS: Mapping[str, str] = _METHODS.view("description")
+HEAD_INIT: Mapping[str, str | None] = _METHODS.view("head_init")
+USES_PROBE: Mapping[str, bool] = _METHODS.view("uses_probe")
 
 Optimizer = Literal["adamw", "sgd"]
 
 
 def check_method(method: object) -> str:
-    """``method`` if it is one of :data:`TRANSFER_METHODS`, else ValueError naming it and the choices."""
-    if not isinstance(method, str) or method not in TRANSFER_METHODS:
-        raise ValueError(f"transfer method {method!r} is unknown; use one of {list(TRANSFER_METHODS)} "
+    """``method`` if it is a registered transfer method, else ValueError naming it and the choices."""
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"transfer method {method!r} is unknown; use one of {list_transfers()} "
                          f"(e.g. method='ft-last-k', k=2 to fine-tune the last two blocks)")
     return method
 
 
 def method_label(method: str, k: int | None) -> str:
     """``ft-last-2`` for ``ft-last-k`` with k = 2, else the method name."""
-    return f"ft-last-{k}" if method == "ft-last-k" else method
+    return f"ft-last-{k}" if transfer_info(method).trains == "last-k" else method
 
 
 def _positive_int(name: str, value: object) -> int:
