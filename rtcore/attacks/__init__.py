@@ -1,25 +1,45 @@
-"""Attacks: one projected-gradient engine, the feature attack and the end-to-end attacks.
+"""Attacks: one base every attack plugs into, its loop and step rules, and the named strengths.
 
-* :mod:`.settings`: :class:`AttackSettings` and the presets;
-* :mod:`.engine`: norm geometry, one PGD run, seeded per-row noise, monotone-in-eps fix-up;
-* :mod:`.feature`: :func:`feature_attack`, ``Delta(x; eps) = sup ||g(x') - g(x)||_2`` from below;
-* :mod:`.end_to_end`: :func:`attack` on a classifier (CE, margin and targeted margin runs;
-  eps in increasing order, broken points not attacked again);
-* :mod:`.autoattack`: AutoAttack (pyautoattack) as the end-to-end search of the 'autoattack' strength.
+* :mod:`.base`: :class:`Attack`, checks aside everything an attack shares (device and dtype, several
+  eps per call, the search over runs, witness carry-over, the inside-the-ball check, results
+  recomputed on the original model);
+* :mod:`.engine`: the one projected-gradient loop (keep-best, early stop) and the cosine step rule;
+  :mod:`.apgd`: APGD's step rule; :mod:`.geometry`: starts, projection, norms;
+* :mod:`.feature`: :func:`feature_attack`, ``Delta(x; eps) = sup ||g(x') - g(x)||_2`` from below,
+  and with a projector the head-subspace shift;
+* :mod:`.end_to_end`: :func:`attack` on a classifier; :mod:`.adaptive`: the adaptive plan of
+  the 'strong' strength; :mod:`.loss`: :func:`loss_attack`;
+* :mod:`.autoattack`: AutoAttack (pyautoattack) as the end-to-end search of the 'autoattack' strength;
+* :mod:`.settings`: :class:`AttackSettings` and the strengths (``register_strength``,
+  ``list_strengths``, ``strength_info``, ``create_strength``).
 
 The iterations run on a verified fused copy of the model (:mod:`rtcore.models.fused`); every
-reported number is recomputed on the original model.
-
-Both attacks take one eps (results ``(N,)``) or a list of E eps (results ``(E, N)``) computed
-in one batched sweep; results are monotone in eps, every perturbation is verified (inside
-the ball and [0, 1]) and the reported numbers are recomputed from it.
+reported number is recomputed on the original model. Every attack takes one eps (results
+``(N,)``) or a list of E eps (results ``(E, N)``) in one call; results are monotone in eps and
+every perturbation is verified (inside the ball and [0, 1]).
 """
 
 from .autoattack import AttackUnavailableError, autoattack_available
-from .end_to_end import AttackResult, LossAttackResult, attack, loss_attack, margin_scores, run_attack
-from .feature import FeatureAttackResult, feature_attack
-from .settings import AUTOATTACK_VERSIONS, PRESETS, STRENGTHS, AttackSettings, describe, resolve_settings
+from .base import Attack, Rows, Run
+from .end_to_end import AttackResult, EndToEndAttack, attack, margin_scores, run_attack
+from .feature import FeatureAttack, FeatureAttackResult, feature_attack
+from .loss import LossAttack, LossAttackResult, loss_attack
+from .settings import (
+    AUTOATTACK_VERSIONS,
+    PRESETS,
+    STRENGTHS,
+    AttackSettings,
+    StrengthInfo,
+    create_strength,
+    describe,
+    list_strengths,
+    register_strength,
+    resolve_settings,
+    strength_info,
+)
 
-__all__ = ["AUTOATTACK_VERSIONS", "PRESETS", "STRENGTHS", "AttackResult", "AttackSettings", "AttackUnavailableError",
-           "FeatureAttackResult", "LossAttackResult", "attack", "autoattack_available", "describe", "feature_attack",
-           "loss_attack", "margin_scores", "resolve_settings", "run_attack"]
+__all__ = ["AUTOATTACK_VERSIONS", "PRESETS", "STRENGTHS", "Attack", "AttackResult", "AttackSettings",
+           "AttackUnavailableError", "EndToEndAttack", "FeatureAttack", "FeatureAttackResult", "LossAttack",
+           "LossAttackResult", "Rows", "Run", "StrengthInfo", "attack", "autoattack_available", "create_strength",
+           "describe", "feature_attack", "list_strengths", "loss_attack", "margin_scores", "register_strength",
+           "resolve_settings", "run_attack", "strength_info"]

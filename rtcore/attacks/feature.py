@@ -1,8 +1,9 @@
-"""The feature attack: ``Delta(x; eps) = sup ||g(x') - g(x)||_2`` estimated from below."""
+"""The feature attack: ``Delta(x; eps) = sup ||g(x') - g(x)||_2`` estimated from below, and the
+head-subspace attack (the same with an orthogonal projection P: ``sup ||P (g(x') - g(x))||_2``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -10,19 +11,10 @@ from torch import nn
 
 from ..config import check_eps, check_norm
 from ..validation import check_eval_mode, check_features, check_images
-from .engine import (
-    batched,
-    check_inside,
-    expand_eps,
-    model_device,
-    monotone,
-    pgd,
-    power_start,
-    random_start,
-    row_noise,
-    search_model,
-)
-from .settings import AttackSettings, resolve_settings
+from .base import Attack, Rows, Run
+from .engine import batched
+from .geometry import Objective
+from .settings import AttackSettings, create_strength
 
 ProgressFn = Callable[[float], None]
 
@@ -40,6 +32,56 @@ class FeatureAttackResult:
     clean_features: torch.Tensor
     settings: AttackSettings
     features_adv: torch.Tensor
+
+
+class FeatureAttack(Attack):
+    """Ascend ``0.5 ||P (g(x') - g(x))||^2`` (P = I without a projector); score ``||P (g(x') - g(x))||``.
+
+    ``settings.feature_restarts`` runs of the cosine schedule, the first from the power start
+    (the dominant direction of the local Jacobian), the others from random points of the ball.
+    """
+
+    carry_key = "delta"
+
+    def __init__(self, g: nn.Module, cfg: AttackSettings, norm: str, seed: int,
+                 projector: torch.Tensor | None = None) -> None:
+        super().__init__(g, cfg, norm, seed)
+        self.projector = projector
+        self.P: torch.Tensor | None = None
+        self.f0_search = torch.empty(0)
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor | None, clean: torch.Tensor) -> None:
+        check_features(clean, "backbone features")
+        self.P = _check_projector(self.projector, clean.shape[1], clean.device)
+        self.f0_search = clean if self.search is self.model else batched(self.search, x, self.cfg.batch_size)
+
+    def clean_score(self, rows: Rows) -> torch.Tensor:
+        return torch.zeros(len(rows), device=rows.x.device)
+
+    def plan(self, rows: Rows, best: torch.Tensor) -> Iterator[Run]:
+        n = self.cfg.feature_restarts
+        for r in range(n):
+            yield Run("feature", noise=r if r else -1, start="random" if r else "power", done=(r + 1) / n)
+
+    def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
+        f_ref, P, g = self.f0_search[rows.sample[idx]], self.P, self.search
+
+        def objective(xa: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            d = g(xa) - f_ref[r]
+            if P is not None:
+                d = d @ P
+            sq = (d * d).sum(dim=1)
+            return 0.5 * sq, sq.detach().sqrt()
+
+        return objective
+
+    def evaluate(self, x_adv: torch.Tensor, rows: Rows) -> dict[str, torch.Tensor]:
+        f_adv = batched(self.model, x_adv, self.cfg.batch_size)  # on the original backbone
+        zero = rows.eps == 0
+        f_adv[zero] = rows.clean[zero]  # eps = 0: x' = x exactly
+        shift = f_adv - rows.clean
+        delta = (shift if self.P is None else shift @ self.P).norm(dim=1)
+        return {"delta": delta, "features_adv": f_adv}
 
 
 def feature_attack(
@@ -64,6 +106,11 @@ def feature_attack(
     shift ``||P (g(x') - g(x))||_2`` and ``delta`` reports it (the head-subspace shift Delta_P
     when P projects onto the span of a head's weight differences, see
     :func:`rtcore.bounds.head_projector`).
+
+    Example::
+
+        res = rtcore.feature_attack("fmnist-cnn-pgd-linf-0.1", x, [2 / 255, 8 / 255], settings="standard")
+        res.delta.shape  # (2, N)
     """
     from ..models import create_backbone
 
@@ -72,60 +119,14 @@ def feature_attack(
     eps_values, scalar = check_eps(eps, norm)
     check_images(x)
     check_eval_mode(g, "backbone")
-    cfg = resolve_settings(settings, steps=steps, feature_restarts=restarts)
-    device = model_device(g, x)
-    x = x.to(device=device, dtype=torch.float32)
-    n, n_eps = x.shape[0], len(eps_values)
-    f0 = check_features(batched(g, x, cfg.batch_size), "backbone features")
-    P = _check_projector(projector, f0.shape[1], device)
-    gs = search_model(g, x, cfg.fuse)  # the iterations run on gs; Delta is recomputed on g below
-    f0_search = f0 if gs is g else batched(gs, x, cfg.batch_size)
-    eps_rows = expand_eps(eps_values, n, device)
-    x_rows = x.repeat(n_eps, 1, 1, 1)
-    best_x = x_rows.clone()
-    best = torch.zeros(n * n_eps, device=device)
-    live = torch.nonzero(eps_rows > 0).flatten()
-    total = max(live.numel() * cfg.feature_restarts, 1)
-    done = 0
-    for r in range(cfg.feature_restarts):
-        for lo in range(0, live.numel(), cfg.batch_size):
-            idx = live[lo:lo + cfg.batch_size]
-            f_ref = f0_search[idx % n]
-
-            def objective(xa: torch.Tensor, rows: torch.Tensor, f_ref: torch.Tensor = f_ref) -> tuple[torch.Tensor, torch.Tensor]:
-                d = gs(xa) - f_ref[rows]
-                if P is not None:
-                    d = d @ P
-                sq = (d * d).sum(dim=1)
-                return 0.5 * sq, sq.detach().sqrt()
-
-            bx, bs, xs, es = best_x[idx], best[idx], x_rows[idx], eps_rows[idx]
-            if r == 0:
-                start = power_start(objective, xs, es, norm, row_noise(xs, es, idx % n, seed, -1, True))
-            else:
-                start = random_start(xs, es, norm, row_noise(xs, es, idx % n, seed, r, norm == "l2"))
-            pgd(objective, xs, start, es, norm, cfg.steps, cfg.step_max, bx, bs, stop_at_positive=False)
-            best_x[idx], best[idx] = bx, bs
-            done += idx.numel()
-            if progress is not None:
-                progress(done / total)
-    check_inside(best_x, x_rows, eps_rows, norm)
-    f_adv = batched(g, best_x, cfg.batch_size)  # on the original backbone
-    zero = eps_rows == 0
-    f_adv[zero] = f0.repeat(n_eps, 1)[zero]  # eps = 0: x' = x exactly
-    shift = f_adv - f0.repeat(n_eps, 1)
-    delta = (shift if P is None else shift @ P).norm(dim=1)
-    delta, best_x, f_adv = delta.view(n_eps, n), best_x.view(n_eps, *x.shape), f_adv.view(n_eps, n, -1)
-    monotone(eps_values, lambda a, b: a > b, delta, best_x, f_adv)
-    if progress is not None:
-        progress(1.0)
+    cfg = create_strength(settings, steps=steps, feature_restarts=restarts)
+    out = FeatureAttack(g, cfg, norm, seed, projector).run(x, None, eps_values, progress)
     pick = (lambda t: t[0]) if scalar else (lambda t: t)
     return FeatureAttackResult(
-        eps=eps_values[0] if scalar else eps_values, norm=norm, delta=pick(delta).cpu(), x_adv=pick(best_x).cpu(),
-        clean_features=f0.cpu(), settings=cfg, features_adv=pick(f_adv).cpu(),
+        eps=eps_values[0] if scalar else eps_values, norm=norm, delta=pick(out.values["delta"]).cpu(),
+        x_adv=pick(out.x_adv).cpu(), clean_features=out.clean.cpu(), settings=cfg,
+        features_adv=pick(out.values["features_adv"]).cpu(),
     )
-
-
 
 
 def _check_projector(P: torch.Tensor | None, m: int, device: torch.device) -> torch.Tensor | None:

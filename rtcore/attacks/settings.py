@@ -1,17 +1,28 @@
-"""Attack settings and the named strengths ('fast', 'standard', 'strong', 'autoattack').
+"""Attack settings and the registry of named strengths ('fast', 'standard', 'strong', 'autoattack').
 
-:data:`STRENGTHS` is the one list of strength names (the CLI's ``--attack`` choices, the
-dashboard's attack list, ``run_evaluation(attack=...)``); :data:`PRESETS` maps each to its
-:class:`AttackSettings`; :func:`describe` says in words what a strength runs.
+The strengths live in one :class:`rtcore.registry.Registry` with the four verbs of every kind:
+:func:`register_strength`, :func:`list_strengths`, :func:`strength_info` and
+:func:`create_strength` (``resolve_settings`` is its older name). :data:`STRENGTHS` (the names,
+weakest first: the CLI's ``--attack`` choices, the dashboard's attack list) and :data:`PRESETS`
+(name -> :class:`AttackSettings`) are live read-only views of the registry; :func:`describe`
+says in words what a strength runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, overload
+
+from ..registry import Registry
 
 E2E_LOSSES = ("ce", "margin")
 STEP_RULES = ("cosine", "apgd")
 TARGET_LOSSES = ("margin", "dlr")
+#: how the end-to-end runs are scheduled: "fixed" (every restart runs every loss and target) or
+#: "adaptive" (a screening run on every point, the expensive runs only on survivors, targets chosen
+#: per point; :mod:`.adaptive`)
+PLANS = ("fixed", "adaptive")
 #: AutoAttack versions for the end-to-end step (pyautoattack): "custom" runs APGD-CE + APGD-T,
 #: "standard" is AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square)
 AUTOATTACK_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -23,19 +34,22 @@ AUTOATTACK_VERSIONS: dict[str, tuple[str, ...]] = {
 @dataclass(frozen=True)
 class AttackSettings:
     """PGD settings: ``restarts`` for end-to-end runs, ``feature_restarts`` for the feature
-    attack (its first start follows the local Jacobian, see :func:`_power_start`). Step size follows a cosine schedule from ``step_max * eps`` down to
-    ``step_max * eps / 20``; ``targets`` targeted runs (most likely wrong classes first)
-    follow the untargeted ``losses`` in every restart.
+    attack (its first start follows the local Jacobian, :func:`.geometry.power_start`). Step size
+    follows a cosine schedule from ``step_max * eps`` down to ``step_max * eps / 20``; ``targets``
+    targeted runs (most likely wrong classes first) follow the untargeted ``losses`` in every restart.
 
-    ``autoattack``: "" (the PGD engine) or a key of :data:`AUTOATTACK_VERSIONS`; then the
+    ``autoattack``: "" (rtcore's engine) or a key of :data:`AUTOATTACK_VERSIONS`; then the
     end-to-end attack is AutoAttack (pyautoattack) and the other attacks use the PGD fields.
     ``target_loss``: the targeted runs ascend ``z_t - z_y`` ("margin") or that margin divided by
     ``z_(1) - (z_(3) + z_(4)) / 2`` ("dlr", APGD-T's scale-free targeted DLR loss; needs K >= 4,
-    margin otherwise). ``step_rule``: "cosine" (the schedule above) or "apgd" (APGD's momentum and step halving,
-    :mod:`.apgd`) for the end-to-end runs; the feature and loss attacks always use "cosine".
+    margin otherwise). ``step_rule``: "cosine" (the schedule above) or "apgd" (APGD's momentum and
+    step halving, :mod:`.apgd`) for the end-to-end runs; the feature and loss attacks always use
+    "cosine". ``plan``: "fixed" or "adaptive" (:data:`PLANS`, :mod:`.adaptive`; then ``steps``
+    is the length of the longest run and ``targets`` the most target classes a point gets).
     ``fuse``: run the iterations on a fused copy of the model (:func:`rtcore.models.fused.fused_copy`;
     batch norm folded, channels_last); every reported number is recomputed on the original
-    model, so it is not part of :meth:`key`."""
+    model, so it is not part of :meth:`key`, and neither is ``batch_size`` (random starts are
+    drawn per row)."""
 
     steps: int = 30
     restarts: int = 1
@@ -48,6 +62,7 @@ class AttackSettings:
     fuse: bool = True
     step_rule: str = "cosine"
     target_loss: str = "margin"
+    plan: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -56,6 +71,8 @@ class AttackSettings:
             raise ValueError(f"restarts={self.restarts} and feature_restarts={self.feature_restarts} must be >= 1")
         if self.targets < 0:
             raise ValueError(f"targets={self.targets} must be >= 0")
+        if isinstance(self.losses, str):
+            raise ValueError(f"losses={self.losses!r} must be a tuple of names, e.g. losses=({self.losses!r},)")
         bad = [loss for loss in self.losses if loss not in E2E_LOSSES]
         if bad:
             raise ValueError(f"losses={self.losses} contains {bad}; use any of {list(E2E_LOSSES)}")
@@ -67,12 +84,15 @@ class AttackSettings:
             raise ValueError(f"target_loss={self.target_loss!r} is unknown; use one of {list(TARGET_LOSSES)}")
         if self.step_rule not in STEP_RULES:
             raise ValueError(f"step_rule={self.step_rule!r} is unknown; use one of {list(STEP_RULES)}")
+        if self.plan not in PLANS:
+            raise ValueError(f"plan={self.plan!r} is unknown; use one of {list(PLANS)}")
         if self.autoattack and self.autoattack not in AUTOATTACK_VERSIONS:
-            raise ValueError(f"autoattack={self.autoattack!r} is unknown; use '' (PGD) or one of "
+            raise ValueError(f"autoattack={self.autoattack!r} is unknown; use '' (rtcore's engine) or one of "
                              f"{list(AUTOATTACK_VERSIONS)}")
 
     def key(self) -> dict[str, object]:
-        """What changes the results (not batch_size: random starts are drawn per row)."""
+        """What changes the results (not batch_size, not fuse); a field at its default is left
+        out where it was added later, so that older cache entries stay valid."""
         key: dict[str, object] = {"steps": self.steps, "restarts": self.restarts,
                                   "feature_restarts": self.feature_restarts, "losses": list(self.losses),
                                   "targets": self.targets, "step_max": self.step_max}
@@ -82,49 +102,132 @@ class AttackSettings:
             key["step_rule"] = self.step_rule
         if self.target_loss != "margin":
             key["target_loss"] = self.target_loss
+        if self.plan != "fixed":
+            key["plan"] = self.plan
         return key
 
 
-PRESETS: dict[str, AttackSettings] = {
-    "fast": AttackSettings(steps=10, restarts=1, feature_restarts=1, losses=("margin",), targets=0),
-    "standard": AttackSettings(steps=30, restarts=1, feature_restarts=5, losses=("ce", "margin"), targets=3),
-    # AutoAttack's APGD-CE + APGD-T recipe in rtcore's engine (APGD's step rule, a CE run, targeted DLR
-    # runs against the 9 most likely wrong classes) plus one margin run: without it AutoAttack broke
-    # 0.6 points more on one of 8 settings (scripts/strong_vs_autoattack.py; numbers in the README)
-    "strong": AttackSettings(steps=100, restarts=1, feature_restarts=10, losses=("ce", "margin"), targets=9,
-                             step_rule="apgd", target_loss="dlr"),
-}
-# AutoAttack end to end; the feature, head-subspace and loss attacks use the 'strong' PGD settings
-PRESETS["autoattack"] = replace(PRESETS["strong"], autoattack="custom")
+# ---------------------------------------------------------------- the registry of strengths
 
-#: the strength names, weakest first: the one list every front end offers
-STRENGTHS: tuple[str, ...] = tuple(PRESETS)
+@dataclass(frozen=True)
+class StrengthInfo:
+    """A named strength: its settings and what it runs, in words."""
+
+    name: str
+    description: str
+    settings: AttackSettings
+
+
+_REGISTRY: Registry[StrengthInfo] = Registry("attack strength", hint="or pass AttackSettings(...)")
+
+
+def register_strength(name: str, settings: AttackSettings, description: str = "", *,
+                      overwrite: bool = False) -> StrengthInfo:
+    """Add a named strength (``description`` defaults to :func:`describe` of the settings);
+    ValueError if the name is taken, unless ``overwrite``."""
+    if not isinstance(settings, AttackSettings):
+        raise ValueError(f"strength {name!r}: settings must be an AttackSettings, got {type(settings).__name__}")
+    return _REGISTRY.register(StrengthInfo(name=name, description=description or describe(settings),
+                                           settings=settings), overwrite=overwrite)
+
+
+def list_strengths() -> list[str]:
+    """The strength names, in registration order (weakest first for the built-in ones)."""
+    return _REGISTRY.names()
+
+
+def strength_info(name: str) -> StrengthInfo:
+    """The entry of a strength; ValueError naming the valid strengths if unknown."""
+    return _REGISTRY.info(name)
+
+
+def create_strength(strength: str | AttackSettings | None = None, **overrides: Any) -> AttackSettings:
+    """The settings of a strength name (default 'standard') or of given settings, with keyword
+    overrides (``None`` values are ignored, so callers can pass optional arguments through)."""
+    if strength is None:
+        base = strength_info("standard").settings
+    elif isinstance(strength, AttackSettings):
+        base = strength
+    else:
+        base = strength_info(strength).settings
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - {f.name for f in fields(AttackSettings)})
+    if unknown:
+        raise ValueError(f"unknown attack setting(s) {unknown}; valid: {[f.name for f in fields(AttackSettings)]}")
+    return replace(base, **given) if given else base
+
+
+#: the older name of :func:`create_strength`
+resolve_settings = create_strength
+
+
+class _StrengthNames(Sequence[str]):
+    """The registered strength names as a live, read-only tuple-like view."""
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, i: int | slice) -> str | tuple[str, ...]:
+        return tuple(list_strengths())[i]
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and not isinstance(other, str) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+class _Presets(Mapping[str, AttackSettings]):
+    """The registered strengths as a live, read-only mapping name -> settings."""
+
+    def __getitem__(self, name: str) -> AttackSettings:
+        if name not in _REGISTRY:
+            raise KeyError(name)
+        return _REGISTRY.info(name).settings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list_strengths())
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+#: the strength names, weakest first: the one list every front end offers (a live view of the registry)
+STRENGTHS: Sequence[str] = _StrengthNames()
+#: name -> settings of every strength (a live view of the registry)
+PRESETS: Mapping[str, AttackSettings] = _Presets()
 
 
 def describe(strength: str | AttackSettings) -> str:
     """What a strength runs, in one line (for help texts and the dashboard)."""
-    s = resolve_settings(strength)
+    s = create_strength(strength)
     pgd = f"{s.steps} PGD steps"
     feature = f"feature attack: {s.feature_restarts} start(s) of {pgd}"
     if s.autoattack:
         parts = " + ".join(a.upper() for a in AUTOATTACK_VERSIONS[s.autoattack])
         return f"end-to-end: AutoAttack ({s.autoattack}: {parts}; pyautoattack); {feature}"
+    if s.plan == "adaptive":
+        from .adaptive import describe_adaptive
+
+        return f"{describe_adaptive(s)}; {feature}"
     runs = " + ".join([*s.losses, *([f"{s.targets} targeted"] if s.targets else [])])
     rule = (", APGD step rule" if s.step_rule == "apgd" else "") + (", targeted DLR loss" if s.target_loss == "dlr" else "")
     return f"{pgd}; end-to-end: {s.restarts} restart(s) x ({runs}){rule}; {feature}"
 
 
-def resolve_settings(strength: str | AttackSettings | None = None, **overrides: int) -> AttackSettings:
-    """A strength name (one of :data:`STRENGTHS`) or settings, with keyword overrides."""
-    if strength is None:
-        base = PRESETS["standard"]
-    elif isinstance(strength, AttackSettings):
-        base = strength
-    elif strength in PRESETS:
-        base = PRESETS[strength]
-    else:
-        raise ValueError(f"attack strength {strength!r} is unknown; use one of {list(PRESETS)} or AttackSettings(...)")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return replace(base, **given) if given else base
-
-
+register_strength("fast", AttackSettings(steps=10, restarts=1, feature_restarts=1, losses=("margin",), targets=0))
+register_strength("standard", AttackSettings(steps=30, restarts=1, feature_restarts=5, losses=("ce", "margin"),
+                                             targets=3))
+register_strength("strong", AttackSettings(steps=100, restarts=1, feature_restarts=10, losses=("ce", "margin"),
+                                           targets=9, step_rule="apgd", target_loss="dlr"))
+# AutoAttack end to end; the feature, head-subspace and loss attacks use the 'strong' PGD settings
+register_strength("autoattack", replace(strength_info("strong").settings, autoattack="custom"))

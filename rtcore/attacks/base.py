@@ -1,0 +1,258 @@
+"""The attack base: everything but the loss and the step rule, in one place.
+
+An :class:`Attack` takes checked inputs and a list of eps and does, for every attack alike:
+
+* device and dtype (the model's device, float32), the clean outputs on the original model and
+  the module the iterations run on (a verified fused copy, :func:`.engine.search_model`);
+* eps expansion: one row per (eps, point), each with its own eps, so several eps share a call;
+* the search: the runs the attack's :meth:`Attack.plan` yields, each over the live rows in
+  batches, from a seeded random (or power, or best-so-far) start, through the one loop
+  :func:`.engine.descend` with the run's step rule, keeping the best iterate per row and, for
+  attacks that :attr:`Attack.stops`, stopping a row once it breaks;
+* witness carry-over: for attacks that stop, eps are attacked in increasing order and a point
+  broken at a smaller eps is not attacked again (its witness lies in every larger ball); for all,
+  a smaller eps's witness replaces a worse larger-eps one (results monotone in eps);
+* the inside-the-ball-and-[0, 1] check of every returned point, and every reported number
+  recomputed on the original model (:meth:`Attack.evaluate`).
+
+A subclass writes :meth:`Attack.plan` (its runs: loss, start, step rule, targets),
+:meth:`Attack.objective` (its loss and the score it keeps) and :meth:`Attack.evaluate`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .apgd import APGDRule
+from .engine import CosineRule, StepRule, batched, descend, model_device, search_model
+from .geometry import Objective, check_inside, power_start, random_start, row_noise
+from .settings import AttackSettings
+
+ProgressFn = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pass of the loop over some rows: what the objective needs, where it starts, how it steps.
+
+    ``loss``: a name the attack's :meth:`Attack.objective` understands. ``noise``: seeds the
+    random start per row, with (seed, noise, point, eps). ``start``: "random", "power" (along
+    the local Jacobian, :func:`.geometry.power_start`) or "best" (each row's best iterate so far).
+    ``rule``: "cosine" or "apgd". ``steps``: default ``settings.steps``. ``target``: a class per
+    row of the group (``-1``: the row sits this run out). ``rows``: a boolean mask of the rows
+    of the group that take part (default all). ``done``: the fraction of the group's work done
+    once this run ends (for progress reports).
+    """
+
+    loss: str
+    noise: int
+    start: str = "random"
+    rule: str = "cosine"
+    steps: int | None = None
+    target: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    done: float = 1.0
+
+
+@dataclass
+class Rows:
+    """The rows of one search: each an (eps, point) pair with its clean input and outputs."""
+
+    x: torch.Tensor  # (R, ...) clean inputs
+    eps: torch.Tensor  # (R,)
+    sample: torch.Tensor  # (R,) the point's index in the caller's inputs (seeds its starts)
+    y: torch.Tensor | None  # (R,) labels, for attacks on a classifier
+    clean: torch.Tensor  # (R, ...) clean outputs of the original model (features or logits)
+    eps_value: float | None = None  # the eps of every row, where the rows share one (as given, not rounded)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass
+class Outcome:
+    """What :meth:`Attack.run` returns: per eps and point the best witness and the values
+    :meth:`Attack.evaluate` computed from it on the original model (leading E axis)."""
+
+    eps: tuple[float, ...]
+    x_adv: torch.Tensor  # (E, N, ...)
+    values: dict[str, torch.Tensor]  # each (E, N, ...)
+    clean: torch.Tensor  # (N, ...) clean outputs of the original model
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Attack(ABC):
+    """The template every attack fills in (see the module docstring).
+
+    ``model``: the module attacked (backbone or classifier, eval mode, checked by the caller);
+    ``cfg``: the settings; ``norm``: "linf" or "l2"; ``seed``: seeds every random start.
+    """
+
+    #: a row is done once its score is > 0 (a misclassification): eps are attacked in increasing
+    #: order, each only on points not broken at a smaller eps, and broken rows leave the loop
+    stops: ClassVar[bool] = False
+    #: the value that orders witnesses across eps (:meth:`better`) in :meth:`run`'s carry-over
+    carry_key: ClassVar[str]
+
+    def __init__(self, model: nn.Module, cfg: AttackSettings, norm: str, seed: int) -> None:
+        self.model, self.cfg, self.norm, self.seed = model, cfg, norm, int(seed)
+        self.search: nn.Module = model
+
+    # ------------------------------------------------------------ what a subclass writes
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor | None, clean: torch.Tensor) -> None:
+        """Called once before any search, with the inputs, labels and clean outputs (checks, references)."""
+
+    @abstractmethod
+    def clean_score(self, rows: Rows) -> torch.Tensor:
+        """The score of each row's clean input: where the best iterate starts."""
+
+    @abstractmethod
+    def plan(self, rows: Rows, best: torch.Tensor) -> Iterator[Run]:
+        """The runs of one search. A generator: it resumes after each run, so it can look at
+        ``best`` (the best score per row so far) to decide what to run next."""
+
+    @abstractmethod
+    def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
+        """The loss to ascend and the score to keep, for the rows ``idx`` of ``rows`` in one batch
+        (the objective is called with indices into that batch)."""
+
+    @abstractmethod
+    def evaluate(self, x_adv: torch.Tensor, rows: Rows) -> dict[str, torch.Tensor]:
+        """The reported values of the witnesses ``x_adv`` of ``rows``, on the original model
+        (must include :attr:`carry_key`, and for attacks that stop ``"broken"``, a bool per row)."""
+
+    @staticmethod
+    def better(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Where value ``a`` (smaller eps) beats value ``b`` (larger eps); default: larger is better."""
+        return a > b
+
+    # ------------------------------------------------------------ the shared machinery
+
+    def broken_clean(self, clean: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """For attacks that stop: the points already broken without a perturbation (never attacked)."""
+        return torch.zeros(clean.shape[0], dtype=torch.bool, device=clean.device)
+
+    def run(self, x: torch.Tensor, y: torch.Tensor | None, eps_values: Sequence[float],
+            progress: ProgressFn | None = None) -> Outcome:
+        """Attack checked inputs ``x`` (labels ``y``) at every eps; see the module docstring."""
+        eps_values = tuple(float(e) for e in eps_values)
+        device = model_device(self.model, x)
+        x = x.to(device=device, dtype=torch.float32)
+        y = None if y is None else y.to(device)
+        n, n_eps = x.shape[0], len(eps_values)
+        clean = batched(self.model, x, self.cfg.batch_size)
+        self.search = search_model(self.model, x, self.cfg.fuse)
+        self.prepare(x, y, clean)
+        eps_rows = torch.tensor(eps_values, device=device, dtype=torch.float32).repeat_interleave(n)
+        point = torch.arange(n, device=device).repeat(n_eps)
+        x_rows = x.repeat(n_eps, *([1] * (x.ndim - 1)))
+        best_x = x_rows.clone()
+        values: dict[str, torch.Tensor] = {}
+        broken = self.broken_clean(clean, y) if self.stops else None  # per point, at the eps done so far
+        carried = x.clone()  # their witnesses, valid in every larger ball
+
+        def rows_of(r: torch.Tensor) -> Rows:
+            shared = {eps_values[i] for i in set((r // n).tolist())}
+            return Rows(x=x[point[r]], eps=eps_rows[r], sample=point[r], y=None if y is None else y[point[r]],
+                        clean=clean[point[r]], eps_value=shared.pop() if len(shared) == 1 else None)
+
+        groups = self._groups(eps_values, n, device)
+        for j, (evaluate, search_mask) in enumerate(groups):
+            sub = None if progress is None else (lambda f, j=j: progress((j + f) / len(groups)))
+            if broken is not None:
+                best_x[evaluate] = carried
+                search_mask = search_mask & ~broken
+            todo = evaluate[search_mask]
+            if todo.numel():
+                best_x[todo] = self.search_rows(rows_of(todo), sub)
+            out = self.evaluate(best_x[evaluate], rows_of(evaluate))
+            for k, v in out.items():
+                if k not in values:
+                    values[k] = torch.empty((n * n_eps, *v.shape[1:]), dtype=v.dtype, device=v.device)
+                values[k][evaluate] = v
+            if broken is not None:
+                newly = search_mask & out["broken"]  # rows of this group = points
+                broken |= newly
+                carried[newly] = best_x[evaluate][newly]
+        check_inside(best_x, x_rows, eps_rows, self.norm)
+        shaped = {k: v.view(n_eps, n, *v.shape[1:]) for k, v in values.items()}
+        x_adv = best_x.view(n_eps, *x.shape)
+        monotone(eps_values, self.better, shaped[self.carry_key], x_adv,
+                 *[v for k, v in shaped.items() if k != self.carry_key])
+        if progress is not None:
+            progress(1.0)
+        return Outcome(eps=eps_values, x_adv=x_adv, values=shaped, clean=clean)
+
+    def _groups(self, eps_values: tuple[float, ...], n: int,
+                device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(rows to evaluate, mask of those to search) per group: for attacks that stop, one group
+        per eps in increasing order (rows = the points); for the others one group of all rows.
+        Rows at eps 0 are never searched."""
+        if self.stops:
+            order = sorted(range(len(eps_values)), key=lambda i: eps_values[i])
+            return [(torch.arange(i * n, (i + 1) * n, device=device),
+                     torch.full((n,), eps_values[i] > 0, dtype=torch.bool, device=device)) for i in order]
+        eps = torch.tensor(eps_values, device=device).repeat_interleave(n)
+        return [(torch.arange(n * len(eps_values), device=device), eps > 0)]
+
+    def search_rows(self, rows: Rows, progress: ProgressFn | None = None) -> torch.Tensor:
+        """The best iterate per row over the runs of :meth:`plan` (the clean input where none beats it)."""
+        cfg = self.cfg
+        best_x = rows.x.clone()
+        best = self.clean_score(rows)
+        done = 0.0
+        for run in self.plan(rows, best):
+            mask = torch.ones(len(rows), dtype=torch.bool, device=rows.x.device) if run.rows is None else run.rows.clone()
+            if self.stops:
+                mask &= best <= 0  # broken rows are done
+            if run.target is not None:
+                mask &= run.target >= 0
+            live = torch.nonzero(mask).flatten()
+            steps = run.steps or cfg.steps
+            for lo in range(0, live.numel(), cfg.batch_size):
+                idx = live[lo:lo + cfg.batch_size]
+                objective = self.objective(run, rows, idx)
+                bx, bs, xs, es = best_x[idx], best[idx], rows.x[idx], rows.eps[idx]
+                start = self._start(run, objective, xs, es, rows.sample[idx], bx)
+                rule: StepRule = APGDRule(steps, start) if run.rule == "apgd" else CosineRule(steps, cfg.step_max)
+                descend(objective, xs, start, es, self.norm, steps, rule, bx, bs, stop_at_positive=self.stops)
+                best_x[idx], best[idx] = bx, bs
+                if progress is not None:
+                    progress(done + (run.done - done) * min(lo + cfg.batch_size, live.numel()) / live.numel())
+            done = run.done
+            if progress is not None:
+                progress(done)
+        return best_x
+
+    def _start(self, run: Run, objective: Objective, xs: torch.Tensor, es: torch.Tensor, sample: torch.Tensor,
+               best_x: torch.Tensor) -> torch.Tensor:
+        if run.start == "best":
+            return best_x.clone()
+        if run.start == "power":
+            return power_start(objective, xs, es, self.norm, row_noise(xs, es, sample, self.seed, run.noise, True))
+        return random_start(xs, es, self.norm, row_noise(xs, es, sample, self.seed, run.noise, self.norm == "l2"))
+
+
+def monotone(eps_values: Sequence[float], better: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+             values: torch.Tensor, *carried: torch.Tensor) -> None:
+    """In place, along increasing eps: where the witness found at a smaller eps is better, use
+    it (it lies inside every larger ball). ``values`` and ``carried`` have a leading E axis."""
+    order = sorted(range(len(eps_values)), key=lambda i: eps_values[i])
+    for a, b in zip(order, order[1:]):
+        take = better(values[a], values[b])
+        for t in (values, *carried):
+            t[b][take] = t[a][take]
+
+
+
+def check_label_range(y: torch.Tensor | None, n_classes: int) -> None:
+    """Every label must index one of the model's ``n_classes`` outputs."""
+    if y is not None and y.numel() and int(y.max()) >= n_classes:
+        raise ValueError(f"label {int(y.max())} is out of range for a model with {n_classes} outputs")
