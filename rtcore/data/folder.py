@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -150,6 +151,8 @@ def _class_files(root: Path, split: str, cls: str, label: int, exts: frozenset[s
                 st = p.stat()
             except OSError as exc:
                 raise TaskDataError(f"{p}: cannot be read ({exc}). Fix: repair or remove the file") from exc
+            if not stat.S_ISREG(st.st_mode):
+                raise TaskDataError(f"{p}: not a regular file (a pipe, device or socket). Fix: remove it from {top}")
             out.append(_File(p.relative_to(root).as_posix(), p, label, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
                              st.st_ino))
     out.sort(key=lambda f: f.rel)

@@ -8,6 +8,7 @@ checks everything.
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def _npz_members(path: Path) -> dict[str, zipfile.ZipInfo]:
     if path.is_dir():
         hint = f" (an image folder? use folder:{path})" if (path / "train").is_dir() else ""
         raise _npz_error(path, f"is a folder, not an .npz file{hint}", f"save the arrays with {_SAVE_HINT}")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise _npz_error(path, "is not a regular file (a pipe, device or socket)", f"save the arrays with {_SAVE_HINT}")
     try:
         with zipfile.ZipFile(path) as zf:
             members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
@@ -199,12 +202,17 @@ def read_npz(path: str | os.PathLike[str], *, max_bytes: int | None = None
     for split in ("train", "test"):
         x = arrays[f"x_{split}"]
         if x.dtype.kind == "f":
-            bad = ~np.isfinite(x) | (x < 0) | (x > 1)
+            finite = np.isfinite(x)
+            bad = ~finite | (x < 0) | (x > 1)
             if bad.any():
                 i = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
-                lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-                fix = "divide by 255" if hi > 1 and hi <= 255 else "scale the images into [0, 1]"
-                raise _npz_error(path, f"x_{split} has values outside [0, 1] (or NaN/inf), first in image {i}; its "
-                                       f"values span [{lo:g}, {hi:g}]", f"{fix}, or give uint8 pixels")
+                vals = x[finite]
+                span = f"its finite values span [{vals.min():g}, {vals.max():g}]" if vals.size else "no value is finite"
+                nonfinite = int((~finite).sum())
+                extra = f", and it has {nonfinite} NaN or infinite values" if nonfinite else ""
+                hi = float(vals.max()) if vals.size else 0.0
+                fix = "divide by 255" if 1 < hi <= 255 else "scale the images into [0, 1]"
+                raise _npz_error(path, f"x_{split} has values outside [0, 1], first in image {i}; {span}{extra}",
+                                 f"{fix}, or give uint8 pixels")
             arrays[f"x_{split}"] = x.astype(np.float32)
     return arrays, classes
