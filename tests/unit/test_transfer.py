@@ -345,7 +345,7 @@ def test_transfer_is_a_parameter_of_evaluate_and_every_relation_holds(g: Backbon
     assert (df["adv_loss"] <= df["loss_bound_lse"] + 1e-9).all()
     base = rtcore.run_evaluation(g, task, [8 / 255], "linf", n=24, attack="fast", cache_dir=str(tmp_path))
     assert set(base["transfer"] if isinstance(base, pd.DataFrame) else base.summary["transfer"]) == {"lp"}
-    with pytest.raises(ValueError, match="transfer="):
+    with pytest.raises(ValueError, match="transfer method 'finetune'"):
         rtcore.run_evaluation(g, task, [0.01], n=4, transfer="finetune", cache_dir=str(tmp_path))
 
 
