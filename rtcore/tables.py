@@ -33,9 +33,15 @@ from .bounds import (
 )
 from .data import Task
 from .probes import LinearProbe
+from .stats import wilson_interval
 
 BOUND_KIND = "attack estimate"  # Delta from an attack: the bound is a prediction, not a certificate
 GROUP = ["backbone", "task", "transfer", "probe", "norm", "eps"]
+#: the shares of the summary (each a share of its n test points) and the per-sample column each counts;
+#: each gets a 95 % Wilson interval ``<share>_lo`` / ``<share>_hi`` (:func:`rtcore.stats.wilson_interval`)
+SHARES: dict[str, str] = {"clean_acc": "correct", "robust_acc": "robust", "bound": "criterion_met",
+                          "bound_head": "criterion_met_head", "bound_mean_delta": "_criterion_mean_delta",
+                          "bound_feature_only": "criterion_met_feature_only"}
 
 #: the witnesses of one eps: attack name -> features g(x') (N, m)
 Witnesses = Mapping[str, torch.Tensor]
@@ -142,6 +148,9 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
 
     ``bound_mean_delta`` is the paper's expectation form, ``mean 1[rho(x) > mean Delta]``: a
     heuristic, not a per-sample guarantee (it can exceed ``robust_acc``).
+
+    Each share of :data:`SHARES` is followed (after ``bound_kind``) by its 95 % Wilson interval
+    over the n test points, ``<share>_lo`` and ``<share>_hi``.
     """
     g = samples.groupby(GROUP, sort=False)
     rel = samples["delta"] / samples["feature_norm"].where(samples["feature_norm"] > 0)
@@ -167,6 +176,11 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
         "probe_radius": g["probe_radius"].first(),
     }).reset_index()
     out["bound_kind"] = BOUND_KIND
+    counts = samples.assign(_criterion_mean_delta=samples["rho"] > mean_delta).groupby(GROUP, sort=False)
+    n = out["n"].to_numpy()
+    for share, column in SHARES.items():
+        lo, hi = wilson_interval(counts[column].sum().to_numpy(dtype=float), n)
+        out[f"{share}_lo"], out[f"{share}_hi"] = lo, hi
     return out
 
 
