@@ -1,0 +1,196 @@
+"""The evaluation spec: every rule checked once with a message, files in and out, a stable digest,
+and the CLI's flag and file forms giving identical CSVs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import rtcore
+from rtcore.cli import main
+from rtcore.config import eps_key
+from rtcore.models import BUNDLED_DIR
+from rtcore.runs import EvalSpec, load_spec
+
+BASE = dict(backbone="fmnist-cnn-standard", tasks=("shapes", "glyphs"), eps=(1 / 255, 4 / 255), n=16, attack="fast")
+
+
+def spec(**changes: object) -> EvalSpec:
+    return EvalSpec(**{**BASE, **changes})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(tasks=("shapes", "shapes")), "given more than once"),
+    (dict(tasks=()), "tasks is empty"),
+    (dict(tasks=("nope",)), "valid"),
+    (dict(tasks="shapes,glyphs"), "valid"),
+    (dict(tasks=("folder:/no/such/folder",)), "does not exist"),
+    (dict(eps=(2.0,)), "above 1"),
+    (dict(eps=(-0.1,)), "negative"),
+    (dict(eps=("8",)), "string"),
+    (dict(eps=()), "empty"),
+    (dict(norm="l3"), "not supported"),
+    (dict(n=0), "positive integer"),
+    (dict(n=2.5), "positive integer"),
+    (dict(seed=-1), "out of range"),
+    (dict(attack="hard"), "unknown"),
+    (dict(probe="svm"), "unknown probe kind"),
+    (dict(probe_C=0), "positive number"),
+    (dict(probe="logistic-std", probe_C=2.0), "no C parameter"),
+    (dict(probe_eps=0.01), "has none: drop it"),
+    (dict(transfer="finetune"), "unknown transfer method"),
+    (dict(transfer_k=2), "ft-last-k only"),
+    (dict(transfer="ft-last-k", transfer_k=2.5), "not a whole number"),
+    (dict(transfer="ft-last-k", transfer_k=0), ">= 1"),
+    (dict(transfer="ft", probe="logistic-std"), "trains its own head"),
+    (dict(transfer="lp-ft", probe="robust"), "frozen backbone's Delta"),
+    (dict(backbone="no-such-backbone"), "unknown backbone"),
+    (dict(backbone="timm:"), "names no timm model"),
+    (dict(sanity="yes"), "true or false"),
+    (dict(sanity_subset=0), "positive integer"),
+])
+def test_every_rule_is_checked_when_the_spec_is_built(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        spec(**changes)
+
+
+def test_weights_are_checked_when_the_spec_is_built(tmp_path: Path) -> None:
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="safetensors"):
+        spec(backbone=rtcore.BackboneRef("fmnist-cnn-standard", weights=str(bad)))
+    with pytest.raises(ValueError, match="not both"):
+        rtcore.BackboneRef("fmnist-cnn-standard", weights=str(bad), pretrained=False)
+
+
+def test_values_are_normalised() -> None:
+    s = spec(eps=(4 / 255, "1/255", 0.0, 4 / 255 + 1e-12))
+    assert s.eps == (0.0, eps_key(1 / 255), eps_key(4 / 255))
+    assert isinstance(s.backbone, rtcore.BackboneRef) and s.tasks == ("shapes", "glyphs")
+    assert spec(tasks="shapes").tasks == ("shapes",)
+    assert spec(transfer="ft-last-k").transfer_k == 1
+    assert s == spec(eps=(0.0, 1 / 255, 4 / 255)) and hash(s) == hash(spec(eps=(0.0, 1 / 255, 4 / 255)))
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_files_round_trip(tmp_path: Path, suffix: str) -> None:
+    s = spec(probe="robust", probe_eps=2 / 255, sanity=True, head_attack=False, seed=3)
+    path = tmp_path / f"spec{suffix}"
+    path.write_text(s.to_toml() if suffix == ".toml" else s.to_json())
+    assert load_spec(path) == s
+    custom = spec(attack=rtcore.AttackSettings(steps=3, restarts=1, feature_restarts=1, losses=("margin",), targets=0))
+    path.write_text(custom.to_toml() if suffix == ".toml" else custom.to_json())
+    assert load_spec(path) == custom
+
+
+def test_a_hand_written_file(tmp_path: Path) -> None:
+    path = tmp_path / "zoo.toml"
+    path.write_text('backbone = "fmnist-cnn-standard"\ntasks = ["shapes"]\neps = ["1/255", "4/255"]\nn = 16\n'
+                    'attack = "fast"\n')
+    assert load_spec(path) == spec(tasks=("shapes",))
+    path.write_text('backbone = "fmnist-cnn-standard"\ntasks = ["shapes"]\neps = [0.01]\nsteps = 3\n')
+    with pytest.raises(ValueError, match=r"zoo.toml.*unknown spec keys \['steps'\]"):
+        load_spec(path)
+    path.write_text('backbone = "fmnist-cnn-standard"\ntasks = ["shapes"\n')
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_spec(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_spec(tmp_path / "missing.toml")
+    path.write_text('tasks = ["shapes"]\neps = [0.01]\n')
+    with pytest.raises(ValueError, match="no 'backbone'"):
+        load_spec(path)
+
+
+def test_the_digest_is_stable_across_processes_and_names_what_changes_numbers(tmp_path: Path) -> None:
+    s = spec()
+    code = ("from rtcore.runs import EvalSpec; import json, sys; "
+            "print(EvalSpec.from_dict(json.loads(sys.argv[1])).digest())")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(s.to_dict())], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == s.digest()
+    assert len({s.digest(), spec(n=17).digest(), spec(seed=1).digest(), spec(attack="standard").digest(),
+                spec(eps=(1 / 255,)).digest(), spec(probe="robust").digest()}) == 6
+    assert spec(download=True).digest() == s.digest()  # changes no number
+
+
+def test_the_digest_takes_weights_by_content_not_path(tmp_path: Path) -> None:
+    a, b = tmp_path / "a" / "w.safetensors", tmp_path / "b" / "other.safetensors"
+    for p in (a, b):
+        p.parent.mkdir()
+        shutil.copy(BUNDLED_DIR / "fmnist-cnn-standard.safetensors", p)
+    sa = spec(backbone=rtcore.BackboneRef("fmnist-cnn-standard", weights=str(a)))
+    sb = spec(backbone=rtcore.BackboneRef("fmnist-cnn-standard", weights=str(b)))
+    assert sa != sb and sa.digest() == sb.digest()
+    shutil.copy(BUNDLED_DIR / "fmnist-cnn-pgd-linf-0.1.safetensors", b)
+    assert spec(backbone=rtcore.BackboneRef("fmnist-cnn-standard", weights=str(b))).digest() != sa.digest()
+
+
+def test_module_backbones_and_task_objects_have_no_file_form(linear_case) -> None:
+    from rtcore.pipeline import spec_from_arguments
+    from tests.unit.test_pipeline import _linear_task
+
+    s, g, given = spec_from_arguments(linear_case.backbone, [_linear_task(linear_case)], [0.05])
+    assert s.backbone.is_module and given and len(s.digest()) == 64
+    with pytest.raises(ValueError, match="spec file"):
+        s.to_toml()
+    t1, t2 = _linear_task(linear_case, "same"), _linear_task(linear_case, "same")
+    with pytest.raises(ValueError, match="two different tasks are named 'same'"):
+        spec_from_arguments(linear_case.backbone, [t1, t2], [0.05])
+
+
+def _cli(tmp_path: Path, *args: str) -> int:
+    return main(["evaluate", *args, "--cache-dir", str(tmp_path / "cache")])
+
+
+def test_the_spec_file_and_the_flags_give_identical_csvs(tmp_path: Path) -> None:
+    flags = ["--backbone", "fmnist-cnn-standard", "--tasks", "shapes", "glyphs", "--eps", "1/255", "0.0156862745",
+             "--n", "16", "--attack", "fast"]
+    assert _cli(tmp_path, *flags, "--out", str(tmp_path / "a.csv"), "--samples-out", str(tmp_path / "a-s.csv"),
+                "--save-spec", str(tmp_path / "zoo.toml")) == 0
+    assert load_spec(tmp_path / "zoo.toml") == spec()
+    assert _cli(tmp_path, "--spec", str(tmp_path / "zoo.toml"), "--out", str(tmp_path / "b.csv"),
+                "--samples-out", str(tmp_path / "b-s.csv")) == 0
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    assert (tmp_path / "a-s.csv").read_bytes() == (tmp_path / "b-s.csv").read_bytes()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "{d}"], "is a folder"),
+    (["--out", "{d}/missing/x.csv"], "does not exist"),
+    (["--out", "{d}/x.csv", "--samples-out", "{d}/x.csv"], "the same file"),
+    (["--out", ""], "is empty"),
+    (["--tasks", "shapes", "shapes"], "more than once"),
+    (["--probe-eps", "0.01"], "has none"),
+    (["--transfer-k", "2"], "ft-last-k only"),
+    (["--transfer", "ft-last-k", "--transfer-k", "2.5"], "not a whole number"),
+    (["--spec", "{d}/zoo.toml"], "not both"),
+])
+def test_bad_outputs_and_flags_fail_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   extra: list[str], message: str) -> None:
+    (tmp_path / "zoo.toml").write_text(spec().to_toml())
+    args = {"--backbone": ["fmnist-cnn-standard"], "--tasks": ["shapes"], "--eps": ["0.01"], "--n": ["8"],
+            "--attack": ["fast"]}
+    i = 0
+    rest: list[str] = []
+    while i < len(extra):
+        j = i + 1
+        while j < len(extra) and not extra[j].startswith("--"):
+            j += 1
+        vals = [v.format(d=tmp_path) for v in extra[i + 1:j]]
+        if extra[i] in args:
+            args[extra[i]] = vals
+        else:
+            rest += [extra[i], *vals]
+        i = j
+    argv = [x for k, v in args.items() for x in (k, *v)] + rest
+    assert _cli(tmp_path, *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "cache" / "results").exists()  # nothing was computed
