@@ -174,11 +174,11 @@ def _entry_parts(filename: str, info: zipfile.ZipInfo) -> tuple[str, ...]:
     if ".." in parts:
         raise TaskUploadError(f"upload {filename!r} refused: entry {name!r} points outside the archive ('..' in its "
                               "path)")
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0: no file type recorded (e.g. zips made on Windows)
+    if kind == stat.S_IFLNK:
         raise TaskUploadError(f"upload {filename!r} refused: entry {name!r} is a symbolic link; zip the files "
                               "themselves (e.g. zip without --symlinks)")
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
         raise TaskUploadError(f"upload {filename!r} refused: entry {name!r} is not a regular file or folder")
     if info.flag_bits & 0x1:
         raise TaskUploadError(f"upload {filename!r} refused: entry {name!r} is encrypted; upload an unencrypted zip")

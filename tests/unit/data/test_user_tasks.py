@@ -245,7 +245,21 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
 
 
-def test_no_cache_writes_nothing_anywhere(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def small_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shapes generator with 30 / 15 images (the cache logic unchanged), for speed."""
+    from rtcore.data import generators
+
+    fn, classes, version = generators.GENERATORS["shapes"]
+
+    def small(n_train: int = 30, n_test: int = 15, seed: int = 0):
+        return fn(n_train=n_train, n_test=n_test, seed=seed)
+
+    monkeypatch.setitem(generators.GENERATORS, "shapes", (small, classes, version))
+
+
+def test_no_cache_writes_nothing_anywhere(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          small_shapes: None) -> None:
     home, cache = tmp_path / "home", tmp_path / "cache"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -257,7 +271,8 @@ def test_no_cache_writes_nothing_anywhere(folder: Path, tmp_path: Path, monkeypa
     assert _files(home) == [] and _files(cache) == []
 
 
-def test_a_cache_dir_keeps_every_write_inside_it(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cache_dir_keeps_every_write_inside_it(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 small_shapes: None) -> None:
     home, cache = tmp_path / "home", tmp_path / "cache"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -302,7 +317,7 @@ def test_a_failed_download_leaves_no_empty_folders(tmp_path: Path, monkeypatch: 
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_verbs_and_alias() -> None:
+def test_registry_verbs_and_alias(small_shapes: None) -> None:
     assert load_task is create_task
     assert "user" in registry.DOMAINS
     with pytest.raises(ValueError, match="mark references"):
