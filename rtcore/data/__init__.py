@@ -33,6 +33,7 @@ from .registry import (
     list_tasks,
     load_task,
     register_task,
+    task_display_name,
     task_info,
 )
 from .task import Task, relabel_task, subset_task
@@ -43,6 +44,7 @@ __all__ = [
     "UPSTREAM_CLASSES", "CIFARFormatError", "IDXFormatError", "Task", "TaskDataError", "TaskSpec",
     "TaskUnavailableError", "TaskUploadError", "check_task_ref", "clear_task_cache", "create_task", "is_task_ref",
     "list_tasks", "load_task", "load_upstream", "prune_task_uploads", "read_cifar_bin", "read_idx",
-    "read_label_names", "register_task", "relabel_task", "subset_task", "task_info", "task_upload_dir",
+    "read_label_names", "register_task", "relabel_task", "subset_task", "task_display_name", "task_info",
+    "task_upload_dir",
     "unpack_task_upload", "write_cifar_bin", "write_idx",
 ]

@@ -128,9 +128,10 @@ def _class_dirs(root: Path, split: str) -> list[str]:
 
 
 def _class_files(root: Path, split: str, cls: str, label: int, exts: frozenset[str]) -> list[_File]:
-    """The image files under ``root/split/cls`` (recursive, sorted, symlinked folders followed once)."""
+    """The image files under ``root/split/cls``, recursive, symlinked folders followed once, in
+    torchvision's order (folders by path, then files by name)."""
     top = root / split / cls
-    out: list[_File] = []
+    out: list[tuple[str, str, _File]] = []
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -153,10 +154,10 @@ def _class_files(root: Path, split: str, cls: str, label: int, exts: frozenset[s
                 raise TaskDataError(f"{p}: cannot be read ({exc}). Fix: repair or remove the file") from exc
             if not stat.S_ISREG(st.st_mode):
                 raise TaskDataError(f"{p}: not a regular file (a pipe, device or socket). Fix: remove it from {top}")
-            out.append(_File(p.relative_to(root).as_posix(), p, label, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                             st.st_ino))
-    out.sort(key=lambda f: f.rel)
-    return out
+            out.append((dirpath, fn, _File(p.relative_to(root).as_posix(), p, label, st.st_size, st.st_mtime_ns,
+                                           st.st_ctime_ns, st.st_ino)))
+    out.sort(key=lambda t: (t[0], t[1]))
+    return [f for _, _, f in out]
 
 
 def scan_folder(root: str | os.PathLike[str]) -> FolderListing:

@@ -27,8 +27,8 @@ from .refs import FOLDER_PREFIX, NPZ_PREFIX, is_user_ref, parse_user_ref
 from .task import Task
 from .user import check_user_ref, describe_user_ref, load_user_task, user_signature
 
-__all__ = ["DOMAINS", "MIXED_SIZES", "TASKS", "TaskSpec", "check_task_ref", "clear_task_cache", "create_task", "is_task_ref",
-           "list_tasks", "load_task", "register_task", "task_info"]
+__all__ = ["DOMAINS", "MIXED_SIZES", "TASKS", "TaskSpec", "check_task_ref", "clear_task_cache", "create_task",
+           "is_task_ref", "list_tasks", "load_task", "register_task", "task_display_name", "task_info"]
 
 _CLEAR_HOOKS: list[Callable[[], None]] = []
 
@@ -116,14 +116,24 @@ def check_task_ref(ref: object) -> str:
 def task_info(name: str) -> TaskSpec:
     """Registry entry for ``name``; ValueError listing valid names if unknown.
 
-    For a ``folder:`` / ``npz:`` reference the entry is made on the fly after :func:`check_task_ref`:
-    its ``name`` is the canonical reference, ``domain`` is ``"user"``, ``offline`` is True.
+    For a ``folder:`` / ``npz:`` reference the entry is made on the fly from the string alone (no
+    file is looked at; :func:`check_task_ref` does that): its ``name`` is the canonical reference
+    (absolute path), ``domain`` is ``"user"``, ``offline`` is True.
     """
     if is_user_ref(name):
-        uref = check_user_ref(name)
+        uref = parse_user_ref(name)
         return TaskSpec(name=uref.ref, description=describe_user_ref(uref), domain="user", offline=True,
                         loader=functools.partial(_load_user, uref.ref))
     return TASKS.info(name)
+
+
+def task_display_name(name: str) -> str:
+    """The name a task gets in result tables, without loading it: a registered name as is; for a
+    reference, the folder's base name or the ``.npz`` file's stem (``folder:~/data/weather`` ->
+    ``weather``), unless ``name=`` is given to :func:`create_task`."""
+    if is_user_ref(name):
+        return parse_user_ref(name).default_name
+    return TASKS.info(name).name
 
 
 def _load_user(ref: str, *, cache_dir: str | None = None, **_: object) -> Task:

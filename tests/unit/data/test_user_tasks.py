@@ -19,6 +19,7 @@ from rtcore.data import (
     create_task,
     is_task_ref,
     load_task,
+    task_display_name,
     task_info,
 )
 from rtcore.data import folder as folder_mod
@@ -48,8 +49,12 @@ def test_folder_and_npz_give_identical_tensors(folder: Path, build, tmp_path: Pa
     assert a.source == f"folder:{folder}" and "6 train" not in a.description and "18 train / 18 test" in a.description
 
 
-def test_folder_matches_torchvision_image_folder(folder: Path) -> None:
+def test_folder_matches_torchvision_image_folder(folder: Path, build) -> None:
     tvd = pytest.importorskip("torchvision.datasets")
+    rng = np.random.default_rng(9)
+    for sub in ("deeper", "a-b", "Z"):  # nested folders: torchvision sorts folder paths, then file names
+        build.image(folder / "train" / "rain" / sub / "0.png", "RGB", rng)
+    build.image(folder / "train" / "rain" / "deeper" / "more" / "1.png", "RGB", rng)
     t = create_task(f"folder:{folder}", use_cache=False)
     for split in ("train", "test"):
         ds = tvd.ImageFolder(str(folder / split))
@@ -74,6 +79,8 @@ def test_class_order_is_sorted_names_and_nested_files_are_read(tmp_path: Path, b
     t = create_task(f"folder:{root}", use_cache=False)
     assert t.classes == ("C", "a", "b")  # Python's sort, as torchvision
     assert t.y_train.tolist() == [0, 1, 1, 2] and t.image_shape == (1, 6, 5)
+    nested = np.asarray(Image.open(root / "train" / "a" / "deeper" / "y.png")).copy()
+    assert torch.equal(t.x_train[2, 0], torch.from_numpy(nested).float() / 255)  # after a/x.png
 
 
 def test_grayscale_folder_stays_one_channel(tmp_path: Path, build) -> None:
@@ -146,11 +153,18 @@ def test_is_task_ref_looks_at_the_string_only() -> None:
     assert not is_task_ref(3) and not is_task_ref(None)
 
 
-def test_task_info_of_a_reference(folder: Path) -> None:
+def test_task_info_and_display_name_of_a_reference(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     info = task_info(f"folder:{folder}")
     assert info.domain == "user" and info.offline and info.name == f"folder:{folder}"
     assert str(folder) in info.description
     assert torch.equal(info.loader(cache_dir=None).x_train, create_task(f"folder:{folder}").x_train)
+    missing = task_info("npz:~/no/such/file.npz")  # the string alone: no file looked at
+    assert missing.name == f"npz:{Path.home()}/no/such/file.npz" and missing.domain == "user"
+    monkeypatch.chdir(folder)
+    assert task_display_name("folder:.") == "weather" and task_display_name("npz:a/b/c.npz") == "c"
+    assert task_display_name("shapes") == "shapes"
+    with pytest.raises(ValueError, match="unknown task"):
+        task_display_name("nope")
 
 
 def test_name_option(folder: Path) -> None:
