@@ -55,7 +55,7 @@ from .runs import EvalSpec, Evaluation, Executor, ProgressEvent, Unit, execute, 
 from .transfer import TRANSFER_METHODS, Adapted, FineTuneRecipe, adapt
 from .transfer.recipe import TransferMethod, list_transfers, register_transfer, transfer_info
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "NORMS", "PRESETS", "STRENGTHS", "TRANSFER_METHODS", "Adapted", "AttackResult", "AttackSettings", "Backbone",

@@ -21,10 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import rtcore  # noqa: E402
-from rtcore.config import eps_steps  # noqa: E402
+import rtcore
+from rtcore.config import eps_steps
 
 GRID_255 = (1, 2, 4, 8)
 ROBUST, STANDARD = "fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"

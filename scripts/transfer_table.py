@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from rtcore import ResultCache, create_backbone, load_task
 from rtcore._io import atomic_write
