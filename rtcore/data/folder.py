@@ -51,7 +51,7 @@ def check_mixed_sizes(mixed_sizes: str) -> None:
 @dataclass(frozen=True)
 class _File:
     rel: str  # posix path relative to the task folder
-    path: Path
+    path: str
     label: int
     size: int
     mtime_ns: int
@@ -72,14 +72,14 @@ class FolderListing:
         """sha256 of (relative path, size, mtime) of every file: the disk-cache key (survives a move)."""
         h = hashlib.sha256()
         for c in self.classes:
-            h.update(c.encode() + b"\0")
+            h.update(c.encode("utf-8", "surrogateescape") + b"\0")
         for f in (*self.train, *self.test):
-            h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0".encode())
+            h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def signature(self) -> tuple[object, ...]:
         """Everything stat says about the files (adds ctime and inode): the in-process memo key."""
-        return (self.classes, tuple((f.rel, f.size, f.mtime_ns, f.ctime_ns, f.ino) for f in (*self.train, *self.test)))
+        return (self.classes, [(f.rel, f.size, f.mtime_ns, f.ctime_ns, f.ino) for f in (*self.train, *self.test)])
 
     def racy(self) -> bool:
         """Whether a file was modified in the last :data:`RACY_WINDOW_S` seconds (or in the future)."""
@@ -130,7 +130,8 @@ def _class_dirs(root: Path, split: str) -> list[str]:
 def _class_files(root: Path, split: str, cls: str, label: int, exts: frozenset[str]) -> list[_File]:
     """The image files under ``root/split/cls``, recursive, symlinked folders followed once, in
     torchvision's order (folders by path, then files by name)."""
-    top = root / split / cls
+    top = os.path.join(root, split, cls)
+    cut = len(str(root)) + 1
     out: list[tuple[str, str, _File]] = []
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
@@ -140,22 +141,23 @@ def _class_files(root: Path, split: str, cls: str, label: int, exts: frozenset[s
             continue
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
-        for fn in sorted(filenames):
+        for fn in filenames:
             if _skipped(fn):
                 continue
-            p = Path(dirpath) / fn
-            if p.suffix.lower() not in exts:
+            path = os.path.join(dirpath, fn)
+            ext = os.path.splitext(fn)[1].lower()
+            if ext not in exts:
                 raise TaskDataError(
-                    f"{p}: not an image file rtcore reads (extension {p.suffix or 'none'!r}; read: "
+                    f"{path}: not an image file rtcore reads (extension {ext or 'none'!r}; read: "
                     f"{', '.join(sorted(exts))}). Fix: convert it to PNG or JPEG, or move it out of {top}")
             try:
-                st = p.stat()
+                st = os.stat(path)
             except OSError as exc:
-                raise TaskDataError(f"{p}: cannot be read ({exc}). Fix: repair or remove the file") from exc
+                raise TaskDataError(f"{path}: cannot be read ({exc}). Fix: repair or remove the file") from exc
             if not stat.S_ISREG(st.st_mode):
-                raise TaskDataError(f"{p}: not a regular file (a pipe, device or socket). Fix: remove it from {top}")
-            out.append((dirpath, fn, _File(p.relative_to(root).as_posix(), p, label, st.st_size, st.st_mtime_ns,
-                                           st.st_ctime_ns, st.st_ino)))
+                raise TaskDataError(f"{path}: not a regular file (a pipe, device or socket). Fix: remove it from {top}")
+            rel = path[cut:].replace(os.sep, "/")
+            out.append((dirpath, fn, _File(rel, path, label, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)))
     out.sort(key=lambda t: (t[0], t[1]))
     return [f for _, _, f in out]
 
@@ -211,7 +213,7 @@ class _Plan:
     sizes: Counter[tuple[int, int]]
 
 
-def _open(path: Path) -> Any:
+def _open(path: str) -> Any:
     """``PIL.Image.open`` restricted to :data:`IMAGE_FORMATS`, errors naming the file."""
     from PIL import Image
 
@@ -252,7 +254,7 @@ def _plan(listing: FolderListing, mixed_sizes: str) -> _Plan:
     return _Plan(1 if gray else 3, 16 if sixteen else 8, size, n - sizes[size], sizes)
 
 
-def _pixels(path: Path, plan: _Plan) -> np.ndarray:
+def _pixels(path: str, plan: _Plan) -> np.ndarray:
     """One image as (C, H, W) uint8 (8-bit plan) or uint16 (16-bit plan) at the plan's size."""
     from PIL import Image
 

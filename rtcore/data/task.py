@@ -100,7 +100,7 @@ class Task:
         """sha256 of the class names and of the train/test tensors (dtype, shape, bytes); computed once."""
         h = hashlib.sha256()
         for c in self.classes:
-            h.update(c.encode() + b"\0")
+            h.update(c.encode("utf-8", "surrogateescape") + b"\0")
         h.update(tensor_digest(self.x_train, self.y_train, self.x_test, self.y_test).encode())
         return h.hexdigest()
 

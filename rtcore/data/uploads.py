@@ -221,10 +221,14 @@ def _unpack_zip(filename: str, data: bytes, tmp: Path, max_unpacked: int, max_fi
             target = root.joinpath(*rel)
             if os.path.commonpath([root, os.path.abspath(target)]) != str(root):
                 raise TaskUploadError(f"upload {filename!r} refused: entry {info.filename!r} points outside the archive")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file and a folder of one name, a name too long
+                raise TaskUploadError(f"upload {filename!r} refused: entry {info.filename!r} cannot be unpacked "
+                                      f"({exc.strerror or exc})") from exc
             written += _extract(filename, zf, info, target, max_unpacked - written)
     return stem
 

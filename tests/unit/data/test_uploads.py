@@ -160,6 +160,13 @@ def test_a_wrong_layout_and_a_bad_npz_are_refused(folder: Path, tmp_path: Path) 
              x_test=np.zeros((2, 1, 2, 2)), y_test=np.array([0, 1]))
     with pytest.raises(TaskUploadError, match="upload 'a.npz' refused: a.npz: array 'y_train' holds Python objects"):
         unpack_task_upload("a.npz", buf.getvalue(), dest, 10 * MB)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("t/train/a", b"a file")
+        zf.writestr("t/train/a/x.png", b"under that file")
+        zf.writestr("t/test/a/x.png", b"x")
+    with pytest.raises(TaskUploadError, match="entry 't/train/a/x.png' cannot be unpacked"):
+        unpack_task_upload("x.zip", buf.getvalue(), dest, 10 * MB)
     with pytest.raises(TaskUploadError, match="not a readable zip archive"):
         unpack_task_upload("x.zip", b"PK\x03\x04 not really", dest, 10 * MB)
     assert _listing(dest) == []
