@@ -15,9 +15,9 @@ from .compare import MethodComparison, Verdict, compare_methods, evaluate_adapte
 from .execute import Evaluation, Executor, TaskState, UnitReport, execute, test_indices
 from .plan import STAGES, Unit, plan
 from .progress import ProgressCallback, ProgressEvent, Throughput, fmt_seconds
-from .spec import EvalSpec, check_task_ref, load_spec, parse_eps_text
+from .spec import EvalSpec, load_spec, parse_eps_text
 
 __all__ = ["STAGES", "EvalSpec", "Evaluation", "Executor", "MethodComparison", "Verdict", "compare_methods",
            "evaluate_adapted", "method_table", "ordering_verdict", "ProgressCallback", "ProgressEvent", "TaskState",
-           "Throughput", "Unit", "UnitReport", "check_task_ref", "execute", "fmt_seconds", "load_spec",
+           "Throughput", "Unit", "UnitReport", "execute", "fmt_seconds", "load_spec",
            "parse_eps_text", "plan", "test_indices"]

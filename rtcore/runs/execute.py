@@ -21,7 +21,7 @@ import torch
 from ..bounds import head_projector
 from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
-from ..data import Task, load_task
+from ..data import Task, create_task
 from ..models import Backbone
 from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
@@ -152,8 +152,8 @@ class Executor:
         """The task ``name``: given, or loaded (memoised per process by :func:`rtcore.load_task`)."""
         if name in self._given:
             return self._given[name]
-        return load_task(name, download=self.spec.download,
-                         cache_dir=self.cache.root if self.cache.enabled else None)
+        return create_task(name, download=self.spec.download, cache_dir=str(self.cache.root),
+                           use_cache=self.cache.enabled)
 
     @property
     def version(self) -> int:
@@ -213,8 +213,6 @@ class Executor:
         spec, cfg = self.spec, self._settings
         g = self.backbone()
         task = self.task(name)
-        if task.name != name:
-            raise ValueError(f"task {name!r} was given as a Task named {task.name!r}; give it under its own name")
         gt = g
         if self._head is not None:
             head = _given_head(self._head, task.num_classes)

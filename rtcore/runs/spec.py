@@ -34,7 +34,8 @@ from typing import Any
 
 from ..attacks import AttackSettings, STRENGTHS
 from ..config import check_eps, check_norm, unique_eps
-from ..data import task_info
+from ..data import check_task_ref, task_display_name
+from ..data.refs import is_user_ref
 from ..models.ref import BackboneRef
 from ..probes import list_probes, probe_info
 from ..transfer.recipe import list_transfers, transfer_info
@@ -42,7 +43,6 @@ from ..validation import check_count, check_seed
 
 #: bump when the meaning of a spec field changes (it enters :meth:`EvalSpec.digest`)
 SPEC_VERSION = 1
-USER_TASK_PREFIXES = ("folder:", "npz:")
 _K255 = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*255\s*$")
 
 
@@ -55,26 +55,6 @@ def parse_eps_text(value: object) -> object:
     return value
 
 
-def check_task_ref(name: object) -> str:
-    """A registered task name or a ``folder:PATH`` / ``npz:PATH`` reference whose path exists."""
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"task {name!r} must be a task name (see `python -m rtcore list`) or a "
-                         f"'folder:PATH' / 'npz:PATH' reference")
-    if name.startswith(USER_TASK_PREFIXES):
-        from .. import data
-
-        checker = getattr(data, "check_task_ref", None)
-        if checker is not None:
-            return str(checker(name))
-        path = Path(name.split(":", 1)[1]).expanduser()
-        if not path.exists():
-            raise ValueError(f"task {name!r}: {str(path)!r} does not exist; give the path of an image folder "
-                             f"(train/<class>/*, test/<class>/*) or of an .npz file")
-        return name
-    task_info(name)  # raises, listing the valid names
-    return name
-
-
 def check_tasks(tasks: object, given: Iterable[str] = ()) -> tuple[str, ...]:
     """A non-empty list of distinct task references (one name is one task, never a list of letters);
     names in ``given`` are tasks given as objects."""
@@ -83,6 +63,10 @@ def check_tasks(tasks: object, given: Iterable[str] = ()) -> tuple[str, ...]:
     if not isinstance(tasks, Iterable):
         raise ValueError(f"tasks={tasks!r} must be a list of task names")
     known = set(given)
+    for t in tasks:
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"task {t!r} must be a task name (see `python -m rtcore list`) or a "
+                             f"'folder:PATH' / 'npz:PATH' reference")
     out = [t if t in known else check_task_ref(t) for t in tasks]
     if not out:
         raise ValueError("tasks is empty; give at least one task name (see rtcore.list_tasks())")
@@ -90,6 +74,12 @@ def check_tasks(tasks: object, given: Iterable[str] = ()) -> tuple[str, ...]:
     dup = [t for t in out if t in seen or seen.add(t)]  # type: ignore[func-returns-value]
     if dup:
         raise ValueError(f"tasks {sorted(set(dup))} are given more than once ({list(out)}); give each task once")
+    shown = [t if t in known else task_display_name(t) for t in out]
+    clash = sorted({s for s in shown if shown.count(s) > 1})
+    if clash:
+        which = [t for t, s in zip(out, shown) if s in clash]
+        raise ValueError(f"tasks {which} would all be named {clash} in the tables; rename a folder or file so that "
+                         f"every task has its own name")
     return tuple(out)
 
 
@@ -453,7 +443,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 def task_identity(ref: str) -> str:
     """A task's identity in a digest: its name, or ``prefix:<content digest>`` for user data."""
-    if ref.startswith(USER_TASK_PREFIXES):
+    if is_user_ref(ref):
         prefix, path = ref.split(":", 1)
         return f"{prefix}:{file_digest(path)}"
     return ref
