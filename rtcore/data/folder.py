@@ -120,7 +120,8 @@ def _class_dirs(root: Path, split: str) -> list[str]:
             elif Path(e.name).suffix.lower() in exts:
                 strays.append(e.name)
     if strays:
-        raise TaskDataError(f"folder:{root}: {split}/ holds images outside class folders ({', '.join(sorted(strays)[:3])}"
+        shown = ", ".join(sorted(strays)[:3])
+        raise TaskDataError(f"folder:{root}: {split}/ holds images outside class folders ({shown}"
                             f"{', ...' if len(strays) > 3 else ''}). Fix: move each image into {split}/<class>/")
     if not classes:
         raise TaskDataError(f"folder:{root}: {split}/ has no class folders. Fix: {_layout_hint(root)}")

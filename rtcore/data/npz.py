@@ -81,7 +81,8 @@ def _check_x_header(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtyp
         raise _npz_error(path, f"{key} holds no images", "give at least one image per class in each split")
     if not (dtype == np.uint8 or dtype.kind == "f"):
         raise _npz_error(path, f"{key} has dtype {dtype}, not uint8 or float",
-                         f"give uint8 pixels (0-255) or floats in [0, 1], e.g. ({key} / {key}.max()).astype(np.float32)")
+                         f"give uint8 pixels (0-255) or floats in [0, 1], e.g. "
+                         f"({key} / {key}.max()).astype(np.float32)")
 
 
 def _check_y_header(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype, n: int) -> None:
@@ -179,7 +180,8 @@ def read_npz(path: str | os.PathLike[str], *, max_bytes: int | None = None
             y = arrays[f"y_{split}"]
             if y.min() < 0:
                 i = int(np.argmax(y < 0))
-                raise _npz_error(path, f"y_{split}[{i}] = {int(y[i])} is negative", "give labels 0..K-1 (class indices)")
+                raise _npz_error(path, f"y_{split}[{i}] = {int(y[i])} is negative",
+                                 "give labels 0..K-1 (class indices)")
         ys = np.concatenate([arrays["y_train"], arrays["y_test"]])
         has_names = "classes" in npz.files
         classes = _npz_classes(npz, path, int(ys.max()) + 1)
@@ -198,7 +200,8 @@ def read_npz(path: str | os.PathLike[str], *, max_bytes: int | None = None
                              "give every class images in both splits, or relabel the classes 0..K-1 without gaps")
         arrays[f"y_{split}"] = y.astype(np.int64)
     if k < 2:
-        raise _npz_error(path, "has 1 class; a classification task needs at least 2", "give labels of 2 or more classes")
+        raise _npz_error(path, "has 1 class; a classification task needs at least 2",
+                         "give labels of 2 or more classes")
     for split in ("train", "test"):
         x = arrays[f"x_{split}"]
         if x.dtype.kind == "f":

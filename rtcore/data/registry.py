@@ -180,8 +180,9 @@ def create_task(name_or_ref: str, *, root: str | os.PathLike[str] | None = None,
     unless ``root`` or ``$RTCORE_DATA_DIR`` says so.
 
     For references only: ``name`` is the task's name in tables (default: the folder's base name
-    or the file's stem) and ``mixed_sizes`` says what to do with images of different sizes
-    (``"resize"`` to the most common one, or ``"refuse"``); see :mod:`rtcore.data.user`.
+    or the file's stem, see :func:`task_display_name`) and ``mixed_sizes`` says what to do with
+    images of different sizes (``"resize"`` to the most common one, or ``"refuse"``); see
+    :mod:`rtcore.data.user`. ``root``, ``download`` and ``seed`` do not apply to references.
 
     Tasks are memoised per process and shared (do not modify their tensors in place). A
     reference is memoised on its files' stat data, so a file changed on disk is read again.

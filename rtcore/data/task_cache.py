@@ -26,8 +26,8 @@ from ..config import default_cache_dir
 from ..errors import CacheDirError
 from .generators import GENERATORS, IMAGE_SIZE, GeneratedData, split_rngs
 
-__all__ = ["ARRAY_KEYS", "arrays_digest", "cache_meta", "check_labels", "cache_path", "cached_generate", "read_arrays", "read_cache",
-           "tasks_cache_dir", "write_arrays", "write_cache"]
+__all__ = ["ARRAY_KEYS", "arrays_digest", "cache_meta", "cache_path", "cached_generate", "check_labels", "read_arrays",
+           "read_cache", "tasks_cache_dir", "write_arrays", "write_cache"]
 
 log = logging.getLogger(__name__)
 

@@ -220,7 +220,8 @@ def _unpack_zip(filename: str, data: bytes, tmp: Path, max_unpacked: int, max_fi
                 continue  # README and the like next to train/ and test/
             target = root.joinpath(*rel)
             if os.path.commonpath([root, os.path.abspath(target)]) != str(root):
-                raise TaskUploadError(f"upload {filename!r} refused: entry {info.filename!r} points outside the archive")
+                raise TaskUploadError(f"upload {filename!r} refused: entry {info.filename!r} points outside the "
+                                      "archive")
             try:
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
