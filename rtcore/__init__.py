@@ -37,7 +37,21 @@ from .bounds import (
 )
 from .cache import ResultCache
 from .config import NORMS, Norm
-from .data import Task, TaskUnavailableError, list_tasks, load_task, relabel_task, subset_task, task_info
+from .data import (
+    Task,
+    TaskDataError,
+    TaskUnavailableError,
+    check_task_ref,
+    create_task,
+    is_task_ref,
+    list_tasks,
+    load_task,
+    register_task,
+    relabel_task,
+    subset_task,
+    task_display_name,
+    task_info,
+)
 from .errors import BackboneUnavailableError, CacheDirError, CheckpointError, RtcoreError
 from .models import (
     Backbone,
@@ -61,11 +75,12 @@ __all__ = [
     "NORMS", "PRESETS", "STRENGTHS", "TRANSFER_METHODS", "Adapted", "AttackResult", "AttackSettings", "Backbone",
     "BackboneRef", "BackboneUnavailableError", "CacheDirError", "CheckpointError", "EvalSpec", "Evaluation",
     "Executor", "FeatureAttackResult", "FineTuneRecipe", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
-    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskUnavailableError", "TransferMethod", "Unit", "adapt",
-    "as_backbone", "attack", "backbone_specs", "bound_criterion", "class_weight_spread", "cli_command",
-    "consistent_delta", "create_backbone", "create_probe", "default_device", "evaluate", "execute", "feature_attack",
+    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskDataError", "TaskUnavailableError", "TransferMethod", "Unit", "adapt",
+    "as_backbone", "attack", "backbone_specs", "bound_criterion", "check_task_ref", "class_weight_spread",
+    "cli_command", "consistent_delta", "create_backbone", "create_probe", "create_task", "is_task_ref", "default_device", "evaluate", "execute", "feature_attack",
     "list_backbones", "list_probes", "list_tasks", "list_transfers", "load_spec", "load_task", "loss_bound",
-    "loss_gap_factor", "margins", "plan", "probe_info", "register_backbone", "register_probe", "register_transfer",
-    "relabel_task", "resolve_settings", "robust_accuracy_bound", "run_evaluation", "subset_task", "task_info",
+    "loss_gap_factor", "margins", "plan", "probe_info", "register_backbone", "register_probe", "register_task",
+    "register_transfer", "relabel_task", "resolve_settings", "robust_accuracy_bound", "run_evaluation", "subset_task",
+    "task_display_name", "task_info",
     "transfer_info", "weight_diameter",
 ]
