@@ -1,0 +1,288 @@
+"""Where a sweep's units run: in this process (:class:`LocalEngine`) or as Ray tasks (:class:`RayEngine`).
+
+:func:`run_unit` is the one piece of work both engines run: it evaluates one unit's
+:class:`~rtcore.runs.spec.EvalSpec` against the verified result cache and returns a
+:class:`UnitOutcome`, never raising: an error comes back as a value, classified as *expected* (bad
+input or unavailable data: :class:`~rtcore.errors.RtcoreError`, ``ValueError``; reported without a
+traceback), *retryable* (out of memory) or unexpected (reported with its traceback).
+
+An engine takes units (``submit``) and hands back finished outcomes (``wait``); the driver in
+:mod:`rtcore.runs.sweep` decides what to submit when. Ray is imported only by :class:`RayEngine`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import RtcoreError
+from .progress import ProgressEvent
+from .spec import EvalSpec
+from .sweep_spec import SweepUnit
+
+#: the Ray version requirements.txt pins (the install hint names it)
+RAY_REQUIREMENT = "ray==2.60.0"
+#: Ray retries a unit whose worker died (crash, node lost, killed for memory) this many times
+RAY_MAX_RETRIES = 2
+
+
+@dataclass
+class UnitOutcome:
+    """What running a unit gave: its tables, or its error (``expected``: no traceback is shown;
+    ``retryable``: running it again can help, e.g. after running out of memory)."""
+
+    unit_id: str
+    ok: bool
+    summary: pd.DataFrame | None = None
+    samples: pd.DataFrame | None = None
+    seconds: float = 0.0
+    computed: bool = False
+    recomputed: list[str] = field(default_factory=list)
+    error_type: str = ""
+    error: str = ""
+    traceback: str = ""
+    expected: bool = False
+    retryable: bool = False
+    host: str = ""
+    pid: int = 0
+    threads: int = 0
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(e, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def run_unit(unit_id: str, spec: EvalSpec, cache_dir: str | None, use_cache: bool = True,
+             threads: int | None = None, progress: Callable[[ProgressEvent], None] | None = None) -> UnitOutcome:
+    """Evaluate one unit (``spec`` has one backbone and one task); never raises (see the module docstring).
+
+    ``threads``: torch's intra-op threads for this unit (a Ray worker gets its ``num_cpus``)."""
+    import torch
+
+    from .execute import execute
+
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(int(threads))
+    base = {"unit_id": unit_id, "host": socket.gethostname(), "pid": os.getpid(), "threads": torch.get_num_threads()}
+    t0 = time.perf_counter()
+    computed = [False]
+
+    def report(ev: ProgressEvent) -> None:
+        if ev.stage not in ("backbone", "done", "reading cached results"):
+            computed[0] = True
+        if progress is not None:
+            progress(ev)
+
+    try:
+        ev = execute(spec, progress=report, cache_dir=cache_dir, use_cache=use_cache)
+    except Exception as e:  # noqa: BLE001 - every error becomes a value the driver reports
+        oom = _is_oom(e)
+        if oom and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        expected = isinstance(e, (RtcoreError, ValueError)) and not oom
+        return UnitOutcome(ok=False, seconds=time.perf_counter() - t0, error_type=type(e).__name__,
+                           error=str(e) or repr(e), traceback="" if expected else traceback.format_exc(),
+                           expected=expected, retryable=oom, **base)
+    if ev.summary.empty:
+        return UnitOutcome(ok=False, seconds=time.perf_counter() - t0, error_type="EmptyResult",
+                           error="the evaluation produced no rows", **base)
+    return UnitOutcome(ok=True, summary=ev.summary, samples=ev.samples, seconds=time.perf_counter() - t0,
+                       computed=computed[0], recomputed=list(ev.recomputed), **base)
+
+
+@dataclass
+class Finished:
+    """A unit's outcome as the driver receives it; ``latency``: seconds from submission to receipt."""
+
+    unit: SweepUnit
+    outcome: UnitOutcome
+    latency: float
+
+
+class LocalEngine:
+    """Runs the units one after another in this process, with no Ray import (the default engine).
+
+    ``progress``: receives the running unit's :class:`ProgressEvent` (its fraction done)."""
+
+    name = "local"
+
+    def __init__(self, cache_dir: str | None, use_cache: bool = True,
+                 progress: Callable[[SweepUnit, ProgressEvent], None] | None = None) -> None:
+        self.cache_dir, self.use_cache, self._progress = cache_dir, use_cache, progress
+        self._queue: deque[tuple[SweepUnit, float]] = deque()
+
+    def slots(self) -> int:
+        return 1
+
+    def describe(self) -> str:
+        import torch
+
+        return f"in this process, torch on {torch.get_num_threads()} threads"
+
+    def submit(self, unit: SweepUnit) -> None:
+        self._queue.append((unit, time.perf_counter()))
+
+    def running(self) -> list[SweepUnit]:
+        return [u for u, _ in self._queue]
+
+    def wait(self, timeout: float) -> list[Finished]:
+        """Run the next submitted unit to its end and return it (``timeout`` is not used: a unit in this
+        process cannot be interrupted part-way except by Ctrl-C)."""
+        if not self._queue:
+            return []
+        unit, t0 = self._queue.popleft()
+        report = None if self._progress is None else (lambda ev, u=unit: self._progress(u, ev))  # type: ignore[misc]
+        out = run_unit(unit.id, unit.spec, self.cache_dir, self.use_cache, None, report)
+        return [Finished(unit, out, time.perf_counter() - t0)]
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+class RayEngine:
+    """One Ray task per unit (``num_cpus=cpus_per_unit``, ``num_gpus=1`` when the cluster has GPUs, unless
+    ``gpus_per_unit`` says otherwise), ``max_retries`` for lost workers; results come back to the driver.
+
+    ``address=None`` starts a local instance with ``workers * cpus_per_unit`` CPUs (all cores when
+    ``workers`` is None); ``"auto"`` or ``"ray://host:port"`` joins a cluster. An already initialised
+    Ray (``ray.init`` called by the program) is used as it is and left running."""
+
+    name = "ray"
+
+    def __init__(self, cache_dir: str | None, use_cache: bool = True, *, address: str | None = None,
+                 workers: int | None = None, cpus_per_unit: int = 1, gpus_per_unit: float | None = None,
+                 max_retries: int = RAY_MAX_RETRIES, runtime_env: dict[str, Any] | None = None) -> None:
+        ray = import_ray()
+        self._ray = ray
+        self.cache_dir, self.use_cache = cache_dir, use_cache
+        self.cpus_per_unit = cpus_per_unit
+        self.owned = False
+        self.init_seconds = 0.0
+        if not ray.is_initialized():
+            t0 = time.perf_counter()
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+                                  "configure_logging": True}
+            env = dict(runtime_env or {})
+            if address is None:
+                kw["num_cpus"] = (workers or os.cpu_count() or 1) * cpus_per_unit
+                env = _with_package_path(env)
+            else:
+                kw["address"] = address
+            if env:
+                kw["runtime_env"] = env
+            try:
+                ray.init(**kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+                raise RtcoreError(f"could not start or join {where}: {e}") from e
+            self.owned = True
+            self.init_seconds = time.perf_counter() - t0
+        res = ray.cluster_resources()
+        self.gpus_per_unit = float(gpus_per_unit if gpus_per_unit is not None else (1 if res.get("GPU", 0) >= 1 else 0))
+        self._remote = ray.remote(run_unit).options(num_cpus=cpus_per_unit, num_gpus=self.gpus_per_unit,
+                                                    max_retries=max_retries, retry_exceptions=False)
+        self._inflight: dict[Any, tuple[SweepUnit, float]] = {}
+        self._slots_at = 0.0
+        self._slots = 1
+
+    def slots(self) -> int:
+        """Units that can run at once: the cluster's CPUs (or GPUs) over a unit's share (re-read every 10 s,
+        so an autoscaling cluster's new nodes are used)."""
+        now = time.monotonic()
+        if now - self._slots_at > 10 and self._ray.is_initialized():
+            res = self._ray.cluster_resources()
+            by_cpu = int(res.get("CPU", 0) // self.cpus_per_unit)
+            by_gpu = int(res.get("GPU", 0) // self.gpus_per_unit) if self.gpus_per_unit else by_cpu
+            self._slots, self._slots_at = max(1, min(by_cpu, by_gpu)), now
+        return self._slots
+
+    def describe(self) -> str:
+        res = self._ray.cluster_resources()
+        gpus = f", {self.gpus_per_unit:g} GPU" if self.gpus_per_unit else ""
+        where = "a local Ray instance" if self.owned else "Ray"
+        return (f"{where}: {int(res.get('CPU', 0))} CPUs, {int(res.get('GPU', 0))} GPUs, "
+                f"{len(self._ray.nodes())} node(s); each unit {self.cpus_per_unit} CPU{gpus}")
+
+    def submit(self, unit: SweepUnit) -> None:
+        ref = self._remote.remote(unit.id, unit.spec, self.cache_dir, self.use_cache, self.cpus_per_unit)
+        self._inflight[ref] = (unit, time.perf_counter())
+
+    def running(self) -> list[SweepUnit]:
+        return [u for u, _ in self._inflight.values()]
+
+    def wait(self, timeout: float) -> list[Finished]:
+        """The units that finished within ``timeout`` seconds (a lost worker after Ray's retries is a failure)."""
+        if not self._inflight:
+            return []
+        ready, _ = self._ray.wait(list(self._inflight), num_returns=1, timeout=timeout)
+        if ready:  # collect every other finished one too
+            ready, _ = self._ray.wait(list(self._inflight), num_returns=len(self._inflight), timeout=0)
+        out = []
+        for ref in ready:
+            unit, t0 = self._inflight.pop(ref)
+            try:
+                outcome = self._ray.get(ref)
+            except self._ray.exceptions.RayError as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+                outcome = UnitOutcome(unit.id, ok=False, error_type=type(e).__name__,
+                                      error=f"{first} (Ray retried it {RAY_MAX_RETRIES} times)", expected=True)
+            out.append(Finished(unit, outcome, time.perf_counter() - t0))
+        return out
+
+    def close(self) -> None:
+        for ref in list(self._inflight):
+            try:
+                self._ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - best effort: the units are recomputed by the next run
+                pass
+        self._inflight.clear()
+        if self.owned and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an error naming the install command."""
+    try:
+        import ray
+    except ImportError as e:
+        raise RtcoreError(f"--engine ray needs Ray, which is not installed here ({e}); install it with "
+                          f"`pip install {RAY_REQUIREMENT}` (it is in requirements.txt), or use --engine local") from None
+    return ray
+
+
+def ray_available() -> bool:
+    """Whether ``ray`` can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
+
+
+def _with_package_path(env: dict[str, Any]) -> dict[str, Any]:
+    """A local instance's workers import rtcore from where this driver does (they start in its folder,
+    which need not be the one holding the package)."""
+    root = str(Path(__file__).resolve().parents[2])
+    env_vars = dict(env.get("env_vars", {}))
+    current = env_vars.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    if root not in current.split(os.pathsep):
+        env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (root, current) if p)
+    return {**env, "env_vars": env_vars}

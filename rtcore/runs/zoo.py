@@ -1,0 +1,123 @@
+"""Reading sweeps back: a sweep folder -> one tidy frame with each backbone's pretraining protocol.
+
+:func:`load_sweep` reads ``summary.csv`` of a sweep folder (or, while a sweep is still running and has
+not merged yet, its stored unit files) and adds ``protocol``: how the backbone was pretrained, from
+its model card (:func:`pretraining_protocol`: ``adversarial``, ``standard``, ``self-supervised``,
+``random init``, or ``unknown`` for timm and user backbones, whose cards rtcore does not have).
+:func:`list_sweeps` finds the sweep folders under ``<cache>/sweeps``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import resolve_cache_dir
+from .sweep_store import read_csv
+
+PROTOCOLS: tuple[str, ...] = ("adversarial", "standard", "self-supervised", "random init", "unknown")
+#: a model card's training ``method`` -> protocol
+METHOD_PROTOCOL: dict[str, str] = {
+    **dict.fromkeys(("pgd", "trades", "mart", "fgsm", "free", "fast-at", "awp", "adversarial", "at"), "adversarial"),
+    **dict.fromkeys(("erm", "standard", "supervised", "ce"), "standard"),
+    **dict.fromkeys(("simclr", "byol", "moco", "dino", "mae", "barlow", "swav", "simsiam", "self-supervised", "ssl"),
+                    "self-supervised"),
+}
+#: columns :func:`load_sweep` needs in a summary
+NEEDED = ("backbone", "task", "eps", "robust_acc", "bound")
+
+
+def protocol_of_card(card: dict[str, Any]) -> str:
+    """The protocol a model card states: its ``protocol``, its ``method`` (see :data:`METHOD_PROTOCOL`),
+    a ``training.method`` text that starts with one of them, or its ``robust`` flag."""
+    if card.get("protocol") in PROTOCOLS:
+        return str(card["protocol"])
+    method = card.get("method")
+    if method is None and isinstance(card.get("training"), dict):
+        method = card["training"].get("method")
+    if isinstance(method, str):
+        text = method.strip().lower()
+        if text in METHOD_PROTOCOL:
+            return METHOD_PROTOCOL[text]
+        for key, proto in METHOD_PROTOCOL.items():
+            if text.startswith(key + " ") or text.startswith(key + "-") or text.startswith(key + "("):
+                return proto
+    if card.get("robust") is True:
+        return "adversarial"
+    return "unknown"
+
+
+@lru_cache(maxsize=256)
+def pretraining_protocol(backbone: str) -> str:
+    """How the backbone named ``backbone`` (a table's ``backbone`` column) was pretrained, from its
+    model card; ``random init`` for the bundled architectures with random weights, ``unknown`` when
+    rtcore has no card (timm models, user weights, registered modules)."""
+    from ..models import AUTOATTACK_RESNET18, BUNDLED_DIR, read_card
+
+    if backbone.endswith(" (random init)"):
+        return "random init"
+    if (BUNDLED_DIR / f"{backbone}.json").is_file():
+        try:
+            return protocol_of_card(read_card(backbone))
+        except Exception:  # noqa: BLE001 - an unreadable card: the protocol is unknown, not an error
+            return "unknown"
+    if backbone == AUTOATTACK_RESNET18:
+        from ..models.thirdparty import model_card
+
+        return protocol_of_card(model_card())
+    return "unknown"
+
+
+def _stored_summaries(root: Path) -> pd.DataFrame:
+    """The summaries of the units stored so far, in ``sweep.json``'s order (a sweep still running)."""
+    order: list[str] = []
+    meta = root / "sweep.json"
+    if meta.is_file():
+        try:
+            order = [u["id"] for u in json.loads(meta.read_text(encoding="utf-8"))["units"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            order = []
+    units = root / "units"
+    done = {p.name[: -len(".json")] for p in units.glob("*.json")} if units.is_dir() else set()
+    ids = [u for u in order if u in done] + sorted(done - set(order))
+    frames = []
+    for uid in ids:
+        path = units / f"{uid}.summary.csv"
+        if path.is_file():
+            frames.append(read_csv(path))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_sweep(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A sweep folder's summary rows (one per backbone, task, probe, transfer, eps, ...) with a
+    ``protocol`` column; ``ValueError`` naming the folder when it holds no sweep results."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"sweep folder {str(root)!r} does not exist; give the --out folder of "
+                         f"`python -m rtcore sweep`")
+    summary = root / "summary.csv"
+    df = read_csv(summary) if summary.is_file() and summary.stat().st_size > 1 else pd.DataFrame()
+    if df.empty:
+        df = _stored_summaries(root)
+    if df.empty:
+        raise ValueError(f"sweep folder {str(root)!r} holds no finished units yet (no summary.csv, no units/*.json)")
+    missing = [c for c in NEEDED if c not in df.columns]
+    if missing:
+        raise ValueError(f"{str(summary)!r} has no columns {missing}; is it the output of `python -m rtcore sweep`?")
+    df = df.copy()
+    df["protocol"] = [pretraining_protocol(str(b)) for b in df["backbone"]]
+    return df
+
+
+def list_sweeps(cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The sweep folders under ``<cache>/sweeps`` (those with a ``sweep.json``), newest first."""
+    root = resolve_cache_dir(cache_dir).expanduser() / "sweeps"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / "sweep.json").is_file()]
+    return sorted(found, key=lambda p: (p / "sweep.json").stat().st_mtime, reverse=True)
