@@ -1,9 +1,14 @@
-"""Command line: ``python -m rtcore list`` and ``python -m rtcore evaluate ...`` (progress on stderr).
+"""Command line: ``python -m rtcore list``, ``python -m rtcore evaluate ...`` and ``python -m rtcore sweep
+SPEC.toml ...`` (progress on stderr).
 
 ``evaluate`` takes a spec file (``--spec FILE``, TOML or JSON: :mod:`rtcore.runs.spec`) or the
 flags that build the same spec; ``--save-spec FILE`` writes the spec the flags built. Everything is
 checked before any work (the spec, the output files); the table is printed before the files are
 written, and every file is written atomically.
+
+``sweep`` runs a sweep file (:mod:`rtcore.runs.sweep`) on ``--engine local`` (default) or ``ray``;
+exit code 0 when every unit is done, 1 when some failed (the rest is written, ``failures.csv`` says
+why), 2 for a bad spec or option (nothing runs).
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -27,6 +34,9 @@ from .probes import list_probes
 from .runs import EvalSpec, ProgressEvent, execute, load_spec, parse_eps_text
 from .sanity import SanityFlag
 from .transfer import TRANSFER_METHODS
+
+if TYPE_CHECKING:
+    from .runs.sweep import SweepEvent
 
 #: the flags that build a spec (refused together with --spec)
 SPEC_FLAGS = ("backbone", "weights", "no_pretrained", "tasks", "eps", "norm", "n", "attack", "seed", "probe",
@@ -147,6 +157,63 @@ def _print_sanity(flags: dict[str, list[SanityFlag]]) -> None:
             print(f"    ! {f.name}: {vals}; expected: {f.threshold}; {f.meaning}")
 
 
+class _SweepPrinter:
+    """Renders sweep progress on stderr: a line per finished or failed unit with the counts, the measured
+    throughput and the time left; on a terminal also a live line for the running unit."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last_line = time.monotonic()
+
+    def __call__(self, ev: SweepEvent) -> None:
+        kind = ev.kind
+        if kind in ("unit-progress", "tick", "unit-start"):
+            if self.tty:
+                what = f"{ev.unit} {100 * (ev.fraction or 0.0):3.0f}%" if kind == "unit-progress" else ev.line()
+                print(f"\r  {what}"[:150].ljust(150), end="", file=sys.stderr, flush=True)
+            elif kind == "tick" and time.monotonic() - self.last_line > 60:
+                print(f"  {ev.line()}", file=sys.stderr, flush=True)
+                self.last_line = time.monotonic()
+            return
+        if self.tty:
+            print("\r" + " " * 150 + "\r", end="", file=sys.stderr)
+        if kind == "start":
+            print(ev.message, file=sys.stderr, flush=True)
+        elif kind == "unit-done":
+            print(f"done   {ev.unit} ({ev.seconds:.0f} s) | {ev.line()}", file=sys.stderr, flush=True)
+        elif kind == "unit-failed":
+            print(f"FAILED {ev.unit}: {ev.message} | {ev.line()}", file=sys.stderr, flush=True)
+        elif kind == "retry":
+            print(f"retry  {ev.unit}: {ev.message}", file=sys.stderr, flush=True)
+        elif kind == "done":
+            print(ev.message, file=sys.stderr, flush=True)
+        self.last_line = time.monotonic()
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .runs.sweep import sweep
+
+    result = sweep(args.spec, args.out, engine=args.engine, address=args.address, workers=args.workers,
+                   cache_dir=args.cache_dir, use_cache=not args.no_cache, retries=args.retries,
+                   samples_format=args.samples_format, progress=_SweepPrinter())
+    if result.rejected:
+        print(f"note: {len(result.rejected)} stored units failed verification and were recomputed:", file=sys.stderr)
+        for uid, why in result.rejected:
+            print(f"  {uid}: {why}", file=sys.stderr)
+    if result.recomputed_cache:
+        print(f"note: {len(result.recomputed_cache)} cache entries failed verification and were recomputed",
+              file=sys.stderr)
+    print(f"{len(result.summary)} summary rows ({result.total - len(result.failed)} of {result.total} units) in "
+          f"{result.out_dir / 'summary.csv'}; per-sample rows in {result.samples_path or '(none)'}")
+    if result.failed:
+        print(f"{len(result.failed)} units failed (details in {result.out_dir / 'failures.csv'}); run the same "
+              f"command again to retry them:", file=sys.stderr)
+        for row in result.failures.itertuples(index=False):
+            tb = " (unexpected: the traceback is in failures.csv)" if row.traceback else ""
+            print(f"  {row.unit}: {row.error_type}: {row.error}{tb}", file=sys.stderr)
+    return result.exit_code
+
+
 def _eps_arg(text: str) -> float:
     value = parse_eps_text(text)
     if isinstance(value, float):
@@ -194,6 +261,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-cache", action="store_true", help="compute everything and write nothing to disk")
     e.add_argument("--download", action="store_true", help="allow dataset downloads")
     e.set_defaults(fn=_cmd_evaluate)
+    w = sub.add_parser("sweep", help="a sweep across backbones, tasks, probes and transfer methods (local or Ray)",
+                       description="Run every unit of a sweep file; units already stored in --out are reused. "
+                                   "Exit code 0: all done; 1: some units failed (see failures.csv); 2: bad input.")
+    w.add_argument("spec", help="the sweep file (.toml or .json): backbones, tasks, eps, norm, n, attack, probes, "
+                                "transfers, seed (lists where the sweep varies them)")
+    w.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (default): one unit at a time in this process; ray: one Ray task per unit")
+    w.add_argument("--address", help="ray only: 'auto' or 'ray://host:10001' joins a cluster (default: start a "
+                                     "local instance)")
+    w.add_argument("--workers", type=int, help="ray only: CPUs of the local instance, one unit each (default: "
+                                               "all cores)")
+    w.add_argument("--out", help="output folder (default <cache>/sweeps/<spec file name>)")
+    w.add_argument("--retries", type=int, default=2, help="extra attempts for a unit that ran out of memory "
+                                                          "(default 2)")
+    w.add_argument("--samples-format", choices=["csv", "parquet"], default="csv",
+                   help="the per-sample table's format (parquet needs pyarrow)")
+    w.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore); on a cluster, "
+                                       "a folder every node sees")
+    w.add_argument("--no-cache", action="store_true", help="no result cache (units share nothing)")
+    w.set_defaults(fn=_cmd_sweep)
     return p
 
 
