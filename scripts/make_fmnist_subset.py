@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from rtcore.data.idx import read_idx, write_idx  # noqa: E402
-from rtcore.data.fashion_mnist import (  # noqa: E402
+from rtcore.data.idx import read_idx, write_idx
+from rtcore.data.fashion_mnist import (
     BUNDLED_FMNIST_DIR,
     FASHION_MNIST_CLASSES,
     HELDOUT_START,
-    _load_fmnist,
+    load_fashion_mnist,
 )
-from rtcore.data.paths import norm_root as _norm_root  # noqa: E402
+from rtcore.data.paths import norm_root
 
 TRAIN_RANGE = (HELDOUT_START, HELDOUT_START + 6000)  # [50000, 56000)
 TEST_RANGE = (0, 4000)
@@ -72,7 +70,7 @@ instead (see `rtcore/data/fashion_mnist.py`).
 
 def build(source: str | None, out: Path) -> None:
     """Write the subset files, SHA256SUMS and README into ``out``."""
-    data = _load_fmnist(_norm_root(source), require_full=True)
+    data = load_fashion_mnist(norm_root(source), require_full=True)
     out.mkdir(parents=True, exist_ok=True)
     tr = slice(*TRAIN_RANGE)
     te = slice(*TEST_RANGE)

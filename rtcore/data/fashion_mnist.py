@@ -89,7 +89,7 @@ class _NoFullCopyError(TaskUnavailableError):
 
 
 @dataclass(frozen=True)
-class _FashionArrays:
+class FashionArrays:
     """Raw Fashion-MNIST arrays from one folder, with original indices of every image."""
 
     folder: Path
@@ -119,7 +119,7 @@ def _fmnist_folder_in(folder: Path) -> Path | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_fmnist_folder(folder_str: str) -> _FashionArrays:
+def _read_fmnist_folder(folder_str: str) -> FashionArrays:
     """Read and validate the Fashion-MNIST IDX files in ``folder_str`` (memoised)."""
     folder = Path(folder_str)
     arr: dict[str, np.ndarray] = {}
@@ -172,7 +172,7 @@ def _read_fmnist_folder(folder_str: str) -> _FashionArrays:
         if bad:
             log.warning("Fashion-MNIST copy in %s differs from the reference checksums in %s",
                         folder, bad)
-    return _FashionArrays(
+    return FashionArrays(
         folder=folder, full=not subset,
         x_train=arr["train_images"], y_train=arr["train_labels"].astype(np.int64),
         i_train=index["train"],
@@ -202,7 +202,7 @@ def _fmnist_candidates(root: str | None, data_dir: str | None = None) -> list[tu
     return cands
 
 
-def _load_fmnist(root: str | None, *, require_full: bool, data_dir: str | None = None) -> _FashionArrays:
+def load_fashion_mnist(root: str | None, *, require_full: bool, data_dir: str | None = None) -> FashionArrays:
     """First Fashion-MNIST copy in the search order; the bundled subset last unless ``require_full``."""
     searched = []
     for label, folder in _fmnist_candidates(root, data_dir):
@@ -262,7 +262,7 @@ def _to_tensor_u8(x: np.ndarray) -> torch.Tensor:
     return t.to(torch.float32).div_(255.0).contiguous()
 
 
-def _fmnist_source(data: _FashionArrays) -> str:
+def _fmnist_source(data: FashionArrays) -> str:
     """Human-readable provenance of a Fashion-MNIST copy."""
     if data.full:
         return str(data.folder)
@@ -277,7 +277,7 @@ def _fmnist_source(data: _FashionArrays) -> str:
 
 def fmnist_heldout(root: str | None, data_dir: str | None = None) -> Task:
     """All ten classes: train from held-out train indices >= 50000, test from the official test set."""
-    data = _load_fmnist(root, require_full=False, data_dir=data_dir)
+    data = load_fashion_mnist(root, require_full=False, data_dir=data_dir)
     keep = data.i_train >= HELDOUT_START
     return Task(
         name="fmnist-heldout",
@@ -297,7 +297,7 @@ def load_upstream(root: str | os.PathLike[str] | None = None
     and y int64 in 0..4.  Needs a full local copy (see module docstring);
     raises :class:`TaskUnavailableError` otherwise.
     """
-    data = _load_fmnist(norm_root(root), require_full=True)
+    data = load_fashion_mnist(norm_root(root), require_full=True)
     keep = (data.i_train < HELDOUT_START) & np.isin(data.y_train, UPSTREAM_CLASSES)
     return (_to_tensor_u8(data.x_train[keep]), torch.from_numpy(data.y_train[keep].copy()),
             tuple(FASHION_MNIST_CLASSES[c] for c in UPSTREAM_CLASSES))

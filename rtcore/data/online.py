@@ -18,7 +18,7 @@ from .fashion_mnist import (
     FASHION_MNIST_CLASSES,
     _fmnist_folder_in,
     _idx_path,
-    _load_fmnist,
+    load_fashion_mnist,
     _NoFullCopyError,
     _read_fmnist_folder,
     _to_tensor_u8,
@@ -192,7 +192,7 @@ def _load_mnist(*, root: str | None, download: bool, data_dir: str | None = None
 )
 def _load_fashion_mnist(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
     try:
-        data = _load_fmnist(root, require_full=True, data_dir=data_dir)
+        data = load_fashion_mnist(root, require_full=True, data_dir=data_dir)
     except _NoFullCopyError:
         found = _ensure_mnist_files("fashion-mnist", "FashionMNIST", data_dirs(root, data_dir), download)
         data = _read_fmnist_folder(str(found.resolve()))
