@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..config import eps_key
-from .spec import EvalSpec
+from .spec import EvalSpec, parse_eps_text
 
 Stage = Literal["fit", "attack", "head_loss", "sanity"]
 STAGES: tuple[str, ...] = ("fit", "attack", "head_loss", "sanity")
@@ -72,8 +72,9 @@ def plan(specs: EvalSpec | Sequence[EvalSpec], *, first: Sequence[float] = (),
     specs = [specs] if isinstance(specs, EvalSpec) else list(specs)
     if not specs:
         raise ValueError("plan needs at least one spec")
-    first_k = _attacked(dict.fromkeys(eps_key(e) for e in first))
-    prio_k = tuple(e for e in _attacked(dict.fromkeys(eps_key(e) for e in priority)) if e not in first_k)
+    first_k = _attacked(dict.fromkeys(eps_key(parse_eps_text(e)) for e in first))  # type: ignore[arg-type]
+    prio_k = tuple(e for e in _attacked(dict.fromkeys(eps_key(parse_eps_text(e)) for e in priority))  # type: ignore[arg-type]
+                   if e not in first_k)
     for spec in specs:
         missing = [e for e in (*first_k, *prio_k) if e not in spec.eps]
         if missing:
