@@ -1,4 +1,5 @@
-"""Backbone references, uploaded checkpoints (size-limited, safetensors only) and fast offline checks."""
+"""Uploaded checkpoints (size-limited, safetensors only, pruned when unused), the offline check of timm
+weights, and loading a :class:`rtcore.models.ref.BackboneRef` (the library's one backbone reference)."""
 
 from __future__ import annotations
 
@@ -9,53 +10,27 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from rtcore import (
-    Backbone,
-    BackboneUnavailableError,
-    CheckpointError,
-    create_backbone,
-)
+from rtcore import Backbone, BackboneUnavailableError, CheckpointError
 from rtcore._io import TMP_PREFIX, atomic_write
 from rtcore.config import default_cache_dir
-from rtcore.models import (
-    TIMM_PREFIX,
-    check_safetensors_file,
-    create_timm_backbone,
-    default_device,
-)
+from rtcore.models import TIMM_PREFIX, check_safetensors_file
 from rtcore.models.hub import hub_reachable, timm_weights_available_offline
-
-log = logging.getLogger(__name__)
+from rtcore.models.ref import BackboneRef
 
 from .state import MAX_UPLOAD_BYTES
 
-# ---------------------------------------------------------------- backbones and uploads
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class BackboneRef:
-    """What identifies a backbone for loading: a registry/timm name and optional local weights."""
-
-    name: str
-    weights: str | None = None
-    label: str | None = None
-
-    @property
-    def display(self) -> str:
-        """The name shown in tables and plots."""
-        return self.label or self.name
+UPLOAD_TTL_S = 24 * 3600.0  # an upload not used for this long is deleted at the next save
+_UPLOAD_NAME = re.compile(r"^[0-9a-f]{24}-[A-Za-z0-9_.-]+\.safetensors$")
 
 
 class UploadError(ValueError):
     """An uploaded checkpoint was refused (too large, wrong type, not safetensors)."""
-
-
-UPLOAD_TTL_S = 24 * 3600.0  # an upload not used for this long is deleted at the next save
-_UPLOAD_NAME = re.compile(r"^[0-9a-f]{24}-[A-Za-z0-9_.-]+\.safetensors$")
 
 
 def upload_dir() -> Path:
@@ -67,11 +42,10 @@ def save_upload(filename: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES
                 dest: str | os.PathLike[str] | None = None) -> Path:
     """Check an uploaded checkpoint and store it in :func:`upload_dir` (or ``dest``); return its path.
 
-    Refused with :class:`UploadError`: empty or larger than ``max_bytes``, a name not ending
-    in ``.safetensors``, or content that is not a well-formed safetensors file (e.g. a pickled
-    ``.pt``, a truncated file, a header that is not JSON or is huge). The file is never unpickled
-    and nothing refused is stored; the stored name is its sha256, so a re-upload reuses it.
-    Each save deletes the uploads not used for :data:`UPLOAD_TTL_S`.
+    Refused with :class:`UploadError`, storing nothing: empty or above ``max_bytes``, a name not ending in
+    ``.safetensors`` (pickles can run code), or content that is not a well-formed safetensors file. The
+    stored name is its sha256, so a re-upload reuses it; each save deletes uploads unused for
+    :data:`UPLOAD_TTL_S`.
     """
     size = len(data)
     if size == 0:
@@ -88,25 +62,19 @@ def save_upload(filename: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES
     folder.mkdir(parents=True, exist_ok=True)
     prune_uploads(folder)
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(filename).stem)[:60] or "checkpoint"
-    _check_upload(folder, f"{stem}.safetensors", data)
-    digest = hashlib.sha256(data).hexdigest()[:24]
-    path = folder / f"{digest}-{stem}.safetensors"
-    if path.is_file():
-        touch_upload(path)
-    else:
-        atomic_write(path, data)
-    return path
-
-
-def _check_upload(folder: Path, name: str, data: bytes) -> None:
-    """Check ``data`` as a safetensors file named ``name`` in a private temporary folder (removed after)."""
     with tempfile.TemporaryDirectory(dir=folder, prefix=TMP_PREFIX) as tmp:
-        candidate = Path(tmp) / name
+        candidate = Path(tmp) / f"{stem}.safetensors"
         candidate.write_bytes(data)
         try:
             check_safetensors_file(candidate)
         except CheckpointError as e:
             raise UploadError(f"upload refused, not a safetensors file: {e}") from e
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:24]}-{stem}.safetensors"
+    if path.is_file():
+        touch_upload(path)
+    else:
+        atomic_write(path, data)
+    return path
 
 
 def touch_upload(path: str | os.PathLike[str]) -> None:
@@ -118,10 +86,8 @@ def touch_upload(path: str | os.PathLike[str]) -> None:
 
 
 def prune_uploads(folder: str | os.PathLike[str] | None = None, older_than_s: float = UPLOAD_TTL_S) -> int:
-    """Delete the uploads (and leftover temporaries) in ``folder`` not used for ``older_than_s``; return how many.
-
-    Only files named like :func:`save_upload` names them are touched, never other files in the folder.
-    """
+    """Delete uploads (and leftover temporaries) in ``folder`` unused for ``older_than_s``; return how many.
+    Only files named as :func:`save_upload` names them are touched."""
     root = Path(folder) if folder is not None else upload_dir()
     if not root.is_dir():
         return 0
@@ -153,8 +119,7 @@ def timm_arch(name: str) -> str:
     """A timm architecture name given by a user (``timm:`` prefix optional), checked against timm."""
     import timm
 
-    arch = name.strip()
-    arch = arch.removeprefix(TIMM_PREFIX)
+    arch = name.strip().removeprefix(TIMM_PREFIX)
     if not arch:
         raise ValueError("give the timm architecture the checkpoint was saved from, e.g. 'resnet18'")
     if not (timm.is_model(arch) or timm.is_model(arch.split(".")[0])):
@@ -172,7 +137,7 @@ def upload_ref(arch: str, path: str | os.PathLike[str], filename: str) -> Backbo
             raise UploadError(f"the uploaded checkpoint {Path(filename).name!r} is no longer stored on the server "
                               f"(unused for more than {UPLOAD_TTL_S / 3600:.0f} hours); upload it again")
         touch_upload(path)
-    return BackboneRef(f"{TIMM_PREFIX}{a}", str(path), f"{TIMM_PREFIX}{a} + {Path(filename).name}")
+    return BackboneRef(f"{TIMM_PREFIX}{a}", str(path), label=f"{TIMM_PREFIX}{a} + {Path(filename).name}")
 
 
 def offline_problem(ref: BackboneRef) -> str | None:
@@ -182,31 +147,21 @@ def offline_problem(ref: BackboneRef) -> str | None:
     model = ref.name[len(TIMM_PREFIX):]
     if timm_weights_available_offline(model) or hub_reachable():
         return None
-    return (
-        f"The pretrained weights of {ref.name!r} are not on this machine and huggingface.co cannot be "
-        f"reached, so this backbone is unavailable offline. Fix: run once with network to fill the Hugging "
-        f"Face cache, or pick 'upload a checkpoint' and give a local .safetensors file with the architecture "
-        f"{model.split('.')[0]!r}, or choose a bundled backbone.")
+    return (f"The pretrained weights of {ref.name!r} are not on this machine and huggingface.co cannot be "
+            f"reached, so this backbone is unavailable offline. Fix: run once with network to fill the Hugging "
+            f"Face cache, or pick 'upload a checkpoint' and give a local .safetensors file with the architecture "
+            f"{model.split('.')[0]!r}, or choose a bundled backbone.")
 
 
 def load_backbone(ref: BackboneRef, device: str | torch.device | None = None) -> Backbone:
-    """Create the backbone of ``ref`` (CUDA when present).
-
-    Raises :class:`BackboneUnavailableError` at once for timm weights that cannot be had
-    offline, :class:`CheckpointError` for a checkpoint that is not safetensors or does not
-    fit the architecture, ``ValueError`` for an unknown name.
-    """
+    """Create the backbone of ``ref`` (CUDA when present): BackboneUnavailableError at once for timm weights
+    that cannot be had offline, CheckpointError for a checkpoint that does not fit, ValueError for a bad name."""
     problem = offline_problem(ref)
     if problem:
         raise BackboneUnavailableError(problem)
     if ref.weights is not None and _uploaded(ref.weights):
         touch_upload(ref.weights)
-    if ref.weights is not None and ref.name.startswith(TIMM_PREFIX):
-        # create_timm_backbone directly: create_backbone's first parameter is also called ``name``,
-        # so it cannot pass the display name through to timm.
-        g = create_timm_backbone(ref.name[len(TIMM_PREFIX):], weights=ref.weights, name=ref.display)
-        return g.to(torch.device(device) if device is not None else default_device())
-    return create_backbone(ref.name, device, weights=ref.weights)
+    return ref.create(device)
 
 
 def describe_device(g: Backbone) -> str:
@@ -215,4 +170,3 @@ def describe_device(g: Backbone) -> str:
     if d.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(d)})"
     return f"{d.type} ({torch.get_num_threads()} threads)"
-

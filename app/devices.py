@@ -112,5 +112,5 @@ def _session_active(session_id: str) -> bool | None:
     return active if isinstance(active, bool) else None
 
 
-def _always_alive(owner: str) -> bool:
+def always_alive(owner: str) -> bool:
     return True

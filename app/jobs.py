@@ -1,150 +1,219 @@
-"""Evaluations in background threads: the steps of :mod:`app.plan` run one by one on the shared
-device, every finished step lands in a process-wide store and in the job's snapshot at once.
+"""Evaluations in background threads: the units of :func:`rtcore.runs.plan` run one by one on the shared
+device (:data:`app.devices.DEVICE_LOCK`, first come first served, so the units of concurrent jobs
+interleave), against process-wide :class:`rtcore.runs.Executor` objects; a page draws a
+:class:`Snapshot` of what the executors hold.
 
-The time estimate comes from measured throughput: seconds per (task, eps) unit of attack work
-and per probe fit, measured on this job's computed steps (:class:`Throughput`), never from
-elapsed time divided by the fraction done.
+A :class:`Request` is a page's selection as specs (one per backbone and probe) without the eps
+cursor, so moving the cursor never starts a job. The time estimate is the library's measured
+throughput (:class:`rtcore.runs.Throughput`), never elapsed time divided by the fraction done.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
-import torch
 
-from rtcore import (
-    BackboneUnavailableError,
-    CheckpointError,
-    Evaluation,
-    ProgressEvent,
-    TaskUnavailableError,
-    run_evaluation,
-)
-from rtcore.config import eps_mask
+from rtcore import Backbone, BackboneUnavailableError, CheckpointError, TaskUnavailableError
+from rtcore.config import eps_grid, eps_key, eps_mask
+from rtcore.models.ref import BackboneRef
+from rtcore.runs import EvalSpec, Executor, Throughput, Unit, fmt_seconds, plan
 
-from . import markers
-from .backbones import BackboneRef
 from .devices import DEVICE_LOCK, DEVICE_POLL_S
-from .pieces import PIECES, PieceStore, cached_task, piece_key
-from .plan import CACHED, PROBE, EvalRequest, Step
-from .state import eps_short
-from .throughput import PRIOR_COST, Throughput, fmt_seconds
+from .state import SEED, default_eps, eps_short
 
 log = logging.getLogger(__name__)
 
-START_DELAY_S = 0.6  # a job that replaces an owner's earlier request waits this long: rapid changes coalesce
-ATTACK_STAGES = {"feature attack", "end-to-end attack", "head-subspace attack", "loss attack"}
+#: what a unit does, in the progress line (before it reports a stage, it may be all cached)
+UNIT_TEXT = {"fit": "probe fit and clean accuracy", "attack": "feature and end-to-end attacks",
+             "head_loss": "head-subspace and loss attacks", "sanity": "sanity checks"}
+#: the library's stage names in the progress line; a stage is only reported while it computes
 STAGE_TEXT = {"linear probe": "fitting the linear probe", "feature attack": "feature attack (Δ)",
               "end-to-end attack": "end-to-end attack", "head-subspace attack": "head-subspace attack (Δ_P)",
-              "loss attack": "cross-entropy attack (loss)", "backbone": "preparing the backbone",
-              "done": "storing results"}
+              "loss attack": "cross-entropy attack (loss)", "sanity checks": "sanity checks",
+              "fine-tuning": "fine-tuning", "reading cached results": "read from the cache", "done": "stored"}
+KEYS = ["backbone", "probe", "task", "eps"]
 
 
-__all__ = ["PIECES", "EvalRequest", "EvaluationJob", "PieceStore", "Snapshot", "Throughput", "fmt_seconds",
-           "piece_key"]
+@dataclass(frozen=True)
+class Request:
+    """What a page evaluates: ``specs`` (one per backbone and probe, same tasks, norm and eps), computed in
+    the planner's order with ``first`` right after the probe fits and ``priority`` (added eps) next."""
+
+    specs: tuple[EvalSpec, ...]
+    first: tuple[float, ...] = ()
+    priority: tuple[float, ...] = ()
+    cache_dir: str = ""
+
+    @property
+    def norm(self) -> str:
+        return self.specs[0].norm
+
+    @property
+    def eps(self) -> tuple[float, ...]:
+        return self.specs[0].eps
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.specs[0].tasks
+
+    def units(self) -> list[Unit]:
+        return plan(self.specs, first=self.first, priority=self.priority)
+
+    def same_but_eps(self, other: Request) -> bool:
+        """Whether ``other`` asks the same of the same backbones, probes and tasks, only over other eps."""
+        strip = [s.with_(eps=(0.0,)) for s in self.specs]
+        return self.cache_dir == other.cache_dir and strip == [s.with_(eps=(0.0,)) for s in other.specs]
 
 
-# ---------------------------------------------------------------- snapshots
+def make_request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n: int, attack: str, *,
+                 probes: Sequence[str] = ("logistic",), extras: Sequence[float] = (), cache_dir: str = "",
+                 sanity: bool = False) -> Request:
+    """A request over the library's grid of ``norm`` plus ``extras``; the spec checks every value once
+    (ValueError naming it and the fix)."""
+    if not refs:
+        raise ValueError("choose at least one backbone")
+    if not tasks:
+        raise ValueError("choose at least one downstream task in the sidebar")
+    grid = eps_grid(norm)
+    added = tuple(sorted({eps_key(e) for e in extras} - set(grid)))
+    specs = tuple(EvalSpec(ref, tuple(tasks), (*grid, *added), norm, n, attack, probe=p, seed=SEED, sanity=sanity)
+                  for ref in dict.fromkeys(refs) for p in dict.fromkeys(probes))
+    return Request(specs, (default_eps(norm),), added, cache_dir)
 
-@dataclass
-class Snapshot:
-    """What a page draws: the results so far and the job's state."""
 
+class Executors:
+    """Process-wide executors by (spec, cache folder), least recently used out: every job and session
+    asking for the same spec shares one executor (its results in memory, its backbone loaded once)."""
+
+    def __init__(self, keep: int = 24) -> None:
+        self._items: OrderedDict[tuple[EvalSpec, str], Executor] = OrderedDict()
+        self._lock = threading.Lock()
+        self.keep = keep
+
+    def get(self, spec: EvalSpec, backbone: Backbone, cache_dir: str) -> Executor:
+        with self._lock:
+            ex = self._items.get((spec, cache_dir))
+            if ex is None:
+                ex = Executor(spec, backbone=backbone, cache_dir=cache_dir or None)
+                self._items[(spec, cache_dir)] = ex
+            self._items.move_to_end((spec, cache_dir))
+            while len(self._items) > self.keep:
+                self._items.popitem(last=False)
+            return ex
+
+
+EXECUTORS = Executors()
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The results of a job's executors, in spec order: built once per version and shared by every
+    session (never modified in place)."""
+
+    key: tuple[object, ...]
     summary: pd.DataFrame
     samples: pd.DataFrame
-    gallery: dict[tuple[str, str, float], dict[str, torch.Tensor]]
-    class_names: dict[str, tuple[str, ...]]
+    gallery: dict[tuple[str, str, float], dict[str, object]] = field(default_factory=dict)
+    class_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sanity: dict[str, list[object]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a page draws: the tables so far and the job's state."""
+
+    tables: Tables
+    tasks: tuple[str, ...]
     done: bool
     fraction: float
     status: str
-    errors: list[str]
-    warnings: list[str]
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
     version: int
     elapsed: float
     eta: float | None
-    cancelled: bool = False
-    job_id: int = 0
+    cancelled: bool
+    job_id: int
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self.tables.summary
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return self.tables.samples
 
     @property
     def empty(self) -> bool:
         return self.summary.empty
 
     def at_eps(self, eps: float) -> pd.DataFrame:
-        """Summary rows at one eps."""
         return self.summary[eps_mask(self.summary["eps"], eps)] if not self.empty else self.summary
 
     @property
     def preliminary(self) -> bool:
-        """True while some rows still lack the head-subspace and loss attacks."""
-        return not self.empty and "head_attack" in self.summary and not bool(self.summary["head_attack"].all())
+        """Some rows do not include the head-subspace and loss attacks yet."""
+        return not self.empty and not bool(self.summary["head_attack"].all())
 
 
 class _Cancelled(Exception):
     """Raised from the progress callback to stop a superseded job."""
 
 
-class _Miss(Exception):
-    """A guarded (believed cached) step started computing: fall back to the staged plan."""
+def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-# ---------------------------------------------------------------- the job
+class BaseJob:
+    """Steps run one by one in a daemon thread, each holding :data:`DEVICE_LOCK` (first come, first served:
+    the steps of concurrent jobs interleave). Subclasses give :attr:`steps` (label, work) and
+    :meth:`run_step`; this class keeps the state a page shows: progress, status, errors, a version that
+    changes whenever a step finished, cancellation and the time estimate.
 
-class EvaluationJob:
-    """One :class:`EvalRequest` computed step by step in a background thread.
+    ``start_delay``: seconds to wait before taking the device (a newer request in that time cancels this
+    one before it computed anything)."""
 
-    Steps already in :data:`PIECES` are taken from there at once; every other step holds
-    :data:`DEVICE_LOCK` while it runs, so concurrent jobs take turns step by step. A finished
-    step is stored (disk by rtcore, memory in :data:`PIECES`) and added to the snapshot.
-    """
+    _ids = itertools.count(1)
 
-    _ids = 0
-    _ids_lock = threading.Lock()
-
-    def __init__(self, request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],
-                 start_delay: float = 0.0) -> None:
-        missing = [b.display for b in request.backbones if b not in backbones]
-        if missing:
-            raise ValueError(f"no loaded backbone given for {missing}")
-        with EvaluationJob._ids_lock:
-            EvaluationJob._ids += 1
-            self.id = EvaluationJob._ids
-        self.request = request
-        self._backbones = dict(backbones)
+    def __init__(self, steps: Sequence[tuple[str, float]], start_delay: float = 0.0) -> None:
+        self.id = next(BaseJob._ids)
+        self.steps = list(steps)
         self._start_delay = start_delay
         self._cond = threading.Condition()
-        self._steps: list[Step] = request.steps()
-        self._pieces: list[tuple[Step, Evaluation]] = []
-        self._class_names: dict[str, tuple[str, ...]] = {}
         self._errors: list[str] = []
         self._warnings: list[str] = []
-        self._skip: set[tuple[BackboneRef, str, str]] = set()
-        self._fallback: dict[tuple[BackboneRef, str, str], list[Step]] = {}
-        self._version = 0
-        self._pos = 0  # index of the step being computed
-        self._step_fraction = 0.0
-        self._status = "waiting for the device"
-        self._done = False
-        self._computed_steps = 0
-        self._throughput = Throughput()
+        self._pos, self._step_fraction, self._computed = 0, 0.0, 0
+        self._status, self._version, self._done = "waiting for the device", 0, False
         self._cancel = threading.Event()
-        self._t0 = time.monotonic()
-        self._t_end: float | None = None
-        self._cached: tuple[int, Snapshot] | None = None
+        self._t0, self._t_end = time.monotonic(), None  # type: tuple[float, float | None]
         self._thread = threading.Thread(target=self._run, name=f"rtcore-dashboard-job-{self.id}", daemon=True)
 
+    # -- what subclasses give
+    def run_step(self, i: int, report: Callable[[float, str], None]) -> bool:
+        """Run step ``i`` (``report(fraction, stage)`` while it computes); return whether it computed anything."""
+        raise NotImplementedError
+
+    def eta(self) -> float | None:
+        """Seconds left (None before a measurement); called with the lock held."""
+        return None
+
     # -- control
-    def start(self) -> EvaluationJob:
+    def start(self) -> BaseJob:
         self._thread.start()
         return self
 
     def cancel(self) -> None:
-        """Stop at the next progress report; finished steps stay cached."""
+        """Stop at the next progress report; finished steps stay in the cache."""
         self._cancel.set()
 
     @property
@@ -163,261 +232,249 @@ class EvaluationJob:
 
     @property
     def computed_steps(self) -> int:
-        """How many steps this job computed (not taken from the store)."""
+        """How many steps computed something (the others were read from memory or disk)."""
         with self._cond:
-            return self._computed_steps
+            return self._computed
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        with self._cond:
+            return tuple(self._errors)
 
     def wait_for_change(self, version: int, timeout: float) -> bool:
-        """Block until the snapshot version passes ``version`` or the job ends; True if it did."""
+        """Block until the version passes ``version`` or the job ends; True if it did."""
         with self._cond:
-            self._cond.wait_for(lambda: self._version != version or self._done, timeout=timeout)
-            return self._version != version or self._done
+            return self._cond.wait_for(lambda: self._version != version or self._done, timeout=timeout)
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
     # -- state
-    def _weights(self) -> tuple[float, float]:
-        """(work done, total work) in prior cost units, the current step counted by its fraction."""
-        def w(s: Step) -> float:
-            return PRIOR_COST.get(s.kind, 1.0) * s.units + 0.05
-
-        total = sum(w(s) for s in self._steps) or 1.0
-        done = sum(w(s) for s in self._steps[: self._pos]) + w(self._steps[self._pos]) * self._step_fraction \
-            if self._pos < len(self._steps) else total
-        return done, total
-
     def _fraction(self) -> float:
         if self._done:
             return 1.0
-        done, total = self._weights()
-        return min(1.0, done / total)
-
-    def _eta(self) -> float | None:
-        if self._done or self._pos >= len(self._steps):
-            return None
-        return self._throughput.eta(self._steps[self._pos + 1:], self._steps[self._pos], self._step_fraction)
-
-    def progress(self) -> tuple[float, str]:
-        """Overall fraction in [0, 1] and a status line with the stage and the measured time estimate."""
-        with self._cond:
-            f, status, eta = self._fraction(), self._status, self._eta()
-            how = self._throughput.describe()
-        elapsed = self._elapsed()
-        tail = f" · {fmt_seconds(elapsed)} elapsed"
-        if eta is not None:
-            tail += f", about {fmt_seconds(eta)} left ({how})"
-        elif not self.done:
-            tail += ", time left: measuring the first steps"
-        return f, status + tail
+        weights = [max(w, 0.05) for _, w in self.steps]
+        done = sum(weights[: self._pos]) + (weights[self._pos] * self._step_fraction if self._pos < len(weights) else 0)
+        return min(1.0, done / (sum(weights) or 1.0))
 
     def position(self) -> tuple[int, int, float, float | None]:
-        """The step being computed (1-based), the number of steps, the fraction done, the time left."""
+        """The step being run (1-based), the number of steps, the fraction done, the seconds left."""
         with self._cond:
-            return min(self._pos + 1, len(self._steps)), len(self._steps), self._fraction(), self._eta()
+            eta = None if self._done else self.eta()
+            return min(self._pos + 1, len(self.steps)), len(self.steps), self._fraction(), eta
 
-    def _elapsed(self) -> float:
+    def progress(self) -> tuple[float, str]:
+        """The fraction done and a status line: the step, its stage, the time spent and left."""
+        with self._cond:
+            fraction, status, done = self._fraction(), self._status, self._done
+            eta = None if done else self.eta()
+        tail = f" · {fmt_seconds(self.elapsed())} elapsed"
+        if eta is not None:
+            tail += f", about {fmt_seconds(eta)} left"
+        elif not done:
+            tail += ", time left: measured after the first computed step"
+        return fraction, status + tail
+
+    def elapsed(self) -> float:
         return (self._t_end or time.monotonic()) - self._t0
 
-    def export_pieces(self) -> list[tuple[Step, Evaluation]]:
-        """The final steps' results, in plan order (backbone, probe, task): what the downloads contain."""
+    @property
+    def version(self) -> int:
         with self._cond:
-            return [(s, ev) for s, ev in self._pieces if s.final]
+            return self._version
 
-    def snapshot(self) -> Snapshot:
-        """The results so far (re-assembled only when a step has finished since the last call)."""
+    # -- the worker
+    def _set(self, fraction: float | None = None, status: str | None = None) -> None:
         with self._cond:
-            version, done = self._version, self._done
-            fraction, status, eta = self._fraction(), self._status, self._eta()
-            cached = self._cached
-            if cached is not None and cached[0] == version:
-                snap = cached[1]
-                snap.fraction, snap.status, snap.done, snap.eta = fraction, status, done, eta
-                snap.elapsed = self._elapsed()
-                return snap
-            pieces = list(self._pieces)
-            errors, warnings = list(self._errors), list(self._warnings)
-            class_names = dict(self._class_names)
-        from .merge import merge
-
-        summary, samples, gallery = merge(pieces, self.request)
-        snap = Snapshot(summary, samples, gallery, class_names, done, fraction, status, errors, warnings, version,
-                        self._elapsed(), eta, self.cancelled, self.id)
-        with self._cond:
-            self._cached = (version, snap)
-        return snap
-
-    # -- worker
-    def _update(self, step_fraction: float | None = None, status: str | None = None) -> None:
-        with self._cond:
-            if step_fraction is not None:
-                self._step_fraction = min(1.0, max(self._step_fraction, step_fraction))
+            if fraction is not None:
+                self._step_fraction = max(self._step_fraction, min(1.0, float(fraction)))
             if status is not None:
                 self._status = status
             self._cond.notify_all()
 
-    def _add(self, step: Step, ev: Evaluation, names: tuple[str, ...]) -> None:
+    def warn(self, text: str) -> None:
         with self._cond:
-            self._pieces.append((step, ev))
-            self._class_names[step.task] = names
-            self._version += 1
-            self._cond.notify_all()
+            if text not in self._warnings:
+                self._warnings.append(text)
 
-    def _prefill(self) -> None:
-        """Take every step already in the store; guard the final step of trios marked complete on disk."""
-        req = self.request
-        for step in self._steps:
-            hit = PIECES.get(piece_key(req, step))
-            if hit is not None:
-                self._add(step, *hit)
-        have = {(s.ref, s.probe, s.task, s.eps, s.full) for s, _ in self._pieces}
-        kept: list[Step] = []
-        trio_steps: dict[tuple[BackboneRef, str, str], list[Step]] = defaultdict(list)
-        for s in self._steps:
-            trio_steps[(s.ref, s.probe, s.task)].append(s)
-        for s in self._steps:
-            trio = (s.ref, s.probe, s.task)
-            todo = [t for t in trio_steps[trio] if (t.ref, t.probe, t.task, t.eps, t.full) not in have]
-            if s.final and todo and markers.complete(req, s) and len(todo) > 1:
-                self._fallback[trio] = [t for t in todo if t is not s]
-        for s in self._steps:
-            trio = (s.ref, s.probe, s.task)
-            if (s.ref, s.probe, s.task, s.eps, s.full) in have:
-                continue
-            if trio in self._fallback and not s.final:
-                continue  # believed cached on disk: only the final step runs (guarded)
-            kept.append(s)
-        with self._cond:
-            self._steps = [s for s, _ in self._pieces] + kept
-            self._pos = len(self._pieces)
+    def skip(self, i: int) -> bool:
+        """Whether step ``i`` is to be left out (e.g. its task turned out to be unavailable)."""
+        return False
 
     def _run(self) -> None:
         try:
             if self._start_delay > 0 and self._cancel.wait(self._start_delay):
                 raise _Cancelled
-            self._prefill()
-            while True:
+            for i, (label, _) in enumerate(self.steps):
                 with self._cond:
-                    if self._pos >= len(self._steps):
-                        break
-                    step, i, n_steps = self._steps[self._pos], self._pos, len(self._steps)
-                    self._step_fraction = 0.0
+                    self._pos, self._step_fraction = i, 0.0
                 if self._cancel.is_set():
                     raise _Cancelled
-                if (step.ref, step.probe, step.task) not in self._skip:
-                    self._run_step(step, i, n_steps)
-                with self._cond:
-                    self._pos += 1
-            self._update(status="done")
+                if not self.skip(i):
+                    self._run_one(i, f"step {i + 1}/{len(self.steps)} · {label}")
+            self._set(status="done")
         except _Cancelled:
-            self._update(status="stopped (superseded by a newer selection); finished steps are cached")
-        except Exception as e:
-            log.exception("dashboard evaluation failed")
+            self._set(status="stopped (a newer selection replaced it); finished steps are cached")
+        except Exception as e:  # noqa: BLE001 - the page shows the message, never a traceback
+            log.exception("dashboard job failed")
             with self._cond:
                 self._errors.append(error_message(e))
         finally:
             with self._cond:
-                self._done = True
-                self._t_end = time.monotonic()
+                self._done, self._t_end = True, time.monotonic()
                 self._version += 1
                 self._cond.notify_all()
 
-    def label(self, step: Step, i: int, n_steps: int) -> str:
-        req = self.request
-        where = f"{step.ref.display} · " if len(req.backbones) > 1 else ""
-        probe = f"probe {step.probe} · " if len(req.probes) > 1 else ""
-        eps_txt = ", ".join(eps_short(e, req.norm) for e in step.eps)
-        extra = " · head-subspace and loss attacks" if step.full and step.kind != CACHED else ""
-        return f"step {i + 1}/{n_steps} · {where}{probe}{step.task} · ε {eps_txt}{extra}"
+    def _run_one(self, i: int, label: str) -> None:
+        self._acquire(label)
+        try:
+            self._set(status=f"{label} · checking the cache")
 
-    def _acquire_device(self, label: str) -> None:
+            def report(fraction: float, stage: str) -> None:
+                if self._cancel.is_set():
+                    raise _Cancelled
+                self._set(fraction, f"{label} · {STAGE_TEXT.get(stage, stage)}")
+
+            computed = self.run_step(i, report)
+        finally:
+            DEVICE_LOCK.release(self)
+        with self._cond:
+            self._computed += int(computed)
+            self._version += 1
+            self._cond.notify_all()
+
+    def _acquire(self, label: str) -> None:
         """Wait for this job's turn on the device; meanwhile the status names the job that holds it."""
         if DEVICE_LOCK.acquire(self, timeout=0):
             return
         try:
-            while True:
+            while not DEVICE_LOCK.acquire(self, timeout=DEVICE_POLL_S):
                 if self._cancel.is_set():
                     raise _Cancelled
-                self._update(status=f"{label} · {self._waiting_text()}")
-                if DEVICE_LOCK.acquire(self, timeout=DEVICE_POLL_S):
-                    return
+                self._set(status=f"{label} · {self._waiting_text()}")
         except BaseException:
             DEVICE_LOCK.withdraw(self)
             raise
 
-    def _waiting_text(self) -> str:
+    @staticmethod
+    def _waiting_text() -> str:
         holder = DEVICE_LOCK.holder
-        if not isinstance(holder, EvaluationJob) or holder is self:
+        if not isinstance(holder, BaseJob):
             return "waiting for the device"
-        step, n_steps, fraction, eta = holder.position()
+        step, n, fraction, eta = holder.position()
         left = f", about {fmt_seconds(eta)} left there" if eta is not None else ""
-        return f"waiting for the device: another session's job is at step {step}/{n_steps} ({fraction:.0%}){left}"
+        return f"waiting for the device: another session's job is at step {step}/{n} ({fraction:.0%}){left}"
 
-    def _run_step(self, step: Step, i: int, n_steps: int) -> None:
-        label = self.label(step, i, n_steps)
-        self._acquire_device(label)
-        try:
-            self._compute(step, label)
-        finally:
-            DEVICE_LOCK.release(self)
 
-    def _compute(self, step: Step, label: str) -> None:
-        req = self.request
-        self._update(status=f"{label} · loading the task")
+class Job(BaseJob):
+    """One :class:`Request`: its planned units run against process-wide executors (see the module docstring).
+
+    ``fallback``: an earlier job over other eps of the same selection, whose rows are shown for what this
+    job has not reached yet (an added eps keeps the cached curves on screen)."""
+
+    def __init__(self, request: Request, backbones: Mapping[BackboneRef, Backbone], start_delay: float = 0.0,
+                 fallback: Job | None = None) -> None:
+        missing = [s.backbone.display for s in request.specs if s.backbone not in backbones]
+        if missing:
+            raise ValueError(f"no loaded backbone given for {missing}")
+        self.request = request
+        self.executors = [EXECUTORS.get(s, backbones[s.backbone], request.cache_dir) for s in request.specs]
+        self._by_spec = dict(zip(request.specs, self.executors))
+        self.units = request.units()
+        self.fallback = fallback
+        self.throughput = Throughput()
+        self._skipped: set[tuple[EvalSpec, str]] = set()
+        self._tables: Tables | None = None
+        super().__init__([(self.label(u), u.work) for u in self.units], start_delay)
+
+    def label(self, unit: Unit) -> str:
+        """``shapes · ε 4/255 · feature and end-to-end attacks`` (with the backbone and probe when several)."""
+        specs = self.request.specs
+        who = (f"{unit.spec.backbone.display} · " if len({s.backbone for s in specs}) > 1 else "") + \
+            (f"probe {unit.spec.probe} · " if len({s.probe for s in specs}) > 1 else "")
+        eps = [e for e in unit.eps if e > 0]
+        where = f" · ε {', '.join(eps_short(e, unit.spec.norm) for e in eps)}" if eps and unit.stage != "sanity" else ""
+        return f"{who}{unit.task}{where} · {UNIT_TEXT[unit.stage]}"
+
+    def skip(self, i: int) -> bool:
+        u = self.units[i]
+        return (u.spec, u.task) in self._skipped
+
+    def run_step(self, i: int, report: Callable[[float, str], None]) -> bool:
+        unit = self.units[i]
         try:
-            task = cached_task(step.task)
+            result = self._by_spec[unit.spec].run(unit, lambda ev: report(ev.fraction, ev.stage))
         except TaskUnavailableError as e:
-            with self._cond:
-                if not any(f"Task {step.task!r}" in w for w in self._warnings):
-                    self._warnings.append(f"Task {step.task!r} skipped: {e}")
-                self._skip.add((step.ref, step.probe, step.task))
-            return
-        trio = (step.ref, step.probe, step.task)
-        guarded = step.final and trio in self._fallback
-        computed = False
+            self._skipped.add((unit.spec, unit.task))
+            self.warn(f"Task {unit.task!r} skipped: {e}")
+            return False
+        self.throughput.record(unit, result.seconds, result.computed)
+        return result.computed
 
-        def report(ev: ProgressEvent) -> None:
-            nonlocal computed
-            if self._cancel.is_set():
-                raise _Cancelled
-            if ev.stage in ATTACK_STAGES:
-                computed = True
-                if guarded:
-                    raise _Miss
-            self._update(min(max(ev.fraction, 0.0), 1.0), f"{label} · {STAGE_TEXT.get(ev.stage, ev.stage)}")
+    def eta(self) -> float | None:
+        if self._pos >= len(self.units):
+            return None
+        return self.throughput.eta(self.units[self._pos:], self._step_fraction)
 
-        g = self._backbones[step.ref]
-        t0 = time.monotonic()
-        try:
-            ev = run_evaluation(g, [task], list(step.eps), req.norm, req.n, attack=req.attack, seed=req.seed,
-                                probe=step.probe, head_attack=step.full, loss_attack=step.full,
-                                cache_dir=req.cache_dir, device=getattr(g, "device", None), progress=report)
-        except _Miss:
-            log.info("cache entries of %s are missing; computing its stages", trio)
-            with self._cond:
-                fallback = self._fallback.pop(trio)
-                self._steps[self._pos + 1:self._pos + 1] = [*fallback, step]
-            return
-        seconds = time.monotonic() - t0
-        computed = computed or (step.kind == PROBE and seconds > 0.5)
-        names = tuple(getattr(task, "classes", ()) or ())
-        PIECES.put(piece_key(req, step), ev, names)
-        if step.final:
-            markers.mark(req, step)
+    def tables(self) -> Tables:
+        """The executors' results (memoised per executor version), with the fallback's rows where this job
+        has none yet."""
+        fb = self.fallback if self.fallback is not None and not self.done else None
+        key = (*(ex.version for ex in self.executors), *(("fallback", *fb.tables().key) if fb else ()))
+        memo = self._tables
+        if memo is not None and memo.key == key:
+            return memo
+        evs = [ex.evaluation() for ex in self.executors]
+        summary, samples = _concat([e.summary for e in evs]), _concat([e.samples for e in evs])
+        gallery: dict[tuple[str, str, float], dict[str, object]] = {}
+        names: dict[str, tuple[str, ...]] = {}
+        sanity: dict[str, list[object]] = {}
+        for spec, ev in zip(self.request.specs, evs):
+            gallery.update({(spec.backbone.display, t, e): item for (t, e), item in ev.gallery.items()})
+            names.update(ev.class_names)
+            sanity.update(ev.sanity)
+        if fb is not None:
+            old = fb.tables()
+            summary = _fill(summary, old.summary, KEYS)
+            samples = _fill(samples, old.samples, [*KEYS, "sample"])
+            gallery, names = {**old.gallery, **gallery}, {**old.class_names, **names}
+        self._tables = Tables(key, summary, samples, gallery, names, sanity)
+        return self._tables
+
+    def snapshot(self) -> Snapshot:
+        """The tables so far and the job's state (cheap: the tables are memoised)."""
+        tables = self.tables()
         with self._cond:
-            self._throughput.record(step, seconds, computed)
-            self._computed_steps += 1
-        self._add(step, ev, names)
+            return Snapshot(tables, self.request.tasks, self._done, self._fraction(), self._status,
+                            tuple(self._errors), tuple(self._warnings), self._version, self.elapsed(),
+                            None if self._done else self.eta(), self.cancelled, self.id)
+
+    def export(self) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[EvalSpec, tuple[str, ...]]]] | None:
+        """Once finished: the summary and per-sample tables (exactly the executors' tables) and per spec the
+        tasks they hold (unavailable tasks are left out); None before."""
+        if not self.done or self.cancelled:
+            return None
+        evs = [ex.evaluation() for ex in self.executors]
+        parts = [(s, tuple(dict.fromkeys(ev.samples["task"]))) for s, ev in zip(self.request.specs, evs)
+                 if not ev.samples.empty]
+        if not parts:
+            return None
+        return _concat([e.summary for e in evs]), _concat([e.samples for e in evs]), parts
+
+
+def _fill(new: pd.DataFrame, old: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``new`` plus the rows of ``old`` whose ``keys`` it lacks (rows of an earlier job, shown until replaced)."""
+    if old.empty:
+        return new
+    if new.empty:
+        return old
+    have = pd.MultiIndex.from_frame(new[keys])
+    extra = old[~pd.MultiIndex.from_frame(old[keys]).isin(have)]
+    return pd.concat([new, extra], ignore_index=True) if len(extra) else new
 
 
 def error_message(e: Exception) -> str:
-    known: tuple[type[Exception], ...] = (ValueError, TaskUnavailableError, BackboneUnavailableError, CheckpointError)
-    try:
-        from rtcore.attacks import AttackUnavailableError  # type: ignore[attr-defined]
-
-        known += (AttackUnavailableError,)
-    except ImportError:
-        pass
-    if isinstance(e, known):
+    """The message a page shows for a failed job: the library's own words for the errors it names."""
+    if isinstance(e, (ValueError, TaskUnavailableError, BackboneUnavailableError, CheckpointError)):
         return str(e)
     return f"Unexpected error ({type(e).__name__}): {e}. The details are in the server log."

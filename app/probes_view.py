@@ -1,50 +1,46 @@
-"""The probe trade-off page's table and verdict (one backbone, one task, three probe kinds)."""
+"""The probe trade-off page's table and sentence (one backbone, one task, every probe kind of the library)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
-import streamlit as st
 
 from .figures import at_eps
-from .state import PROBES, eps_label
-
-COLUMNS: dict[str, Any] = {
-    "C": st.column_config.NumberColumn("C", format="%g", help="inverse regularisation strength chosen on held-out data"),
-    "radius r": st.column_config.NumberColumn(
-        "radius r", format="%.3f", help="robust probe: the feature-shift radius it is trained against (feature units)"),
-    "clean": st.column_config.NumberColumn("clean", format="%.3f"),
-    "robust (attack)": st.column_config.NumberColumn("robust (attack)", format="%.3f"),
-    "bound": st.column_config.NumberColumn("bound", format="%.3f"),
-    "bound (head subspace)": st.column_config.NumberColumn("bound (head subspace)", format="%.3f"),
-}
+from .state import MISSING, PENDING, eps_label, probes
+from .ui import with_interval
 
 
 def tradeoff_table(summary: pd.DataFrame, eps: float) -> pd.DataFrame:
-    """One row per probe kind at ``eps``: C, r, clean, robust, bound, bound (head subspace)."""
-    rows = at_eps(summary, eps)
-    if rows.empty:
-        return rows
-    rows = rows.set_index("probe").reindex([p for p in PROBES if p in set(rows["probe"])]).reset_index()
-    head = rows["bound_head"].where(rows["head_attack"].astype(bool)) if "head_attack" in rows else rows["bound_head"]
-    return pd.DataFrame({"probe": rows["probe"], "C": rows.get("probe_C"), "radius r": rows.get("probe_radius"),
-                         "clean": rows["clean_acc"], "robust (attack)": rows["robust_acc"], "bound": rows["bound"],
-                         "bound (head subspace)": head})
+    """One row per probe kind at ``eps`` (the library's order): C, radius r, and clean, robust, bound and bound
+    (head subspace) with 95 % intervals; a probe not computed yet reads "computing…"."""
+    rows = at_eps(summary, eps).drop_duplicates("probe").set_index("probe")
+    out = []
+    for p in probes():
+        if p not in rows.index:
+            out.append({"probe": p, **dict.fromkeys(("C", "radius r", "clean", "robust (attack)", "bound",
+                                                      "bound (head subspace)"), PENDING)})
+            continue
+        r = rows.loc[[p]]
+        head = r.assign(bound_head=r["bound_head"].where(r["head_attack"].astype(bool)))
+        out.append({"probe": p, "C": f"{r['probe_C'].iloc[0]:g}",
+                    "radius r": f"{r['probe_radius'].iloc[0]:.3f}" if r["probe_radius"].iloc[0] else MISSING,
+                    "clean": with_interval(r, "clean_acc")[0], "robust (attack)": with_interval(r, "robust_acc")[0],
+                    "bound": with_interval(r, "bound")[0], "bound (head subspace)": with_interval(head, "bound_head")[0]})
+    return pd.DataFrame(out)
 
 
 def verdict(summary: pd.DataFrame, eps: float, norm: str) -> str:
-    """One sentence: what the robust head buys in bound and costs in clean accuracy against logistic."""
+    """What the robust head buys in bound and costs in clean accuracy against logistic, and whether the change
+    is larger than the intervals."""
     rows = at_eps(summary, eps).set_index("probe")
     if not {"logistic", "robust"} <= set(rows.index):
         return "The comparison sentence appears when the logistic and the robust probe are both computed at this ε."
     a, b = rows.loc["logistic"], rows.loc["robust"]
-    d_bound, d_clean, d_rob = b["bound"] - a["bound"], b["clean_acc"] - a["clean_acc"], b["robust_acc"] - a["robust_acc"]
 
-    def signed(v: float) -> str:
-        return f"{v:+.3f}"
+    def change(m: str) -> str:
+        sep = b[f"{m}_lo"] > a[f"{m}_hi"] or a[f"{m}_lo"] > b[f"{m}_hi"]
+        return (f"**{b[m] - a[m]:+.3f}** ({a[m]:.3f} → {b[m]:.3f}; "
+                f"{'intervals apart' if sep else 'intervals overlap: not told apart at this n'})")
 
-    return (f"At ε = {eps_label(eps, norm)} the robust head changes the bound by **{signed(d_bound)}** "
-            f"({a['bound']:.3f} → {b['bound']:.3f}), robust accuracy under attack by {signed(d_rob)} and clean "
-            f"accuracy by **{signed(d_clean)}** ({a['clean_acc']:.3f} → {b['clean_acc']:.3f}), compared with the "
-            "logistic head.")
+    return (f"At ε = {eps_label(eps, norm)} the robust head changes the bound by {change('bound')}, robust accuracy "
+            f"under attack by {change('robust_acc')} and clean accuracy by {change('clean_acc')}, compared with "
+            "the logistic head.")

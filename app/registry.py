@@ -1,49 +1,42 @@
-"""The process-wide job registry: a second visit or another page attaches to the same job, and a
-newer request of the same owner replaces (and, if nobody else follows it, stops) the older one."""
+"""The process-wide job registry: every session asking for the same request attaches to the same job (a
+cold server serves its first visitors from one job), and a newer request of the same owner replaces
+(and, if nobody else follows it, stops) the older one."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
-import torch
+from rtcore import Backbone
+from rtcore.models.ref import BackboneRef
 
-from .backbones import BackboneRef
-from .devices import StreamlitSessions, _always_alive
-from .jobs import START_DELAY_S, EvaluationJob
-from .plan import EvalRequest
+from .devices import StreamlitSessions, always_alive
+from .jobs import BaseJob, Job, Request
 
 log = logging.getLogger(__name__)
 
+START_DELAY_S = 0.6  # a job that replaces an owner's earlier request waits this long: rapid changes coalesce
+
 
 class JobRegistry:
-    """Process-wide jobs by request: a second visit or another page attaches to the same job.
-
-    ``owner`` (e.g. a session token and a page slot) lets a newer request of the same owner
-    stop the owner's older, unfinished job, so a slider dragged through many values does not
-    queue many evaluations; a job that another owner also follows is kept running. Owners
-    for which ``is_alive`` is False (their session ended) and owners of jobs no longer in the
-    registry are forgotten at each submit. Finished jobs are kept (least recently used first out).
-
-    Rapid changes coalesce: a job that replaces an owner's earlier request waits ``start_delay``
-    seconds before it takes the device, and a still newer request in that time stops it before it
-    has computed anything, so a burst of changes runs one job (the last).
-    """
+    """Jobs (evaluations, comparisons of transfer methods) by request. ``owner`` (a session token and a page slot) lets a newer request of the same owner
+    stop the owner's older, unfinished job, unless another owner follows it. Owners whose session ended
+    (``is_alive`` False) or whose job is gone are forgotten at each submit; finished jobs are kept
+    (``keep``, least recently used out). A job that replaces an owner's request waits ``start_delay``
+    seconds first, so a burst of changes runs one job (the last); when the two requests differ only in
+    their eps, the new job shows the old one's rows until it has its own."""
 
     def __init__(self, keep: int = 32, is_alive: Callable[[str], bool] | None = None,
                  start_delay: float = START_DELAY_S) -> None:
-        self._jobs: OrderedDict[EvalRequest, EvaluationJob] = OrderedDict()
-        self.start_delay = start_delay
-        self.created = 0
-        self._owners: dict[str, EvalRequest] = {}
+        self._jobs: OrderedDict[Hashable, BaseJob] = OrderedDict()
+        self._owners: dict[str, Hashable] = {}
         self._lock = threading.Lock()
-        self._is_alive = is_alive or _always_alive
-        self.keep = keep
+        self._is_alive = is_alive or always_alive
+        self.start_delay, self.keep, self.created = start_delay, keep, 0
 
-    def owners(self) -> dict[str, EvalRequest]:
-        """A copy of the owners and the request each follows."""
+    def owners(self) -> dict[str, Hashable]:
         with self._lock:
             return dict(self._owners)
 
@@ -53,8 +46,7 @@ class JobRegistry:
             owners = dict(self._owners)
         ended = {o for o in owners if not self._alive(o)}  # outside the lock: the check may be slow
         with self._lock:
-            gone = [o for o, r in self._owners.items()
-                    if r not in self._jobs or (o in ended and owners.get(o) == r)]
+            gone = [o for o, r in self._owners.items() if r not in self._jobs or (o in ended and owners.get(o) == r)]
             for o in gone:
                 del self._owners[o]
         return len(gone)
@@ -62,38 +54,41 @@ class JobRegistry:
     def _alive(self, owner: str) -> bool:
         try:
             return bool(self._is_alive(owner))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a liveness check that cannot answer keeps the owner
             log.exception("owner liveness check failed for %r", owner)
             return True
 
-    def submit(self, request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],
-               owner: str | None = None) -> EvaluationJob:
-        """The job of ``request``: the running or finished one, or a new one started now."""
+    def submit(self, request: Hashable, factory: Callable[[BaseJob | None, float], BaseJob],
+               owner: str | None = None) -> BaseJob:
+        """The job of ``request``: the running or finished one, or ``factory(previous, start_delay)`` started
+        now (``previous``: the owner's job it replaces, or None)."""
         self.prune_owners()
         with self._lock:
+            previous = self._owners.get(owner) if owner is not None else None
+            old = self._jobs.get(previous) if previous is not None and previous != request else None
             job = self._jobs.get(request)
             if job is None or job.cancelled:
-                previous = self._owners.get(owner) if owner is not None else None
-                delay = self.start_delay if previous is not None and previous != request else 0.0
-                job = EvaluationJob(request, backbones, start_delay=delay).start()
+                job = factory(old, self.start_delay if old is not None else 0.0).start()
                 self.created += 1
                 self._jobs[request] = job
             self._jobs.move_to_end(request)
             if owner is not None:
-                previous = self._owners.get(owner)
                 self._owners[owner] = request
-                if previous is not None and previous != request and not self._shared(previous, owner):
-                    old = self._jobs.get(previous)
-                    if old is not None and not old.done:
-                        old.cancel()
+                if old is not None and not old.done and not self._shared(previous, owner):
+                    old.cancel()
             self._evict()
             return job
 
-    def get(self, request: EvalRequest) -> EvaluationJob | None:
+    def jobs(self) -> list[BaseJob]:
+        """The jobs held, least recently used first."""
+        with self._lock:
+            return list(self._jobs.values())
+
+    def get(self, request: Hashable) -> BaseJob | None:
         with self._lock:
             return self._jobs.get(request)
 
-    def discard(self, request: EvalRequest) -> None:
+    def discard(self, request: Hashable) -> None:
         """Forget a (failed) job so that the next submit starts it again."""
         with self._lock:
             job = self._jobs.pop(request, None)
@@ -101,7 +96,7 @@ class JobRegistry:
         if job is not None:
             job.cancel()
 
-    def _shared(self, request: EvalRequest, owner: str) -> bool:
+    def _shared(self, request: Hashable, owner: str) -> bool:
         return any(r == request for o, r in self._owners.items() if o != owner)
 
     def _evict(self) -> None:
@@ -111,9 +106,9 @@ class JobRegistry:
         self._drop_orphan_owners()
 
     def _drop_orphan_owners(self) -> None:
-        """Forget owners of requests no longer in the registry (call with the lock held)."""
         for o in [o for o, r in self._owners.items() if r not in self._jobs]:
             del self._owners[o]
+
 
 SESSIONS = StreamlitSessions()
 JOBS = JobRegistry(is_alive=SESSIONS)
@@ -124,7 +119,12 @@ def register_session(token: str, session_id: str | None) -> None:
     SESSIONS.register(token, session_id)
 
 
-def submit(request: EvalRequest, backbones: Mapping[BackboneRef, torch.nn.Module],
-           owner: str | None = None) -> EvaluationJob:
-    """Start or attach to the job of ``request`` in the process-wide registry."""
-    return JOBS.submit(request, backbones, owner)
+def submit(request: Request, backbones: Mapping[BackboneRef, Backbone], owner: str | None = None) -> Job:
+    """Start or attach to the evaluation job of ``request`` in the process-wide registry; when it replaces the
+    owner's job over other eps of the same selection, it shows that job's rows until it has its own."""
+
+    def make(old: BaseJob | None, delay: float) -> Job:
+        fallback = old if isinstance(old, Job) and old.request.same_but_eps(request) else None
+        return Job(request, backbones, start_delay=delay, fallback=fallback)
+
+    return JOBS.submit(request, make, owner)  # type: ignore[return-value]

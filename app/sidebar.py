@@ -1,8 +1,8 @@
 """The sidebar: only the controls the current page uses (see :mod:`app.nav`).
 
-The eps control is a cursor over computed results: a select slider over the grid (k/255 for
-linf, k·0.1 for l2) and the eps the user added. Moving it never starts a computation; an eps
-off the grid is an explicit "add" action (with a confirmation beyond a sensible range).
+The eps control is a cursor over computed results: a select slider over the library's grid
+(k/255 for linf, k·0.1 for l2) and the eps the user added. Moving it never starts a computation;
+an eps off the grid is an explicit "add" action (with a confirmation beyond 32 grid steps).
 """
 
 from __future__ import annotations
@@ -10,37 +10,42 @@ from __future__ import annotations
 import streamlit as st
 
 import rtcore
-from app import backbones as bb
-from app import state
-from app.nav import ALL
+from rtcore.config import NORMS, eps_grid
 
-PAGE_NOTE = {(): "This page uses no sidebar settings: everything it shows is computed exactly, on the page."}
+from . import backbones as bb
+from . import state, user_tasks
+from .nav import ALL
+from .ui import task_choices
+
+PAGE_NOTE = "This page uses no sidebar settings: everything it shows is computed exactly, on the page."
 
 
 def sidebar(controls: tuple[str, ...] = ALL) -> None:
     """Draw the controls named in ``controls`` (backbone, norm, eps, tasks, n, attack)."""
     sb = st.sidebar
     if not controls:
-        sb.caption(PAGE_NOTE[()])
+        sb.caption(PAGE_NOTE)
         return
     if "backbone" in controls:
         _backbone()
     if "norm" in controls:
-        sb.radio("Threat model (norm)", state.NORMS, key="norm", horizontal=True, format_func=state.NORM_LABELS.get,
+        sb.radio("Threat model (norm)", NORMS, key="norm", horizontal=True, format_func=state.NORM_LABELS.get,
                  on_change=_reset_eps, help="Changing the norm moves ε to that norm's default (4/255 or 0.4).")
     if "eps" in controls:
         eps_control()
     if "tasks" in controls:
-        sb.multiselect("Downstream tasks", rtcore.list_tasks(), key="tasks", format_func=state.task_label,
+        sb.multiselect("Downstream tasks", task_choices(), key="tasks", format_func=state.task_label,
                        help="Default: the tasks that work offline. Tasks marked 'needs download' are skipped "
                             "with a message when their data is not on this machine.")
+        with sb.expander("Add a task from your own data", expanded=bool(st.session_state.get("user_task_open"))):
+            user_tasks.controls()
     if "n" in controls:
         sb.select_slider("Test points per task (n)", state.sample_size_options(), key="n",
-                         help="A seeded random subset of each task's test split. Larger n: tighter numbers, "
+                         help="A seeded random subset of each task's test split. Larger n: narrower intervals, "
                               "longer runs.")
     if "attack" in controls:
-        sb.radio("Attack strength", list(state.STRENGTHS), key="attack", horizontal=True,
-                 help="\n\n".join(f"**{k}**: {state.attack_summary(k)}" for k in state.STRENGTHS))
+        sb.radio("Attack strength", list(rtcore.STRENGTHS), key="attack", horizontal=True,
+                 help="\n\n".join(f"**{k}**: {state.attack_summary(k)}" for k in rtcore.STRENGTHS))
         sb.caption(f"**{st.session_state['attack']}**: {state.attack_summary(st.session_state['attack'])}")
 
 
@@ -60,8 +65,8 @@ def _backbone() -> None:
 
 def _reset_eps() -> None:
     st.session_state["eps"] = state.default_eps(st.session_state["norm"])
-    st.session_state.pop("eps_confirm", None)
-    st.session_state.pop("eps_msg", None)
+    for key in ("eps_confirm", "eps_msg"):
+        st.session_state.pop(key, None)
 
 
 # ---------------------------------------------------------------- eps: cursor and "add an eps"
@@ -77,27 +82,26 @@ def eps_control() -> None:
                      help="A cursor over computed results: the grid doubles (0, 1, 2, 4, 8, 16 steps) and every "
                           "value is computed once, so moving the cursor only re-draws. ε is in the images' own "
                           "[0,1] pixel scale.")
-    grid = ", ".join(state.eps_short(e, norm) for e in state.eps_grid(norm))
+    grid = ", ".join(state.eps_short(e, norm) for e in eps_grid(norm))
     sb.caption(f"ε = **{state.eps_label(st.session_state['eps'], norm)}** · computed grid: {grid}"
                + (f" · added: {', '.join(state.eps_short(e, norm) for e in sorted(added))}" if added else ""))
-    with sb.expander("Add an ε off the grid", expanded=bool(st.session_state.get("eps_confirm"))):
+    with sb.expander("Add an ε off the grid", expanded=bool(st.session_state.get("eps_form_open"))):
         _add_eps_form(norm, added)
 
 
 def _add_eps_form(norm: str, added: list[float]) -> None:
     key = f"eps_new_{norm}"
     st.session_state.setdefault(key, 3.0 if norm == "linf" else 0.3)
-    st.number_input(state.eps_unit_label(norm), min_value=0.0, max_value=255.0 if norm == "linf" else 5.0,
-                    step=0.5 if norm == "linf" else 0.05, key=key, format="%.4g")
+    st.number_input(state.eps_unit_label(norm), min_value=0.0, max_value=255.0 if norm == "linf" else 100.0,
+                    step=0.5 if norm == "linf" else 0.05, key=key, format="%.4g", on_change=_clear_msg)
     e = state.eps_from_input(st.session_state[key], norm)
-    st.button(f"Add ε = {state.eps_label(e, norm)}", key="eps_add", on_click=_ask_add, args=(e, norm),
+    st.button(f"Add ε = {state.eps_short(e, norm)}", key="eps_add", on_click=_ask_add, args=(e, norm),
               help="Computes this one ε for every task (and keeps every cached curve on screen).")
     pending = st.session_state.get("eps_confirm")
     if pending is not None:
         st.warning(state.check_new_eps(pending, norm)[1])
-        c1, c2 = st.columns(2)
-        c1.button("Yes, compute it", key="eps_confirm_yes", on_click=_add, args=(pending, norm), type="primary")
-        c2.button("Cancel", key="eps_confirm_no", on_click=_cancel_add)
+        st.button("Compute", key="eps_confirm_yes", on_click=_add, args=(pending, norm), type="primary")
+        st.button("Cancel", key="eps_confirm_no", on_click=_cancel_add)
     msg = st.session_state.get("eps_msg")
     if msg:
         (st.error if msg[0] == "error" else st.info)(msg[1])
@@ -106,16 +110,21 @@ def _add_eps_form(norm: str, added: list[float]) -> None:
                   help="The grid's results stay; the added values leave the cursor and the curves.")
 
 
-def _ask_add(eps: float, norm: str) -> None:
-    verdict, text = state.check_new_eps(eps, norm)
+def _clear_msg() -> None:
     st.session_state.pop("eps_msg", None)
     st.session_state.pop("eps_confirm", None)
+
+
+def _ask_add(eps: float, norm: str) -> None:
+    st.session_state["eps_form_open"] = True
+    _clear_msg()
+    verdict, text = state.check_new_eps(eps, norm)
     if verdict == "ok":
         _add(eps, norm)
     elif verdict == "confirm":
         st.session_state["eps_confirm"] = eps
     elif verdict == "grid":
-        st.session_state["eps"] = state.snap_eps(eps, state.eps_grid(norm))
+        st.session_state["eps"] = state.snap_eps(eps, eps_grid(norm))
         st.session_state["eps_msg"] = ("info", text)
     else:
         st.session_state["eps_msg"] = ("error", text)
@@ -127,18 +136,17 @@ def _add(eps: float, norm: str) -> None:
         st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: sorted([*added, eps])}
     st.session_state["eps"] = eps
     st.session_state.pop("eps_confirm", None)
-    text = (f"Computing ε = {state.eps_label(eps, norm)} for every task; the cursor is on it and the other "
-            "curves stay on screen.")
-    st.session_state["eps_msg"] = ("info", text)
+    st.toast(f"Computing ε = {state.eps_label(eps, norm)} for every task; the cached curves stay on screen.")
 
 
 def _cancel_add() -> None:
     st.session_state.pop("eps_confirm", None)
+    st.session_state["eps_form_open"] = True
 
 
 def _clear_added(norm: str) -> None:
     st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: []}
-    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], state.eps_grid(norm))
+    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], eps_grid(norm))
     st.session_state.pop("eps_msg", None)
 
 

@@ -1,45 +1,51 @@
-"""Streamlit glue shared by app.py and the pages: session state, cached backbones, following a job,
-the status line, downloads.
+"""Streamlit glue shared by app.py and the pages: session state, shared backbones, following a job (its
+progress bar, the status line, re-runs throttled while it computes), figures built once per result and
+shared by every session, tables with intervals, downloads.
 
-Everything computed comes from the modules of :mod:`app`; everything drawn from :mod:`app.figures`.
-The sidebar's controls are in :mod:`app.sidebar`.
+Computing is the library's (through :mod:`app.jobs`); drawing is :mod:`app.figures`; the sidebar is
+:mod:`app.sidebar`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import rtcore
-from app import backbones as bb
-from app import exports, jobs, registry, state
-from app.plan import EvalRequest, make_request
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError
+from rtcore.config import default_cache_dir
+from rtcore.errors import CacheDirError
+from rtcore.models.ref import BackboneRef
 
-POLL_S = 0.3
+from . import backbones as bb
+from . import exports, jobs, registry, state
+from .figures import at_eps
+from .jobs import Request, Snapshot
+
+POLL_S = 0.5  # how often a waiting page refreshes its progress bar
+RERUN_GAP_S = 1.5  # while a job computes, a page re-draws at most this often (its first results at once)
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
-#: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of
-#: a keyed widget that a run does not draw; re-assigning the value keeps it)
+#: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of a keyed
+#: widget that a run does not draw; re-assigning the value keeps it)
 PERSISTENT = ("backbone", "norm", "eps", "tasks", "n", "attack", "upload_arch", "probes_task")
-ACCURACY_COLUMNS: dict[str, Any] = {
-    "clean": st.column_config.NumberColumn("clean", format="%.3f", help="clean accuracy of the linear probe"),
-    "robust (attack)": st.column_config.NumberColumn(
-        "robust (attack)", format="%.3f", help="empirical robust accuracy: not broken by any attack tried"),
-    "bound": st.column_config.NumberColumn(
-        "bound", format="%.3f", help="fraction of points with margin ρ(x) > Δ(x): a prediction, not a certificate"),
-    "bound Δ_P": st.column_config.NumberColumn(
-        "bound Δ_P", format="%.3f",
-        help="bound in the head subspace: fraction with ρ(x) > Δ_P(x), the shift inside the span of the head's "
-             "weight differences (empty until the head-subspace attack has run)"),
-    "mean Δ": st.column_config.NumberColumn("mean Δ", format="%.3f",
-                                            help="mean feature shift ‖g(x′) − g(x)‖₂, in the backbone's feature units"),
-    "n": st.column_config.NumberColumn("n", help="test points"),
-}
+CHART_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "bound", "bound_head": "bound Δ_P",
+               "mean_delta": "mean Δ"}
+COLUMN_HELP = {
+    "clean": "clean accuracy of the linear probe [95 % interval]",
+    "robust (attack)": "empirical robust accuracy: not broken by any attack tried [95 % interval]",
+    "bound": "share of points with margin ρ(x) > Δ(x): a prediction, not a certificate [95 % interval]",
+    "bound Δ_P": "bound in the head subspace: share with ρ(x) > Δ_P(x) (after the head-subspace attack)",
+    "mean Δ": "mean feature shift ‖g(x′) − g(x)‖₂, in the backbone's feature units"}
 
 
 # ---------------------------------------------------------------- session
@@ -52,17 +58,21 @@ def init_session() -> None:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
     choices = state.backbone_choices()
-    if st.session_state["backbone"] not in choices:  # a backbone disappeared: fall back to the default
+    if st.session_state["backbone"] not in choices:
         st.session_state["backbone"] = state.default_backbone(choices)
-    known = set(rtcore.list_tasks())
+    known = set(task_choices())
     st.session_state["tasks"] = [t for t in st.session_state["tasks"] if t in known]
     if st.session_state["n"] not in state.sample_size_options():
         st.session_state["n"] = state.default_n()
-    if st.session_state["attack"] not in state.STRENGTHS:
+    if st.session_state["attack"] not in rtcore.STRENGTHS:
         st.session_state["attack"] = state.default_attack()
-    extras = st.session_state["extra_eps"]
-    options = state.eps_options(st.session_state["norm"], extras.get(st.session_state["norm"], []))
-    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], options)
+    norm = st.session_state["norm"]
+    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], state.eps_options(norm, extras()))
+
+
+def task_choices() -> list[str]:
+    """The registered tasks, then the tasks this session added from its own data."""
+    return [*rtcore.list_tasks(), *st.session_state.get("user_tasks", [])]
 
 
 def extras() -> tuple[float, ...]:
@@ -70,11 +80,11 @@ def extras() -> tuple[float, ...]:
     return tuple(st.session_state["extra_eps"].get(st.session_state["norm"], []))
 
 
-def current_ref() -> bb.BackboneRef | None:
+def current_ref() -> BackboneRef | None:
     """The sidebar's backbone as a reference, or None with a message in the page."""
     name = st.session_state["backbone"]
     if name != state.UPLOAD_CHOICE:
-        return bb.BackboneRef(name)
+        return BackboneRef(name)
     ref = st.session_state.get("upload_ref")
     if ref is None:
         err = st.session_state.get("upload_error")
@@ -85,18 +95,22 @@ def current_ref() -> bb.BackboneRef | None:
     return ref
 
 
-# ---------------------------------------------------------------- backbones
+# ---------------------------------------------------------------- backbones: one per process, shared
+
+_LOADING = threading.Lock()
+
 
 @st.cache_resource(show_spinner="Loading the backbone (once per server process)…", max_entries=8)
-def _cached_backbone(name: str, weights: str | None, label: str | None) -> Backbone:
-    """Loaded once per process and shared by every session: never mutate it."""
-    return bb.load_backbone(bb.BackboneRef(name, weights, label))
+def _cached_backbone(ref: BackboneRef) -> Backbone:
+    """Loaded once per process and shared by every session and executor: never mutate it."""
+    with _LOADING:  # one load at a time: a cold server's first visitors share it instead of racing
+        return bb.load_backbone(ref)
 
 
-def load(ref: bb.BackboneRef) -> Backbone | None:
-    """The backbone of ``ref``, or None after drawing a clear error message."""
+def load(ref: BackboneRef) -> Backbone | None:
+    """The backbone of ``ref``, or None after drawing a message that names the problem."""
     try:
-        return _cached_backbone(ref.name, ref.weights, ref.label)
+        return _cached_backbone(ref)
     except BackboneUnavailableError as e:
         st.error(f"**Backbone {ref.display!r} is not available here.** {e}")
     except CheckpointError as e:
@@ -114,19 +128,35 @@ def load(ref: bb.BackboneRef) -> Backbone | None:
 class Run:
     """A request, its job, the snapshot the page draws, the cursor eps, and where the progress bar lives."""
 
-    request: EvalRequest
-    job: jobs.EvaluationJob
-    snapshot: jobs.Snapshot
+    request: Request
+    job: jobs.Job
+    snapshot: Snapshot
     status: Any
     eps: float
     device: str = ""
+    t0: float = 0.0
 
 
-def evaluate(refs: Sequence[bb.BackboneRef], slot: str, tasks: Sequence[str] | None = None,
+@functools.lru_cache(maxsize=256)
+def _request(refs: tuple[BackboneRef, ...], tasks: tuple[str, ...], norm: str, n: int, attack: str,
+             probes: tuple[str, ...], extra: tuple[float, ...], cache_dir: str, sanity: bool = False) -> Request:
+    return jobs.make_request(refs, tasks, norm, n, attack, probes=probes, extras=extra, cache_dir=cache_dir,
+                             sanity=sanity)
+
+
+def request_for(refs: Sequence[BackboneRef], tasks: Sequence[str], probes: Sequence[str] = ("logistic",),
+                sanity: bool = False) -> Request:
+    """The request of the sidebar's selection (memoised: a spec is checked once)."""
+    s = st.session_state
+    return _request(tuple(refs), tuple(tasks), s["norm"], int(s["n"]), s["attack"], tuple(probes), extras(),
+                    str(default_cache_dir()), sanity)
+
+
+def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None = None,
              probes: Sequence[str] = ("logistic",)) -> Run | None:
-    """Start or attach to the evaluation of the sidebar selection for ``refs``; None on bad input.
-
-    The eps cursor is not part of the request: moving it re-draws the same job's results."""
+    """Start or attach to the evaluation of the sidebar selection for ``refs``; None (with a message) on bad
+    input. The eps cursor is not part of the request: moving it re-draws the same job's results."""
+    t0 = time.monotonic()
     tasks = list(st.session_state["tasks"] if tasks is None else tasks)
     if not tasks:
         st.warning("Choose at least one downstream task in the sidebar.")
@@ -138,65 +168,72 @@ def evaluate(refs: Sequence[bb.BackboneRef], slot: str, tasks: Sequence[str] | N
             return None
         loaded[ref] = g
     try:
-        request = make_request(list(refs), tasks, st.session_state["norm"], st.session_state["n"],
-                               st.session_state["attack"], probes=tuple(probes), extras=extras())
-    except ValueError as e:
+        request = request_for(refs, tasks, probes)
+    except (ValueError, CacheDirError) as e:
         st.error(str(e))
         return None
-    token = st.session_state["session_token"]
-    ctx = get_script_run_ctx()
-    registry.register_session(token, ctx.session_id if ctx is not None else None)
-    job = registry.submit(request, loaded, owner=f"{token}:{slot}")
+    job = submit(request, loaded, slot)
     status = st.empty()
     run = Run(request, job, job.snapshot(), status, float(st.session_state["eps"]),
-              bb.describe_device(next(iter(loaded.values()))))
+              bb.describe_device(next(iter(loaded.values()))), t0)
     draw_status(run)
     return run
 
 
+def submit(request: Request, loaded: dict[BackboneRef, Backbone], slot: str) -> jobs.Job:
+    """The job of ``request`` in the process-wide registry, owned by this session's ``slot``."""
+    token = st.session_state["session_token"]
+    ctx = get_script_run_ctx()
+    registry.register_session(token, ctx.session_id if ctx is not None else None)
+    return registry.submit(request, loaded, owner=f"{token}:{slot}")
+
+
 def draw_status(run: Run) -> None:
-    """Progress bar (in ``run.status``) while running; the ready line, errors and skipped tasks after."""
+    """Progress bar while running; the ready line, errors and skipped tasks after."""
     snap = run.snapshot
     if not snap.done:
         fraction, text = run.job.progress()
         run.status.progress(fraction, text=f"job #{run.job.id} · {text}")
+        added = [e for e in run.request.priority if snap.at_eps(e).empty]
+        if added:
+            st.caption(f"Computing the added ε = {', '.join(state.eps_short(e, run.request.norm) for e in added)} "
+                       "for every task; the cached curves stay on screen.")
     elif not snap.errors and not snap.cancelled:
         run.status.caption(f"{READY} {results_text(snap)} in {jobs.fmt_seconds(snap.elapsed)} on {run.device} "
-                           f"(finished steps are kept in the on-disk cache) · job #{run.job.id}. Moving ε only moves "
-                           "the cursor: no new computation.")
+                           f"(kept in the on-disk cache) · job #{run.job.id}. Moving ε only moves the cursor: "
+                           "no new computation.")
     elif snap.cancelled:
         run.status.caption("Stopped: a newer selection replaced this one; finished steps are cached.")
-    elif snap.errors:
-        for err in snap.errors:
-            st.error(err)
-        if st.button("Try again", key="retry_job"):
-            registry.JOBS.discard(run.request)
-            st.rerun()
+    for err in snap.errors:
+        st.error(err)
+    if snap.errors and st.button("Try again", key="retry_job"):
+        registry.JOBS.discard(run.request)
+        st.rerun()
     for w in snap.warnings:
         st.warning(w)
     if not snap.done and snap.preliminary:
-        st.caption("Preliminary: the head-subspace and loss attacks run last; until then 'bound (head subspace)' "
-                   "and the loss bounds are missing and robust accuracy may still drop slightly.")
+        st.caption("Preliminary: the head-subspace and loss attacks run last; until then 'bound Δ_P' and the loss "
+                   "bounds use the other attacks' estimates and robust accuracy may still drop slightly.")
 
 
 def follow(run: Run) -> None:
-    """While the job runs, update its progress bar; rerun the page when a step finishes.
-
-    If the user leaves the page, the job keeps running in the background (its finished
-    steps are cached) and the next visit attaches to it.
-    """
-    job, version = run.job, run.snapshot.version
-    if run.snapshot.done:
+    """While the job runs, update its progress bar; re-draw the page when results arrive (at once for the
+    first ones, then at most every :data:`RERUN_GAP_S`). A page left keeps its job running in the background
+    (its finished steps are cached) and the next visit attaches to it."""
+    job, snap = run.job, run.snapshot
+    if snap.done:
         return
-    while not job.wait_for_change(version, timeout=POLL_S):
+    version, changed = snap.version, False
+    while True:
+        changed = job.wait_for_change(version, timeout=POLL_S) or changed
+        if changed and (job.done or snap.empty or time.monotonic() - run.t0 >= RERUN_GAP_S):
+            st.rerun()
         fraction, text = job.progress()
         run.status.progress(fraction, text=f"job #{job.id} · {text}")
-    st.rerun()
 
 
-def main_run() -> tuple[bb.BackboneRef, Run]:
-    """The sidebar's backbone and its evaluation run, with the attack-estimate note; stops the
-    page when there is nothing to show (the sidebar or the page already says why)."""
+def main_run() -> tuple[BackboneRef, Run]:
+    """The sidebar's backbone and its evaluation (slot ``main``); stops the page when there is nothing to show."""
     ref = current_ref()
     run = evaluate([ref], slot="main") if ref is not None else None
     if ref is None or run is None:
@@ -206,54 +243,114 @@ def main_run() -> tuple[bb.BackboneRef, Run]:
 
 
 def waiting_note(run: Run) -> None:
-    """What to expect before the first numbers arrive."""
     st.info("Fitting the first linear probe… every finished task and ε appears here as soon as it is ready: "
-            "clean accuracy first, then ε = " + state.eps_label(run.request.groups()[1][0], run.request.norm) +
-            " for every task, then the rest of the grid (results are cached on disk: a second visit is instant).")
+            f"clean accuracy first, then ε = {state.eps_label(run.request.first[0], run.request.norm)} for every "
+            "task, then the rest of the grid (results are cached on disk: a second visit is instant).")
 
 
-def chart(fig: go.Figure, key: str) -> None:
-    """A plotly figure in the Streamlit theme (readable in light and dark mode)."""
-    st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
+# ---------------------------------------------------------------- figures, shared across sessions
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure(name: str, key: tuple[object, ...], _build: Callable[[], go.Figure]) -> go.Figure:
+    """A figure built once per (builder, result version, arguments) and shared by every session: never mutated."""
+    return _build()
+
+
+def chart(key: str, build: Callable[..., go.Figure], *args: Any, cache: tuple[object, ...] | None = None) -> None:
+    """Draw ``build(*args)``; with ``cache`` (the tables' key), the figure is built once and shared."""
+    if cache is None:
+        fig = build(*args)
+    else:
+        fig = _figure(f"{build.__module__}.{build.__name__}", (*cache, *map(_hashable, args[1:])),
+                      lambda: build(*args))
+    st.plotly_chart(fig, theme=None, key=key, config=CHART_CONFIG)
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, (list, tuple)) else v if isinstance(v, (str, int, float, type(None))) else id(v)
+
+
+# ---------------------------------------------------------------- tables
+
+def with_interval(rows: pd.DataFrame, metric: str) -> list[str]:
+    """``0.912 [0.87, 0.94]`` per row, ``—`` where the value is missing."""
+    lo, hi = f"{metric}_lo", f"{metric}_hi"
+    out = []
+    for _, r in rows.iterrows():
+        v = r.get(metric)
+        if v is None or pd.isna(v):
+            out.append(state.MISSING)
+        elif lo in r and not pd.isna(r[lo]):
+            out.append(f"{v:.3f} [{r[lo]:.2f}, {r[hi]:.2f}]")
+        else:
+            out.append(f"{v:.3f}")
+    return out
+
+
+def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: str = "task") -> pd.DataFrame:
+    """The numbers at one eps as text with 95 % intervals, one row per task (and ``by``); a task not computed
+    at this eps yet reads "computing…" (its clean accuracy once known), never ``None``."""
+    rows = at_eps(summary, eps)
+    keys = ["task"] if by == "task" else [by, "task"]
+    out = pd.DataFrame({k: rows[k] for k in keys}) if len(rows) else pd.DataFrame(columns=keys)
+    for metric, name in TABLE_NAMES.items():
+        if metric == "mean_delta":
+            out[name] = [f"{v:.3f}" for v in rows[metric]] if len(rows) else []
+        elif len(rows):
+            vals = rows.assign(**{metric: rows[metric].where(rows["head_attack"].astype(bool))}) \
+                if metric == "bound_head" else rows
+            out[name] = with_interval(vals, metric)
+        else:
+            out[name] = []
+    pending = [t for t in tasks if t not in set(out["task"])] if by == "task" else []
+    if pending:
+        clean = summary[summary["eps"] == 0].drop_duplicates("task").set_index("task") if len(summary) else None
+        extra = pd.DataFrame({"task": pending, **{n: state.PENDING for n in TABLE_NAMES.values()}})
+        if clean is not None:
+            extra["clean"] = [with_interval(clean.loc[[t]], "clean_acc")[0] if t in clean.index else state.PENDING
+                              for t in pending]
+        out = pd.concat([out, extra], ignore_index=True)
+        out = out.set_index("task").loc[[t for t in tasks if t in set(out["task"])]].reset_index()
+    return out.reset_index(drop=True)
+
+
+def table(df: pd.DataFrame, key: str, **kw: Any) -> None:
+    """A read-only table whose column names explain themselves on hover."""
+    config = {c: st.column_config.TextColumn(c, help=COLUMN_HELP[c]) for c in df.columns if c in COLUMN_HELP}
+    st.dataframe(df, hide_index=True, key=key, column_config={**config, **kw.pop("column_config", {})}, **kw)
+
+
+# ---------------------------------------------------------------- downloads
 
 def downloads(run: Run, prefix: str) -> None:
-    """CSV downloads of the final tables and the reproducing script (shown and downloadable)."""
-    req = run.request
+    """CSV downloads of the finished job and the reproducing script (shown and downloadable)."""
     st.markdown("**Download and reproduce**")
-    tables = exports.export_tables(run.job) if run.snapshot.done else None
-    if tables is None:
+    export = run.job.export() if run.snapshot.done else None
+    if export is None:
         st.caption("The downloads appear when every step has finished (until then the numbers can still change).")
         return
-    summary, samples = tables
+    summary, samples, parts = export
+    req = run.request
+    script = exports.repro_script(req, parts)
     c1, c2, c3, _ = st.columns([1, 1, 1, 2])
-    c1.download_button("Summary CSV", data=exports.csv_bytes(summary), file_name=exports.download_name(req, "summary"),
-                       mime="text/csv", key=f"{prefix}_dl_summary", on_click="ignore", icon=":material/download:")
-    c2.download_button("Per-sample CSV", data=lambda: exports.csv_bytes(samples),
-                       file_name=exports.download_name(req, "samples"), mime="text/csv", key=f"{prefix}_dl_samples",
-                       on_click="ignore", icon=":material/download:")
-    script = exports.repro_script(run.job)
+    c1.download_button("Summary CSV", data=lambda: exports.csv_bytes(summary), mime="text/csv",
+                       file_name=exports.download_name(req, "summary"), key=f"{prefix}_dl_summary", on_click="ignore",
+                       icon=":material/download:")
+    c2.download_button("Per-sample CSV", data=lambda: exports.csv_bytes(samples), mime="text/csv",
+                       file_name=exports.download_name(req, "samples"), key=f"{prefix}_dl_samples", on_click="ignore",
+                       icon=":material/download:")
     c3.download_button("Reproduce (.sh)", data=script.encode(), file_name=exports.download_name(req, "reproduce", "sh"),
                        mime="text/x-shellscript", key=f"{prefix}_dl_script", on_click="ignore",
                        icon=":material/terminal:")
-    st.caption("Plain CSVs (`pandas.read_csv` reads them). The command below reproduces them: every ε is attacked "
-               "on its own, so one run gives the numbers the dashboard computed in stages. On an empty cache it "
-               "writes the same per-sample CSV byte for byte; with the dashboard's cache it is instant.")
+    st.caption("Plain CSVs (`pandas.read_csv` reads them) with 95 % interval columns (`*_lo`, `*_hi`). The script "
+               "below reproduces them: run it with `bash` in any folder. Every ε is attacked on its own, so one "
+               "command gives the numbers the dashboard computed in stages; on an empty cache it writes the same "
+               "per-sample CSV byte for byte, with the dashboard's cache it is instant.")
     st.code(script, language="bash", wrap_lines=True)
 
 
 def bound_note() -> None:
-    """The page-level statement that the bound is a prediction, not a certificate."""
     st.caption(f"⚠️ {state.BOUND_NOTE}")
-
-
-CARD_COLUMNS: dict[str, Any] = {
-    "upstream clean acc": st.column_config.NumberColumn("upstream clean acc", format="%.3f"),
-    "upstream robust acc": st.column_config.NumberColumn(
-        "upstream robust acc", format="%.3f", help="robust accuracy on the upstream task at the card's ε and norm"),
-    "train ε": st.column_config.NumberColumn("train ε", format="%g"),
-    "at ε": st.column_config.NumberColumn("at ε", format="%g"),
-}
 
 
 def activate(flag: str) -> None:
@@ -262,8 +359,7 @@ def activate(flag: str) -> None:
 
 
 def persistent_multiselect(label: str, options: Sequence[str], key: str, **kw: Any) -> list[str]:
-    """A multiselect whose choice survives page switches (the value lives under ``key``, the widget
-    under ``key + '_w'``)."""
+    """A multiselect whose choice survives page switches (value under ``key``, widget under ``key + '_w'``)."""
     wkey = f"{key}_w"
     st.session_state[wkey] = [o for o in st.session_state.get(key, []) if o in options]
 
@@ -274,13 +370,13 @@ def persistent_multiselect(label: str, options: Sequence[str], key: str, **kw: A
 
 
 def plural(k: int, word: str, prefix: str = "") -> str:
-    """``1 task``, ``5 backbones``."""
     return f"{prefix}{k} {word}{'' if k == 1 else 's'}"
 
 
-def results_text(snap: jobs.Snapshot) -> str:
+def results_text(snap: Snapshot) -> str:
     """``5 tasks × 6 ε`` (with backbones and probes when there are several)."""
     df = snap.summary
+    if df.empty:
+        return "no results"
     parts = [plural(df[c].nunique(), w) for c, w in (("backbone", "backbone"), ("probe", "probe")) if df[c].nunique() > 1]
-    parts += [plural(df["task"].nunique(), "task"), f"{df['eps'].nunique()} ε"]
-    return " × ".join(parts)
+    return " × ".join([*parts, plural(df["task"].nunique(), "task"), f"{df['eps'].nunique()} ε"])

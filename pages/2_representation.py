@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import exports, state, ui
 from app import figures as fx
+from app import state, ui
 
 st.title("Representation vulnerability Δ")
 st.markdown(
@@ -16,20 +16,18 @@ st.markdown(
     "estimate), so meeting the criterion is a prediction of robustness, not a certificate."
 )
 ref, run = ui.main_run()
-snap, eps, norm = run.snapshot, run.eps, run.request.norm
+snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tables.key
 
 if snap.empty:
     ui.waiting_note(run)
 else:
-    left, right = st.columns(2)
-    with left:
-        ui.chart(fx.delta_curves(snap.summary, eps), key="rep_delta_curves")
-    with right:
-        ui.chart(fx.relative_delta_curves(snap.summary, eps), key="rep_relative")
-    ui.chart(fx.delta_distribution(snap.samples, eps), key="rep_delta_box")
+    ui.chart("rep_delta_curves", fx.delta_curves, snap.summary, eps, cache=key)
+    ui.chart("rep_relative", fx.relative_delta_curves, snap.summary, eps, cache=key)
+    if st.toggle("Show the distribution of Δ(x) per ε (box plots of every test point)", key="rep_show_box"):
+        ui.chart("rep_delta_box", fx.delta_distribution, snap.samples, cache=key)
 
     tasks = list(dict.fromkeys(snap.summary["task"]))
-    task = st.selectbox("Task for the margin plot and the gallery", tasks, key="rep_task")
+    task = st.selectbox("Task for the margin plot and the gallery", tasks, key="rep_task", format_func=state.task_label)
     rows = snap.samples[snap.samples["task"] == task]
     at = fx.at_eps(rows, eps)
     if at.empty:
@@ -37,19 +35,21 @@ else:
     else:
         left, right = st.columns([3, 2])
         with left:
-            ui.chart(fx.rho_delta_scatter(rows, eps), key="rep_rho_delta")
+            ui.chart("rep_rho_delta", fx.rho_delta_scatter, rows, eps, fx.colours_for(tasks)[task], cache=(*key, task))
         with right:
             st.markdown(
-                "**Reading the scatter.** Every dot is a test point. Above the dashed line ρ = Δ the feature "
-                "attack did not move g(x) far enough to cross the boundary: the criterion is met (green). Blue "
-                "points survived the attacks without meeting the criterion: the bound is conservative there. "
-                "Red points were broken by an attack or misclassified to begin with (ρ ≤ 0).")
-            st.dataframe(exports.status_counts(at), hide_index=True, key="rep_counts")
-        item = exports.gallery_item(snap, ref.display, task, eps)
-        if item is not None:
-            names = snap.class_names.get(task)
+                "**Reading the scatter.** Every marker is a test point of this task. Above the dashed line ρ = Δ the "
+                "feature attack did not move g(x) far enough to cross the boundary: the criterion is met (filled "
+                "circles). Open circles survived every attack without meeting the criterion: the bound is "
+                "conservative there. Crosses were broken by an attack or misclassified to begin with (ρ ≤ 0).")
+            counts = fx.status_of(at).value_counts().reindex(list(fx.STATUS), fill_value=0)
+            st.dataframe(counts.rename("points").rename_axis("status").reset_index(), hide_index=True,
+                         key="rep_counts")
+        item = snap.tables.gallery.get((ref.display, task, eps))
+        if item is not None and st.toggle("Show the attack gallery (clean and attacked images)", key="rep_show_gallery"):
+            names = snap.tables.class_names.get(task)
             labels = [names[int(i)] if names else str(int(i)) for i in item["label"]]
-            ui.chart(fx.gallery(item["x"], item["x_adv"], eps, labels, norm=norm), key="rep_gallery")
+            ui.chart("rep_gallery", fx.gallery, item["x"], item["x_adv"], eps, tuple(labels), norm, cache=(*key, task))
             st.caption("Top: clean test images with their labels. Middle: the feature attack's image x′, which "
                        "maximises ‖g(x′) − g(x)‖ inside the ε-ball. Bottom: the perturbation divided by ε "
                        "(red brighter, blue darker), so its structure is visible even at small ε.")

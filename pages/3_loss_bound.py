@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures as fx
-from app import merge, state, ui
+from app import state, ui
 
 st.title("Loss bounds")
 st.markdown(
@@ -20,31 +20,26 @@ with right:
     st.latex(r"\text{(ii)}\quad \ell(h(g(x')),y)\le\log\sum_k e^{\,z_k-z_y+\Delta(x)\lVert w_k-w_y\rVert_2}")
     st.caption("(ii) log-sum-exp: each class pays only its own spread, so (ii) ≤ (i) always.")
 ref, run = ui.main_run()
-snap, eps, norm = run.snapshot, run.eps, run.request.norm
+snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tables.key
 
 if snap.empty:
     ui.waiting_note(run)
 else:
-    full = merge.full_rows(snap.summary)
+    full = snap.summary[snap.summary["loss_attack"].astype(bool)]
     if full.empty:
         st.info("The loss bounds need the cross-entropy attack, which runs after the first look at every task "
                 "and ε; they appear here as soon as it has finished for a task.")
     else:
-        left, right = st.columns(2)
-        with left:
-            if fx.at_eps(full, eps).empty:
-                st.info(f"The loss attack at ε = {state.eps_label(eps, norm)} is still running.")
-            else:
-                ui.chart(fx.loss_at_eps(full, eps), key="loss_bars")
-        with right:
-            ui.chart(fx.loss_curves(full, eps), key="loss_curves")
-        table = fx.at_eps(full, eps)[["task", "clean_loss", "adv_loss", "loss_bound_lse", "loss_bound"]].rename(
-            columns={"clean_loss": "clean loss", "adv_loss": "adversarial loss (attack)",
-                     "loss_bound_lse": "bound (ii) log-sum-exp", "loss_bound": "bound (i)"})
+        ui.chart("loss_bars", fx.loss_at_eps, full, eps, run.request.tasks, cache=key)
+        rows = fx.at_eps(full, eps)
+        table = {"task": rows["task"]}
+        for m, name in fx.LOSS_NAMES.items():
+            table[name] = [f"{v:.4g}" for v in rows[m]]
         st.dataframe(table, hide_index=True, key="loss_table")
         st.caption("Means over the test points, in nats. The adversarial loss is the largest loss any attack found "
                    "(a cross-entropy attack that does not stop at the first flip, the end-to-end and the feature "
                    "attacks); both bounds use the same attack estimate of Δ, so they are predictions. On every row "
                    "clean ≤ adversarial ≤ (ii) ≤ (i).")
+        ui.chart("loss_curves", fx.loss_curves, full, eps, cache=key)
     ui.downloads(run, "loss")
 ui.follow(run)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import backbones as bb
-from app import exports, state, ui
+from app import compare_view, state, ui
 from app import figures as fx
+from rtcore.models.ref import BackboneRef
 
 st.title("Compare backbones")
 st.markdown(
@@ -17,13 +17,14 @@ st.markdown(
 names = [n for n in state.backbone_choices() if n != state.UPLOAD_CHOICE]
 chosen = ui.persistent_multiselect("Backbones to compare", names, key="compare_backbones",
                                    format_func=state.backbone_label)
-if chosen:
-    st.dataframe(state.card_table(chosen), hide_index=True, key="compare_cards", column_config=ui.CARD_COLUMNS)
-    st.caption("From the model cards: how each bundled backbone was pretrained, and its accuracy on the upstream "
-               "task (clean and under attack at the card's ε).")
-else:
+if not chosen:
     st.info("Choose at least one backbone.")
     st.stop()
+st.dataframe(state.card_table(chosen), hide_index=True, key="compare_cards",
+             column_config={"description": st.column_config.TextColumn("description", width="large")})
+st.caption("From the model cards: how each bundled backbone was pretrained, and its accuracy on the upstream "
+           "task (clean and under attack at the card's ε). Hover a description to read all of it.")
+refs = [BackboneRef(n) for n in chosen]
 
 if not st.session_state.get("compare_active"):
     tasks = st.session_state["tasks"]
@@ -33,14 +34,14 @@ if not st.session_state.get("compare_active"):
               key="compare_run", type="primary", on_click=ui.activate, args=("compare_active",), disabled=bool(why),
               help=f"Disabled: {why}." if why else "Starts the comparison; cached results appear at once.")
     st.caption(f"The button is disabled: {why}." if why else
-               "Results already in the on-disk cache appear at once; the rest is computed with a progress bar. "
-               "After the first run the comparison follows the sidebar.")
+               f"Takes {compare_view.estimate(ui.request_for(refs, tasks))}. Results already in the on-disk cache "
+               "appear at once; after the first run the comparison follows the sidebar.")
     st.stop()
 
-run = ui.evaluate([bb.BackboneRef(n) for n in chosen], slot="compare")
+run = ui.evaluate(refs, slot="compare")
 if run is None:
     st.stop()
-snap, eps, norm = run.snapshot, run.eps, run.request.norm
+snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tables.key
 ui.bound_note()
 if snap.empty:
     ui.waiting_note(run)
@@ -48,11 +49,16 @@ else:
     if snap.at_eps(eps).empty:
         st.info(f"ε = {state.eps_label(eps, norm)} is still being computed.")
     else:
-        ui.chart(fx.compare_at_eps(snap.summary, eps), key="compare_bars")
-        st.caption("Left: robust accuracy under attack; right (hatched): the bound, the share of points with "
-                   "ρ(x) > Δ(x). Every bar carries its value, so a bar of height 0 reads 0.00.")
-        st.dataframe(exports.display_table(snap.summary, eps, by="backbone"), hide_index=True, key="compare_table",
-                     column_config=ui.ACCURACY_COLUMNS)
-    ui.chart(fx.compare_curves(snap.summary, eps), key="compare_curves")
+        ui.chart("compare_bars", fx.compare_at_eps, snap.summary, eps, cache=key)
+        overlaps = compare_view.overlap_sentences(snap.summary, eps)
+        n = run.request.specs[0].n
+        if overlaps:
+            st.markdown(f"**Not told apart at n = {n}** (robust accuracy, overlapping 95 % intervals): "
+                        + " · ".join(overlaps))
+        elif len(chosen) > 1:
+            st.markdown(f"Every pair of backbones is told apart at n = {n}: no two robust-accuracy intervals overlap "
+                        "on any task.")
+        ui.table(ui.display_table(snap.summary, eps, run.request.tasks, by="backbone"), "compare_table")
+    ui.chart("compare_curves", fx.compare_curves, snap.summary, eps, cache=key)
     ui.downloads(run, "compare")
 ui.follow(run)

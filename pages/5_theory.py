@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures as fx
-from app import theory_ui, toy, ui
+from app import theory_ui, ui
 
 st.title("Theory: why a robust representation gives a robust linear probe")
 st.markdown(
@@ -47,5 +47,5 @@ st.markdown(
 theory_ui.toy_examples()
 tm = theory_ui.toy_sliders()
 theory_ui.toy_metrics(tm)
-ui.chart(fx.linear_toy_figure(tm), key="toy_figure")
-st.markdown(toy.verdict(tm))
+ui.chart("toy_figure", fx.linear_toy_figure, tm)
+st.markdown(theory_ui.verdict(tm))

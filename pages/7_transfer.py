@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import state
+from app import figures as fx
+from app import registry, state, ui
 from app import transfer_view as tv
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
-
-
-def chart(fig: object, key: str) -> None:
-    st.plotly_chart(fig, theme="streamlit", key=key, config={"displaylogo": False})
-
 
 st.title("Transfer methods")
 st.markdown(
@@ -23,14 +19,9 @@ with st.expander("The methods and how they are trained"):
     st.markdown(tv.method_help())
     st.caption(tv.recipe_note())
 
-ref, why = tv.sidebar_ref(st.session_state)
-if ref is None:
-    st.info(why)
-    st.stop()
-try:
-    g = tv.backbone(ref)
-except Exception as e:  # noqa: BLE001 - unavailable weights, a bad checkpoint: a message, never a traceback
-    st.error(f"Backbone {ref.display!r} cannot be loaded: {e}")
+ref = ui.current_ref()
+g = ui.load(ref) if ref is not None else None
+if ref is None or g is None:
     st.stop()
 blocks = tv.block_names(g)
 tasks, first = tv.task_choices(st.session_state.get("tasks", []))
@@ -40,50 +31,48 @@ methods = c2.multiselect("Methods", list(TRANSFER_METHODS), default=list(TRANSFE
 k = int(c3.number_input("k (ft-last-k)", min_value=1, max_value=len(blocks), value=1, key="transfer_k",
                         help=f"ft-last-k trains the last k of the blocks {blocks}"))
 epochs = int(c4.number_input("epochs", min_value=1, max_value=20, value=FineTuneRecipe.epochs, key="transfer_epochs"))
-norm, n, attack = st.session_state["norm"], st.session_state["n"], st.session_state["attack"]  # the sidebar's
-eps_grid = tv.eps_values(norm, st.session_state["eps"])
+s = st.session_state
 try:
-    request = tv.make_request(g, task, methods, k, eps_grid, norm, n, attack, epochs)
+    request = tv.make_request(g, ref, task, methods, k, s["eps"], s["norm"], s["n"], s["attack"], epochs)
 except ValueError as e:
     st.error(str(e))
     st.stop()
-st.caption(f"⚠️ {state.BOUND_NOTE}")
+ui.bound_note()
 
-job = tv.find(request)
+job = registry.JOBS.get(request)
 if job is None:
-    st.caption(f"{len(request.methods)} methods on {g.name} × {task}, n = {n}, {attack} attack, {norm}, "
-               f"{len(eps_grid)} ε values. Fine-tuning takes about half a minute per method on two CPU cores "
-               "the first time; cached results appear at once.")
+    st.caption(f"{ui.plural(len(request.methods), 'method')} on {g.name} × {task}, n = {request.n}, {request.attack} "
+               f"attack, {request.norm}, {len(request.eps)} ε values. Fine-tuning takes about half a minute per "
+               "method on two CPU cores the first time; cached results appear at once. The time left is measured "
+               "after the first method.")
     if not st.button("Adapt and evaluate", type="primary", key="transfer_run"):
         st.stop()
-    job = tv.submit(request, g)
+    job = registry.JOBS.submit(request, lambda old, delay: tv.TransferJob(request, g, delay),
+                               owner=f"{s['session_token']}:transfer")
 if not job.done:
     bar = st.progress(*job.progress())
-    while not job.wait(tv.POLL_S):
-        fraction, text = job.progress()
-        bar.progress(fraction, text=text)
+    version = job.version
+    while not job.wait_for_change(version, timeout=ui.POLL_S):
+        bar.progress(*job.progress())
     st.rerun()
-if job.error is not None or job.result is None:
-    st.error(f"The comparison failed: {job.error}")
+result = getattr(job, "result", None)
+if job.errors or result is None:
+    st.error(f"The comparison failed: {'; '.join(job.errors) or 'it was stopped'}")
     if st.button("Try again", key="transfer_retry"):
-        tv.submit(request, g)
+        registry.JOBS.discard(request)
         st.rerun()
     st.stop()
 
-result = job.result
-eps = tv.nearest_eps(result.summary, st.session_state["eps"])
-st.caption(f"✓ All results ready: {len(result.summary)} (method, ε) results in {job.elapsed:.0f} s, "
+eps = tv.nearest_eps(result.summary, s["eps"])
+st.caption(f"{ui.READY} {len(result.summary)} (method, ε) results in {ui.jobs.fmt_seconds(job.elapsed())}, "
            "kept in the on-disk cache.")
-st.info(tv.verdict_text(result, eps))
-st.dataframe(tv.method_summary(result, eps), hide_index=True, key="transfer_table")
-st.caption(f"At ε = {tv.eps_text(eps)}. 'bound with base Δ' uses each method's own margins with the base "
-           "backbone's Δ (as if fine-tuning had left the representation's vulnerability unchanged): ranking the "
-           "methods by it is what the pre-fine-tuning Δ predicts.")
-left, right = st.columns(2)
-with left:
-    chart(tv.accuracy_curves(result.summary, eps), key="transfer_acc_curves")
-with right:
-    chart(tv.delta_curves(result.summary, eps), key="transfer_delta_curves")
+st.info(tv.verdict_text(result, eps, request.norm))
+ui.table(tv.method_summary(result, eps), "transfer_table")
+st.caption(f"At ε = {state.eps_label(eps, request.norm)}; brackets: 95 % intervals. 'bound with base Δ' uses each "
+           "method's own margins with the base backbone's Δ (as if fine-tuning had left the representation's "
+           "vulnerability unchanged): ranking the methods by it is what the pre-fine-tuning Δ predicts.")
+ui.chart("transfer_acc_curves", fx.method_curves, result.summary, eps)
+ui.chart("transfer_delta_curves", fx.method_delta_curves, result.summary, eps)
 st.subheader("How far fine-tuning moved the representation")
-chart(tv.block_distance_bars(result), key="transfer_block_bars")
+ui.chart("transfer_block_bars", fx.block_distance_bars, tv.block_distances(result))
 st.dataframe(tv.movement_table(result), hide_index=True, key="transfer_movement")
