@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,6 +63,32 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float
         except OSError:
             continue
     return removed
+
+
+def not_a_file(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a regular file, in words ("is a directory", "is a named pipe (FIFO)", "is a
+    character device (a symbolic link to '/dev/zero')", "does not exist", ...), or None when it is one.
+
+    Only ``stat`` is used, never ``open``: opening a FIFO for reading blocks until a writer comes, and a
+    device such as ``/dev/zero`` reads forever."""
+    p = Path(path)
+    link = f" (a symbolic link to {os.path.realpath(p)!r})" if os.path.islink(p) else ""
+    try:
+        mode = os.stat(p).st_mode  # follows symbolic links
+    except FileNotFoundError:
+        return f"is a symbolic link to {os.path.realpath(p)!r}, which does not exist" if link else "does not exist"
+    except NotADirectoryError:
+        return "does not exist (a folder on its path is a file)"
+    except PermissionError:
+        return "cannot be reached (permission denied on a folder on its path)"
+    except OSError as e:
+        return f"cannot be inspected ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    what = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"is {what}{link}, not a regular file"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -18,14 +18,23 @@ usual signs of a weak attack or of gradient masking (docs/THEORY.md, section 9):
 The subset checks (``more_steps``, ``gradient_free``) run at one eps: the one whose robust
 accuracy is closest to half the clean accuracy (the larger on ties), where a stronger attack
 has the most points to find.
+
+Every random choice (the subset, the noise draws, the seeds of the extra attacks) has its own
+sub-seed :func:`derive_seed` ``(seed, purpose)``: valid for every seed in [0, 2**63 - 1], and
+distinct seeds give distinct sub-seeds (a bijection of the 63-bit range for each purpose), so no
+two seeds share a subset because they agree modulo 2**32. The subset and the noise are drawn by
+numpy's PCG64 seeded with the whole sub-seed (torch's CPU generator keeps only 32 bits of a seed).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,7 +42,7 @@ from .attacks import AttackSettings, resolve_settings, run_attack
 from .attacks.autoattack import AA_NORMS, autoattack_available
 from .attacks.engine import batched, model_device, project
 from .config import check_norm
-from .validation import check_images, check_labels
+from .validation import check_count, check_images, check_labels, check_seed
 
 FLAG_NAMES: tuple[str, ...] = ("monotone_large_eps", "noise_weaker", "more_steps", "gradient_free")
 LARGE_EPS_LINF = 0.5
@@ -58,6 +67,46 @@ class SanityFlag:
     @property
     def status(self) -> str:
         return "skipped" if self.skipped else ("ok" if self.passed else "failed")
+
+
+_MASK63 = (1 << 63) - 1
+
+
+def _mix63(x: int) -> int:
+    """A bijection of [0, 2**63): xor-shifts and multiplications by odd constants modulo 2**63 are each
+    invertible, so distinct inputs give distinct outputs, with every input bit spread over the output."""
+    x ^= x >> 31
+    x = (x * 0x5851F42D4C957F2D) & _MASK63
+    x ^= x >> 29
+    x = (x * 0x14057B7EF767814F) & _MASK63
+    return x ^ (x >> 32)
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """The sub-seed in [0, 2**63 - 1] of ``seed`` for one ``purpose`` (``"subset"``, ``"noise@0.1"``, ...).
+
+    ``mix63(seed XOR key(purpose))`` with ``key`` the first 63 bits of sha256(purpose): for each purpose a
+    bijection of the seed range (distinct seeds never share a sub-seed), and unrelated streams for
+    different purposes. No arithmetic overflows: every value stays below 2**63."""
+    key = int.from_bytes(hashlib.sha256(f"rtcore.sanity:{purpose}".encode()).digest()[:8], "little") & _MASK63
+    return _mix63(check_seed(seed) ^ key)
+
+
+def _rng(seed: int, purpose: str) -> np.random.Generator:
+    return np.random.default_rng(derive_seed(seed, purpose))
+
+
+def check_sanity_subset(value: object) -> int:
+    """The size of the sanity checks' subset: a positive integer (ValueError naming the value otherwise)."""
+    return check_count(value, "sanity_subset")
+
+
+def subset_indices(n: int, n_subset: int, seed: int) -> torch.Tensor:
+    """Sorted indices of the sanity subset: all ``n`` points when ``n <= n_subset``, else a seeded sample."""
+    if n <= n_subset:
+        return torch.arange(n)
+    picked = _rng(seed, "subset").permutation(n)[:n_subset]
+    return torch.from_numpy(np.sort(picked)).long()
 
 
 def summary_text(flags: Sequence[SanityFlag]) -> str:
@@ -88,15 +137,15 @@ def _flags_by_eps(robust_by_eps: Mapping[float, torch.Tensor], n: int) -> dict[f
 def noise_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str, draws: int,
                  seed: int, batch_size: int = 512) -> torch.Tensor:
     """Correct on x and on ``draws`` uniform random points of the ball (clipped to [0, 1])."""
-    gen = torch.Generator().manual_seed(int(seed) * 7919 + round(eps * 1e6))
+    rng = _rng(seed, f"noise@{float(eps)!r}")
     ok = batched(model, x, batch_size).argmax(1) == y
     for _ in range(draws):
         if norm == "linf":
-            delta = (2 * torch.rand(x.shape, generator=gen) - 1) * eps
+            delta = (2 * torch.from_numpy(rng.random(tuple(x.shape), dtype=np.float32)) - 1) * eps
         else:
-            v = torch.randn(x.shape, generator=gen)
+            v = torch.from_numpy(rng.standard_normal(tuple(x.shape), dtype=np.float32))
             v = v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.ndim - 1))
-            r = eps * torch.rand(x.shape[0], generator=gen) ** (1.0 / x[0].numel())
+            r = eps * torch.from_numpy(rng.random(x.shape[0])).float() ** (1.0 / x[0].numel())
             delta = v * r.view(-1, *[1] * (x.ndim - 1))
         xn = (x + delta.to(x)).clamp(0, 1)
         ok &= batched(model, xn, batch_size).argmax(1) == y
@@ -109,7 +158,7 @@ def square_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
     from pyautoattack.square import SquareAttack
 
     sq = SquareAttack(model, p_init=0.8, n_queries=queries, eps=float(eps), norm=AA_NORMS[norm], n_restarts=1,
-                      seed=int(seed), verbose=False, device=x.device, resc_schedule=False)
+                      seed=derive_seed(seed, "square"), verbose=False, device=x.device, resc_schedule=False)
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         xa = sq.perturb(x, y).detach()
@@ -132,9 +181,17 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
 
     ``robust_by_eps[eps]``: the evaluated attack's per-sample robust flags (N,) at each eps of
     ``eps_values``; ``settings``: that attack's strength (the stronger re-run and the large-eps
-    attack derive from it). The subset checks use a seeded subset of ``n_subset`` points.
+    attack derive from it). The subset checks use a seeded subset of ``n_subset`` points
+    (:func:`subset_indices`). Every argument is checked before any attack runs.
     """
     norm = check_norm(norm)
+    seed = check_seed(seed)
+    n_subset = check_sanity_subset(n_subset)
+    noise_draws = check_count(noise_draws, "noise_draws")
+    square_queries = check_count(square_queries, "square_queries")
+    if isinstance(drop_threshold, bool) or not isinstance(drop_threshold, numbers.Real) \
+            or not 0 <= float(drop_threshold) <= 1:
+        raise ValueError(f"drop_threshold={drop_threshold!r} must be a fraction in [0, 1], e.g. 0.02")
     check_images(x)
     y = check_labels(y, x.shape[0])
     cfg = resolve_settings(settings)
@@ -149,8 +206,7 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
     clean = batched(model, x, cfg.batch_size).argmax(1) == y
     ras = {float(e): float(flags[float(e)].double().mean()) for e in eps_values}
     clean_acc = float(clean.double().mean())
-    sub = torch.arange(n) if n <= n_subset else \
-        torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:n_subset].sort().values
+    sub = subset_indices(n, n_subset, seed)
     xs, ys = x[sub.to(device)], y[sub.to(device)]
     out: list[SanityFlag] = []
 
@@ -158,7 +214,7 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
     order = sorted(ras)
     rise = max([ras[b] - ras[a] for a, b in zip(order, order[1:])] + [0.0])
     big = large_eps(norm, x)
-    ra_big = float(run_attack(model, xs, ys, (big,), norm, cfg, seed).robust.double().mean())
+    ra_big = float(run_attack(model, xs, ys, (big,), norm, cfg, derive_seed(seed, "large_eps")).robust.double().mean())
     report(0.3)
     out.append(SanityFlag(
         "monotone_large_eps", passed=rise <= 1e-12 and ra_big <= LARGE_EPS_MAX_ROBUST,
@@ -188,7 +244,7 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
     stronger = replace(cfg, autoattack="", steps=4 * cfg.steps, restarts=max(2, cfg.restarts))
     broken = 0
     if idx.numel():
-        res = run_attack(model, xs[idx], ys[idx], (e_c,), norm, stronger, seed + 1)
+        res = run_attack(model, xs[idx], ys[idx], (e_c,), norm, stronger, derive_seed(seed, "more_steps"))
         broken = int((~res.robust[0]).sum())
     drop = broken / len(sub)
     out.append(SanityFlag(

@@ -3,8 +3,11 @@
 :func:`check_safetensors_file` reads only the header and checks it completely (size limits,
 JSON, dtypes, shapes, byte ranges that tile the data section exactly), so a truncated file,
 a garbage header or a huge header is refused with :class:`CheckpointError` naming the file,
-before any tensor is read. :func:`load_state_dict_into` lists every missing, unexpected and
-mis-shaped key.
+before any tensor is read. A path that is not a regular file (a directory, a FIFO, a device such
+as ``/dev/zero``) is named as what it is, found with ``stat`` alone (a FIFO is never opened).
+:func:`load_state_dict_into` lists every missing, unexpected and mis-shaped key and refuses a
+tensor whose kind of dtype (floating, integer, bool) differs from the model's
+(:func:`check_state_dtypes`): integer weights are never cast silently into a float model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._io import not_a_file
 from ..errors import CheckpointError
 
 MAX_CHECKPOINT_BYTES = 2 * 1024**3
@@ -32,16 +36,34 @@ def _bad(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path.name!r} ({str(path)!r}) is not a valid safetensors file: {why}")
 
 
+def checkpoint_path(path: object) -> Path:
+    """``path`` as a Path if it names a regular file; CheckpointError saying what it is otherwise."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)) or not str(os.fspath(path)).strip():
+        raise CheckpointError(f"weights={path!r} ({type(path).__name__}) must be the path of a .safetensors file")
+    p = Path(path)
+    problem = not_a_file(p)
+    if problem is None:
+        return p
+    hint = "give the path of a .safetensors file"
+    if problem.startswith("is a directory"):
+        inside = sorted(q.name for q in p.glob("*.safetensors"))[:5]
+        hint = f"give the file inside it ({', '.join(inside)})" if inside else hint + " (it holds none)"
+    raise CheckpointError(f"checkpoint {str(p)!r} {problem}; {hint}")
+
+
 def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, dict[str, object]]:
     """The checked header ``{name: {"dtype", "shape", "data_offsets"}}`` of a safetensors file."""
-    p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint {str(p)!r} does not exist; give the path of a .safetensors file")
+    p = checkpoint_path(path)
     size = p.stat().st_size
     if size > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"checkpoint {p.name!r} is {size / 1e9:.1f} GB, above the "
                               f"{MAX_CHECKPOINT_BYTES / 1e9:.0f} GB limit")
-    with open(p, "rb") as fh:
+    try:
+        fh = open(p, "rb")
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {str(p)!r} cannot be read ({e.strerror or e}); give a readable "
+                              f".safetensors file") from e
+    with fh:
         head = fh.read(8)
         if len(head) < 8:
             raise _bad(p, f"it has only {size} bytes; {_PICKLE_HINT}")
@@ -110,8 +132,36 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise _bad(p, f"{type(e).__name__}: {e}") from e
 
 
+_FLOAT_CODES = {"F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2"}
+
+
+def _kind(dtype: torch.dtype | str) -> str:
+    """``floating``, ``integer`` or ``bool``, for a torch dtype or a safetensors dtype code (``"I32"``)."""
+    if isinstance(dtype, str):
+        return "bool" if dtype == "BOOL" else ("floating" if dtype in _FLOAT_CODES else "integer")
+    if dtype == torch.bool:
+        return "bool"
+    return "floating" if (dtype.is_floating_point or dtype.is_complex) else "integer"
+
+
+def check_state_dtypes(net: nn.Module, dtypes: dict[str, torch.dtype | str], source: str) -> None:
+    """Every tensor of a checkpoint has the same kind of dtype (floating, integer, bool) as the model's
+    tensor it goes into; CheckpointError naming the tensors and dtypes otherwise. Floating to floating
+    (e.g. float64 or float16 into float32) is a cast and allowed."""
+    own = net.state_dict()
+    bad = sorted(f"{k} ({dtypes[k]} in the file, {own[k].dtype} in the model)" for k in set(own) & set(dtypes)
+                 if _kind(dtypes[k]) != _kind(own[k].dtype))
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {Path(source).name!r} holds tensors of another kind of dtype than {type(net).__name__}: "
+            f"{', '.join(bad[:4])}{f' (+{len(bad) - 4} more)' if len(bad) > 4 else ''}; loading would cast them "
+            f"silently (integer values into float weights). Save the float weights (state[k].float()) or pick the "
+            f"checkpoint saved from this architecture.")
+
+
 def load_state_dict_into(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Strict load; a mismatch becomes a CheckpointError listing the missing, unexpected and mis-shaped keys."""
+    """Strict load; a mismatch becomes a CheckpointError listing the missing, unexpected and mis-shaped keys,
+    or the tensors whose kind of dtype differs from the model's (:func:`check_state_dtypes`)."""
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -129,6 +179,7 @@ def load_state_dict_into(net: nn.Module, state: dict[str, torch.Tensor], source:
         raise CheckpointError(f"checkpoint {Path(source).name!r} does not match the architecture "
                               f"{type(net).__name__}: {'; '.join(problems)}. Pick the architecture the checkpoint "
                               f"was saved from.")
+    check_state_dtypes(net, {k: v.dtype for k, v in state.items()}, source)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:

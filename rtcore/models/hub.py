@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackboneUnavailableError, CheckpointError
-from .checkpoints import check_safetensors_file, load_safetensors, load_state_dict_into
+from .checkpoints import (
+    check_safetensors_file,
+    check_state_dtypes,
+    load_safetensors,
+    load_state_dict_into,
+    read_safetensors_header,
+)
 from .wrapper import Backbone, _timm_pre_logits
 
 TIMM_PREFIX = "timm:"
@@ -152,7 +158,7 @@ def _create_from_file(model_name: str, path: Path, model_kwargs: dict[str, Any])
     if "num_classes" in model_kwargs:
         overlay["num_classes"] = model_kwargs["num_classes"]
     try:
-        return timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **model_kwargs)
+        net = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **model_kwargs)
     except (RuntimeError, KeyError, ValueError) as e:
         # name the missing, unexpected and mis-shaped keys against a randomly initialised model
         bare = timm.create_model(model_name, pretrained=False, **model_kwargs)
@@ -160,6 +166,9 @@ def _create_from_file(model_name: str, path: Path, model_kwargs: dict[str, Any])
         raise CheckpointError(
             f"checkpoint {path.name!r} does not match timm model {model_name!r}: {str(e).splitlines()[0][:500]}"
         ) from e
+    # timm casts what it loads: refuse integer tensors that went into float weights (and the reverse)
+    check_state_dtypes(net, {k: str(v["dtype"]) for k, v in read_safetensors_header(path).items()}, str(path))
+    return net
 
 
 def create_timm_backbone(

@@ -5,9 +5,11 @@ example model (``pyautoattack/examples/model_test.pt``, architecture ``ResNet18`
 ``pyautoattack/examples/resnet.py``). Nothing is downloaded: the architecture file and the
 weights come from the installed package. On first use the pickled state dict is checked against
 its known sha256, read with ``torch.load(..., weights_only=True)`` (tensors only, no code) and
-written as safetensors to ``<cache>/converted/`` (atomic write) with a sidecar JSON holding both
-digests. Every later load re-hashes the converted file and compares it with the sidecar; a file
-that does not match is converted again. Features are the penultimate layer (512-d, after the
+written as safetensors to ``<cache_dir>/converted/`` (atomic write; the cache folder the caller
+gives, else the default one) with a sidecar JSON holding both digests. Every later load re-hashes
+the converted file and compares it with the sidecar; a file that does not match is converted
+again. With ``use_cache=False``, or a cache folder that cannot be written (a warning is logged),
+the conversion is done in memory and nothing is written. Features are the penultimate layer (512-d, after the
 global average pooling), inputs 3x32x32 in [0, 1] with no normalisation (the package's
 example feeds ``ToTensor()`` images straight in); Fashion-MNIST images are repeated to three
 channels and resized to 32x32 by the :class:`Backbone` wrapper.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -28,12 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._io import atomic_write, file_sha256
-from ..config import default_cache_dir
-from ..attacks.autoattack import INSTALL_HINT, PACKAGE, PACKAGE_VERSION
-from ..attacks.autoattack import autoattack_available as package_available
-from ..errors import BackboneUnavailableError, CheckpointError
+from .._packages import AUTOATTACK_INSTALL_HINT as INSTALL_HINT
+from .._packages import AUTOATTACK_PACKAGE as PACKAGE
+from .._packages import AUTOATTACK_VERSION as PACKAGE_VERSION
+from .._packages import autoattack_available as package_available
+from ..config import resolve_cache_dir
+from ..errors import BackboneUnavailableError, CacheDirError, CheckpointError
 from .checkpoints import load_safetensors, load_state_dict_into
 from .wrapper import Backbone
+
+log = logging.getLogger(__name__)
 
 AUTOATTACK_RESNET18 = "autoattack-resnet18-cifar10"
 WEIGHTS_FILE = "examples/model_test.pt"
@@ -70,9 +77,9 @@ def _resnet_module() -> ModuleType:
 
 
 def converted_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where the converted safetensors file lives (its sidecar JSON has the same stem)."""
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return root / "converted" / f"{AUTOATTACK_RESNET18}.safetensors"
+    """Where the converted safetensors file lives: ``<cache_dir>/converted/`` (default cache dir when None;
+    its sidecar JSON has the same stem)."""
+    return resolve_cache_dir(cache_dir) / "converted" / f"{AUTOATTACK_RESNET18}.safetensors"
 
 
 def _sidecar(path: Path) -> Path:
@@ -88,26 +95,49 @@ def _valid(path: Path) -> bool:
         return False
 
 
-def ensure_converted(cache_dir: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
-    """The verified converted weights, and whether they were (re)converted by this call."""
-    from safetensors.torch import save_file
-
-    out = converted_path(cache_dir)
-    if _valid(out):
-        return out, False
+def package_state() -> dict[str, torch.Tensor]:
+    """The package's pickled state dict, checked against its known sha256 and read with
+    ``torch.load(weights_only=True)`` (tensors only: no code runs); nothing is written."""
     pt = package_file(WEIGHTS_FILE)
     digest = file_sha256(pt)
     if digest != PT_SHA256:
         raise CheckpointError(f"{str(pt)!r} has sha256 {digest[:16]}..., not the {PT_SHA256[:16]}... of "
                               f"{PACKAGE} {PACKAGE_VERSION}; reinstall it with `{INSTALL_HINT}`")
-    state = torch.load(pt, map_location="cpu", weights_only=True)  # tensors only: no code runs
+    state = torch.load(pt, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{str(pt)!r} is not a state dict of tensors")
-    atomic_write(out, lambda tmp: save_file({k: v.contiguous() for k, v in state.items()}, tmp))
-    meta = {"source": f"{PACKAGE} {PACKAGE_VERSION}: {WEIGHTS_FILE}", "source_sha256": PT_SHA256,
-            "sha256": file_sha256(out)}
-    atomic_write(_sidecar(out), json.dumps(meta, indent=1).encode())
+    return {str(k): v.contiguous() for k, v in state.items()}
+
+
+def ensure_converted(cache_dir: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
+    """The verified converted weights under ``<cache_dir>/converted`` (default cache dir when None), and
+    whether they were (re)converted by this call."""
+    from safetensors.torch import save_file
+
+    out = converted_path(cache_dir)
+    if _valid(out):
+        return out, False
+    state = package_state()
+    try:
+        atomic_write(out, lambda tmp: save_file(state, tmp))
+        meta = {"source": f"{PACKAGE} {PACKAGE_VERSION}: {WEIGHTS_FILE}", "source_sha256": PT_SHA256,
+                "sha256": file_sha256(out)}
+        atomic_write(_sidecar(out), json.dumps(meta, indent=1).encode())
+    except OSError as e:
+        raise CacheDirError(f"cannot write the converted weights to {str(out)!r} ({type(e).__name__}: {e}); pass "
+                            f"a writable cache_dir (--cache-dir), or use_cache=False (--no-cache) to convert "
+                            f"in memory") from e
     return out, True
+
+
+def _converted_or_none(cache_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The converted file, or None (with a warning) when the cache folder cannot take it: the weights are
+    then converted in memory, with the same numbers."""
+    try:
+        return ensure_converted(cache_dir)[0]
+    except CacheDirError as e:
+        log.warning("%s; converting in memory instead", e)
+        return None
 
 
 def model_card() -> dict[str, Any]:
@@ -140,9 +170,11 @@ def _resnet_penultimate(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def create_autoattack_resnet18(weights: str | os.PathLike[str] | None = None, pretrained: bool = True,
-                               cache_dir: str | os.PathLike[str] | None = None) -> Backbone:
+                               cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True) -> Backbone:
     """The backbone (``weights``: another safetensors file for the same architecture;
-    ``pretrained=False``: seeded random weights)."""
+    ``pretrained=False``: seeded random weights). The package's weights are converted once to
+    ``<cache_dir>/converted`` (default cache dir when None); ``use_cache=False`` converts them in
+    memory and writes nothing."""
     if weights is not None and not pretrained:
         raise ValueError("give either weights=<file> or pretrained=False, not both")
     if not package_available():
@@ -153,13 +185,15 @@ def create_autoattack_resnet18(weights: str | os.PathLike[str] | None = None, pr
         net = _resnet_module().ResNet18()
     card = model_card()
     if weights is not None:
-        path, label, source = Path(weights), f"{AUTOATTACK_RESNET18}+{Path(weights).name}", f"weights {weights}"
-    elif pretrained:
-        path, _ = ensure_converted(cache_dir)
+        label, source = f"{AUTOATTACK_RESNET18}+{Path(weights).name}", f"weights {weights}"
+        load_state_dict_into(net, load_safetensors(weights), str(weights))
+    elif pretrained and use_cache and (path := _converted_or_none(cache_dir)) is not None:
         label, source = AUTOATTACK_RESNET18, f"{PACKAGE} {PACKAGE_VERSION} {WEIGHTS_FILE} (converted {path})"
-    else:
-        path, label, source = None, f"{AUTOATTACK_RESNET18} (random init)", "random init (seed 0)"
-    if path is not None:
         load_state_dict_into(net, load_safetensors(path), str(path))
+    elif pretrained:
+        label, source = AUTOATTACK_RESNET18, f"{PACKAGE} {PACKAGE_VERSION} {WEIGHTS_FILE} (converted in memory)"
+        load_state_dict_into(net, package_state(), WEIGHTS_FILE)
+    else:
+        label, source = f"{AUTOATTACK_RESNET18} (random init)", "random init (seed 0)"
     return Backbone(net, name=label, input_size=card["input_size"], mean=card["mean"], std=card["std"],
                     features=_resnet_penultimate, card=card if pretrained and weights is None else {}, source=source)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,13 +16,98 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validation import check_eval_mode
+from .identity import callable_identity, module_identity
 
 FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+#: the dtype every backbone computes in (images are float32 in [0, 1])
+BACKBONE_DTYPE = torch.float32
+
+
+def available_devices() -> list[str]:
+    """The devices torch can compute on here: ``cpu``, each ``cuda:<i>``, ``mps`` when present."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
 
 
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a backbone runs on: ``None`` is :func:`default_device`; anything else must be a device
+    torch can compute on here (``"meta"``, a CUDA device without a GPU, an index past the last GPU, or a
+    name torch does not know are refused with ValueError naming the available devices)."""
+    if device is None:
+        return default_device()
+    here = available_devices()
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device={device!r} ({type(device).__name__}) must be a device name such as 'cpu' or "
+                         f"'cuda:0', a torch.device, or None for the default; available here: {here}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"device={device!r} is not a device name ({str(e).splitlines()[0]}); "
+                         f"available here: {here}") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "meta":
+        raise ValueError(f"device={device!r}: meta tensors hold shapes but no numbers, and a backbone must compute "
+                         f"features; use one of {here}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available on this machine (torch {torch.__version__}, "
+                             f"CUDA build {torch.version.cuda or 'none'}); available here: {here}; pass "
+                             f"device='cpu' or leave it out (CUDA when present, else CPU)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                             f"available here: {here}")
+        return dev
+    if dev.type == "mps" and "mps" in here:
+        return dev
+    raise ValueError(f"device={device!r} ({dev.type}) is not available for backbones here; available: {here}")
+
+
+def check_network(net: nn.Module, name: str) -> None:
+    """The rules every wrapped network meets: float32 parameters and floating buffers (ValueError naming
+    the dtype and the fix, ``module.float()``), no NaN in any of them and no inf in a parameter."""
+    bad_dtype: dict[torch.dtype, list[str]] = {}
+    tensors = [(n, t, True) for n, t in net.named_parameters()] + [(n, t, False) for n, t in net.named_buffers()]
+    for n, t, _ in tensors:
+        if (t.is_floating_point() or t.is_complex()) and t.dtype != BACKBONE_DTYPE:
+            bad_dtype.setdefault(t.dtype, []).append(n)
+    if bad_dtype:
+        dtype, names = next(iter(bad_dtype.items()))
+        raise ValueError(f"backbone {name!r} has {dtype} weights ({_few(names)}); rtcore computes in float32 "
+                         f"(images are float32 in [0, 1], eps in pixel units) and does not convert a model behind "
+                         f"your back: convert it first with module.float() (or module.to(torch.float32))")
+    for n, t, is_param in tensors:
+        if not t.is_floating_point() or t.device.type == "meta":
+            continue
+        if bool(torch.isnan(t).any()):
+            raise ValueError(f"backbone {name!r} has NaN in {'parameter' if is_param else 'buffer'} {n!r}; "
+                             f"the weights are corrupt or their training diverged: load other weights")
+        if is_param and bool(torch.isinf(t).any()):
+            raise ValueError(f"backbone {name!r} has inf in parameter {n!r}; the weights are corrupt or their "
+                             f"training diverged: load other weights")
+
+
+def _few(names: Sequence[str], k: int = 3) -> str:
+    return ", ".join(repr(n) for n in names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What a backbone returns for images of one shape: ``dim`` = m of the (N, m) features, and their dtype."""
+
+    dim: int
+    dtype: torch.dtype
 
 
 def _call_forward(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +128,8 @@ class Backbone(nn.Module):
     ``input_size=(C, H, W)`` is what the wrapped network expects: grayscale inputs are
     repeated to RGB, RGB inputs are converted to luminance for a 1-channel network, and
     inputs of another size are resized bilinearly. Then ``(x - mean) / std`` is applied.
-    The wrapper is put in eval mode with frozen parameters, and every call checks it.
+    The wrapper is put in eval mode with frozen parameters, and every call checks it. The network
+    must hold float32, finite weights (:func:`check_network`); floating inputs are computed in float32.
     """
 
     def __init__(
@@ -58,20 +145,23 @@ class Backbone(nn.Module):
         source: str = "",
     ) -> None:
         super().__init__()
+        if not isinstance(net, nn.Module):
+            raise ValueError(f"backbone {name!r}: net must be a torch.nn.Module, got {type(net).__name__}")
+        check_network(net, name)
         self.net = net
         self.name = name
         self.input_size = tuple(int(s) for s in input_size) if input_size is not None else None
         chans = self.input_size[0] if self.input_size else (len(mean) if mean is not None else 1)
         mean_t = torch.tensor(list(mean) if mean is not None else [0.0] * chans, dtype=torch.float32)
         std_t = torch.tensor(list(std) if std is not None else [1.0] * chans, dtype=torch.float32)
-        if (std_t <= 0).any():
-            raise ValueError(f"std={list(std_t.tolist())} must be positive")
+        if not bool(torch.isfinite(mean_t).all()) or not bool(torch.isfinite(std_t).all()) or (std_t <= 0).any():
+            raise ValueError(f"mean={mean_t.tolist()} and std={std_t.tolist()} must be finite with std > 0")
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", std_t.view(1, -1, 1, 1), persistent=False)
         self._features = features
         self.card = dict(card or {})
         self.source = source
-        self._fingerprint: str | None = None
+        self._info: dict[tuple[str, tuple[int, ...]], FeatureInfo] = {}  # feature_info memo (dict ops are atomic)
         self.eval()
         self.requires_grad_(False)
 
@@ -108,10 +198,25 @@ class Backbone(nn.Module):
                 x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         return (x - self.mean) / self.std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_call(self, x: object) -> torch.Tensor:
+        """Eval mode, frozen float32 weights and floating images (N, C, H, W), on every call."""
         check_eval_mode(self, f"backbone {self.name!r}")
-        if any(p.requires_grad for p in self.parameters()):
-            raise RuntimeError(f"backbone {self.name!r} has trainable parameters; it must stay frozen")
+        for n, p in self.named_parameters():
+            if p.requires_grad:
+                raise RuntimeError(f"backbone {self.name!r} has trainable parameters ({n!r}); it must stay frozen")
+            if p.dtype != BACKBONE_DTYPE:
+                raise ValueError(f"backbone {self.name!r} was converted to {p.dtype} after wrapping (parameter "
+                                 f"{n!r}); it computes in float32: call .float() on it")
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            raise ValueError(f"backbone {self.name!r} takes images of shape (N, C, H, W), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"backbone {self.name!r} got images of dtype {x.dtype}; give float images in [0, 1] "
+                             f"(e.g. x.float() / 255 for uint8 pixels)")
+        return x if x.dtype == BACKBONE_DTYPE else x.to(BACKBONE_DTYPE)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._check_call(x)
         f = self._features(self.net, self.preprocess(x))
         if not isinstance(f, torch.Tensor) or f.ndim < 2 or f.shape[0] != x.shape[0]:
             shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
@@ -122,24 +227,60 @@ class Backbone(nn.Module):
         return f.flatten(1)
 
     def fingerprint(self) -> str:
-        """sha256 over weights and preprocessing: the cache key of everything computed from g."""
-        if self._fingerprint is None:
-            h = hashlib.sha256(type(self.net).__qualname__.encode())
-            h.update(repr((self.input_size, self.mean.flatten().tolist(), self.std.flatten().tolist())).encode())
-            h.update(getattr(self._features, "__name__", "features").encode())
-            h.update(module_fingerprint(self.net).encode())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
+        """sha256 of what g computes: the cache key of everything computed from it.
+
+        Covers the wrapped network's code, plain attributes, hooks, weights and buffers
+        (:func:`rtcore.models.identity.module_identity`), the feature function (its code and source)
+        and the preprocessing (input size, mean, std). Recomputed on every call (cheap: tensor bytes are
+        digested once per tensor version), so a change made after wrapping is seen.
+        """
+        h = hashlib.sha256(b"rtcore-backbone-v2\0")
+        h.update(repr((self.input_size, self.mean.flatten().tolist(), self.std.flatten().tolist())).encode())
+        h.update(callable_identity(self._features).encode())
+        h.update(module_identity(self.net).encode())
+        return h.hexdigest()
+
+    def feature_info(self, input_shape: Sequence[int]) -> FeatureInfo:
+        """m and dtype of the features of images of shape ``(C, H, W)``: one forward pass on two seeded
+        images in [0, 1], memoised per shape and :meth:`fingerprint`.
+
+        Raises ValueError if the output is not one vector per image or is not finite (the message names
+        the backbone). Use it to check that a stored result, shape (N, m), fits the current model.
+        """
+        shape = _check_input_shape(input_shape)
+        key = (self.fingerprint(), shape)
+        hit = self._info.get(key)
+        if hit is not None:
+            return hit
+        x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(0)).to(self.device)
+        with torch.no_grad():
+            f = self(x)
+        if not bool(torch.isfinite(f).all()):
+            raise ValueError(f"backbone {self.name!r} returned NaN or inf features for seeded images of shape "
+                             f"{shape} in [0, 1]; check its forward and weights")
+        info = FeatureInfo(int(f.shape[1]), f.dtype)
+        self._info[key] = info
+        return info
+
+    def feature_dim(self, input_shape: Sequence[int]) -> int:
+        """m, the length of the feature vector of an image of shape ``(C, H, W)`` (see :meth:`feature_info`)."""
+        return self.feature_info(input_shape).dim
+
+
+def _check_input_shape(input_shape: object) -> tuple[int, ...]:
+    try:
+        shape = tuple(input_shape)  # type: ignore[arg-type]
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise ValueError(f"input_shape={input_shape!r} must be the (C, H, W) of one image, three positive ints, "
+                         f"e.g. (1, 28, 28)")
+    return shape
 
 
 def module_fingerprint(module: nn.Module) -> str:
-    """sha256 of a module's class and state dict (names, dtypes, shapes and values)."""
-    h = hashlib.sha256(type(module).__qualname__.encode())
-    for key, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    """sha256 of what a module computes (:func:`rtcore.models.identity.module_identity`)."""
+    return module_identity(module)
 
 
 def as_backbone(

@@ -126,7 +126,8 @@ def test_registered_user_backbone() -> None:
         with pytest.raises(ValueError, match="already registered"):
             B.register_backbone("test-user-linear", lambda: nn.Identity())
     finally:
-        R._REGISTRY.pop("test-user-linear", None)
+        R.unregister_backbone("test-user-linear")
+    assert "test-user-linear" not in rtcore.list_backbones()
 
 
 BUNDLED = sorted(p.stem for p in B.BUNDLED_DIR.glob("*.json"))
