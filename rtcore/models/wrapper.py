@@ -244,8 +244,8 @@ class Backbone(nn.Module):
         """m and dtype of the features of images of shape ``(C, H, W)``: one forward pass on two seeded
         images in [0, 1], memoised per shape and :meth:`fingerprint`.
 
-        Raises ValueError if the output is not one vector per image or is not finite (the message names
-        the backbone). Use it to check that a stored result, shape (N, m), fits the current model.
+        Raises ValueError if the output is not one vector per image, not floating or not finite (the message
+        names the backbone). Use it to check that a stored result, shape (N, m), fits the current model.
         """
         shape = _check_input_shape(input_shape)
         key = (self.fingerprint(), shape)
@@ -255,6 +255,9 @@ class Backbone(nn.Module):
         x = torch.rand((2, *shape), generator=torch.Generator().manual_seed(0)).to(self.device)
         with torch.no_grad():
             f = self(x)
+        if not f.is_floating_point():
+            raise ValueError(f"backbone {self.name!r} returned features of dtype {f.dtype}; features must be floats "
+                             f"(return a float tensor from forward)")
         if not bool(torch.isfinite(f).all()):
             raise ValueError(f"backbone {self.name!r} returned NaN or inf features for seeded images of shape "
                              f"{shape} in [0, 1]; check its forward and weights")
