@@ -36,8 +36,9 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/4_compare_backbones.py", "Compare backbones", ":material/compare:", "compare",
              ("norm", "eps", "tasks", "n", "attack")),
     PageSpec("pages/6_probes.py", "Probe trade-off", ":material/tune:", "tradeoff", ("backbone", "norm", "eps", "n", "attack")),
-    PageSpec("pages/7_transfer.py", "Transfer methods", ":material/swap_horiz:", "transfer",
+    PageSpec("pages/7_transfer.py", "Transfer methods", ":material/swap_horiz:", "transfer-methods",
              ("backbone", "norm", "eps", "n", "attack")),
+    PageSpec("pages/8_zoo.py", "Backbone zoo", ":material/hub:", "backbone-zoo", ()),
     PageSpec("pages/5_theory.py", "Theory / classroom", ":material/school:", "classroom", ()),
 )
 

@@ -1,0 +1,74 @@
+"""The backbone-zoo page (pages/8_zoo.py) and its logic (app/zoo_view.py), on a tiny real sweep made here:
+three bundled backbones (adversarial, standard, self-supervised) x one task x two eps, n = 8, `fast`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import zoo_view as zv
+from rtcore.runs.sweep import load_sweep, sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "pages" / "8_zoo.py")
+TINY = {"backbones": ["fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard", "fmnist-cnn-simclr"],
+        "tasks": ["fmnist-novel"], "eps": ["2/255", "8/255"], "n": 8, "attack": "fast", "probes": ["logistic-std"]}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding one finished sweep under sweeps/tiny."""
+    root = tmp_path_factory.mktemp("zoo-cache")
+    res = sweep(TINY, root / "sweeps" / "tiny", cache_dir=root)
+    assert res.ok, res.failures
+    return root
+
+
+def page(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("RTCORE_CACHE_DIR", str(cache_dir))
+    return AppTest.from_file(PAGE, default_timeout=60)
+
+
+def test_view_functions(cache: Path) -> None:
+    df = load_sweep(cache / "sweeps" / "tiny")
+    assert set(df["protocol"]) == {"adversarial", "standard", "self-supervised"}
+    fig = zv.calibration_figure(df)
+    names = [t.name for t in fig.data]
+    assert names == ["bound = empirical", "adversarial", "standard", "self-supervised", "task: fmnist-novel"]
+    assert all(len(t.x) == 2 for t in fig.data[1:4])  # one dot per (backbone, task, eps)
+    table = zv.backbone_table(df)
+    assert len(table) == 3 and (table["robust − bound"] >= 0).all()  # bound <= robust on every row
+    agree = zv.rank_agreement(df)
+    assert list(agree["backbones"]) == [3, 3] and agree["spearman"].between(-1, 1).all()
+    curves = zv.curves_figure(df, ["fmnist-cnn-standard"])
+    assert [t.name for t in curves.data] == ["fmnist-cnn-standard · robust", "fmnist-cnn-standard · bound"]
+    assert zv.eps_label(8 / 255, "linf") == "8/255" and zv.eps_label(0.5, "l2") == "0.5"
+    assert len(zv.filters(df, {"probe": "logistic-std"}, ["fmnist-novel"], [8 / 255])) == 3
+
+
+def test_page_draws_the_sweep_and_curves_on_demand(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page(cache, monkeypatch).run()
+    assert not at.exception
+    assert at.selectbox(key="zoo_sweep").value == "tiny"
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 2
+    shown = at.dataframe[0].value
+    assert isinstance(shown, pd.DataFrame) and set(shown["protocol"]) == {"adversarial", "standard", "self-supervised"}
+    at.multiselect(key="zoo_curves").set_value(["fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-simclr"]).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 2
+
+
+def test_page_without_a_sweep_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page(tmp_path, monkeypatch).run()
+    assert not at.exception and "rtcore sweep" in at.info[0].value
+    at.text_input(key="zoo_path").set_value(str(tmp_path)).run()
+    assert not at.exception and "no finished units" in at.warning[0].value
+
+
+def test_page_is_in_the_navigation() -> None:
+    from app import nav
+
+    spec = next(p for p in nav.PAGES if p.path == "pages/8_zoo.py")
+    assert spec.controls == () and spec in nav.available_pages()  # self-contained: no sidebar controls
