@@ -233,6 +233,9 @@ class ResultCache:
         if not stat.S_ISREG(mode):
             self._reject(p, "not a file (a directory or another kind of file is at the entry's path)")
             return None
+        if not os.access(p, os.R_OK):
+            self._reject(p, "unreadable: permission denied")
+            return None
         from safetensors import safe_open
 
         try:

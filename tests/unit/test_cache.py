@@ -163,22 +163,23 @@ def test_cache_dir_that_is_a_file_is_a_clear_error(tmp_path: Path, capsys: pytes
 
 def test_generated_task_data_goes_under_the_chosen_cache_dir(tmp_path: Path) -> None:
     rtcore.load_task("shapes", cache_dir=tmp_path / "mine")
-    assert list((tmp_path / "mine" / "tasks").glob("shapes-*.npz"))
+    assert list((tmp_path / "mine" / "tasks").glob("shapes-*.safetensors"))
 
 
 def test_generated_task_cache_with_changed_bytes_is_regenerated(tmp_path: Path) -> None:
     from rtcore.data import clear_task_cache
 
     ref = rtcore.load_task("shapes", cache_dir=tmp_path)
-    (npz,) = (tmp_path / "tasks").glob("shapes-*.npz")
-    import numpy as np
+    (path,) = (tmp_path / "tasks").glob("shapes-*.safetensors")
+    from safetensors import safe_open
 
-    with np.load(npz, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["x_test"] = arrays["x_test"].copy()
-    arrays["x_test"][0, 0, 0, 0] = 1.0 - arrays["x_test"][0, 0, 0, 0]  # still in [0, 1]
-    with open(npz, "wb") as fh:
-        np.savez(fh, **arrays)
+    with safe_open(str(path), framework="np") as fh:
+        meta = fh.metadata()
+        arrays = {k: fh.get_tensor(k).copy() for k in fh.keys()}
+    arrays["x_test"][0, 0, 0, 0] = 1.0 - arrays["x_test"][0, 0, 0, 0]  # still in [0, 1]; metadata kept
+    from safetensors.numpy import save_file as save_np
+
+    save_np(arrays, str(path), metadata=meta)
     clear_task_cache()
     again = rtcore.load_task("shapes", cache_dir=tmp_path)
     assert torch.equal(again.x_test, ref.x_test)
