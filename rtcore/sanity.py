@@ -20,7 +20,7 @@ accuracy is closest to half the clean accuracy (the larger on ties), where a str
 has the most points to find.
 
 Every random choice (the subset, the noise draws, the seeds of the extra attacks) has its own
-sub-seed :func:`derive_seed` ``(seed, purpose)``: valid for every seed in [0, 2**63 - 1], and
+sub-seed :func:`rtcore._seeds.derive_seed` ``(seed, purpose)``: valid for every seed in [0, 2**63 - 1], and
 distinct seeds give distinct sub-seeds (a bijection of the 63-bit range for each purpose), so no
 two seeds share a subset because they agree modulo 2**32. The subset and the noise are drawn by
 numpy's PCG64 seeded with the whole sub-seed (torch's CPU generator keeps only 32 bits of a seed).
@@ -28,7 +28,6 @@ numpy's PCG64 seeded with the whole sub-seed (torch's CPU generator keeps only 3
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +41,7 @@ from .attacks import AttackSettings, resolve_settings, run_attack
 from .attacks.autoattack import AA_NORMS, autoattack_available
 from .attacks.engine import batched, model_device, project
 from .config import check_norm
+from ._seeds import derive_seed
 from .validation import check_count, check_images, check_labels, check_seed
 
 FLAG_NAMES: tuple[str, ...] = ("monotone_large_eps", "noise_weaker", "more_steps", "gradient_free")
@@ -67,29 +67,6 @@ class SanityFlag:
     @property
     def status(self) -> str:
         return "skipped" if self.skipped else ("ok" if self.passed else "failed")
-
-
-_MASK63 = (1 << 63) - 1
-
-
-def _mix63(x: int) -> int:
-    """A bijection of [0, 2**63): xor-shifts and multiplications by odd constants modulo 2**63 are each
-    invertible, so distinct inputs give distinct outputs, with every input bit spread over the output."""
-    x ^= x >> 31
-    x = (x * 0x5851F42D4C957F2D) & _MASK63
-    x ^= x >> 29
-    x = (x * 0x14057B7EF767814F) & _MASK63
-    return x ^ (x >> 32)
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """The sub-seed in [0, 2**63 - 1] of ``seed`` for one ``purpose`` (``"subset"``, ``"noise@0.1"``, ...).
-
-    ``mix63(seed XOR key(purpose))`` with ``key`` the first 63 bits of sha256(purpose): for each purpose a
-    bijection of the seed range (distinct seeds never share a sub-seed), and unrelated streams for
-    different purposes. No arithmetic overflows: every value stays below 2**63."""
-    key = int.from_bytes(hashlib.sha256(f"rtcore.sanity:{purpose}".encode()).digest()[:8], "little") & _MASK63
-    return _mix63(check_seed(seed) ^ key)
 
 
 def _rng(seed: int, purpose: str) -> np.random.Generator:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rtcore.sanity import _MASK63, _mix63, check_sanity_subset, derive_seed, sanity_checks, subset_indices
+from rtcore._seeds import MASK63 as _MASK63
+from rtcore._seeds import mix63 as _mix63
+from rtcore.sanity import check_sanity_subset, derive_seed, sanity_checks, subset_indices
 from tests.conftest import LinearCase
 
 MAX = 2**63 - 1
