@@ -265,7 +265,8 @@ class _Driver:
         """Store or record a finished unit; True when it is to be run again (out of memory, attempts left)."""
         unit, out = fin.unit, fin.outcome
         if out.ok and out.summary is not None and out.samples is not None:
-            self.store.write(unit, out.summary, out.samples, out.seconds, out.computed)
+            self.store.write(unit, out.summary, out.samples, out.seconds, out.computed,
+                             {"host": out.host, "pid": out.pid, "threads": out.threads})
             self.summaries[unit.id] = self.store.read_summary(unit.id)
             self.ran.append(unit.id)
             self.unit_seconds[unit.id] = out.seconds

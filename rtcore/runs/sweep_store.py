@@ -111,8 +111,9 @@ class SweepStore:
         atomic_write(self.root / "sweep.json", (json.dumps(body, indent=1, default=str) + "\n").encode())
 
     def write(self, unit: SweepUnit, summary: pd.DataFrame, samples: pd.DataFrame, seconds: float,
-              computed: bool) -> None:
-        """Store a finished unit: both CSVs, then its record (the unit is done once the record is there)."""
+              computed: bool, where: dict[str, Any] | None = None) -> None:
+        """Store a finished unit: both CSVs, then its record (the unit is done once the record is there).
+        ``where``: where it ran (host, pid, torch threads), kept in the record."""
         s_path, x_path, r_path = self.files(unit.id)
         s_bytes = summary.to_csv(index=False).encode()
         x_bytes = samples.to_csv(index=False).encode()
@@ -122,7 +123,8 @@ class SweepStore:
                   "spec": unit.spec.to_dict(), "spec_version": SPEC_VERSION, "code_versions": CODE_VERSIONS,
                   "summary_sha256": file_sha256(s_path), "samples_sha256": file_sha256(x_path),
                   "rows": [len(summary), len(samples)], "seconds": seconds, "computed": computed,
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname()}
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "driver": socket.gethostname(),
+                  "ran_on": dict(where or {})}
         atomic_write(r_path, (json.dumps(record, indent=1, default=str) + "\n").encode())
 
     def check(self, unit: SweepUnit) -> str | None:

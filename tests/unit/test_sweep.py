@@ -145,6 +145,9 @@ def test_ray_gives_exactly_the_local_numbers(ray_session: object, reference: dic
     assert max(e.running for e in events) <= 2 and events[-1].done == 4
     assert any(e.eta_seconds is not None for e in events if e.kind == "unit-done")
     assert all(0 <= res.latency[u] - res.unit_seconds[u] for u in res.ran)  # the engine's overhead is measured
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out" / "units").glob("*.json")]
+    assert {r["ran_on"]["threads"] for r in records} == {1}  # torch threads = the task's num_cpus
+    assert os.getpid() not in {r["ran_on"]["pid"] for r in records}  # they ran in Ray's worker processes
 
 
 # ---------------------------------------------------------------- nothing lost
