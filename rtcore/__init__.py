@@ -56,11 +56,13 @@ from .errors import BackboneUnavailableError, CacheDirError, CheckpointError, Rt
 from .models import (
     Backbone,
     as_backbone,
+    backbone_info,
     backbone_specs,
     create_backbone,
     default_device,
     list_backbones,
     register_backbone,
+    resolve_device,
 )
 from .models.ref import BackboneRef
 from .pipeline import cli_command, evaluate, run_evaluation
@@ -76,11 +78,11 @@ __all__ = [
     "BackboneRef", "BackboneUnavailableError", "CacheDirError", "CheckpointError", "EvalSpec", "Evaluation",
     "Executor", "FeatureAttackResult", "FineTuneRecipe", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
     "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskDataError", "TaskUnavailableError", "TransferMethod", "Unit", "adapt",
-    "as_backbone", "attack", "backbone_specs", "bound_criterion", "check_task_ref", "class_weight_spread",
+    "as_backbone", "attack", "backbone_info", "backbone_specs", "bound_criterion", "check_task_ref", "class_weight_spread",
     "cli_command", "consistent_delta", "create_backbone", "create_probe", "create_task", "is_task_ref", "default_device", "evaluate", "execute", "feature_attack",
     "list_backbones", "list_probes", "list_tasks", "list_transfers", "load_spec", "load_task", "loss_bound",
     "loss_gap_factor", "margins", "plan", "probe_info", "register_backbone", "register_probe", "register_task",
-    "register_transfer", "relabel_task", "resolve_settings", "robust_accuracy_bound", "run_evaluation", "subset_task",
+    "register_transfer", "relabel_task", "resolve_device", "resolve_settings", "robust_accuracy_bound", "run_evaluation", "subset_task",
     "task_display_name", "task_info",
     "transfer_info", "weight_diameter",
 ]

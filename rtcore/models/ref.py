@@ -65,14 +65,17 @@ class BackboneRef:
             return f"{self.name}+{Path(self.weights).name}"
         return self.name
 
-    def create(self, device: str | torch.device | None = None) -> Backbone:
-        """Create the backbone (CUDA when present unless ``device`` is given), named ``label`` when one is given."""
+    def create(self, device: str | torch.device | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
+               use_cache: bool = True) -> Backbone:
+        """Create the backbone (CUDA when present unless ``device`` is given), named ``label`` when one is given;
+        ``cache_dir`` / ``use_cache``: where converted weights may be kept (see :func:`create_backbone`)."""
         if self.is_module:
             raise ValueError(f"backbone {self.display!r} was given as a module; pass the module itself "
                              f"(it cannot be re-created from its name)")
         from .registry import create_backbone
 
-        g = create_backbone(self.name, device, pretrained=self.pretrained, weights=self.weights)
+        g = create_backbone(self.name, device, pretrained=self.pretrained, weights=self.weights, cache_dir=cache_dir,
+                            use_cache=use_cache)
         if self.label:
             g.name = self.label
         return g

@@ -22,7 +22,7 @@ from ..bounds import head_projector
 from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
 from ..data import Task, create_task
-from ..models import Backbone
+from ..models import Backbone, resolve_device
 from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
 from ..steps import (
@@ -90,10 +90,19 @@ class UnitReport:
 
 
 def test_indices(n_test: int, n: int, seed: int) -> torch.Tensor:
-    """A seeded random subset of ``n`` test points (sorted), all of them if ``n >= n_test``."""
+    """A seeded random subset of ``n`` test points (sorted), all of them if ``n >= n_test``.
+
+    Seeds below 2**32 draw with torch's generator (as every earlier version did, so their subsets and
+    numbers are unchanged); torch's CPU generator keeps only 32 bits, so larger seeds draw with
+    numpy's 64-bit generator: distinct seeds never share a subset because they agree mod 2**32."""
     if n >= n_test:
         return torch.arange(n_test)
-    return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    if seed < 2**32:
+        return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    import numpy as np
+
+    perm = np.random.Generator(np.random.PCG64(seed)).permutation(n_test)[:n]
+    return torch.from_numpy(np.sort(perm)).long()
 
 
 class _Computed:
@@ -124,7 +133,7 @@ class Executor:
         self.cache = cache if cache is not None else ResultCache(cache_dir, enabled=use_cache)
         self.throughput = Throughput()
         self._backbone = backbone
-        self._device = device
+        self._device = resolve_device(device) if device is not None else None
         self._given = dict(tasks or {})
         unknown = sorted(set(self._given) - set(spec.tasks))
         if unknown:
@@ -145,7 +154,8 @@ class Executor:
         """The spec's backbone, created on first use."""
         with self._lock:
             if self._backbone is None:
-                self._backbone = self.spec.backbone.create(self._device)
+                self._backbone = self.spec.backbone.create(self._device, cache_dir=str(self.cache.root),
+                                                           use_cache=self.cache.enabled)
             return self._backbone
 
     def task(self, name: str) -> Task:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import rtcore
 from rtcore.runs import EvalSpec, Executor, plan
@@ -81,3 +82,13 @@ def test_the_throughput_estimate_uses_measured_units(tmp_path: Path) -> None:
     eta = ex.throughput.eta(units[1:])
     assert eta is not None and eta > 0
     assert ex.throughput.rate("attack") == pytest.approx(ex.throughput.measured()["attack"])
+
+
+def test_seeds_that_agree_mod_2_32_pick_different_test_points() -> None:
+    from rtcore.runs import test_indices
+
+    small = test_indices(1000, 20, 0)
+    assert small.tolist() == torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:20].sort().values.tolist()
+    picks = {tuple(test_indices(1000, 20, s).tolist()) for s in (0, 2**32, 2**62, 2**63 - 1)}
+    assert len(picks) == 4
+    assert test_indices(1000, 20, 2**62).tolist() == test_indices(1000, 20, 2**62).tolist()  # seeded
