@@ -66,9 +66,23 @@ class AdaptedStore:
     def __init__(self, cache: ResultCache) -> None:
         self.cache = cache
         self.enabled = cache.enabled
+        #: False for a disabled or read-only cache: models are read, and what is trained stays in memory
+        self.writable = cache.enabled and not getattr(cache, "read_only", False)
         self.root = cache.root / "adapted"
-        if self.enabled:
+        if self.writable:
             remove_stale_temporaries(self.root)
+
+    def _write(self, what: str, write: Any) -> bool:
+        """Run ``write()``; a folder that cannot be written costs only the reuse (logged), never the result."""
+        if not self.writable:
+            return False
+        try:
+            write()
+        except OSError as e:
+            log.warning("could not store the %s under %s (%s); it is kept in memory only", what, self.root, e)
+            self.writable = False
+            return False
+        return True
 
     def folder(self, key: str) -> Path:
         return self.root / key
@@ -77,24 +91,25 @@ class AdaptedStore:
         log.warning("adapted model %s failed verification (%s); it is deleted and recomputed", path, reason)
         self.cache.rejected.append(Rejected(str(path), reason))
         for name in files:
-            (path.parent / name).unlink(missing_ok=True)
+            self._write("removal of a bad file", lambda name=name: (path.parent / name).unlink(missing_ok=True))
 
     # ------------------------------------------------------------ finished models
 
     def save_model(self, key: str, state: dict[str, torch.Tensor], weight: torch.Tensor, bias: torch.Tensor,
                    card: dict[str, Any]) -> Path | None:
         """Write the two safetensors files, then the card with their sha256; returns the folder."""
-        if not self.enabled:
-            return None
         d = self.folder(key)
         net = {k: v.detach().cpu().contiguous() for k, v in state.items()}
         head = {"weight": weight.detach().float().cpu().contiguous(), "bias": bias.detach().float().cpu().contiguous()}
-        atomic_write(d / BACKBONE_FILE, lambda tmp: _save_checkable(net, tmp, key))
-        atomic_write(d / HEAD_FILE, lambda tmp: _save_checkable(head, tmp, key))
-        full = {**card, "key": key, "sha256": {BACKBONE_FILE: file_sha256(d / BACKBONE_FILE),
-                                               HEAD_FILE: file_sha256(d / HEAD_FILE)}}
-        atomic_write(d / CARD_FILE, (json.dumps(full, indent=2, sort_keys=True, default=str) + "\n").encode())
-        return d
+
+        def write() -> None:
+            atomic_write(d / BACKBONE_FILE, lambda tmp: _save_checkable(net, tmp, key))
+            atomic_write(d / HEAD_FILE, lambda tmp: _save_checkable(head, tmp, key))
+            full = {**card, "key": key, "sha256": {BACKBONE_FILE: file_sha256(d / BACKBONE_FILE),
+                                                   HEAD_FILE: file_sha256(d / HEAD_FILE)}}
+            atomic_write(d / CARD_FILE, (json.dumps(full, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+        return d if self._write("adapted model", write) else None
 
     def load_model(self, key: str) -> StoredModel | None:
         """The verified model of ``key``, or None (absent, or refused and deleted)."""
@@ -144,13 +159,12 @@ class AdaptedStore:
 
     def save_checkpoint(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         """Atomically replace the checkpoint of ``key`` (key and payload digest in the metadata)."""
-        if not self.enabled:
-            return
         from safetensors.torch import save_file
 
         payload = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         meta = {"key": key, "sha256": tensors_digest(payload)}
-        atomic_write(self.folder(key) / CHECKPOINT_FILE, lambda tmp: save_file(payload, tmp, metadata=meta))
+        self._write("checkpoint", lambda: atomic_write(self.folder(key) / CHECKPOINT_FILE,
+                                                       lambda tmp: save_file(payload, tmp, metadata=meta)))
 
     def load_checkpoint(self, key: str) -> dict[str, torch.Tensor] | None:
         """The verified checkpoint of ``key``, or None (absent, or refused and deleted)."""
@@ -174,5 +188,4 @@ class AdaptedStore:
         return tensors
 
     def drop_checkpoint(self, key: str) -> None:
-        if self.enabled:
-            (self.folder(key) / CHECKPOINT_FILE).unlink(missing_ok=True)
+        self._write("checkpoint removal", lambda: (self.folder(key) / CHECKPOINT_FILE).unlink(missing_ok=True))
