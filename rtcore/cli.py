@@ -171,8 +171,9 @@ class _SweepPrinter:
             if self.tty:
                 what = f"{ev.unit} {100 * (ev.fraction or 0.0):3.0f}%" if kind == "unit-progress" else ev.line()
                 print(f"\r  {what}"[:150].ljust(150), end="", file=sys.stderr, flush=True)
-            elif kind == "tick" and time.monotonic() - self.last_line > 60:
-                print(f"  {ev.line()}", file=sys.stderr, flush=True)
+            elif kind != "unit-start" and time.monotonic() - self.last_line > 60:  # a log: a line a minute
+                running = f" · {ev.unit} {100 * (ev.fraction or 0.0):.0f}%" if kind == "unit-progress" else ""
+                print(f"  {ev.line()}{running}", file=sys.stderr, flush=True)
                 self.last_line = time.monotonic()
             return
         if self.tty:
