@@ -1,11 +1,14 @@
-"""Exports that load and reproduce: plain CSVs, and a script whose commands, run on an empty cache,
-write the dashboard's per-sample CSV byte for byte (one real, tiny evaluation)."""
+"""Exports that load and reproduce: plain CSVs with interval columns, and a script whose command, run on an
+empty cache, writes the dashboard's per-sample CSV byte for byte (one real, tiny evaluation)."""
 
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,13 +18,14 @@ import rtcore
 import rtcore.cli
 from app import backbones as bb
 from app import exports, jobs, state
-from app.plan import make_request
+from rtcore.models.ref import BackboneRef
+from rtcore.tables import SHARES
 
 BACKBONE = "fmnist-cnn-standard"
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[jobs.EvaluationJob, Path]:
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[jobs.Job, Path]:
     """A finished dashboard job: one task (plus an unavailable one when MNIST is not here), an added eps."""
     if BACKBONE not in state.backbone_choices():
         pytest.skip(f"{BACKBONE} is not bundled here")
@@ -31,46 +35,49 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[jobs.EvaluationJ
         rtcore.load_task("mnist")
     except rtcore.TaskUnavailableError:
         tasks.append("mnist")  # offline: skipped with a warning, and left out of the exports
-    ref = bb.BackboneRef(BACKBONE)
-    req = make_request([ref], tasks, "linf", 20, "fast", extras=[0.05], cache_dir=tmp / "dashboard-cache")
-    job = jobs.EvaluationJob(req, {ref: bb.load_backbone(ref, device="cpu")}).start()
+    ref = BackboneRef(BACKBONE)
+    req = jobs.make_request([ref], tasks, "linf", 20, "fast", extras=[0.05], cache_dir=str(tmp / "dashboard-cache"))
+    job = jobs.Job(req, {ref: bb.load_backbone(ref, device="cpu")}).start()
     job.join(600)
     snap = job.snapshot()
     assert snap.done and not snap.errors, snap.errors
     return job, tmp
 
 
-def test_csvs_are_plain(finished: tuple[jobs.EvaluationJob, Path]) -> None:
+def commands(script: str) -> list[list[str]]:
+    return [shlex.split(line) for line in script.splitlines() if line.startswith('"$PYTHON" -m rtcore')]
+
+
+def test_csvs_are_plain_with_interval_columns(finished: tuple[jobs.Job, Path]) -> None:
     job, _ = finished
-    tables = exports.export_tables(job)
-    assert tables is not None
-    summary, samples = tables
+    summary, samples, parts = job.export()
     for df in (summary, samples):
         data = exports.csv_bytes(df)
         assert not data.startswith(b"#") and b"\n#" not in data
         back = pd.read_csv(io.BytesIO(data))
         assert list(back.columns) == list(df.columns) and len(back) == len(df)
     assert set(samples["task"]) == {"shapes"}, "only computed tasks"
-    assert sorted(samples["eps"].unique()) == list(job.request.eps_values)
-    assert {"criterion_met", "criterion_met_head", "loss_bound_lse"} <= set(samples.columns)
+    assert sorted(samples["eps"].unique()) == list(job.request.eps)
+    assert {f"{s}_{e}" for s in SHARES for e in ("lo", "hi")} <= set(summary.columns), "a 95 % interval per share"
+    assert (summary["robust_acc_lo"] <= summary["robust_acc"]).all() and (summary["bound"] <= summary["bound_hi"]).all()
     assert bool(summary["head_attack"].all()) and bool(summary["loss_attack"].all()), "final tables are complete"
 
 
-def test_script_is_one_command_over_every_computed_eps_and_task(finished: tuple[jobs.EvaluationJob, Path]) -> None:
+def test_script_runs_with_the_dashboards_interpreter(finished: tuple[jobs.Job, Path]) -> None:
     job, _ = finished
-    script = exports.repro_script(job)
-    commands = [shlex.split(line) for line in script.splitlines() if line.startswith("python -m rtcore")]
-    assert len(commands) == 1, "the dashboard computed in stages; one command reproduces them"
-    (argv,) = commands
+    script = exports.repro_script(job.request, job.export()[2])
+    assert script.startswith("#!/usr/bin/env bash") and "bash rtcore-reproduce-" in script, "says how to run it"
+    assert f'PYTHON="${{PYTHON:-{sys.executable}}}"' in script, "the interpreter that produced it, overridable"
+    (argv,) = commands(script)  # the dashboard computed in stages; one command reproduces them
     assert argv[argv.index("--tasks") + 1:argv.index("--eps")] == ["shapes"], "an unavailable task is not listed"
-    assert [float(e) for e in argv[argv.index("--eps") + 1:argv.index("--norm")]] == list(job.request.eps_values)
+    assert [float(e) for e in argv[argv.index("--eps") + 1:argv.index("--norm")]] == list(job.request.eps)
     assert "--samples-out" in argv and "--out" in argv
 
 
-def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[jobs.EvaluationJob, Path],
+def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[jobs.Job, Path],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """The script's command through ``rtcore.cli.main`` on a fresh cache (the dashboard computed in stages,
-    the command in one run); only the features and the probes are copied over, to keep the test short."""
+    """The script's command through ``rtcore.cli.main`` on a fresh cache (the dashboard computed in stages, the
+    command in one run); only the features and the probes are copied over, to keep the test short."""
     job, tmp = finished
     fresh = tmp / "fresh-cache"
     for kind in ("features", "probe"):
@@ -78,24 +85,34 @@ def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[jo
     out = tmp / "cli"
     out.mkdir()
     monkeypatch.chdir(out)
-    for line in exports.repro_script(job).splitlines():
-        if line.startswith("python -m rtcore"):
-            argv = shlex.split(line)[3:] + ["--cache-dir", str(fresh)]
-            assert rtcore.cli.main(argv) == 0, line
-    _, samples = exports.export_tables(job)
+    _, samples_dash, parts = job.export()
+    for argv in commands(exports.repro_script(job.request, parts)):
+        assert rtcore.cli.main(argv[3:] + ["--cache-dir", str(fresh)]) == 0, argv
     written = (out / exports.download_name(job.request, "samples")).read_bytes()
-    assert written == exports.csv_bytes(samples), "the CLI's per-sample CSV equals the dashboard's byte for byte"
+    assert written == exports.csv_bytes(samples_dash), "the CLI's per-sample CSV equals the dashboard's byte for byte"
     summary = pd.read_csv(out / exports.download_name(job.request, "summary"))
-    dash = pd.read_csv(io.BytesIO(exports.csv_bytes(exports.export_tables(job)[0])))
+    dash = pd.read_csv(io.BytesIO(exports.csv_bytes(job.export()[0])))
     cols = [c for c in dash.columns if c != "seconds"]
     pd.testing.assert_frame_equal(summary[cols], dash[cols])
 
 
-def test_concatenating_the_parts_gives_the_dashboards_csv(tmp_path: Path) -> None:
-    """With several probes (or backbones) the script writes one CSV per part and concatenates them with
-    head/tail, which must equal the dashboard's CSV of the concatenated tables."""
-    import subprocess
+def test_the_downloaded_script_runs_outside_the_repository(finished: tuple[jobs.Job, Path]) -> None:
+    """bash FILE.sh in another folder, with the dashboard's cache: the interpreter finds rtcore; a cache hit."""
+    job, tmp = finished
+    folder = tmp / "elsewhere"
+    folder.mkdir()
+    script = folder / "reproduce.sh"
+    script.write_text(exports.repro_script(job.request, job.export()[2]))
+    env = {**os.environ, "RTCORE_CACHE_DIR": job.request.cache_dir, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(["bash", str(script)], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = (folder / exports.download_name(job.request, "samples")).read_bytes()
+    assert written == exports.csv_bytes(job.export()[1])
 
+
+def test_concatenating_the_parts_gives_the_dashboards_csv(tmp_path: Path) -> None:
+    """With several specs the script writes one CSV per spec and concatenates them with head/tail, which must
+    equal the dashboard's CSV of the concatenated tables."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -109,3 +126,7 @@ def test_concatenating_the_parts_gives_the_dashboards_csv(tmp_path: Path) -> Non
     subprocess.run(["bash", "-c", f"{{ head -n 1 {names[0]}; tail -q -n +2 {' '.join(names)}; }} > all.csv"],
                    cwd=tmp_path, check=True)
     assert (tmp_path / "all.csv").read_bytes() == exports.csv_bytes(pd.concat(parts, ignore_index=True))
+    ref = BackboneRef(BACKBONE)
+    req = jobs.make_request([ref], ["shapes"], "linf", 20, "fast", probes=["logistic", "robust"])
+    lines = exports.script_commands([(s, ("shapes",)) for s in req.specs], "summary.csv", "samples.csv")
+    assert len(lines) == 4 and lines[-1].endswith("> samples.csv") and "--probe robust" in lines[1]

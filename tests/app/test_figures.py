@@ -1,4 +1,5 @@
-"""Figure builders of rtcore.figures on small synthetic DataFrames: traces, axis titles, markers."""
+"""Figure builders of app.figures on small synthetic tables: traces, axes, intervals, the colour rule, and value
+labels that never overlap (checked from each figure's layout: bar positions and label widths)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,21 @@ import pytest
 import torch
 
 from app import figures as fx
-from app import figures_more, toy
+from app.figures import style
+from app.theory_ui import TOY_EXAMPLES, example_toy
+from rtcore.config import eps_grid
+from rtcore.stats import wilson_interval
 
 TASKS = ("shapes", "glyphs")
-EPS = (0.0, 0.015686275, 0.031372549)  # 0, 4/255, 8/255
+EPS = (0.0, eps_grid("linf")[3], eps_grid("linf")[4])  # 0, 4/255, 8/255
+N = 20
+
+
+def with_ci(df: pd.DataFrame) -> pd.DataFrame:
+    for m in ("clean_acc", "robust_acc", "bound", "bound_head"):
+        lo, hi = wilson_interval(np.round(df[m].to_numpy() * N), np.full(len(df), N))
+        df[f"{m}_lo"], df[f"{m}_hi"] = lo, hi
+    return df
 
 
 @pytest.fixture
@@ -21,14 +33,12 @@ def summary() -> pd.DataFrame:
     for t_i, task in enumerate(TASKS):
         for e in EPS:
             robust = 0.9 - 5 * e - 0.1 * t_i
-            rows.append({"backbone": "bb", "task": task, "norm": "linf", "eps": e, "n": 20,
-                         "clean_acc": 0.9 - 0.1 * t_i,
+            rows.append({"backbone": "bb", "task": task, "norm": "linf", "eps": e, "n": N, "clean_acc": 0.9 - 0.1 * t_i,
                          "robust_acc": robust, "bound": robust - 2 * e, "mean_delta": 10 * e, "median_delta": 9 * e,
                          "mean_relative_delta": e, "clean_loss": 0.3, "adv_loss": 0.3 + 5 * e,
-                         "loss_bound_lse": 0.3 + 20 * e, "loss_bound": 0.3 + 50 * e,
-                         "bound_head": robust - e, "head_attack": e < 0.03, "loss_attack": e < 0.03,
-                         "probe": "logistic"})
-    return pd.DataFrame(rows)
+                         "loss_bound_lse": 0.3 + 20 * e, "loss_bound": 0.3 + 50 * e, "bound_head": robust - e,
+                         "head_attack": e < 0.03, "loss_attack": e < 0.03, "probe": "logistic"})
+    return with_ci(pd.DataFrame(rows))
 
 
 @pytest.fixture
@@ -37,14 +47,12 @@ def samples() -> pd.DataFrame:
     frames = []
     for task in TASKS:
         for e in EPS:
-            n = 20
-            delta = 10 * e * rng.uniform(0.5, 1.5, n)
-            rho = rng.normal(0.5, 0.6, n)
-            certified = rho > delta
-            robust = certified | (rng.uniform(size=n) < 0.3) & (rho > 0)
-            frames.append(pd.DataFrame({"backbone": "bb", "task": task, "norm": "linf", "eps": e,
-                                        "sample": np.arange(n),
-                                        "delta": delta, "rho": rho, "criterion_met": certified, "robust": robust}))
+            delta = 10 * e * rng.uniform(0.5, 1.5, N)
+            rho = rng.normal(0.5, 0.6, N)
+            met = rho > delta
+            frames.append(pd.DataFrame({"backbone": "bb", "task": task, "norm": "linf", "eps": e, "sample": np.arange(N),
+                                        "delta": delta, "rho": rho, "criterion_met": met,
+                                        "robust": met | (rng.uniform(size=N) < 0.3) & (rho > 0)}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -52,63 +60,133 @@ def names(fig: go.Figure) -> list[str]:
     return [t.name for t in fig.data]
 
 
+def label_boxes(fig: go.Figure) -> list[tuple[str, float, float]]:
+    """(x axis, left px, right px) of every bar label, from the figure's layout: categories share the panel's
+    plot width (``meta.plot_px`` times the axis domain), ``bargap`` between them, the group's bars side by side;
+    a label is centred on its bar and as wide as its text at the label font."""
+    meta = fig.layout.meta
+    bars = [t for t in fig.data if isinstance(t, go.Bar) and t.x is not None and len(t.x)]
+    gap = fig.layout.bargap if fig.layout.bargap is not None else 0.2
+    boxes = []
+    for axis in {t.xaxis or "x" for t in bars}:
+        group = [t for t in bars if (t.xaxis or "x") == axis]
+        layout_axis = fig.layout["xaxis" + axis[1:]]
+        cats = list(layout_axis.categoryarray or dict.fromkeys(c for t in group for c in t.x))
+        domain = layout_axis.domain or (0, 1)
+        cat_px = meta["plot_px"] * (domain[1] - domain[0]) / len(cats)
+        bar_px = cat_px * (1 - gap) / len(group)
+        for j, t in enumerate(group):
+            for x, text in zip(t.x, t.text if t.text is not None else [""] * len(t.x)):
+                if text:
+                    centre = (cats.index(x) + 0.5) * cat_px - cat_px * (1 - gap) / 2 + (j + 0.5) * bar_px
+                    half = style.label_width(text, meta["label_font"]) / 2
+                    assert half * 2 <= bar_px, f"label {text!r} is wider than its bar ({bar_px:.0f} px)"
+                    boxes.append((axis, centre - half, centre + half))
+    return boxes
+
+
+def assert_no_overlap(fig: go.Figure) -> int:
+    boxes = sorted(label_boxes(fig))
+    for (a1, l1, r1), (a2, l2, r2) in zip(boxes, boxes[1:]):
+        assert a1 != a2 or r1 <= l2, f"labels overlap on {a1}: [{l1:.0f}, {r1:.0f}] and [{l2:.0f}, {r2:.0f}] px"
+    return len(boxes)
+
+
 def test_accuracy_at_eps(summary: pd.DataFrame) -> None:
-    fig = fx.accuracy_at_eps(summary, EPS[1])
+    fig = fx.accuracy_at_eps(summary, EPS[1], TASKS)
     assert names(fig) == [fx.METRIC_NAMES[m] for m in ("clean_acc", "robust_acc", "bound")]
     assert all(isinstance(t, go.Bar) and list(t.x) == list(TASKS) for t in fig.data)
     assert list(fig.data[1].y) == pytest.approx([0.9 - 5 * EPS[1], 0.8 - 5 * EPS[1]])
+    assert fig.data[1].error_y.array is not None, "95 % intervals as error bars"
     assert fig.layout.yaxis.title.text == fx.ACC_AXIS and "4/255" in fig.layout.title.text
+    colours = {tuple(t.marker.color) for t in fig.data}
+    assert len(colours) == 1, "colour = task in every quantity; the quantity is the fill"
+    assert assert_no_overlap(fig) == 6, "two tasks: every bar carries its value"
 
 
-def test_bars_show_clean_accuracy_while_an_eps_is_computing(summary: pd.DataFrame) -> None:
-    first = summary[summary["eps"] == 0.0]
-    fig = fx.accuracy_at_eps(first, EPS[1])
-    assert list(fig.data[0].y) == pytest.approx([0.9, 0.8]), "clean accuracy from eps = 0"
-    assert list(fig.data[1].text) == [fx.PENDING, fx.PENDING], "robust accuracy: still computing"
+def test_tasks_not_started_stay_on_the_axis(summary: pd.DataFrame) -> None:
+    first = summary[(summary["eps"] == 0.0) & (summary["task"] == "shapes")]
+    fig = fx.accuracy_at_eps(first, EPS[1], (*TASKS, "fmnist-seen"))
+    assert list(fig.layout.xaxis.categoryarray) == [*TASKS, "fmnist-seen"]
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert all("computing" in t for t in ticks), "no task is done at 4/255 yet"
+    assert list(fig.data[0].x) == ["shapes"] and list(fig.data[0].y) == pytest.approx([0.9]), "its clean accuracy"
+    assert "computing" not in " ".join(str(t.text) for t in fig.data), "no 'computing…' labels on bars"
 
 
-def test_accuracy_curves_mark_the_current_eps(summary: pd.DataFrame) -> None:
+def test_labels_are_dropped_where_bars_are_narrow(summary: pd.DataFrame) -> None:
+    many = pd.concat([summary.assign(task=f"task-{i}") for i in range(12)], ignore_index=True)
+    fig = fx.accuracy_at_eps(many, EPS[1], plot="half")
+    assert assert_no_overlap(fig) == 0 and all(not any(t.text) for t in fig.data), "too narrow: hover and table"
+    assert all(t.hovertemplate for t in fig.data)
+
+
+def test_curves_use_a_linear_eps_axis_with_the_grid_as_ticks(summary: pd.DataFrame) -> None:
     fig = fx.accuracy_curves(summary, EPS[1])
-    assert names(fig)[:3] == ["shapes", "shapes: bound (ρ > Δ)", "shapes: bound, head subspace (ρ > Δ_P)"]
-    assert fig.data[1].line.dash == "dash" and fig.data[2].line.dash == "dot"
+    assert names(fig)[:3] == ["shapes"] * 3 and [t.line.dash for t in fig.data[:3]] == ["solid", "dash", "dot"]
     assert fig.data[0].line.color == fig.data[1].line.color and fig.data[1].showlegend is False
-    assert list(fig.data[2].x) == [0, 1], "bound (head subspace) only where the head attack ran"
-    assert names(fig)[-3:] == ["robust accuracy (attack)", "bound: ρ > Δ", "bound, head subspace: ρ > Δ_P"]
-    assert "pixel units" in fig.layout.xaxis.title.text and "linf" in fig.layout.xaxis.title.text
-    assert list(fig.layout.xaxis.ticktext) == ["0", "4/255", "8/255"], "ticks read k/255"
-    assert [s.x0 for s in fig.layout.shapes] == [1], "the cursor at the position of 4/255"
+    assert list(fig.data[0].x) == pytest.approx([0, 4, 8]), "ε in steps of 1/255 on a linear axis"
+    assert list(fig.layout.xaxis.tickvals) == pytest.approx([0, 4, 8]) and list(fig.layout.xaxis.ticktext) == \
+        ["0", "4", "8"]
+    assert list(fig.data[2].x) == pytest.approx([0, 4]), "bound (head subspace) only where the head attack ran"
+    assert [s.x0 for s in fig.layout.shapes] == pytest.approx([4]), "the cursor at 4/255"
+    assert fig.data[0].error_y.array is not None and fig.layout.legend.x >= 1, "intervals; legend right of the plot"
 
 
-def test_calibration_scatter_has_the_diagonal(summary: pd.DataFrame) -> None:
+def test_the_eps_axis_is_the_same_on_every_page(summary: pd.DataFrame) -> None:
+    figs = [fx.accuracy_curves(summary, EPS[1]), fx.loss_curves(summary, EPS[1]), fx.delta_curves(summary, EPS[1]),
+            fx.compare_curves(summary, EPS[1]), fx.probe_tradeoff(summary, EPS[1]),
+            fx.method_curves(summary.assign(method="lp"), EPS[1])]
+    for fig in figs:
+        axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]
+        assert all(list(a.ticktext) == ["0", "4", "8"] and a.type in (None, "linear", "-") for a in axes)
+
+
+def test_tick_labels_never_crowd() -> None:
+    grid = [*eps_grid("linf"), 3 / 255]
+    fig = go.Figure()
+    style.EpsAxis(grid, "linf").apply(fig)
+    ticks = list(fig.layout.xaxis.tickvals)
+    assert ticks[0] == 0 and ticks[-1] == pytest.approx(16)
+    assert min(np.diff(ticks)) >= 0.045 * 16 - 1e-9
+
+
+def test_calibration_scatter(summary: pd.DataFrame) -> None:
     fig = fx.calibration_scatter(summary, EPS[2])
-    diag = fig.data[0]
-    assert list(diag.x) == [0, 1] and list(diag.y) == [0, 1]
-    assert names(fig)[1:] == list(TASKS)
-    assert len(fig.data[1].x) == len(EPS)
-    assert list(fig.data[1].marker.size) == [9, 9, 15], "the current eps is drawn larger"
-    assert "empirical" in fig.layout.xaxis.title.text and "bound" in fig.layout.yaxis.title.text
+    assert list(fig.data[0].x) == [0, 1] and list(fig.data[0].y) == [0, 1]
+    assert names(fig)[1:] == list(TASKS) and len(fig.data[1].x) == len(EPS)
+    assert list(fig.data[1].marker.size) == [9, 9, 16], "the cursor's eps is drawn larger"
+    assert fig.data[1].error_x.array is not None and fig.data[1].error_y.array is not None
 
 
 def test_delta_figures(summary: pd.DataFrame, samples: pd.DataFrame) -> None:
     box = fx.delta_distribution(samples)
-    assert [type(t) for t in box.data] == [go.Box, go.Box]
-    assert box.layout.yaxis.title.text == fx.DELTA_AXIS and "pixel units" in box.layout.xaxis.title.text
-    assert list(box.layout.xaxis.categoryarray) == ["0", "4/255", "8/255"]
+    assert [type(t) for t in box.data] == [go.Box, go.Box] and list(box.layout.xaxis.categoryarray) == ["0", "4", "8"]
     curves = fx.delta_curves(summary, EPS[1])
-    assert names(curves) == ["shapes", "shapes: median", "glyphs", "glyphs: median", "mean", "median"]
+    assert names(curves) == ["shapes", "shapes", "glyphs", "glyphs", "mean", "median"]
     rel = fx.relative_delta_curves(summary, EPS[1])
     assert rel.layout.yaxis.title.text == fx.REL_AXIS and len(rel.data) == 2
 
 
-def test_rho_delta_scatter_splits_by_status(samples: pd.DataFrame) -> None:
-    at = samples[np.isclose(samples["eps"], EPS[2])]
-    fig = fx.rho_delta_scatter(samples, EPS[2])
-    assert fig.data[0].name == "ρ = Δ" and fig.data[0].x[0] == 0 and fig.data[0].x[1] == fig.data[0].y[1]
-    counts = [len(t.x) for t in fig.data[1:]]
-    assert sum(counts) == len(at)
+def test_rho_delta_scatter_splits_by_status_in_the_task_colour(samples: pd.DataFrame) -> None:
+    rows = samples[samples["task"] == "shapes"]
+    at = rows[np.isclose(rows["eps"], EPS[2])]
+    fig = fx.rho_delta_scatter(rows, EPS[2], "#123456")
+    assert fig.data[0].name == "ρ = Δ"
+    assert sum(len(t.x) for t in fig.data[1:]) == len(at)
+    assert {t.marker.color for t in fig.data[1:]} == {"#123456"}, "one colour: the task; the status is the marker"
+    assert len({t.marker.symbol for t in fig.data[1:]}) == 3
     met = fig.data[1]
     assert all(r > d for r, d in zip(met.y, met.x, strict=False)), "points meeting the criterion lie above the line"
-    assert fig.layout.xaxis.title.text == fx.DELTA_AXIS and fig.layout.yaxis.title.text == fx.RHO_AXIS
+
+
+def test_big_scatters_are_decimated(samples: pd.DataFrame) -> None:
+    big = pd.concat([samples.assign(sample=samples["sample"] + 1000 * i) for i in range(60)], ignore_index=True)
+    rows = big[big["task"] == "shapes"]
+    fig = fx.rho_delta_scatter(rows, EPS[2])
+    assert all(len(t.x) <= fx.vulnerability.MAX_POINTS for t in fig.data[1:])
+    counts = [int(t.name.rsplit("(", 1)[1].rstrip(")")) for t in fig.data[1:]]
+    assert sum(counts) == int(np.isclose(rows["eps"], EPS[2]).sum()), "the legend counts every point"
 
 
 def test_gallery_has_three_rows_of_images() -> None:
@@ -116,55 +194,60 @@ def test_gallery_has_three_rows_of_images() -> None:
     x_adv = (x + 0.05 * torch.sign(torch.randn_like(x))).clamp(0, 1)
     fig = fx.gallery(x, x_adv, 0.05, ["a", "b", "c", "d"])
     assert len(fig.data) == 12 and all(isinstance(t, go.Heatmap) for t in fig.data)
-    pert = np.asarray(fig.data[8].z)
-    assert np.abs(pert).max() <= 1 + 1e-6, "perturbation amplified by 1/eps stays in [-1, 1]"
+    assert np.abs(np.asarray(fig.data[8].z)).max() <= 1 + 1e-6, "perturbation amplified by 1/eps stays in [-1, 1]"
     assert [a.text for a in fig.layout.annotations][:4] == ["a", "b", "c", "d"]
-    assert np.asarray(fx.gallery(x, x, 0.0).data[8].z).max() == 0, "eps = 0 draws no perturbation"
 
 
-def test_loss_figures_show_both_bounds(summary: pd.DataFrame) -> None:
+def test_loss_figures(summary: pd.DataFrame) -> None:
     bars = fx.loss_at_eps(summary, EPS[2])
-    assert names(bars) == [fx.LOSS_NAMES[m] for m in ("clean_loss", "adv_loss", "loss_bound_lse", "loss_bound")]
-    assert bars.layout.yaxis.type == "log" and bars.layout.yaxis.title.text == fx.LOSS_AXIS
+    assert names(bars) == list(fx.LOSS_NAMES.values()) and bars.layout.yaxis.type == "log"
+    assert_no_overlap(bars)
+    assert all(len(t) <= 5 for tr in bars.data for t in tr.text), "three significant digits"
     curves = fx.loss_curves(summary, EPS[2])
     assert len(curves.data) == 3 * len(TASKS) + 3 and curves.layout.yaxis.type == "log"
     assert list(curves.data[2].y) == pytest.approx([0.3 + 50 * e for e in EPS]), "bound (i) per eps"
-    assert curves.data[1].line.dash == "dashdot", "bound (ii) log-sum-exp"
-    assert "pixel units" in curves.layout.xaxis.title.text
 
 
 def test_compare_figures(summary: pd.DataFrame) -> None:
-    two = pd.concat([summary, summary.assign(backbone="other", robust_acc=summary["robust_acc"] / 2)])
+    two = pd.concat([summary, with_ci(summary.assign(backbone="other", robust_acc=summary["robust_acc"] / 2))])
     bars = fx.compare_at_eps(two, EPS[1])
     assert len(bars.data) == 4 and bars.data[1].marker.pattern.shape == "/"
     assert [t.name for t in bars.data if t.showlegend is not False] == ["bb", "other"]
-    assert "(left)" in bars.layout.title.text and "(right)" in bars.layout.title.text
-    assert all(t.text is not None and len(t.text) == len(TASKS) for t in bars.data), "every bar is labelled"
-    zero = fx.compare_at_eps(two.assign(bound=0.0), EPS[1])
+    assert all(t.error_y.array is not None for t in bars.data)
+    assert assert_no_overlap(bars) == 8
+    zero = fx.compare_at_eps(two.assign(bound=0.0, bound_lo=0.0), EPS[1])
     assert any("every bound is 0" in a.text for a in zero.layout.annotations), "an empty panel says why"
     curves = fx.compare_curves(two, EPS[1])
     assert len(curves.data) == 2 * 2 * len(TASKS) + 2
     assert [a.text for a in curves.layout.annotations][: len(TASKS)] == list(TASKS)
-    assert "pixel units" in curves.layout.xaxis.title.text
 
 
 def test_probe_tradeoff_has_a_panel_per_quantity(summary: pd.DataFrame) -> None:
-    three = pd.concat([summary[summary["task"] == "shapes"].assign(probe=p, bound=summary["bound"] + i * 0.1)
-                       for i, p in enumerate(["logistic", "logistic-std", "robust"])])
+    three = pd.concat([summary[summary["task"] == "shapes"].assign(probe=p) for p in ["logistic", "logistic-std",
+                                                                                        "robust"]])
     fig = fx.probe_tradeoff(three, EPS[1])
-    assert [a.text for a in fig.layout.annotations][:3] == [t for _, t in figures_more.TRADEOFF_PANELS]
+    assert [a.text for a in fig.layout.annotations][:3] == [t for _, t in fx.TRADEOFF_PANELS]
     assert [t.legendgroup for t in fig.data if t.showlegend] == ["logistic", "logistic-std", "robust"]
     assert len(fig.data) == 3 * 3
 
 
+def test_legends_never_cover_titles(summary: pd.DataFrame) -> None:
+    """Right of the plot, or in the bottom margin of the figure: never in the title's band."""
+    figs = [fx.accuracy_curves(summary), fx.calibration_scatter(summary), fx.loss_curves(summary),
+            fx.compare_at_eps(summary, EPS[1]), fx.probe_tradeoff(summary), fx.method_curves(summary.assign(method="a"))]
+    for fig in figs:
+        leg = fig.layout.legend
+        assert leg.x >= 1.0 or (leg.yref == "container" and leg.y == 0 and leg.yanchor == "bottom")
+        assert fig.layout.title.yref == "container"
+        assert fig.layout.font.size >= 14 and fig.layout.title.font.size >= 16
+
+
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_linear_toy_figure(norm: str) -> None:
-    tm = toy.linear_toy(1.5, 0.5, 0.3, 0.8, 0.6, 0.4, 0.2, norm, -30, -0.4)
+    tm = example_toy(TOY_EXAMPLES[0]) if norm == "linf" else example_toy(TOY_EXAMPLES[2])
     fig = fx.linear_toy_figure(tm)
     labels = " | ".join(names(fig))
     for part in ("ε-ball", "radius Δ", "image of the ε-ball", "ρ (margin)", "decision boundary w·z + b = 0"):
         assert part in labels
     image = next(t for t in fig.data if t.name.startswith("image of"))
     assert np.allclose(np.c_[image.x, image.y], tm.image)
-    if norm == "linf":
-        assert len(image.x) == 5, "a parallelogram: the image of the square"

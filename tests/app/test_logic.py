@@ -1,94 +1,77 @@
-"""Session-independent dashboard logic: defaults and overrides, the eps grid and its labels, the
-plan of a request, uploads, and the exact 2-D toy of the theory page. No AppTest, no evaluation."""
+"""Session-independent dashboard logic: defaults and overrides, eps labels, requests as specs, uploads.
+No AppTest, no evaluation."""
 
 from __future__ import annotations
 
-import itertools
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 import rtcore
 from app import backbones as bb
-from app import plan, state, toy
-from app.plan import ATTACK, CACHED, EXTRA, HEADLOSS, PROBE
+from app import jobs, state
+from rtcore.config import eps_grid, eps_key
+from rtcore.models.ref import BackboneRef
 
-# ---------------------------------------------------------------- eps: grid, labels, range
 
-def test_eps_grid_labels_and_default() -> None:
-    grid = state.eps_grid("linf")
-    assert grid == rtcore.config.eps_grid("linf") and len(grid) == 6
+def test_eps_labels_and_default() -> None:
+    grid = eps_grid("linf")
     assert state.default_eps("linf") == grid[3] and state.eps_label(grid[3]) == "4/255 = 0.0157"
     assert state.eps_label(grid[2]) == "2/255 = 0.0078" and state.eps_label(8 / 255) == "8/255 = 0.0314"
     assert state.default_eps("l2") == 0.4 and state.eps_label(0.4, "l2") == "0.4"
-    assert state.eps_short(grid[5]) == "16/255" and state.eps_short(0.05) == "0.05"
-    assert state.eps_label(0.05) == "0.05 = 12.8/255"
-    with pytest.raises(ValueError):
-        state.eps_grid("l1")
+    assert state.eps_short(grid[5]) == "16/255" and state.eps_short(0.05) == "12.8/255"
+    assert state.eps_tick(grid[5], "linf") == "16" and state.eps_tick(1.6, "l2") == "1.6"
+    assert state.eps_label(0.05) == "12.8/255 = 0.0500"
 
 
 def test_eps_options_snap_and_input() -> None:
     e = state.eps_from_input(3, "linf")
-    assert e == rtcore.config.eps_key(3 / 255)
-    assert state.eps_options("linf", [e]) == sorted([*state.eps_grid("linf"), e])
-    assert state.snap_eps(0.03, state.eps_grid("linf")) == state.eps_grid("linf")[4]
+    assert e == eps_key(3 / 255)
+    assert state.eps_options("linf", [e]) == sorted([*eps_grid("linf"), e])
+    assert state.snap_eps(0.03, eps_grid("linf")) == eps_grid("linf")[4]
     assert state.eps_from_input(0.3, "l2") == 0.3
 
 
 @pytest.mark.parametrize(("value", "norm", "verdict"), [
     (3, "linf", "ok"), (8, "linf", "grid"), (40, "linf", "confirm"), (0, "linf", "error"), (300, "linf", "error"),
-    (0.3, "l2", "ok"), (0.8, "l2", "grid"), (0.9, "l2", "ok"), (5, "l2", "error"),
+    (0.3, "l2", "ok"), (0.8, "l2", "grid"), (1.6, "l2", "grid"), (2.0, "l2", "ok"), (5, "l2", "confirm"),
+    (150, "l2", "error"),
 ])
 def test_check_new_eps(value: float, norm: str, verdict: str) -> None:
     got, message = state.check_new_eps(state.eps_from_input(value, norm), norm)
     assert got == verdict and message
+    if verdict == "grid":
+        assert "the cursor is there now" in message and "move the slider" not in message
+    if verdict == "confirm":
+        assert "every probe is broken" not in message and "Compute it" in message
 
-
-def test_l2_confirmation_above_three() -> None:
-    assert state.SENSIBLE_MAX["l2"] == 3.0 and state.SENSIBLE_MAX["linf"] == rtcore.config.eps_key(32 / 255)
-
-
-# ---------------------------------------------------------------- requests and their plan
 
 def test_the_cursor_is_not_part_of_a_request() -> None:
-    ref = bb.BackboneRef("x")
-    a = plan.make_request([ref], ["a", "b"], "linf", 20, "fast", cache_dir="/tmp/c")
-    assert not hasattr(a, "eps"), "moving the cursor can never change the request"
-    assert a.eps_values == state.eps_grid("linf")
-    b = plan.make_request([ref], ["a", "b"], "linf", 20, "fast", extras=[0.05, 8 / 255, 0.05], cache_dir="/tmp/c")
-    assert b.extras == (0.05,), "grid values and duplicates are dropped"
-    with pytest.raises(ValueError):
-        plan.make_request([ref], [], "linf", 20, "fast")
-    with pytest.raises(ValueError):
-        plan.make_request([ref], ["a"], "l3", 20, "fast")
-    with pytest.raises(ValueError):
-        plan.make_request([ref], ["a"], "linf", 20, "fast", extras=[1.5])
+    ref = BackboneRef("fmnist-cnn-standard")
+    a = jobs.make_request([ref], ["shapes", "glyphs"], "linf", 20, "fast", cache_dir="/tmp/c")
+    assert not hasattr(a, "cursor") and a.eps == eps_grid("linf")
+    assert a.first == (state.default_eps("linf"),) and a.priority == ()
+    b = jobs.make_request([ref], ["shapes", "glyphs"], "linf", 20, "fast", extras=[0.05, 8 / 255, 0.05],
+                          cache_dir="/tmp/c")
+    assert b.priority == (0.05,), "grid values and duplicates are dropped"
+    assert a.same_but_eps(b) and not a.same_but_eps(jobs.make_request([ref], ["shapes"], "linf", 20, "fast",
+                                                                       cache_dir="/tmp/c"))
+    l2 = jobs.make_request([ref], ["shapes"], "l2", 20, "fast", extras=[2.5])
+    assert 1.6 in l2.eps and 2.5 in l2.eps, "the library's l2 range, not (0, 1]"
 
 
-def test_plan_draws_something_early_in_whole_groups() -> None:
-    ref = bb.BackboneRef("x")
-    req = plan.make_request([ref], ["a", "b"], "linf", 20, "fast", extras=[0.05], cache_dir="/tmp/c")
-    steps = req.steps()
-    g = state.eps_grid("linf")
-    first = [(s.task, s.eps, s.full, s.kind) for s in steps[:4]]
-    assert first == [("a", (0.0,), False, PROBE), ("a", (g[3],), False, ATTACK),
-                     ("b", (0.0,), False, PROBE), ("b", (g[3],), False, ATTACK)], "clean, then 4/255, per task"
-    assert [s.kind for s in steps[4:6]] == [EXTRA, EXTRA] and steps[4].eps == (0.05,)
-    assert [s.eps for s in steps[6:8]] == [(g[1], g[2], g[4], g[5])] * 2 and not steps[6].full
-    assert all(s.full for s in steps[8:]) and {s.kind for s in steps[8:]} == {CACHED, HEADLOSS}
-    finals = [s for s in steps if s.final]
-    assert [s.task for s in finals] == ["a", "b"] and finals[0].eps == req.eps_values
-    groups = req.groups()
-    assert groups == [(0.0,), (g[3],), (g[1], g[2], g[4], g[5]), (0.05,)]
-    for s in steps:  # every step computes only whole groups
-        assert set(s.eps) == set().union(*[set(gr) for gr in groups if set(gr) <= set(s.eps)])
+@pytest.mark.parametrize(("kw", "match"), [({"tasks": []}, "at least one downstream task"),
+                                           ({"norm": "l3"}, "norm='l3'"), ({"extras": [1.5]}, "eps=1.5"),
+                                           ({"attack": "huge"}, "attack='huge'"), ({"n": 0}, "n")])
+def test_a_bad_request_names_the_value(kw: dict, match: str) -> None:
+    args = {"tasks": ["shapes"], "norm": "linf", "n": 20, "attack": "fast", **kw}
+    with pytest.raises(ValueError, match=match):
+        jobs.make_request([BackboneRef("fmnist-cnn-standard")], args.pop("tasks"), args.pop("norm"), args.pop("n"),
+                          args.pop("attack"), **args)
 
-
-# ---------------------------------------------------------------- defaults
 
 def test_defaults_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in (state.ENV_N, state.ENV_TASKS, state.ENV_ATTACK, state.ENV_BACKBONE, state.ENV_NORM):
@@ -105,11 +88,13 @@ def test_defaults_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert state.default_tasks() == ["shapes"] and state.default_attack() == "strong"
     monkeypatch.setenv(state.ENV_N, "many")
     assert state.default_n() == 200
-    for name in state.STRENGTHS:
-        assert state.attack_summary(name)
 
 
-# ---------------------------------------------------------------- uploads
+def test_model_cards_have_no_empty_cells() -> None:
+    table = state.card_table(state.bundled_backbones())
+    assert len(table) == len(state.bundled_backbones())
+    assert not table.isna().any().any() and not (table.astype(str) == "None").any().any()
+
 
 def test_upload_refuses_pickles_and_non_safetensors(tmp_path: Path) -> None:
     pickled = pickle.dumps({"weight": [1.0, 2.0]})
@@ -131,48 +116,19 @@ def test_upload_accepts_safetensors_and_a_wrong_architecture_is_a_checkpoint_err
     assert path.is_file() and path.suffix == ".safetensors"
     assert bb.save_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up") == path, "content-addressed"
     ref = bb.upload_ref("timm:resnet18", path, "mine.safetensors")
-    assert ref.name == "timm:resnet18" and ref.weights == str(path)
+    assert ref.name == "timm:resnet18" and ref.weights == str(path) and isinstance(ref, BackboneRef)
     with pytest.raises(rtcore.CheckpointError):
         bb.load_backbone(ref, device="cpu")
     with pytest.raises(ValueError, match="no architecture"):
         bb.upload_ref("not-a-timm-model", path, "mine.safetensors")
 
 
-# ---------------------------------------------------------------- the exact 2-D toy
-
-@pytest.mark.parametrize("norm", ["linf", "l2"])
-def test_linear_toy_delta_is_exact(norm: str) -> None:
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        A = rng.normal(size=(2, 2))
-        eps = 0.3
-        delta, u = toy.exact_delta(A, eps, norm)
-        # independent check: dense sampling of the ball's boundary (linf: its corners are the maximisers)
-        if norm == "linf":
-            pts = eps * np.array(list(itertools.product([-1, 1], repeat=2)), dtype=float)
-        else:
-            t = np.linspace(0, 2 * np.pi, 20001)
-            pts = eps * np.stack([np.cos(t), np.sin(t)], 1)
-        brute = np.linalg.norm(pts @ A.T, axis=1).max()
-        assert delta == pytest.approx(brute, rel=1e-6)
-        assert np.linalg.norm(A @ u) == pytest.approx(delta, rel=1e-9)
-        assert np.abs(u).max() <= eps + 1e-12 if norm == "linf" else np.linalg.norm(u) <= eps + 1e-12
-
-
-def test_linear_toy_criterion_is_sound() -> None:
-    rng = np.random.default_rng(1)
-    for _ in range(200):
-        a = rng.normal(size=4)
-        tm = toy.linear_toy(*a, *rng.uniform(0, 1, 2), float(rng.uniform(0, 0.5)), str(rng.choice(["linf", "l2"])),
-                            float(rng.uniform(-180, 180)), float(rng.normal()))
-        if tm.certified:
-            assert tm.robust, "rho > Delta implies exact robustness"
-        # the exact answer agrees with the worst point of the ball: its corners (linf) or a dense circle (l2)
-        if tm.norm == "linf":
-            pts = tm.x + tm.eps * np.array(list(itertools.product([-1, 1], repeat=2)), dtype=float)
-        else:
-            t = np.linspace(0, 2 * np.pi, 100001)
-            pts = tm.x + tm.eps * np.stack([np.cos(t), np.sin(t)], 1)
-        worst = float((pts @ tm.A.T @ tm.w + tm.b).min())
-        if abs(worst) > 1e-6:
-            assert tm.robust == (worst > 0)
+def test_no_numeric_work_and_no_copies_of_library_lists_in_the_app() -> None:
+    """The app imports neither torch nor numpy, and names no probe kind, strength or norm list of its own."""
+    root = Path(__file__).resolve().parents[2]
+    for path in [*root.glob("app/**/*.py"), *root.glob("pages/*.py")]:
+        text = path.read_text()
+        assert "import torch" not in text or path.name == "backbones.py", path  # only to name the device
+        assert "import numpy" not in text, path
+        for copy in ('("logistic", "logistic-std", "robust")', '("fast", "standard"', '("linf", "l2")'):
+            assert copy not in text, (path, copy)

@@ -1,25 +1,23 @@
-"""The landing page's sanity flags: the table, the verdicts and the ``sanity`` column (pure
-functions, hand-made flags), and the opt-in section driven in AppTest (n=20, one task, the fast
-attack, a private cache).
+"""The landing page's sanity flags: the table, the verdicts and the ``sanity`` column (pure functions, hand-made
+flags), and the opt-in section driven in AppTest (n=20, one task, the fast attack, a private cache): a job of the
+page's spec with sanity=True, whose attacks are cache hits.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import rtcore.sanity
-from tests.app.conftest import BACKBONE, use_small_defaults
+from rtcore.config import eps_grid
+from app import exports
 from app import sanity_view as sv
-from app import state
-from app.backbones import BackboneRef
-from app.plan import EvalRequest, Step, make_request
 from rtcore.sanity import FLAG_NAMES, SanityFlag
+from tests.app.conftest import use_small_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -80,35 +78,8 @@ def test_with_flags_adds_the_sanity_column() -> None:
 def test_flags_csv_reads_back() -> None:
     import io
 
-    back = pd.read_csv(io.BytesIO(sv.flags_csv({"digits": FLAGGED})))
+    back = pd.read_csv(io.BytesIO(exports.csv_bytes(sv.flag_table({"digits": FLAGGED}))))
     assert list(back["status"]) == ["ok", "failed", "failed", "skipped"] and set(back["task"]) == {"digits"}
-
-
-def fake_run(request: EvalRequest, done: bool, final_tasks: tuple[str, ...]) -> SimpleNamespace:
-    """A landing-page run whose job finished the final steps of ``final_tasks``."""
-    ref, probe = request.backbones[0], request.probes[0]
-    pieces = [(Step(ref, probe, t, request.eps_values, True, final=True), None) for t in final_tasks]
-    job = SimpleNamespace(request=request, export_pieces=lambda: pieces)
-    return SimpleNamespace(request=request, job=job, snapshot=SimpleNamespace(done=done))
-
-
-def test_ready_tasks_only_when_done_and_only_computed_tasks(tmp_path: Path) -> None:
-    ref = BackboneRef(BACKBONE)
-    req = make_request([ref], ["shapes", "digits", "textures"], "linf", 20, "fast", cache_dir=tmp_path)
-    assert sv.ready_tasks(fake_run(req, False, ("shapes",)), ref, "logistic") == [], "the job is still running"
-    run = fake_run(req, True, ("textures", "shapes"))  # digits unavailable: no final result
-    assert sv.ready_tasks(run, ref, "logistic") == ["shapes", "textures"], "request order"
-    assert sv.ready_tasks(run, BackboneRef("other"), "logistic") == []
-
-
-def test_stored_flags_belong_to_one_request_and_backbone(tmp_path: Path) -> None:
-    ref = BackboneRef(BACKBONE)
-    req = make_request([ref], ["shapes"], "linf", 20, "fast", cache_dir=tmp_path)
-    session = {sv.STATE_KEY: {"key": sv.state_key(req, ref), "flags": {"shapes": FLAGGED}}}
-    assert sv.current(fake_run(req, True, ()), ref, session) == {"shapes": FLAGGED}
-    other = make_request([ref], ["shapes"], "linf", 50, "fast", cache_dir=tmp_path)
-    assert sv.current(fake_run(other, True, ()), ref, session) == {} and sv.STATE_KEY not in session, "dropped"
-    assert sv.current(fake_run(req, True, ()), ref, session) == {}
 
 
 # ---------------------------------------------------------------- the section on the landing page
@@ -149,6 +120,11 @@ def test_landing_page_runs_the_sanity_checks(small: None, monkeypatch: pytest.Mo
         "the flags next to the numbers"
     assert any(el.proto.label == "Sanity flags CSV" for el in at.get("download_button"))
 
-    at.sidebar.select_slider(key="eps").set_value(state.eps_grid("linf")[4]).run()
+    at.sidebar.select_slider(key="eps").set_value(eps_grid("linf")[4]).run()
     assert any("check" in df.value.columns for df in at.dataframe), "moving eps keeps the flags"
     assert at.button(key="sanity_run").label == "Run the sanity checks again"
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # another session sees the same flags
+    for k, v in {"n": 20, "tasks": ["shapes"], "attack": "fast"}.items():
+        fresh.session_state[k] = v
+    fresh.run()
+    assert "sanity" in fresh.dataframe[0].value.columns

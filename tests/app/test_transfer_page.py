@@ -1,7 +1,7 @@
-"""The "Transfer methods" page (pages/7_transfer.py) and its logic (app/transfer_view.py).
+"""The "Transfer methods" page (pages/7_transfer.py) and its job (app/transfer_view.py).
 
-Nothing heavy runs: the page is checked before the user opts in, and with a finished job whose
-result comes from a tiny random SmallCNN on a synthetic task (see tests/unit/test_transfer.py).
+Nothing heavy runs: the page is checked before the user opts in, and with the comparison of a tiny random
+SmallCNN on a synthetic task (see tests/unit/test_transfer.py) standing in for the library's compare_methods.
 """
 
 from __future__ import annotations
@@ -12,16 +12,19 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app import registry
 from app import transfer_view as tv
+from app.figures import block_distance_bars, method_curves, method_delta_curves
 from rtcore import ResultCache, create_backbone
+from rtcore.models.ref import BackboneRef
 from rtcore.runs import MethodComparison, compare_methods
-from rtcore.transfer import FineTuneRecipe
+from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
+from tests.app.conftest import use_small_defaults
 from tests.unit.test_transfer import tiny_backbone, tiny_task
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "pages" / "7_transfer.py")
+APP = str(ROOT / "app.py")
 BACKBONE = "fmnist-cnn-standard"
-SESSION = {"backbone": BACKBONE, "norm": "linf", "eps": 0.03, "n": 20, "attack": "fast", "tasks": ["shapes"]}
 
 
 @pytest.fixture(scope="module")
@@ -32,78 +35,82 @@ def comparison(tmp_path_factory: pytest.TempPathFactory) -> MethodComparison:
                            loss_attack=False)
 
 
-class DoneJob:
-    """A finished job (what TransferJob looks like once its thread has ended)."""
-
-    done, error, elapsed = True, None, 1.0
-
-    def __init__(self, result: MethodComparison) -> None:
-        self.result = result
-
-    def progress(self) -> tuple[float, str]:
-        return 1.0, "done"
-
-    def wait(self, timeout: float) -> bool:
-        return True
-
-
-def new_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    for key, value in SESSION.items():
-        at.session_state[key] = value
-    return at
-
-
-def test_view_tables_and_figures(comparison: MethodComparison) -> None:
+def test_tables_figures_and_words(comparison: MethodComparison) -> None:
     eps = tv.nearest_eps(comparison.summary, 0.028)
     assert eps == 0.03
     table = tv.method_summary(comparison, eps)
-    assert list(table["method"]) == ["lp", "ft", "lp-ft", "ft-last-2"]
-    assert (table["bound"] <= table["robust (attack)"] + 1e-12).all()
+    assert list(table["method"]) == ["lp", "ft", "lp-ft", "ft-last-2"] and "[" in table["robust (attack)"].iloc[0]
+    assert not (table == "None").any().any()
     moved = tv.movement_table(comparison)
     assert moved.loc[moved["method"] == "lp", "total"].item() == 0
-    assert moved.loc[moved["method"] == "ft-last-2", "block body.0"].item() == 0
-    assert "most robust" in tv.verdict_text(comparison, eps)
-    acc, delta, bars = (tv.accuracy_curves(comparison.summary, eps), tv.delta_curves(comparison.summary, eps),
-                        tv.block_distance_bars(comparison))
-    assert len(acc.data) == 8 and len(delta.data) == 5 and len(bars.data) == 4
+    words = tv.verdict_text(comparison, eps, "linf")
+    assert "most robust" in words and "ε" in words and "Δ" in words and "eps" not in words and "Delta" not in words
+    acc, delta = method_curves(comparison.summary, eps), method_delta_curves(comparison.summary, eps)
+    bars = block_distance_bars(tv.block_distances(comparison))
+    assert len(acc.data) == 8 + 2 and len(delta.data) == 5 and len(bars.data) == 4
     assert delta.data[-1].name == "base backbone (before)"
+    assert acc.layout.legend.x >= 1, "the legend sits right of the plot, never over the title"
 
 
 def test_make_request_checks_its_input() -> None:
     g = create_backbone(BACKBONE, "cpu")
-    r = tv.make_request(g, "shapes", ["ft", "lp"], 1, [0.03, 0.0, 0.03], "linf", 20, "fast", 2)
-    assert r.methods == ("lp", "ft") and r.eps == (0.0, 0.03) and r.backbone_id == g.fingerprint()
+    ref = BackboneRef(BACKBONE)
+    r = tv.make_request(g, ref, "shapes", ["ft", "lp"], 1, 0.03, "linf", 20, "fast", 2)
+    assert r.methods == ("lp", "ft") and 0.03 in r.eps and 1 / 255 in [round(e * 255) / 255 for e in r.eps]
     with pytest.raises(ValueError, match="k=9 is out of range.*4 blocks"):
-        tv.make_request(g, "shapes", ["ft-last-k"], 9, [0.03], "linf", 20, "fast", 2)
+        tv.make_request(g, ref, "shapes", ["ft-last-k"], 9, 0.03, "linf", 20, "fast", 2)
     with pytest.raises(ValueError, match="non-empty selection"):
-        tv.make_request(g, "shapes", [], 1, [0.03], "linf", 20, "fast", 2)
+        tv.make_request(g, ref, "shapes", [], 1, 0.03, "linf", 20, "fast", 2)
     with pytest.raises(ValueError, match="epochs=0"):
-        tv.make_request(g, "shapes", ["ft"], 1, [0.03], "linf", 20, "fast", 0)
+        tv.make_request(g, ref, "shapes", ["ft"], 1, 0.03, "linf", 20, "fast", 0)
 
 
-def test_page_waits_for_the_user_before_computing() -> None:
-    at = new_page().run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    assert [b.key for b in at.button] == ["transfer_run"]
-    assert not at.get("plotly_chart")
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("transfer-page-cache")
 
 
-def test_page_draws_a_finished_comparison(comparison: MethodComparison) -> None:
-    g = create_backbone(BACKBONE)
-    methods = ["lp", "ft", "lp-ft", "ft-last-k"]
-    request = tv.make_request(g, "shapes", methods, 1, tv.eps_values("linf", 0.03), "linf", 20, "fast",
-                              FineTuneRecipe.epochs)
-    tv._JOBS[request] = DoneJob(comparison)  # type: ignore[assignment]
-    try:
-        at = new_page().run()
-    finally:
-        tv._JOBS.pop(request, None)
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    figs = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+@pytest.fixture
+def page(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, comparison: MethodComparison) -> AppTest:
+    """The page with small defaults; compare_methods answers from the tiny comparison, one method per call."""
+    use_small_defaults(monkeypatch, cache_dir)
+    calls: list[list[str]] = []
+
+    def fake(g, task, eps, norm, n, *, methods, progress=None, **kw):  # noqa: ANN001, ANN202
+        calls.append(list(methods))
+        labels = {"ft-last-k": "ft-last-2"}
+        keep = [labels.get(m, m) for m in methods]
+        s = comparison.summary
+        progress("attacking", 0.5)
+        return MethodComparison(s[s["method"].isin(keep)].reset_index(drop=True),
+                                comparison.samples[comparison.samples["method"].isin(keep)],
+                                {k: v for k, v in comparison.infos.items() if k in keep})
+
+    monkeypatch.setattr(tv, "compare_methods", fake)
+    monkeypatch.setattr(registry, "JOBS", registry.JobRegistry(start_delay=0))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["eps"] = 0.03
+    at.session_state["calls"] = calls
+    return at
+
+
+def test_page_waits_for_the_user_before_computing(page: AppTest) -> None:
+    page.run().switch_page("pages/7_transfer.py").run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert not page.error, [e.value for e in page.error]
+    assert [b.key for b in page.main.button] == ["transfer_run"] and not page.get("plotly_chart")
+
+
+def test_page_runs_one_job_step_per_method_and_draws_it(page: AppTest) -> None:
+    page.run().switch_page("pages/7_transfer.py").run()
+    page.number_input(key="transfer_k").set_value(2).run()
+    page.button(key="transfer_run").click().run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert not page.error, [e.value for e in page.error]
+    assert page.session_state["calls"] == [[m] for m in TRANSFER_METHODS], "one step (under the device lock) per method"
+    figs = [json.loads(el.proto.spec) for el in page.get("plotly_chart")]
     titles = [f["layout"]["title"]["text"] for f in figs]
     assert any("Robust accuracy" in t for t in titles) and any("Mean Δ" in t for t in titles)
     assert any("moved each block" in t for t in titles)
-    assert len(at.dataframe) == 2 and "most robust" in at.info[0].value
+    assert len(page.dataframe) == 2 and "most robust" in page.info[0].value
+    assert "All results ready" in " ".join(c.value for c in page.caption)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtcore.stats import Z95, intervals_overlap, wilson_interval
+from rtcore.stats import Z95, intervals_overlap, overlapping, wilson_interval
 from rtcore.tables import SHARES, summarise
 
 
@@ -44,6 +44,14 @@ def test_wilson_interval_refuses_bad_counts(k: float, n: float, z: float) -> Non
 def test_intervals_overlap() -> None:
     assert intervals_overlap((0.1, 0.3), (0.3, 0.5)) and intervals_overlap((0.2, 0.4), (0.1, 0.25))
     assert not intervals_overlap((0.1, 0.29), (0.3, 0.5)) and not intervals_overlap((0.6, 0.7), (0.1, 0.5))
+
+
+def test_overlapping_within_groups() -> None:
+    lo, hi = [0.1, 0.25, 0.5, 0.1, 0.3], [0.3, 0.4, 0.6, 0.2, 0.4]
+    assert overlapping(lo, hi, ["a", "a", "a", "b", "b"]) == [[1], [0], [], [], []]
+    assert overlapping(lo, hi, ["a"] * 5) == [[1, 3, 4], [0, 4], [], [0], [0, 1]]
+    with pytest.raises(ValueError, match="one entry per interval"):
+        overlapping([0.1], [0.2, 0.3], ["a"])
 
 
 def test_summary_has_an_interval_per_share() -> None:
