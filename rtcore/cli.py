@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,6 +84,11 @@ def check_output_file(path: str, flag: str) -> Path:
         raise ValueError(f"{flag} {path!r} cannot be written (no permission); choose another file")
     if p.exists() and not p.is_file():
         raise ValueError(f"{flag} {path!r} is not a regular file; choose another file")
+    try:  # the write itself goes through a temporary file in that folder: make sure one can be made there
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".tmp-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{flag} {path!r} cannot be written ({e.strerror or e}); choose another folder") from None
     return p
 
 
