@@ -255,3 +255,12 @@ def test_load_sweep_adds_the_pretraining_protocol(reference: dict[str, object], 
     assert list_sweeps() == []
     with pytest.raises(ValueError, match="does not exist"):
         load_sweep(tmp_path / "nope")
+
+
+def test_a_local_ray_instance_finds_rtcore_and_runs_at_normal_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtcore.runs.engines import WORKER_NICENESS, _with_package_path
+
+    monkeypatch.delenv(WORKER_NICENESS, raising=False)
+    env = _with_package_path({"pip": ["x"]})["env_vars"]
+    assert str(REPO) in env["PYTHONPATH"].split(os.pathsep) and env[WORKER_NICENESS] == "0"
+    assert _with_package_path({"env_vars": {WORKER_NICENESS: "5"}})["env_vars"][WORKER_NICENESS] == "5"
