@@ -1,5 +1,5 @@
-"""The compare page's words: which bars the sample cannot order (overlapping 95 % intervals), and how long a
-comparison will take (the library's measured throughput of an earlier evaluation on this server)."""
+"""The compare page's words: whether the sample can tell the best backbone of a task from the others (overlapping
+95 % intervals), and how long a comparison will take (the library's measured throughput on this server)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,18 @@ from .jobs import Job, Request
 
 
 def overlap_sentences(summary: pd.DataFrame, eps: float, metric: str = "robust_acc") -> list[str]:
-    """Per task, the backbones whose 95 % intervals of ``metric`` overlap (the sample cannot order them)."""
+    """Per task: the best backbone by ``metric`` and the others whose 95 % interval overlaps the best one's (the
+    sample cannot say the best is better than them), or that it is told apart from all."""
     rows = at_eps(summary, eps).reset_index(drop=True)
     if rows.empty or rows["backbone"].nunique() < 2:
         return []
     near = overlapping(rows[f"{metric}_lo"].tolist(), rows[f"{metric}_hi"].tolist(), rows["task"].tolist())
     out = []
     for task, grp in rows.groupby("task", sort=False):
-        pairs = sorted({tuple(sorted((rows.at[i, "backbone"], rows.at[j, "backbone"]))) for i in grp.index
-                        for j in near[i]})
-        if pairs:
-            out.append(f"**{task}**: " + "; ".join(f"{a} ≈ {b}" for a, b in pairs))
+        best = int(grp[metric].idxmax())
+        tied = [str(rows.at[j, "backbone"]) for j in near[best]]
+        head = f"**{task}**: best {rows.at[best, 'backbone']} ({rows.at[best, metric]:.2f})"
+        out.append(f"{head}, not told apart from {', '.join(tied)}" if tied else f"{head}, told apart from all")
     return out
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError, TaskUnavailableError
 from rtcore.config import eps_grid, eps_key, eps_mask
+from rtcore.data import task_display_name
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import EvalSpec, Executor, Throughput, Unit, fmt_seconds, plan
 
@@ -130,7 +131,7 @@ class Snapshot:
     """What a page draws: the tables so far and the job's state."""
 
     tables: Tables
-    tasks: tuple[str, ...]
+    tasks: tuple[str, ...]  #: the tasks asked for, by the names the tables give them
     done: bool
     fraction: float
     status: str
@@ -445,18 +446,19 @@ class Job(BaseJob):
         """The tables so far and the job's state (cheap: the tables are memoised)."""
         tables = self.tables()
         with self._cond:
-            return Snapshot(tables, self.request.tasks, self._done, self._fraction(), self._status,
+            return Snapshot(tables, tuple(task_display_name(t) for t in self.request.tasks), self._done,
+                            self._fraction(), self._status,
                             tuple(self._errors), tuple(self._warnings), self._version, self.elapsed(),
                             None if self._done else self.eta(), self.cancelled, self.id)
 
     def export(self) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[EvalSpec, tuple[str, ...]]]] | None:
         """Once finished: the summary and per-sample tables (exactly the executors' tables) and per spec the
-        tasks they hold (unavailable tasks are left out); None before."""
+        tasks they hold, as the spec names them (unavailable tasks are left out); None before."""
         if not self.done or self.cancelled:
             return None
         evs = [ex.evaluation() for ex in self.executors]
-        parts = [(s, tuple(dict.fromkeys(ev.samples["task"]))) for s, ev in zip(self.request.specs, evs)
-                 if not ev.samples.empty]
+        parts = [(s, tuple(t for t in s.tasks if task_display_name(t) in set(ev.samples["task"])))
+                 for s, ev in zip(self.request.specs, evs) if not ev.samples.empty]
         if not parts:
             return None
         return _concat([e.summary for e in evs]), _concat([e.samples for e in evs]), parts

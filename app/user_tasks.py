@@ -57,26 +57,33 @@ def _add_path() -> None:
         st.session_state["user_task_msg"] = ("error", str(e))
 
 
+def _uploaded() -> None:
+    """Callback of the uploader (it runs before the widgets, so the new task can be selected)."""
+    up = st.session_state.get("user_task_file")
+    st.session_state["user_task_open"] = True
+    if up is None:
+        return
+    done: dict[str, str] = st.session_state.setdefault("user_task_uploads", {})
+    try:
+        if up.file_id not in done:
+            if up.size > MAX_UPLOAD_BYTES:
+                raise ValueError(f"{up.name!r} is {up.size / 1e6:.1f} MB, above the {MAX_UPLOAD_MB} MB limit")
+            done[up.file_id] = add(save_upload(up.name, up.getvalue()))
+        st.session_state["user_task_msg"] = ("info", f"Added {done[up.file_id]}.")
+    except (ValueError, TaskUnavailableError) as e:
+        st.session_state["user_task_msg"] = ("error", str(e))
+
+
 def controls() -> None:
     """The sidebar's form: a server path, or an upload (size-checked before it is stored)."""
     st.text_input("Folder or .npz on the server", key="user_task_path", placeholder="/data/weather or /data/x.npz",
                   help="A folder with train/<class>/ and test/<class>/ image folders, or an .npz with x_train, "
                        "y_train, x_test, y_test.")
     st.button("Add this task", key="user_task_add", on_click=_add_path)
-    up = st.file_uploader(f"…or upload a .zip of that layout or an .npz (at most {MAX_UPLOAD_MB} MB)",
-                          type=UPLOAD_TYPES, key="user_task_file")
-    if up is not None:
-        st.session_state["user_task_open"] = True
-        done: dict[str, str] = st.session_state.setdefault("user_task_uploads", {})
-        try:
-            if up.file_id not in done:
-                if up.size > MAX_UPLOAD_BYTES:
-                    raise ValueError(f"{up.name!r} is {up.size / 1e6:.0f} MB, above the {MAX_UPLOAD_MB} MB limit")
-                done[up.file_id] = add(save_upload(up.name, up.getvalue()))
-                st.session_state["user_task_msg"] = ("info", f"Added {done[up.file_id]}.")
-            touch_task_upload(done[up.file_id])
-        except (ValueError, TaskUnavailableError) as e:
-            st.session_state["user_task_msg"] = ("error", str(e))
+    st.file_uploader(f"…or upload a .zip of that layout or an .npz (at most {MAX_UPLOAD_MB} MB)", type=UPLOAD_TYPES,
+                     key="user_task_file", on_change=_uploaded)
+    for ref in st.session_state.get("user_task_uploads", {}).values():
+        touch_task_upload(ref)  # in use: kept by the pruning
     msg = st.session_state.get("user_task_msg")
     if msg:
         (st.error if msg[0] == "error" else st.caption)(msg[1])

@@ -22,8 +22,8 @@ if snap.empty:
     ui.waiting_note(run)
 else:
     st.subheader(f"{ref.display} at ε = {state.eps_label(eps, norm)} · {state.NORM_LABELS[norm]}")
-    ui.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, run.request.tasks, cache=key)
-    table = ui.display_table(snap.summary, eps, run.request.tasks)
+    ui.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, snap.tasks, cache=key)
+    table = ui.display_table(snap.summary, eps, snap.tasks)
     ui.table(sanity_view.with_flags(table, sanity_view.current(ref, run)), "landing_table",
              column_config=sanity_view.TABLE_COLUMNS)
     st.caption(f"At ε = {state.eps_label(eps, norm)}, n = {run.request.specs[0].n} test points per task; brackets: "

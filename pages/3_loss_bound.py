@@ -30,7 +30,7 @@ else:
         st.info("The loss bounds need the cross-entropy attack, which runs after the first look at every task "
                 "and ε; they appear here as soon as it has finished for a task.")
     else:
-        ui.chart("loss_bars", fx.loss_at_eps, full, eps, run.request.tasks, cache=key)
+        ui.chart("loss_bars", fx.loss_at_eps, full, eps, snap.tasks, cache=key)
         rows = fx.at_eps(full, eps)
         table = {"task": rows["task"]}
         for m, name in fx.LOSS_NAMES.items():

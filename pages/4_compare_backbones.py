@@ -20,10 +20,10 @@ chosen = ui.persistent_multiselect("Backbones to compare", names, key="compare_b
 if not chosen:
     st.info("Choose at least one backbone.")
     st.stop()
-st.dataframe(state.card_table(chosen), hide_index=True, key="compare_cards",
-             column_config={"description": st.column_config.TextColumn("description", width="large")})
-st.caption("From the model cards: how each bundled backbone was pretrained, and its accuracy on the upstream "
-           "task (clean and under attack at the card's ε). Hover a description to read all of it.")
+with st.expander("Model cards: how each backbone was pretrained", expanded=True):
+    st.table(state.card_table(chosen).set_index("backbone"))
+    st.caption("From the model cards: the pretraining, and the accuracy on the upstream task (clean and under attack "
+               "at the card's ε).")
 refs = [BackboneRef(n) for n in chosen]
 
 if not st.session_state.get("compare_active"):
@@ -51,14 +51,11 @@ else:
     else:
         ui.chart("compare_bars", fx.compare_at_eps, snap.summary, eps, cache=key)
         overlaps = compare_view.overlap_sentences(snap.summary, eps)
-        n = run.request.specs[0].n
         if overlaps:
-            st.markdown(f"**Not told apart at n = {n}** (robust accuracy, overlapping 95 % intervals): "
-                        + " · ".join(overlaps))
-        elif len(chosen) > 1:
-            st.markdown(f"Every pair of backbones is told apart at n = {n}: no two robust-accuracy intervals overlap "
-                        "on any task.")
-        ui.table(ui.display_table(snap.summary, eps, run.request.tasks, by="backbone"), "compare_table")
+            st.markdown(f"**Is the best really better?** Robust accuracy at n = {run.request.specs[0].n}: a backbone "
+                        "whose 95 % interval overlaps the best one's is not told apart from it by this sample.\n\n"
+                        + "\n".join(f"- {line}" for line in overlaps))
+        ui.table(ui.display_table(snap.summary, eps, snap.tasks, by="backbone"), "compare_table")
     ui.chart("compare_curves", fx.compare_curves, snap.summary, eps, cache=key)
     ui.downloads(run, "compare")
 ui.follow(run)

@@ -16,6 +16,7 @@ from .style import (
     METRIC_NAMES,
     NEUTRAL,
     PLOT_PX,
+    INK,
     EpsAxis,
     at_eps,
     bar_slot_px,
@@ -24,6 +25,7 @@ from .style import (
     fitted_labels,
     hover_eps,
     interval,
+    bar_text,
     layout,
     legend_key,
     norm_of,
@@ -61,8 +63,7 @@ def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = ()
         fig.add_bar(x=have, y=values, name=METRIC_NAMES[m], showlegend=False, legendgroup=m,
                     marker={"color": [colours[t] for t in have], "line": {"color": [colours[t] for t in have],
                                                                           "width": 1.5}, **style},
-                    text=fitted_labels(values, slot), textposition="auto", insidetextanchor="middle",
-                    textfont={"size": 13}, cliponaxis=False, error_y=interval(data, m, NEUTRAL) if len(data) else None,
+                    text=fitted_labels(values, slot), **bar_text([colours[t] for t in have], style.get("opacity", 1) < 1), error_y=interval(data, m, NEUTRAL) if len(data) else None,
                     customdata=ci_text(data, m) if len(data) else [],
                     hovertemplate="%{x}<br>" + METRIC_NAMES[m] + ": %{customdata}<extra></extra>")
     layout(fig, f"Per task at ε = {eps_short(eps, norm)} ({norm})", "downstream task", ACC_AXIS, barmode="group",
@@ -156,6 +157,7 @@ def probe_tradeoff(summary: pd.DataFrame, current_eps: float | None = None, labe
     for col in (1, 2, 3):
         axis.apply(fig, title=col == 2, row=1, col=col)
         axis.mark(fig, current_eps, label=False, row=1, col=col)
-    fig.update_yaxes(range=[-0.02, 1.04])
+    fig.update_yaxes(range=[-0.02, 1.04], title_text=None)
+    fig.update_yaxes(title_text=ACC_AXIS, col=1)
     fig.update_annotations(font={"size": 15})
     return fig

@@ -14,6 +14,7 @@ from .style import (
     METRIC_NAMES,
     NEUTRAL,
     PLOT_PX,
+    INK,
     EpsAxis,
     at_eps,
     bar_slot_px,
@@ -22,6 +23,7 @@ from .style import (
     fitted_labels,
     hover_eps,
     interval,
+    bar_text,
     layout,
     legend_key,
     norm_of,
@@ -47,8 +49,7 @@ def compare_at_eps(summary: pd.DataFrame, eps: float, plot: str = "full") -> go.
             fig.add_bar(x=r["task"], y=r[metric], name=str(bb), legendgroup=str(bb), showlegend=col == 1,
                         marker={"color": c, "line": {"color": c, "width": 1.5},
                                 "pattern": {"shape": pattern, "fillmode": "overlay", "fgcolor": "white", "size": 9}},
-                        text=fitted_labels(r[metric].tolist(), slot), textposition="auto", insidetextanchor="middle",
-                        textfont={"size": 13}, cliponaxis=False, error_y=interval(r, metric, NEUTRAL),
+                        text=fitted_labels(r[metric].tolist(), slot), **bar_text([c] * len(r)), error_y=interval(r, metric, NEUTRAL),
                         customdata=ci_text(r, metric),
                         hovertemplate=f"{bb}<br>%{{x}}: %{{customdata}}<extra></extra>", row=1, col=col)
     if len(rows) and float(rows["bound"].max()) == 0.0:

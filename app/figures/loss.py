@@ -12,12 +12,14 @@ from ..state import eps_short
 from .style import (
     LOSS_AXIS,
     PLOT_PX,
+    INK,
     EpsAxis,
     at_eps,
     bar_slot_px,
     colours_for,
     fitted_labels,
     hover_eps,
+    bar_text,
     layout,
     legend_key,
     norm_of,
@@ -48,15 +50,14 @@ def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), pl
         fig.add_bar(x=have, y=values, name=LOSS_NAMES[m], showlegend=False, legendgroup=m,
                     marker={"color": [colours[t] for t in have], "line": {"color": [colours[t] for t in have],
                                                                           "width": 1.5}, **style},
-                    text=fitted_labels(values, slot, "{:.3g}"), textposition="auto", insidetextanchor="middle",
-                    textfont={"size": 13}, cliponaxis=False,
+                    text=fitted_labels(values, slot, "{:.3g}"), **bar_text([colours[t] for t in have], style.get("opacity", 1) < 1),
                     hovertemplate="%{x}<br>" + LOSS_NAMES[m] + ": %{y:.4g} nats<extra></extra>")
     layout(fig, f"Mean loss per task at ε = {eps_short(eps, norm_of(summary))}", "downstream task", LOSS_AXIS,
            barmode="group", height=460, showlegend=False, plot=plot,
            subtitle="light = clean loss · solid = adversarial loss (attack) · dotted = bound (ii) log-sum-exp · "
                     "hatched = bound (i)")
     task_ticks(fig, tasks, colours, rows.index)
-    fig.update_yaxes(type="log", dtick=1)
+    fig.update_yaxes(type="log", dtick="D2")
     return fig
 
 
@@ -78,7 +79,7 @@ def loss_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.F
     legend_key(fig, [(LOSS_NAMES[m], {"line": {"dash": d}}) for m, d in LOSS_DASH.items()], group="line style")
     layout(fig, "Loss against ε (at ε = 0 all equal the clean loss)", "", LOSS_AXIS, height=460,
            legend_title="task (colour)")
-    fig.update_yaxes(type="log", dtick=1)
+    fig.update_yaxes(type="log", dtick="D2")
     axis.apply(fig)
     axis.mark(fig, current_eps)
     return fig

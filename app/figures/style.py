@@ -21,6 +21,8 @@ from ..state import eps_axis_title, eps_short, eps_tick
 #: Okabe-Ito colours (colour-blind safe), darkest first; yellow left out (too light on white)
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#8C564B", "#4D4D4D")
 INK, GRID, NEUTRAL = "#1a1a1a", "#d0d0d0", "#555555"
+#: palette colours on which white text has the higher contrast (WCAG ratio 5.2-8.5); ink on the others
+WHITE_TEXT_ON = frozenset({"#0072B2", "#8C564B", "#4D4D4D"})
 FONT, TICK_FONT, TITLE_FONT, LABEL_FONT = 15, 14, 18, 13
 #: the plot-area width (px) a figure's bar labels are sized for; narrower plots hide what does not fit
 PLOT_PX = {"full": 900, "half": 430}
@@ -28,7 +30,7 @@ CHAR_PX = 0.62  # width of a digit in units of the font size (label width estima
 ACC_AXIS = "accuracy (share of test points)"
 DELTA_AXIS = "Δ(x) = ‖g(x′) − g(x)‖₂ (feature units)"
 REL_AXIS = "Δ(x) / ‖g(x)‖₂ (relative feature shift)"
-RHO_AXIS = "ρ(x): margin to the decision boundary (feature units)"
+RHO_AXIS = "ρ(x), margin (feature units)"
 LOSS_AXIS = "cross-entropy loss (nats, log scale)"
 METRIC_NAMES: dict[str, str] = {"clean_acc": "clean accuracy", "robust_acc": "robust accuracy (attack)",
                                 "bound": "bound (ρ > Δ)", "bound_head": "bound, head subspace (ρ > Δ_P)"}
@@ -182,6 +184,14 @@ def label_width(text: str, font: int = LABEL_FONT) -> float:
 def bar_slot_px(plot_px: float, categories: int, bars_per_category: int, bargap: float = 0.2) -> float:
     """Pixel width of one bar in a grouped bar chart (plotly: categories share the plot, ``bargap`` between)."""
     return plot_px / max(categories, 1) * (1 - bargap) / max(bars_per_category, 1)
+
+
+def bar_text(colours: Sequence[str], light: bool = False) -> dict[str, Any]:
+    """How bars show their value labels: inside in the middle when they fit (white or ink, whichever contrasts
+    more with the bar, ink on a light fill), else above the bar in ink."""
+    inside = [INK if light or c not in WHITE_TEXT_ON else "white" for c in colours]
+    return {"textposition": "auto", "insidetextanchor": "middle", "cliponaxis": False,
+            "insidetextfont": {"size": LABEL_FONT, "color": inside}, "outsidetextfont": {"size": LABEL_FONT, "color": INK}}
 
 
 def fitted_labels(values: Sequence[float | None], slot_px: float, fmt: str = "{:.2f}") -> list[str]:

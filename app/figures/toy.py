@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 from rtcore.theory import LinearToy
 
-from .style import PALETTE, layout
+from .style import INK, PALETTE, layout
 
 BALL_FILL = "rgba(0,114,178,0.22)"
 
@@ -15,7 +15,7 @@ BALL_FILL = "rgba(0,114,178,0.22)"
 def linear_toy_figure(toy: LinearToy) -> go.Figure:
     """Input space (eps-ball around x, the boundary pulled back) and feature space (the ball's image under A,
     the Δ-circle, the boundary and the margin ρ) side by side, equal aspect."""
-    blue, orange, green, red = PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[4]
+    blue, orange, green, boundary = PALETTE[0], PALETTE[1], PALETTE[2], INK
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
                         subplot_titles=["input space: x and its ε-ball", "feature space: g(x) = A x"])
     fig.add_scatter(x=toy.ball[:, 0], y=toy.ball[:, 1], fill="toself", mode="lines", name=f"ε-ball ({toy.norm})",
@@ -24,7 +24,7 @@ def linear_toy_figure(toy: LinearToy) -> go.Figure:
                     row=1, col=1)
     if toy.boundary_input is not None:
         fig.add_scatter(x=toy.boundary_input[:, 0], y=toy.boundary_input[:, 1], mode="lines",
-                        name="decision boundary (pulled back)", line={"color": red, "width": 3}, row=1, col=1)
+                        name="decision boundary (pulled back)", line={"color": boundary, "width": 3}, row=1, col=1)
     fig.add_scatter(x=toy.circle[:, 0], y=toy.circle[:, 1], mode="lines", line={"color": orange, "dash": "dash",
                     "width": 2.5}, name="circle of radius Δ (what the bound assumes)", row=1, col=2)
     fig.add_scatter(x=toy.image[:, 0], y=toy.image[:, 1], fill="toself", mode="lines", fillcolor=BALL_FILL,
@@ -39,7 +39,7 @@ def linear_toy_figure(toy: LinearToy) -> go.Figure:
                     showlegend=False, row=1, col=2)
     if toy.boundary_feature is not None:
         fig.add_scatter(x=toy.boundary_feature[:, 0], y=toy.boundary_feature[:, 1], mode="lines",
-                        name="decision boundary w·z + b = 0", line={"color": red, "width": 3}, row=1, col=2)
+                        name="decision boundary w·z + b = 0", line={"color": boundary, "width": 3}, row=1, col=2)
     layout(fig, "", "coordinate 1", "coordinate 2", height=520, legend="bottom")
     for col, (lo, hi) in ((1, toy.view_input), (2, toy.view_feature)):
         fig.update_xaxes(range=[lo[0], hi[0]], row=1, col=col)

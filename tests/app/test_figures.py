@@ -222,6 +222,22 @@ def test_compare_figures(summary: pd.DataFrame) -> None:
     assert [a.text for a in curves.layout.annotations][: len(TASKS)] == list(TASKS)
 
 
+def test_compare_bars_at_the_default_selection_never_overlap(summary: pd.DataFrame) -> None:
+    """The compare page's default: every bundled backbone on every offline task."""
+    import rtcore
+    from app import state
+
+    backbones, tasks = state.default_compare_backbones(), rtcore.list_tasks(offline_only=True)
+    row = summary[summary["eps"] == EPS[1]].iloc[0]
+    rows = [{**row.to_dict(), "backbone": b, "task": t, "robust_acc": 0.98 - 0.01 * i, "bound": 0.0}
+            for i, b in enumerate(backbones) for t in tasks]
+    fig = fx.compare_at_eps(pd.DataFrame(rows), EPS[1])
+    assert len([t for t in fig.data if isinstance(t, go.Bar)]) == 2 * len(backbones)
+    shown = assert_no_overlap(fig)
+    assert shown in (0, 2 * len(backbones) * len(tasks)), "all labels fit, or none is drawn"
+    assert all(t.hovertemplate and t.customdata is not None for t in fig.data), "values on hover"
+
+
 def test_probe_tradeoff_has_a_panel_per_quantity(summary: pd.DataFrame) -> None:
     three = pd.concat([summary[summary["task"] == "shapes"].assign(probe=p) for p in ["logistic", "logistic-std",
                                                                                         "robust"]])

@@ -16,18 +16,23 @@ from types import ModuleType
 
 import pytest
 
+from app import nav
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_TIMEOUT_S = 300
-SHOT_HEIGHT = 2200  # tall enough that a screenshot shows a whole page (Streamlit scrolls inside the app)
-PAGES = [  # (url path, file stem for the screenshot, charts expected, button to press first)
-    ("vulnerability", "representation", 4, None),
-    ("loss", "loss_bound", 2, None),
-    ("tradeoff", "probe_tradeoff", 1, None),
-    ("compare", "compare", 2, "compare_run"),
-    ("classroom", "theory", 1, "toy_example_3"),
-    ("transfer", "transfer", 0, None),
+SHOT_HEIGHT = 3400  # tall enough that a screenshot shows a whole page (Streamlit scrolls inside the app)
+PAGES = [  # (url path, file stem for the screenshot, charts expected, controls to click first)
+    ("compare", "compare", 2, ("compare_run",)),
+    ("bound", "landing_own_task", 3, ("own_task",)),  # your own task joins the built-in one here
+    ("vulnerability", "representation", 5, ("rep_show_box", "rep_show_gallery")),
+    ("loss", "loss_bound", 2, ()),
+    ("tradeoff", "probe_tradeoff", 1, ()),
+    ("classroom", "theory", 1, ("toy_example_3",)),
+    ("transfer-methods", "transfer", 0, ()),
+    ("backbone-zoo", "zoo", 0, ()),
 ]
-PAGE_FILES = {"transfer": "pages/7_transfer.py"}  # a page another change adds: screenshot it when present
+PAGE_FILES = {"backbone-zoo": "pages/8_zoo.py"}  # a page another change adds: screenshot it when present
+TITLES = {p.url_path: p.title for p in nav.PAGES}
 
 
 def _load_helpers() -> ModuleType:
@@ -73,8 +78,37 @@ def _no_exception(page: object, where: str) -> None:
     assert page.query_selector(ttfp.EXCEPTION) is None, f"{where} shows an exception"  # type: ignore[attr-defined]
 
 
+def own_task(folder: Path) -> Path:
+    """A small image folder of your own (train/<class>/*.png, test/<class>/*.png): dark blocks vs stripes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 40), ("test", 20)):
+        for label, name in enumerate(("blocks", "stripes")):
+            (folder / split / name).mkdir(parents=True)
+            for i in range(count):
+                img = rng.uniform(0, 0.3, (28, 28))
+                if label:
+                    img[:, :: int(rng.integers(3, 6))] += 0.6
+                else:
+                    r, c = rng.integers(0, 14, 2)
+                    img[r:r + 12, c:c + 12] += 0.6
+                Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / split / name / f"{i}.png")
+    return folder
+
+
+def add_own_task(page: object, folder: Path) -> None:
+    """Through the sidebar: open the form, type the folder, press Add."""
+    page.get_by_text("Add a task from your own data").click()  # type: ignore[attr-defined]
+    page.locator(".st-key-user_task_path input").fill(str(folder))  # type: ignore[attr-defined]
+    page.locator(".st-key-user_task_path input").press("Enter")  # type: ignore[attr-defined]
+    page.locator(".st-key-user_task_add button").click()  # type: ignore[attr-defined]
+
+
 def test_dashboard_in_chromium(browser_exe: str, tmp_path: Path, shot_dir: Path) -> None:
     env = {**ttfp.SMALL_ENV, "RTCORE_CACHE_DIR": str(tmp_path / "cache"), "RTCORE_DASHBOARD_ATTACK": "fast"}
+    folder = own_task(tmp_path / "my-task")
     server_log = tmp_path / "server.log"
     requests = ttfp.RequestLog()
     with ttfp.streamlit_server(env, log_path=server_log) as url, ttfp.chromium(browser_exe) as browser:
@@ -102,14 +136,24 @@ def test_dashboard_in_chromium(browser_exe: str, tmp_path: Path, shot_dir: Path)
             page.screenshot(path=str(shot_dir / "landing.png"))
             assert (shot_dir / "landing.png").stat().st_size > 10_000
 
-            for path, stem, n_charts, button in PAGES:
+            for path, stem, n_charts, clicks in PAGES:
                 if path in PAGE_FILES and not (ROOT / PAGE_FILES[path]).is_file():
                     continue
-                page.goto(f"{url}/{path}", wait_until="domcontentloaded", timeout=60_000)
-                page.wait_for_selector("h1", timeout=PAGE_TIMEOUT_S * 1000)
+                # the sidebar's navigation keeps the session (and your own task) across pages
+                before = page.inner_text("h1")
+                page.locator('[data-testid="stSidebarNav"] a', has_text=TITLES[path]).first.click()
+                page.wait_for_function("(before) => { const h = document.querySelector('h1'); "
+                                       "return h && h.innerText !== before; }", arg=before,
+                                       timeout=PAGE_TIMEOUT_S * 1000)
                 ttfp.wait_idle(page, PAGE_TIMEOUT_S)
-                if button is not None:
-                    page.locator(f".st-key-{button} button").first.click()
+                for key in clicks:
+                    if key == "own_task":  # a task from your own data (the sidebar's form, a folder on the server)
+                        add_own_task(page, folder)
+                        page.locator(f"{ttfp.CHART} svg text", has_text="my-task").first.wait_for(
+                            timeout=PAGE_TIMEOUT_S * 1000)  # drawn in the chart: the new job has results
+                    else:
+                        page.locator(f".st-key-{key} button, .st-key-{key} label").first.click()
+                    ttfp.wait_idle(page, PAGE_TIMEOUT_S)
                 if n_charts:
                     if stem == "theory":
                         ttfp.wait_first_chart(page, PAGE_TIMEOUT_S)
@@ -117,6 +161,8 @@ def test_dashboard_in_chromium(browser_exe: str, tmp_path: Path, shot_dir: Path)
                         ttfp.wait_complete(page, PAGE_TIMEOUT_S, charts=n_charts)
                 ttfp.wait_idle(page, PAGE_TIMEOUT_S)
                 _no_exception(page, f"page /{path}")
+                if stem in ("landing_own_task", "representation", "loss_bound"):
+                    assert page.locator(f"{ttfp.CHART} svg text", has_text="my-task").count(), f"your task on /{path}"
                 page.wait_for_timeout(800)
                 page.screenshot(path=str(shot_dir / f"{stem}.png"))
         finally:

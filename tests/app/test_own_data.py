@@ -1,0 +1,84 @@
+"""Tasks from your own data in the dashboard: an uploaded .zip of the image-folder layout becomes a task on every
+page and in the reproducing command; an upload over the limit is refused before anything is stored; a bad server
+path is a message naming it."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from app import user_tasks
+from tests.app.conftest import use_small_defaults
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+def zipped_task(name: str = "weather") -> bytes:
+    """A zip with one top-level folder: train/<class>/*.png and test/<class>/*.png (2 classes)."""
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for split, count in (("train", 30), ("test", 12)):
+            for label, cls in enumerate(("sun", "rain")):
+                for i in range(count):
+                    img = rng.uniform(0, 0.3, (16, 16)) + (0.6 * (np.arange(16) % 3 == 0) if label else 0.0)
+                    png = io.BytesIO()
+                    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(png, format="PNG")
+                    zf.writestr(f"{name}/{split}/{cls}/{i}.png", png.getvalue())
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("own-data-cache")
+
+
+def test_an_uploaded_task_joins_every_page_and_the_script(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
+    use_small_defaults(monkeypatch, cache_dir)
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.sidebar.file_uploader(key="user_task_file").upload("weather.zip", zipped_task(), "application/zip").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    ref = at.session_state["user_tasks"][0]
+    assert ref.startswith("folder:") and ref in at.session_state["tasks"] and "task-uploads" in ref
+    table = at.dataframe[0].value
+    assert list(table["task"]) == ["shapes", "weather"], "drawn with the built-in task"
+    assert "weather" in at.get("plotly_chart")[0].proto.spec
+    script = at.code[0].value
+    assert f"--tasks shapes {ref}" in script or f"--tasks shapes '{ref}'" in script, "in the reproducing command"
+    at.switch_page("pages/3_loss_bound.py").run()
+    assert not at.exception and "weather" in at.dataframe[0].value["task"].tolist()
+    at.switch_page("pages/6_probes.py").run()
+    assert "folder: weather (your data)" in at.selectbox(key="probes_task").options
+
+
+def test_an_upload_over_the_limit_is_refused_before_it_is_stored(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    use_small_defaults(monkeypatch, tmp_path / "cache")
+    monkeypatch.setattr(user_tasks, "MAX_UPLOAD_BYTES", 1000)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["tasks"] = []  # no evaluation needed
+    at.run()
+    at.sidebar.file_uploader(key="user_task_file").upload("big.zip", zipped_task(), "application/zip").run()
+    assert not at.exception
+    assert any("above the" in e.value for e in at.sidebar.error)
+    assert at.session_state["user_tasks"] == []
+    assert not (tmp_path / "cache" / "task-uploads").exists() or not any((tmp_path / "cache" / "task-uploads").iterdir())
+
+
+def test_a_bad_server_path_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    use_small_defaults(monkeypatch, tmp_path / "cache")
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["tasks"] = []
+    at.run()
+    at.sidebar.text_input(key="user_task_path").set_value(str(tmp_path / "nowhere")).run()
+    at.sidebar.button(key="user_task_add").click().run()
+    assert not at.exception
+    assert any("nowhere" in e.value for e in at.sidebar.error) and at.session_state["user_tasks"] == []
