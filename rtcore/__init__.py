@@ -67,7 +67,19 @@ from .models import (
 from .models.ref import BackboneRef
 from .pipeline import cli_command, evaluate, run_evaluation
 from .probes import LinearHead, LinearProbe, ProbedModel, create_probe, list_probes, probe_info, register_probe
-from .runs import EvalSpec, Evaluation, Executor, ProgressEvent, Unit, execute, load_spec, plan
+from .runs import (
+    EvalSpec,
+    Evaluation,
+    Executor,
+    ProgressEvent,
+    SweepSpec,
+    Unit,
+    execute,
+    load_spec,
+    load_sweep,
+    plan,
+    sweep,
+)
 from .transfer import TRANSFER_METHODS, Adapted, FineTuneRecipe, adapt
 from .transfer.recipe import TransferMethod, list_transfers, register_transfer, transfer_info
 
@@ -77,12 +89,12 @@ __all__ = [
     "NORMS", "PRESETS", "STRENGTHS", "TRANSFER_METHODS", "Adapted", "AttackResult", "AttackSettings", "Backbone",
     "BackboneRef", "BackboneUnavailableError", "CacheDirError", "CheckpointError", "EvalSpec", "Evaluation",
     "Executor", "FeatureAttackResult", "FineTuneRecipe", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
-    "ProgressEvent", "ResultCache", "RtcoreError", "Task", "TaskDataError", "TaskUnavailableError", "TransferMethod", "Unit", "adapt",
+    "ProgressEvent", "ResultCache", "RtcoreError", "SweepSpec", "Task", "TaskDataError", "TaskUnavailableError", "TransferMethod", "Unit", "adapt",
     "as_backbone", "attack", "backbone_info", "backbone_specs", "bound_criterion", "check_task_ref", "class_weight_spread",
     "cli_command", "consistent_delta", "create_backbone", "create_probe", "create_task", "is_task_ref", "default_device", "evaluate", "execute", "feature_attack",
-    "list_backbones", "list_probes", "list_tasks", "list_transfers", "load_spec", "load_task", "loss_bound",
+    "list_backbones", "list_probes", "list_tasks", "list_transfers", "load_spec", "load_sweep", "load_task", "loss_bound",
     "loss_gap_factor", "margins", "plan", "probe_info", "register_backbone", "register_probe", "register_task",
     "register_transfer", "relabel_task", "resolve_device", "resolve_settings", "robust_accuracy_bound", "run_evaluation", "subset_task",
     "task_display_name", "task_info",
-    "transfer_info", "weight_diameter",
+    "sweep", "transfer_info", "weight_diameter",
 ]
