@@ -20,6 +20,7 @@ snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tab
 
 if snap.empty:
     ui.waiting_note(run)
+    ui.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, snap.tasks, "full", norm)  # every task computing
 else:
     st.subheader(f"{ref.display} at ε = {state.eps_label(eps, norm)} · {state.NORM_LABELS[norm]}")
     ui.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, snap.tasks, cache=key)

@@ -14,7 +14,7 @@ A small family, in a registry (:func:`register_probe`, :func:`list_probes`, :fun
   ``radius``: logits ``z_k + radius * ||w_y - w_k||_2`` for ``k != y``. This minimises an upper
   bound on the worst-case cross-entropy over the feature ball, trading clean accuracy for margin.
 
-Features are standardised internally for a well-conditioned fit (float64, L-BFGS, zero or warm
+Features are standardised internally for a well-conditioned fit (float64, L-BFGS (:mod:`rtcore._lbfgs`), zero or warm
 start, no randomness except the seeded validation split), but ``weight_`` and ``bias_`` are
 expressed in the raw feature space of g: ``h(z) = z @ weight_.T + bias_``.
 """
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._lbfgs import minimize as lbfgs_minimize
 from .registry import Registry
 from .validation import check_features, check_labels
 
@@ -105,17 +106,16 @@ class LinearProbe:
         b = b0.clone().requires_grad_(True)
         lam = 1.0 / (C * n)
         scale = (1.0 / sd) if self.space == "raw" else torch.ones_like(sd)
-        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=self.max_iter, tolerance_grad=self.tol,
-                                tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
-            opt.zero_grad()
+            w.grad = b.grad = None
             loss = F.cross_entropy(logits(self, fs, y, w, b, sd), y) + 0.5 * lam * ((w * scale) ** 2).sum()
             loss.backward()
             return loss
 
-        opt.step(closure)
-        n_iter = int(opt.state[opt._params[0]].get("n_iter", 0))
+        # torch.optim.LBFGS(lr=1, history_size=20, line_search_fn="strong_wolfe"), without importing torch._dynamo
+        n_iter = lbfgs_minimize([w, b], closure, lr=1, max_iter=self.max_iter, tolerance_grad=self.tol,
+                                tolerance_change=1e-12, history_size=20)
         return w.detach(), b.detach(), n_iter
 
     def _initial(self, fs: torch.Tensor, y: torch.Tensor, k: int, C: float,

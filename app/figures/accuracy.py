@@ -43,11 +43,13 @@ BAR_KEY = ("per task: light = clean accuracy · solid = robust accuracy (attack)
            "whiskers: 95 % intervals")
 
 
-def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), plot: str = "full") -> go.Figure:
+def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), plot: str = "full",
+                    norm: str | None = None) -> go.Figure:
     """Grouped bars per task at one eps: clean accuracy, robust accuracy (attack), bound, each with its 95 %
     interval. Every task of ``tasks`` stays on the axis: one still computing reads "computing…" (with its
-    clean accuracy once known). Value labels are drawn only where they fit the bar (``plot`` width)."""
-    norm = norm_of(summary)
+    clean accuracy once known). Value labels are drawn only where they fit the bar (``plot`` width). With no
+    results yet it is the empty frame of the chart: every task "computing…"."""
+    norm = norm or norm_of(summary)
     tasks = list(dict.fromkeys([*tasks, *(summary["task"] if len(summary) else [])]))
     colours = colours_for(tasks)
     rows = at_eps(summary, eps).drop_duplicates("task").set_index("task") if len(summary) else pd.DataFrame()

@@ -114,6 +114,12 @@ def test_tasks_not_started_stay_on_the_axis(summary: pd.DataFrame) -> None:
     assert "computing" not in " ".join(str(t.text) for t in fig.data), "no 'computing…' labels on bars"
 
 
+def test_before_any_result_the_bars_frame_lists_every_task() -> None:
+    fig = fx.accuracy_at_eps(pd.DataFrame(), EPS[1], TASKS, norm="l2")
+    assert list(fig.layout.xaxis.categoryarray) == list(TASKS) and all("computing" in t for t in fig.layout.xaxis.ticktext)
+    assert all(len(t.x) == 0 for t in fig.data) and "(l2)" in fig.layout.title.text
+
+
 def test_labels_are_dropped_where_bars_are_narrow(summary: pd.DataFrame) -> None:
     many = pd.concat([summary.assign(task=f"task-{i}") for i in range(12)], ignore_index=True)
     fig = fx.accuracy_at_eps(many, EPS[1], plot="half")
