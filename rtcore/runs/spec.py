@@ -204,8 +204,9 @@ class EvalSpec:
             raise ValueError(f"probe={self.probe!r} has no C parameter (it fixes its own); drop probe_C (--probe-C)")
         if self.probe_eps is not None:
             if not kind.takes_radius:
-                raise ValueError(f"probe_eps={self.probe_eps!r} sets the radius of Delta-aware probes (probe='robust'); "
-                                 f"probe={self.probe!r} has none: drop it (--probe-eps) or use --probe robust")
+                raise ValueError(f"probe_eps={self.probe_eps!r} sets the radius of Delta-aware probes "
+                                 f"(probe='robust'); probe={self.probe!r} has none: drop it (--probe-eps) or use "
+                                 f"--probe robust")
             set_(self, "probe_eps", check_eps(parse_eps_text(self.probe_eps), self.norm)[0][0])
         method = transfer_info(self.transfer)
         if not method.uses_probe and self.probe != "logistic":
