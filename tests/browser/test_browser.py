@@ -100,10 +100,12 @@ def own_task(folder: Path) -> Path:
 
 def add_own_task(page: object, folder: Path) -> None:
     """Through the sidebar: open the form, type the folder, press Add."""
-    page.get_by_text("Add a task from your own data").click()  # type: ignore[attr-defined]
-    page.locator(".st-key-user_task_path input").fill(str(folder))  # type: ignore[attr-defined]
-    page.locator(".st-key-user_task_path input").press("Enter")  # type: ignore[attr-defined]
-    page.locator(".st-key-user_task_add button").click()  # type: ignore[attr-defined]
+    page.get_by_text("Add a task from your own data").first.click()  # type: ignore[attr-defined]
+    box = page.locator(".st-key-user_task_path input").last  # type: ignore[attr-defined]
+    box.fill(str(folder))
+    box.press("Enter")
+    page.wait_for_timeout(500)  # type: ignore[attr-defined]
+    page.locator(".st-key-user_task_add button").last.click()  # type: ignore[attr-defined]
 
 
 def test_dashboard_in_chromium(browser_exe: str, tmp_path: Path, shot_dir: Path) -> None:
