@@ -118,7 +118,7 @@ class Tables:
     """The results of a job's executors, in spec order: built once per version and shared by every
     session (never modified in place)."""
 
-    key: tuple[object, ...]
+    key: tuple[object, ...]  #: what they hold: the job and its executors' versions (the shared figures' cache key)
     summary: pd.DataFrame
     samples: pd.DataFrame
     gallery: dict[tuple[str, str, float], dict[str, object]] = field(default_factory=dict)
@@ -421,7 +421,7 @@ class Job(BaseJob):
         """The executors' results (memoised per executor version), with the fallback's rows where this job
         has none yet."""
         fb = self.fallback if self.fallback is not None and not self.done else None
-        key = (*(ex.version for ex in self.executors), *(("fallback", *fb.tables().key) if fb else ()))
+        key = (self.id, *(ex.version for ex in self.executors), *(("fallback", *fb.tables().key) if fb else ()))
         memo = self._tables
         if memo is not None and memo.key == key:
             return memo

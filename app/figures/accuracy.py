@@ -16,16 +16,15 @@ from .style import (
     METRIC_NAMES,
     NEUTRAL,
     PLOT_PX,
-    INK,
     EpsAxis,
     at_eps,
     bar_slot_px,
+    bars,
     ci_text,
     colours_for,
-    fitted_labels,
+    curves,
     hover_eps,
     interval,
-    bar_text,
     layout,
     legend_key,
     norm_of,
@@ -37,8 +36,6 @@ BAR_STYLE: dict[str, dict[str, object]] = {
     "clean_acc": {"opacity": 0.45},
     "robust_acc": {"opacity": 1.0},
     "bound": {"pattern": {"shape": "/", "fillmode": "overlay", "fgcolor": "white", "size": 9}}}
-
-
 BAR_KEY = ("per task: light = clean accuracy · solid = robust accuracy (attack) · hatched = bound (ρ > Δ) · "
            "whiskers: 95 % intervals")
 
@@ -46,28 +43,19 @@ BAR_KEY = ("per task: light = clean accuracy · solid = robust accuracy (attack)
 def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), plot: str = "full",
                     norm: str | None = None) -> go.Figure:
     """Grouped bars per task at one eps: clean accuracy, robust accuracy (attack), bound, each with its 95 %
-    interval. Every task of ``tasks`` stays on the axis: one still computing reads "computing…" (with its
-    clean accuracy once known). Value labels are drawn only where they fit the bar (``plot`` width). With no
-    results yet it is the empty frame of the chart: every task "computing…"."""
+    interval. Every task of ``tasks`` stays on the axis: one still computing reads "computing…" (with its clean
+    accuracy once known). Value labels are drawn only where they fit the bar (``plot`` width). With no results
+    yet it is the empty frame of the chart: every task "computing…"."""
     norm = norm or norm_of(summary)
     tasks = list(dict.fromkeys([*tasks, *(summary["task"] if len(summary) else [])]))
-    colours = colours_for(tasks)
     rows = at_eps(summary, eps).drop_duplicates("task").set_index("task") if len(summary) else pd.DataFrame()
-    clean = (summary[summary["eps"] == 0].drop_duplicates("task").set_index("task") if len(summary)
-             else pd.DataFrame())
-    slot = bar_slot_px(PLOT_PX[plot], len(tasks), len(BAR_STYLE))
+    clean = summary[summary["eps"] == 0].drop_duplicates("task").set_index("task") if len(summary) else rows
+    values = pd.concat([clean[[c for c in clean if c.startswith("clean_acc")]],
+                        rows[[c for c in rows if c.startswith(("robust_acc", "bound"))]]], axis=1) \
+        if len(summary) else pd.DataFrame()
+    colours = colours_for(tasks)
     fig = go.Figure()
-    for m, style in BAR_STYLE.items():
-        src = clean if m == "clean_acc" else rows
-        have = [t for t in tasks if t in src.index and m in src]
-        data = src.loc[have] if have else src.iloc[:0]
-        values = data[m].tolist() if len(data) else []
-        fig.add_bar(x=have, y=values, name=METRIC_NAMES[m], showlegend=False, legendgroup=m,
-                    marker={"color": [colours[t] for t in have], "line": {"color": [colours[t] for t in have],
-                                                                          "width": 1.5}, **style},
-                    text=fitted_labels(values, slot), **bar_text([colours[t] for t in have], style.get("opacity", 1) < 1), error_y=interval(data, m, NEUTRAL) if len(data) else None,
-                    customdata=ci_text(data, m) if len(data) else [],
-                    hovertemplate="%{x}<br>" + METRIC_NAMES[m] + ": %{customdata}<extra></extra>")
+    bars(fig, values, tasks, BAR_STYLE, METRIC_NAMES, bar_slot_px(PLOT_PX[plot], len(tasks), len(BAR_STYLE)), colours)
     layout(fig, f"Per task at ε = {eps_short(eps, norm)} ({norm})", "downstream task", ACC_AXIS, barmode="group",
            height=440, bargap=0.2, showlegend=False, plot=plot, subtitle=BAR_KEY)
     task_ticks(fig, tasks, colours, rows.index)
@@ -79,24 +67,9 @@ def accuracy_curves(summary: pd.DataFrame, current_eps: float | None = None) -> 
     """Robust accuracy (solid), bound (dashed) and bound in the head subspace (dotted, once the head-subspace
     attack has run) against eps, one colour per task, with 95 % intervals on the first two."""
     fig = go.Figure()
-    norm = norm_of(summary)
-    axis = EpsAxis(summary["eps"], norm)
-    colours = colours_for(summary["task"])
-    for task, rows in summary.groupby("task", sort=False):
-        rows = rows.sort_values("eps")
-        c = colours[str(task)]
-        for metric in ("robust_acc", "bound", "bound_head"):
-            data = rows[rows["head_attack"].astype(bool)] if metric == "bound_head" else rows
-            if data.empty:
-                continue
-            fig.add_scatter(x=axis.x(data["eps"]), y=data[metric], mode="lines+markers", name=str(task),
-                            legendgroup=str(task), showlegend=metric == "robust_acc",
-                            line={"color": c, "dash": DASH[metric], "width": 3 if metric == "robust_acc" else 2.5},
-                            marker={"size": 7}, error_y=interval(data, metric) if metric != "bound_head" else None,
-                            customdata=list(zip(hover_eps(data, norm), ci_text(data, metric))),
-                            hovertemplate=f"{task}<br>ε %{{customdata[0]}}<br>{METRIC_NAMES[metric]}: "
-                                          "%{customdata[1]}<extra></extra>")
-    legend_key(fig, [(METRIC_NAMES[m], {"line": {"dash": d}}) for m, d in DASH.items()], group="line style")
+    axis = EpsAxis(summary["eps"], norm_of(summary))
+    curves(fig, summary, "task", DASH, METRIC_NAMES, axis, ci=("robust_acc", "bound"))
+    legend_key(fig, DASH, METRIC_NAMES)
     layout(fig, "Robust accuracy and bounds across ε", "", ACC_AXIS, height=480, legend_title="task (colour)")
     fig.update_yaxes(range=[-0.02, 1.04])
     axis.apply(fig)
@@ -105,8 +78,8 @@ def accuracy_curves(summary: pd.DataFrame, current_eps: float | None = None) -> 
 
 
 def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
-    """Bound against empirical robust accuracy for every (task, eps) with both intervals, and the diagonal:
-    on it the bound predicts the attack exactly, below it it is conservative (as it must be)."""
+    """Bound against empirical robust accuracy for every (task, eps) with both intervals, and the diagonal: on it
+    the bound predicts the attack exactly, below it it is conservative (as it must be)."""
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="bound = empirical",
                     line={"color": NEUTRAL, "dash": "dot", "width": 2}, hoverinfo="skip")
@@ -132,28 +105,15 @@ TRADEOFF_PANELS = (("robust_acc", "robust accuracy (attack)"), ("bound", "bound:
                    ("bound_head", "bound, head subspace: ρ > Δ_P"))
 
 
-def probe_tradeoff(summary: pd.DataFrame, current_eps: float | None = None, labels: dict[str, str] | None = None
-                   ) -> go.Figure:
-    """One backbone and task: robust accuracy, bound and bound (head subspace) against eps with 95 %
-    intervals, one colour per probe kind (what a Δ-aware head buys in bound and costs in clean accuracy)."""
-    norm = norm_of(summary)
-    axis = EpsAxis(summary["eps"], norm)
+def probe_tradeoff(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
+    """One backbone and task: robust accuracy, bound and bound (head subspace) against eps with 95 % intervals,
+    one colour per probe kind (what a Δ-aware head buys in bound and costs in clean accuracy)."""
+    axis = EpsAxis(summary["eps"], norm_of(summary))
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in TRADEOFF_PANELS], shared_yaxes=True,
                         horizontal_spacing=0.04)
-    colours = colours_for(summary["probe"])
-    for probe, rows in summary.groupby("probe", sort=False):
-        rows = rows.sort_values("eps")
-        for col, (metric, _) in enumerate(TRADEOFF_PANELS, start=1):
-            data = rows[rows["head_attack"].astype(bool)] if metric == "bound_head" else rows
-            if data.empty:
-                continue
-            fig.add_scatter(x=axis.x(data["eps"]), y=data[metric], mode="lines+markers",
-                            name=(labels or {}).get(str(probe), str(probe)), legendgroup=str(probe),
-                            showlegend=col == 1, line={"color": colours[str(probe)], "width": 3},
-                            error_y=interval(data, metric), customdata=list(zip(hover_eps(data, norm),
-                                                                                ci_text(data, metric))),
-                            hovertemplate=f"{probe}<br>ε %{{customdata[0]}}<br>{METRIC_NAMES[metric]}: "
-                                          "%{customdata[1]}<extra></extra>", row=1, col=col)
+    for col, (metric, _) in enumerate(TRADEOFF_PANELS, start=1):
+        curves(fig, summary, "probe", {metric: "solid"}, METRIC_NAMES, axis, ci=(metric,), legend=col == 1,
+               row=1, col=col)
     layout(fig, "What a Δ-aware head buys and costs (dotted line: cursor ε)", "", ACC_AXIS, height=460,
            legend="bottom", legend_title="probe (colour)")
     for col in (1, 2, 3):

@@ -8,26 +8,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..state import eps_short
-from .style import (
-    ACC_AXIS,
-    DASH,
-    METRIC_NAMES,
-    NEUTRAL,
-    PLOT_PX,
-    INK,
-    EpsAxis,
-    at_eps,
-    bar_slot_px,
-    ci_text,
-    colours_for,
-    fitted_labels,
-    hover_eps,
-    interval,
-    bar_text,
-    layout,
-    legend_key,
-    norm_of,
-)
+from .style import ACC_AXIS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bar_text, \
+    ci_text, colours_for, curves, fitted_labels, interval, layout, legend_key, norm_of
 
 PANELS = (("robust_acc", "robust accuracy (attack)", ""), ("bound", "bound (ρ > Δ), hatched", "/"))
 
@@ -49,8 +31,8 @@ def compare_at_eps(summary: pd.DataFrame, eps: float, plot: str = "full") -> go.
             fig.add_bar(x=r["task"], y=r[metric], name=str(bb), legendgroup=str(bb), showlegend=col == 1,
                         marker={"color": c, "line": {"color": c, "width": 1.5},
                                 "pattern": {"shape": pattern, "fillmode": "overlay", "fgcolor": "white", "size": 9}},
-                        text=fitted_labels(r[metric].tolist(), slot), **bar_text([c] * len(r)), error_y=interval(r, metric, NEUTRAL),
-                        customdata=ci_text(r, metric),
+                        text=fitted_labels(r[metric].tolist(), slot), **bar_text([c] * len(r)),
+                        error_y=interval(r, metric, NEUTRAL), customdata=ci_text(r, metric),
                         hovertemplate=f"{bb}<br>%{{x}}: %{{customdata}}<extra></extra>", row=1, col=col)
     if len(rows) and float(rows["bound"].max()) == 0.0:
         fig.add_annotation(text="every bound is 0 at this ε:<br>no test point has ρ(x) > Δ(x)", xref="x2 domain",
@@ -58,7 +40,8 @@ def compare_at_eps(summary: pd.DataFrame, eps: float, plot: str = "full") -> go.
     layout(fig, f"Robust accuracy (left) and bound (right) per task at ε = {eps_short(eps, norm_of(summary))}",
            "", ACC_AXIS, barmode="group", height=480, legend_title="backbone (colour)", plot=plot,
            subtitle="whiskers: 95 % intervals; values in the table below")
-    fig.update_yaxes(range=[0, 1.08])
+    fig.update_yaxes(range=[0, 1.08], title_text=None)
+    fig.update_yaxes(title_text=ACC_AXIS, col=1)
     fig.update_xaxes(title_text="downstream task", type="category", categoryorder="array", categoryarray=tasks)
     fig.update_annotations(font={"size": 15})
     return fig
@@ -73,23 +56,15 @@ def compare_curves(summary: pd.DataFrame, current_eps: float | None = None) -> g
     axis = EpsAxis(summary["eps"], norm)
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=tasks, shared_yaxes=True, horizontal_spacing=0.04,
                         vertical_spacing=0.2 / nrows + 0.08)
+    dashes = {m: DASH[m] for m in ("robust_acc", "bound")}
     colours = colours_for(summary["backbone"])
     for i, task in enumerate(tasks):
         r, c = i // cols + 1, i % cols + 1
-        for bb, rows in summary[summary["task"] == task].groupby("backbone", sort=False):
-            rows = rows.sort_values("eps")
-            for metric in ("robust_acc", "bound"):
-                fig.add_scatter(x=axis.x(rows["eps"]), y=rows[metric], mode="lines+markers", name=str(bb),
-                                line={"color": colours[str(bb)], "width": 3 if metric == "robust_acc" else 2.5,
-                                      "dash": DASH[metric]}, marker={"size": 6}, legendgroup=str(bb),
-                                showlegend=i == 0 and metric == "robust_acc",
-                                customdata=list(zip(hover_eps(rows, norm), ci_text(rows, metric))),
-                                hovertemplate=f"{bb}<br>ε %{{customdata[0]}}<br>{METRIC_NAMES[metric]}: "
-                                              "%{customdata[1]}<extra></extra>", row=r, col=c)
+        curves(fig, summary[summary["task"] == task], "backbone", dashes, METRIC_NAMES, axis, legend=i == 0,
+               colours=colours, row=r, col=c)
         axis.apply(fig, title=r == nrows, row=r, col=c)
         axis.mark(fig, current_eps, label=False, row=r, col=c)
-    legend_key(fig, [(METRIC_NAMES[m], {"line": {"dash": DASH[m]}}) for m in ("robust_acc", "bound")],
-               group="line style")
+    legend_key(fig, dashes, METRIC_NAMES)
     layout(fig, "Robust accuracy and bound against ε, per task (dotted line: cursor ε)", "", "",
            height=300 * nrows + 110, legend_title="backbone (colour)")
     fig.update_yaxes(range=[-0.02, 1.04])

@@ -83,18 +83,52 @@ def task_ticks(fig: go.Figure, names: Sequence[str], colours: dict[str, str], do
                      ticktext=text)
 
 
-def legend_key(fig: go.Figure, entries: Sequence[tuple[str, dict[str, Any]]], kind: str = "line",
-               group: str = "quantity") -> None:
-    """Legend-only entries in a neutral colour that explain a style (dash, marker, fill), in their own group."""
-    for i, (name, style) in enumerate(entries):
-        common = {"name": name, "legendgroup": group, "legendgrouptitle_text": group if i == 0 else None,
-                  "hoverinfo": "skip", "showlegend": True, "legendrank": 1000 + i}
-        if kind == "bar":
-            fig.add_bar(x=[None], y=[None], marker={"color": NEUTRAL, **style}, **common)
-        else:
-            fig.add_scatter(x=[None], y=[None], mode="lines+markers",
-                            line={"color": NEUTRAL, "width": 2.5, **style.get("line", {})},
-                            marker={"color": NEUTRAL, **style.get("marker", {})}, **common)
+def legend_key(fig: go.Figure, dashes: dict[str, str], names: dict[str, str], group: str = "line style") -> None:
+    """Legend-only lines in a neutral colour that explain the line styles, in their own group."""
+    for i, (metric, dash) in enumerate(dashes.items()):
+        fig.add_scatter(x=[None], y=[None], mode="lines+markers", name=names.get(metric, metric), legendgroup=group,
+                        legendgrouptitle_text=group if i == 0 else None, hoverinfo="skip", legendrank=1000 + i,
+                        line={"color": NEUTRAL, "width": 2.5, "dash": dash}, marker={"color": NEUTRAL})
+
+
+def curves(fig: go.Figure, summary: pd.DataFrame, by: str, dashes: dict[str, str], names: dict[str, str],
+           axis: EpsAxis, *, ci: Sequence[str] = (), legend: bool = True, fmt: str = ".3f",
+           colours: dict[str, str] | None = None, **where: Any) -> None:
+    """One line per value of ``by`` (its colour) and metric (its dash) against eps, with 95 % error bars for the
+    metrics in ``ci``; ``bound_head`` only where the head-subspace attack has run."""
+    colours = colours or colours_for(summary[by])
+    for key, rows in summary.groupby(by, sort=False):
+        rows = rows.sort_values("eps")
+        for i, (metric, dash) in enumerate(dashes.items()):
+            data = rows[rows["head_attack"].astype(bool)] if metric == "bound_head" else rows
+            if data.empty or metric not in data:
+                continue
+            text = ci_text(data, metric) if metric in ci else [f"{v:{fmt}}" for v in data[metric]]
+            fig.add_scatter(x=axis.x(data["eps"]), y=data[metric], mode="lines+markers", name=str(key),
+                            legendgroup=str(key), showlegend=legend and i == 0, marker={"size": 7},
+                            line={"color": colours[str(key)], "dash": dash, "width": 3 if i == 0 else 2.5},
+                            error_y=interval(data, metric) if metric in ci else None,
+                            customdata=list(zip(hover_eps(data, axis.norm), text)),
+                            hovertemplate=f"{key}<br>ε %{{customdata[0]}}<br>{names.get(metric, metric)}: "
+                                          "%{customdata[1]}<extra></extra>", **where)
+
+
+def bars(fig: go.Figure, values: pd.DataFrame, names: Sequence[str], styles: dict[str, dict[str, Any]],
+         labels: dict[str, str], slot_px: float, colours: dict[str, str], *, fmt: str = "{:.2f}",
+         ci: bool = True) -> None:
+    """Grouped bars per name (its colour; ``values`` indexed by name), one trace per quantity of ``styles`` (its
+    fill), with 95 % whiskers and value labels where they fit."""
+    for m, style in styles.items():
+        have = [t for t in names if t in values.index and m in values and not pd.isna(values.at[t, m])]
+        data = values.loc[have] if have else values.iloc[:0]
+        vals = data[m].tolist() if have else []
+        fig.add_bar(x=have, y=vals, name=labels[m], showlegend=False, legendgroup=m,
+                    marker={"color": [colours[t] for t in have], "line": {"color": [colours[t] for t in have],
+                                                                          "width": 1.5}, **style},
+                    text=fitted_labels(vals, slot_px, fmt), error_y=interval(data, m, NEUTRAL) if ci and have else None,
+                    customdata=ci_text(data, m) if have else [],
+                    hovertemplate="%{x}<br>" + labels[m] + ": %{customdata}<extra></extra>",
+                    **bar_text([colours[t] for t in have], style.get("opacity", 1) < 1))
 
 
 def at_eps(df: pd.DataFrame, eps: float) -> pd.DataFrame:
@@ -187,10 +221,10 @@ def bar_slot_px(plot_px: float, categories: int, bars_per_category: int, bargap:
 
 
 def bar_text(colours: Sequence[str], light: bool = False) -> dict[str, Any]:
-    """How bars show their value labels: inside in the middle when they fit (white or ink, whichever contrasts
+    """How bars show their value labels: inside at the foot of the bar (clear of the whiskers) when they fit (white or ink, whichever contrasts
     more with the bar, ink on a light fill), else above the bar in ink."""
     inside = [INK if light or c not in WHITE_TEXT_ON else "white" for c in colours]
-    return {"textposition": "auto", "insidetextanchor": "middle", "cliponaxis": False,
+    return {"textposition": "auto", "insidetextanchor": "start", "cliponaxis": False,
             "insidetextfont": {"size": LABEL_FONT, "color": inside}, "outsidetextfont": {"size": LABEL_FONT, "color": INK}}
 
 

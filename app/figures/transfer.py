@@ -6,41 +6,17 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import (
-    ACC_AXIS,
-    DASH,
-    DELTA_AXIS,
-    METRIC_NAMES,
-    NEUTRAL,
-    EpsAxis,
-    ci_text,
-    colours_for,
-    hover_eps,
-    interval,
-    layout,
-    legend_key,
-    norm_of,
-)
+from .style import ACC_AXIS, DASH, DELTA_AXIS, METRIC_NAMES, NEUTRAL, EpsAxis, colours_for, curves, hover_eps, \
+    layout, legend_key, norm_of
 
 
 def method_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """Robust accuracy (solid, 95 % intervals) and bound (dashed) against eps, one colour per method."""
     fig = go.Figure()
-    norm = norm_of(summary)
-    axis = EpsAxis(summary["eps"], norm)
-    colours = colours_for(summary["method"])
-    for method, rows in summary.groupby("method", sort=False):
-        rows = rows.sort_values("eps")
-        for metric in ("robust_acc", "bound"):
-            fig.add_scatter(x=axis.x(rows["eps"]), y=rows[metric], mode="lines+markers", name=str(method),
-                            legendgroup=str(method), showlegend=metric == "robust_acc", marker={"size": 7},
-                            line={"color": colours[str(method)], "dash": DASH[metric], "width": 3},
-                            error_y=interval(rows, metric) if metric == "robust_acc" else None,
-                            customdata=list(zip(hover_eps(rows, norm), ci_text(rows, metric))),
-                            hovertemplate=f"{method}<br>ε %{{customdata[0]}}<br>{METRIC_NAMES[metric]}: "
-                                          "%{customdata[1]}<extra></extra>")
-    legend_key(fig, [(METRIC_NAMES[m], {"line": {"dash": DASH[m]}}) for m in ("robust_acc", "bound")],
-               group="line style")
+    axis = EpsAxis(summary["eps"], norm_of(summary))
+    dashes = {m: DASH[m] for m in ("robust_acc", "bound")}
+    curves(fig, summary, "method", dashes, METRIC_NAMES, axis, ci=("robust_acc",))
+    legend_key(fig, dashes, METRIC_NAMES)
     layout(fig, "Robust accuracy and bound per method", "", ACC_AXIS, legend_title="method (colour)")
     fig.update_yaxes(range=[-0.02, 1.04])
     axis.apply(fig)
@@ -52,20 +28,13 @@ def method_delta_curves(summary: pd.DataFrame, current_eps: float | None = None)
     """Mean Δ against eps per method, and the base backbone's (grey, dotted): did fine-tuning make the
     representation more or less vulnerable?"""
     fig = go.Figure()
-    norm = norm_of(summary)
-    axis = EpsAxis(summary["eps"], norm)
-    colours = colours_for(summary["method"])
-    first = None
-    for method, rows in summary.groupby("method", sort=False):
-        rows = rows.sort_values("eps")
-        first = rows if first is None else first
-        fig.add_scatter(x=axis.x(rows["eps"]), y=rows["mean_delta"], mode="lines+markers", name=str(method),
-                        line={"color": colours[str(method)], "width": 3}, customdata=hover_eps(rows, norm),
-                        hovertemplate=f"{method}<br>ε %{{customdata}}<br>mean Δ %{{y:.3f}}<extra></extra>")
-    if first is not None:
+    axis = EpsAxis(summary["eps"], norm_of(summary))
+    curves(fig, summary, "method", {"mean_delta": "solid"}, {"mean_delta": "mean Δ"}, axis)
+    if len(summary):
+        first = summary[summary["method"] == summary["method"].iloc[0]].sort_values("eps")
         fig.add_scatter(x=axis.x(first["eps"]), y=first["mean_delta_base"], mode="lines",
                         name="base backbone (before)", line={"color": NEUTRAL, "dash": "dot", "width": 3},
-                        customdata=hover_eps(first, norm),
+                        customdata=hover_eps(first, axis.norm),
                         hovertemplate="base backbone<br>ε %{customdata}<br>mean Δ %{y:.3f}<extra></extra>")
     layout(fig, "Mean Δ per method, and of the base backbone", "", f"mean {DELTA_AXIS}",
            legend_title="method (colour)")

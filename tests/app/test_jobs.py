@@ -225,6 +225,17 @@ def test_an_added_eps_keeps_the_earlier_rows_on_screen(stub: Recorder, tmp_path:
         "the added eps right after the first look"
 
 
+def test_tables_of_two_jobs_never_share_a_key(stub: Recorder, tmp_path: Path) -> None:
+    """The shared figures are cached by the tables' key: two jobs whose executors reached the same version (a new
+    task added, the same number of units done) must not draw each other's figures."""
+    a, b = job(70, tmp_path), job(71, tmp_path)  # other requests, the same number of units
+    a.join(WAIT_S)
+    b.join(WAIT_S)
+    assert [ex.version for ex in a.executors] == [ex.version for ex in b.executors] == [UNITS]
+    assert a.tables().key != b.tables().key
+    assert a.tables() is a.tables(), "built once per version"
+
+
 # ---------------------------------------------------------------- progress and the time estimate
 
 def test_progress_reports_the_measured_time_left(stub: Recorder, tmp_path: Path) -> None:

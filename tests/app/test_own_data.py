@@ -50,7 +50,7 @@ def test_an_uploaded_task_joins_every_page_and_the_script(monkeypatch: pytest.Mo
     assert ref.startswith("folder:") and ref in at.session_state["tasks"] and "task-uploads" in ref
     table = at.dataframe[0].value
     assert list(table["task"]) == ["shapes", "weather"], "drawn with the built-in task"
-    assert "weather" in at.get("plotly_chart")[0].proto.spec
+    assert all("weather" in c.proto.spec for c in at.get("plotly_chart")), "in every chart (no figure of the last job)"
     script = at.code[0].value
     assert f"--tasks shapes {ref}" in script or f"--tasks shapes '{ref}'" in script, "in the reproducing command"
     at.switch_page("pages/3_loss_bound.py").run()
