@@ -9,7 +9,6 @@ executor (shared by every session) and are shown next to the numbers (:func:`wit
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -21,8 +20,6 @@ from . import exports, registry, ui
 
 FAILED_NOTE = "the robust accuracy may be an overestimate"
 Flags = Mapping[str, Sequence[SanityFlag]]
-TABLE_COLUMNS: dict[str, Any] = {"sanity": st.column_config.TextColumn(
-    "sanity", help="sanity flags of the attack (section below): 'ok', or the checks that failed")}
 
 
 def values_text(values: Mapping[str, float]) -> str:
@@ -113,7 +110,7 @@ def section(ref: BackboneRef, run: ui.Run) -> None:
         ok, line = verdict(fl)
         (st.success if ok else st.warning)(f"**{task}**: {line}")
     if flags:
-        st.dataframe(flag_table(flags), hide_index=True, key="sanity_table")
+        ui.table(flag_table(flags))
         st.download_button("Sanity flags CSV", data=exports.csv_bytes(flag_table(flags)), mime="text/csv",
                            file_name=exports.download_name(run.request, "sanity"), key="sanity_dl", on_click="ignore",
                            icon=":material/download:")

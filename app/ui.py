@@ -41,11 +41,11 @@ CHART_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "la
 TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "bound", "bound_head": "bound Δ_P",
                "mean_delta": "mean Δ"}
 COLUMN_HELP = {
-    "clean": "clean accuracy of the linear probe [95 % interval]",
-    "robust (attack)": "empirical robust accuracy: not broken by any attack tried [95 % interval]",
-    "bound": "share of points with margin ρ(x) > Δ(x): a prediction, not a certificate [95 % interval]",
-    "bound Δ_P": "bound in the head subspace: share with ρ(x) > Δ_P(x) (after the head-subspace attack)",
-    "mean Δ": "mean feature shift ‖g(x′) − g(x)‖₂, in the backbone's feature units"}
+    "robust (attack)": "not broken by any attack tried",
+    "bound": "share of points with margin ρ(x) > Δ(x), a prediction",
+    "bound Δ_P": "the same with the shift in the head's subspace",
+    "mean Δ": "mean feature shift ‖g(x′) − g(x)‖₂, in the backbone's feature units",
+    "sanity": "the sanity checks of the attack (section below): ok, or the checks that failed"}
 
 
 # ---------------------------------------------------------------- session
@@ -314,10 +314,13 @@ def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: s
     return out.reset_index(drop=True)
 
 
-def table(df: pd.DataFrame, key: str, **kw: Any) -> None:
-    """A read-only table whose column names explain themselves on hover."""
-    config = {c: st.column_config.TextColumn(c, help=COLUMN_HELP[c]) for c in df.columns if c in COLUMN_HELP}
-    st.dataframe(df, hide_index=True, key=key, column_config={**config, **kw.pop("column_config", {})}, **kw)
+def table(df: pd.DataFrame, key: str | None = None, **kw: Any) -> None:
+    """A static table (plain HTML: light for a browser, large on a projector; the interactive grid's code is
+    never loaded); the column names of :data:`COLUMN_HELP` are explained below it."""
+    st.table(df, hide_index=True)
+    helps = [f"*{c}*: {COLUMN_HELP[c]}" for c in df.columns if c in COLUMN_HELP]
+    if helps and key is not None:
+        st.caption(" · ".join(helps))
 
 
 # ---------------------------------------------------------------- downloads
@@ -343,10 +346,11 @@ def downloads(run: Run, prefix: str) -> None:
                        mime="text/x-shellscript", key=f"{prefix}_dl_script", on_click="ignore",
                        icon=":material/terminal:")
     st.caption("Plain CSVs (`pandas.read_csv` reads them) with 95 % interval columns (`*_lo`, `*_hi`). The script "
-               "below reproduces them: run it with `bash` in any folder. Every ε is attacked on its own, so one "
-               "command gives the numbers the dashboard computed in stages; on an empty cache it writes the same "
-               "per-sample CSV byte for byte, with the dashboard's cache it is instant.")
-    st.code(script, language="bash", wrap_lines=True)
+               "reproduces them: run it with `bash` in any folder. Every ε is attacked on its own, so one command "
+               "gives the numbers the dashboard computed in stages; on an empty cache it writes the same per-sample "
+               "CSV byte for byte, with the dashboard's cache it is instant.")
+    if st.toggle("Show the reproducing script", key=f"{prefix}_show_script"):
+        st.code(script, language="bash", wrap_lines=True)
 
 
 def bound_note() -> None:

@@ -25,8 +25,7 @@ else:
     st.subheader(f"{ref.display} at ε = {state.eps_label(eps, norm)} · {state.NORM_LABELS[norm]}")
     ui.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, snap.tasks, cache=key)
     table = ui.display_table(snap.summary, eps, snap.tasks)
-    ui.table(sanity_view.with_flags(table, sanity_view.current(ref, run)), "landing_table",
-             column_config=sanity_view.TABLE_COLUMNS)
+    ui.table(sanity_view.with_flags(table, sanity_view.current(ref, run)), "landing_table")
     st.caption(f"At ε = {state.eps_label(eps, norm)}, n = {run.request.specs[0].n} test points per task; brackets: "
                "95 % Wilson intervals. Hover a column name for its meaning; Δ is in the backbone's feature units.")
     ui.chart("landing_curves", fx.accuracy_curves, snap.summary, eps, cache=key)

@@ -43,8 +43,7 @@ else:
                 "circles). Open circles survived every attack without meeting the criterion: the bound is "
                 "conservative there. Crosses were broken by an attack or misclassified to begin with (ρ ≤ 0).")
             counts = fx.status_of(at).value_counts().reindex(list(fx.STATUS), fill_value=0)
-            st.dataframe(counts.rename("points").rename_axis("status").reset_index(), hide_index=True,
-                         key="rep_counts")
+            ui.table(counts.rename("points").rename_axis("status").reset_index())
         item = snap.tables.gallery.get((ref.display, task, eps))
         if item is not None and st.toggle("Show the attack gallery (clean and attacked images)", key="rep_show_gallery"):
             names = snap.tables.class_names.get(task)

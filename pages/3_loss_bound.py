@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from app import figures as fx
@@ -35,7 +36,7 @@ else:
         table = {"task": rows["task"]}
         for m, name in fx.LOSS_NAMES.items():
             table[name] = [f"{v:.4g}" for v in rows[m]]
-        st.dataframe(table, hide_index=True, key="loss_table")
+        ui.table(pd.DataFrame(table))
         st.caption("Means over the test points, in nats. The adversarial loss is the largest loss any attack found "
                    "(a cross-entropy attack that does not stop at the first flip, the end-to-end and the feature "
                    "attacks); both bounds use the same attack estimate of Δ, so they are predictions. On every row "

@@ -69,7 +69,7 @@ def sidebar_keys(at: AppTest) -> set[str]:
 
 
 def no_none(at: AppTest) -> None:
-    for df in at.dataframe:
+    for df in at.table:
         cells = df.value.astype(str).to_numpy().ravel().tolist()
         assert not {"None", "nan", "NaN", "<NA>"} & set(cells), df.value
 
@@ -86,10 +86,12 @@ def test_landing_draws_its_charts_with_intervals(small: None) -> None:
     curves = next(f for f in figs if "across ε" in f["layout"]["title"]["text"])
     assert any(t.get("line", {}).get("dash") == "dot" for t in curves["data"]), "bound (head subspace) is drawn"
     assert all("error_y" in t for t in figs[0]["data"]), "bars carry 95 % intervals"
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["task"]) == ["shapes"] and "[" in table["robust (attack)"].iloc[0], "value [lo, hi]"
     no_none(at)
     assert "not a certificate" in text(at) and "Reading the curves" in text(at) and "95 %" in text(at)
+    assert not at.code, "the script's code block (and its highlighter) only on demand"
+    at.toggle(key="landing_show_script").set_value(True).run()
     script = at.code[0].value
     assert script.startswith("#!/usr/bin/env bash") and '"$PYTHON" -m rtcore evaluate' in script
     assert "bash rtcore-reproduce-" in script, "the script says how to run it"
@@ -203,7 +205,7 @@ def test_loss_page_shows_both_bounds(small: None) -> None:
     bars = next(f for f in charts(at) if "Mean loss" in f["layout"]["title"]["text"])
     assert [t["name"] for t in bars["data"]] == ["clean loss", "adversarial loss (attack)", "bound (ii): log-sum-exp",
                                                  "bound (i): max spread × Δ"]
-    table = at.dataframe[0].value.set_index("task").astype(float)
+    table = at.table[0].value.set_index("task").astype(float)  # the loss table: numbers as text
     assert (table["adversarial loss (attack)"] <= table["bound (ii): log-sum-exp"] * (1 + 1e-3)).all()
     assert (table["bound (ii): log-sum-exp"] <= table["bound (i): max spread × Δ"] * (1 + 1e-3)).all()
 
@@ -215,7 +217,7 @@ def test_probe_tradeoff_page(small: None) -> None:
     fig = next(f for f in charts(at) if "Δ-aware" in f["layout"]["title"]["text"])
     assert {t["legendgroup"] for t in fig["data"]} == set(state.probes())
     assert all("error_y" in t for t in fig["data"]), "intervals on the probe page"
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["probe"]) == state.probes()
     assert "robust head changes the bound" in text(at) and "interval" in text(at)
     no_none(at)
@@ -304,6 +306,7 @@ def test_task_needing_download_is_a_warning(small: None) -> None:
     assert not at.exception
     assert any("mnist" in w.value for w in at.warning)
     assert charts(at), "the available task is still drawn"
+    at.toggle(key="landing_show_script").set_value(True).run()
     commands = [line for line in at.code[0].value.splitlines() if "-m rtcore" in line]
     assert commands and all("--tasks shapes --eps" in c for c in commands), "only computed tasks are listed"
 

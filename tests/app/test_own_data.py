@@ -48,13 +48,14 @@ def test_an_uploaded_task_joins_every_page_and_the_script(monkeypatch: pytest.Mo
     assert not at.error, [e.value for e in at.error]
     ref = at.session_state["user_tasks"][0]
     assert ref.startswith("folder:") and ref in at.session_state["tasks"] and "task-uploads" in ref
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["task"]) == ["shapes", "weather"], "drawn with the built-in task"
     assert all("weather" in c.proto.spec for c in at.get("plotly_chart")), "in every chart (no figure of the last job)"
+    at.toggle(key="landing_show_script").set_value(True).run()
     script = at.code[0].value
     assert f"--tasks shapes {ref}" in script or f"--tasks shapes '{ref}'" in script, "in the reproducing command"
     at.switch_page("pages/3_loss_bound.py").run()
-    assert not at.exception and "weather" in at.dataframe[0].value["task"].tolist()
+    assert not at.exception and "weather" in at.table[0].value["task"].tolist()
     at.switch_page("pages/6_probes.py").run()
     assert "folder: weather (your data)" in at.selectbox(key="probes_task").options
 

@@ -102,29 +102,29 @@ def test_landing_page_runs_the_sanity_checks(small: None, monkeypatch: pytest.Mo
     assert "Is the attack trustworthy? (sanity flags)" in [s.value for s in at.subheader]
     button = at.button(key="sanity_run")
     assert button.label == "Run the sanity checks" and not button.disabled
-    assert "sanity" not in at.dataframe[0].value.columns, "no flags before the button"
+    assert "sanity" not in at.table[0].value.columns, "no flags before the button"
 
     t0 = time.perf_counter()
     button.click().run()
     print(f"\nsanity checks on the landing page (n=20, shapes, fast): {time.perf_counter() - t0:.1f} s")
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
-    flags = next(df.value for df in at.dataframe if "check" in df.value.columns)
+    flags = next(df.value for df in at.table if "check" in df.value.columns)
     assert list(flags["task"]) == ["shapes"] * 4 and list(flags["check"]) == list(FLAG_NAMES)
     assert set(flags["status"]) <= {"ok", "failed", "skipped"} and flags["status"].iloc[3] == "skipped"
     verdicts = [m.value for m in [*at.success, *at.warning] if m.value.startswith("**shapes**")]
     assert len(verdicts) == 1
-    table = at.dataframe[0].value
+    table = at.table[0].value
     value = table["sanity"].iloc[0]
     assert list(table["task"]) == ["shapes"] and (value == "ok" or set(value.split(",")) <= set(FLAG_NAMES)), \
         "the flags next to the numbers"
     assert any(el.proto.label == "Sanity flags CSV" for el in at.get("download_button"))
 
     at.sidebar.select_slider(key="eps").set_value(eps_grid("linf")[4]).run()
-    assert any("check" in df.value.columns for df in at.dataframe), "moving eps keeps the flags"
+    assert any("check" in df.value.columns for df in at.table), "moving eps keeps the flags"
     assert at.button(key="sanity_run").label == "Run the sanity checks again"
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)  # another session sees the same flags
     for k, v in {"n": 20, "tasks": ["shapes"], "attack": "fast"}.items():
         fresh.session_state[k] = v
     fresh.run()
-    assert "sanity" in fresh.dataframe[0].value.columns
+    assert "sanity" in fresh.table[0].value.columns

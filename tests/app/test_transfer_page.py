@@ -112,5 +112,5 @@ def test_page_runs_one_job_step_per_method_and_draws_it(page: AppTest) -> None:
     titles = [f["layout"]["title"]["text"] for f in figs]
     assert any("Robust accuracy" in t for t in titles) and any("Mean Δ" in t for t in titles)
     assert any("moved each block" in t for t in titles)
-    assert len(page.dataframe) == 2 and "most robust" in page.info[0].value
+    assert len(page.table) == 2 and "most robust" in page.info[0].value
     assert "All results ready" in " ".join(c.value for c in page.caption)
