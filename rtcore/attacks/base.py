@@ -76,6 +76,14 @@ class Rows:
 
 
 @dataclass
+class SearchState:
+    """The best iterate and its score per row, updated in place after every batch of every run."""
+
+    best_x: torch.Tensor  # (R, ...)
+    best: torch.Tensor  # (R,)
+
+
+@dataclass
 class Outcome:
     """What :meth:`Attack.run` returns: per eps and point the best witness and the values
     :meth:`Attack.evaluate` computed from it on the original model (leading E axis)."""
@@ -114,9 +122,9 @@ class Attack(ABC):
         """The score of each row's clean input: where the best iterate starts."""
 
     @abstractmethod
-    def plan(self, rows: Rows, best: torch.Tensor) -> Iterator[Run]:
+    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
         """The runs of one search. A generator: it resumes after each run, so it can look at
-        ``best`` (the best score per row so far) to decide what to run next."""
+        ``state`` (the best iterate and score per row so far) to decide what to run next."""
 
     @abstractmethod
     def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
@@ -205,10 +213,10 @@ class Attack(ABC):
     def search_rows(self, rows: Rows, progress: ProgressFn | None = None) -> torch.Tensor:
         """The best iterate per row over the runs of :meth:`plan` (the clean input where none beats it)."""
         cfg = self.cfg
-        best_x = rows.x.clone()
-        best = self.clean_score(rows)
+        state = SearchState(best_x=rows.x.clone(), best=self.clean_score(rows))
+        best_x, best = state.best_x, state.best
         done = 0.0
-        for run in self.plan(rows, best):
+        for run in self.plan(rows, state):
             mask = torch.ones(len(rows), dtype=torch.bool, device=rows.x.device) if run.rows is None else run.rows.clone()
             if self.stops:
                 mask &= best <= 0  # broken rows are done

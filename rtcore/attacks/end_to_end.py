@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import check_eps, check_norm
 from ..validation import check_eval_mode, check_images, check_labels
-from .base import Attack, Rows, Run, check_label_range
+from .base import Attack, Rows, Run, SearchState, check_label_range
 from .engine import batched
 from .geometry import Objective
 from .settings import AttackSettings, create_strength
@@ -90,11 +90,11 @@ class EndToEndAttack(Attack):
         assert rows.y is not None
         return margin_scores(rows.clean, rows.y)
 
-    def plan(self, rows: Rows, best: torch.Tensor) -> Iterator[Run]:
+    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
         if self.cfg.plan == "adaptive":
             from .adaptive import adaptive_plan
 
-            yield from adaptive_plan(self, rows, best)
+            yield from adaptive_plan(self, rows, state)
             return
         yield from fixed_plan(self.cfg, rows, self.n_classes)
 
@@ -137,7 +137,7 @@ def fixed_plan(cfg: AttackSettings, rows: Rows, n_classes: int) -> Iterator[Run]
     total = max(len(runs) * cfg.restarts, 1)
     for r in range(cfg.restarts):
         for k, (loss, target) in enumerate(runs):
-            yield Run(loss, noise=1000 + r * 64 + k, rule=cfg.step_rule, target=target,
+            yield Run(loss, noise=1000 + r * 64 + k, rule=cfg.step_rule, steps=cfg.end_to_end_steps, target=target,
                       done=(r * len(runs) + k + 1) / total)
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import check_eps, check_norm
 from ..validation import check_eval_mode, check_features, check_images
-from .base import Attack, Rows, Run
+from .base import Attack, Rows, Run, SearchState
 from .engine import batched
 from .geometry import Objective
 from .settings import AttackSettings, create_strength
@@ -58,7 +58,7 @@ class FeatureAttack(Attack):
     def clean_score(self, rows: Rows) -> torch.Tensor:
         return torch.zeros(len(rows), device=rows.x.device)
 
-    def plan(self, rows: Rows, best: torch.Tensor) -> Iterator[Run]:
+    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
         n = self.cfg.feature_restarts
         for r in range(n):
             yield Run("feature", noise=r if r else -1, start="random" if r else "power", done=(r + 1) / n)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import check_eps, check_norm
 from ..validation import check_eval_mode, check_images, check_labels
-from .base import Attack, Rows, Run, check_label_range
+from .base import Attack, Rows, Run, SearchState, check_label_range
 from .engine import batched
 from .geometry import Objective
 from .settings import AttackSettings, create_strength
@@ -42,7 +42,7 @@ class LossAttack(Attack):
         assert rows.y is not None
         return F.cross_entropy(rows.clean, rows.y, reduction="none")
 
-    def plan(self, rows: Rows, best: torch.Tensor) -> Iterator[Run]:
+    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
         n = self.cfg.restarts
         for r in range(n):
             yield Run("ce", noise=5000 + r, done=(r + 1) / n)
