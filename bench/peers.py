@@ -1,6 +1,7 @@
-"""The peer libraries of bench/attacks.py (torchattacks, foolbox with eagerpy, pyautoattack), imported
-only when used: torchattacks and foolbox are benchmark dependencies (bench/requirements.txt);
-pyautoattack is an optional runtime dependency of rtcore (its 'autoattack' strength)."""
+"""The peer libraries of bench/attacks.py and bench/strength.py (torchattacks, foolbox with eagerpy,
+pyautoattack, adv-lib), imported only when used: torchattacks, foolbox and adv-lib are benchmark
+dependencies (bench/requirements.txt); pyautoattack is an optional runtime dependency of rtcore (its
+'autoattack' strength)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-PEER_MODULES = ("torchattacks", "foolbox", "eagerpy", "pyautoattack")
+PEER_MODULES = ("torchattacks", "foolbox", "eagerpy", "pyautoattack", "adv_lib")
 
 
 def _importable(mod: str) -> bool:
@@ -32,6 +33,8 @@ def autoattack_available() -> bool:
 
 def peer_version(mod: str) -> str | None:
     """The installed version of a peer, None when it is missing or broken."""
+    if mod == "adv_lib":
+        _stub_visdom()
     try:
         return str(__import__(mod).__version__)
     except Exception:  # noqa: BLE001 - a peer that is missing or broken is just not listed
@@ -92,3 +95,27 @@ def autoattack_apgd_ce(model: nn.Module, eps: float, steps: int, device: torch.d
     apgd = APGDAttack(model, n_iter=steps, norm="Linf", n_restarts=1, eps=eps, seed=seed, loss="ce",
                       eot_iter=1, rho=0.75, device=device)
     return lambda x, y: apgd.perturb(x, y)
+
+
+def _stub_visdom() -> None:
+    """adv-lib imports visdom (a plotting server) at import time for its loggers, which the attacks
+    here never use; visdom 0.2.x does not build on current setuptools, so adv-lib is installed with
+    ``--no-deps`` and an empty module stands in for it (only when visdom is missing)."""
+    import types
+
+    if "visdom" not in sys.modules and not _importable("visdom"):
+        sys.modules["visdom"] = types.ModuleType("visdom")
+
+
+def adv_lib_available() -> bool:
+    _stub_visdom()
+    return "adv_lib" in sys.modules or _importable("adv_lib")
+
+
+def fmn_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 100) -> torch.Tensor:
+    """adv-lib's fast minimum-norm attack (FMN, Pintor et al., NeurIPS 2021), linf, ``steps`` steps and
+    the library's other defaults: per point the smallest breaking perturbation it found (x where none)."""
+    _stub_visdom()
+    from adv_lib.attacks import fmn
+
+    return fmn(model, x, y, norm=float("inf"), steps=steps)
