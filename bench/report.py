@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from harness import ContenderResult, MachineInfo, ModelFlops, Profile, achieved, median
 from sanity_section import SanityRun
-from sections import AA, GPU, UNFUSED, FeatureResult, FlopsResult, SingleResult, SweepResult, TasksResult
+from sections import AA, DEFAULT, GPU, UNFUSED, FeatureResult, FlopsResult, SingleResult, SweepResult, TasksResult
 
 
 @dataclass
@@ -212,16 +212,30 @@ def evaluate_targets(res: BenchResult) -> tuple[dict[str, Target], dict[str, str
     if AA in s:
         notes["single eps: AutoAttack APGD-CE / rtcore time"] = f"{s[AA].median_s / t_rt:.2f}x"
     targets = {
-        "single eps: >= 1.5x torchattacks": Target(measured=f"{r_ta:.2f}x", met=r_ta >= 1.5, value=r_ta),
-        "single eps: >= 2x foolbox": Target(measured=f"{r_fb:.2f}x", met=r_fb >= 2.0, value=r_fb),
+        "single eps, same work: >= 3x torchattacks": Target(measured=f"{r_ta:.2f}x", met=r_ta >= 3.0, value=r_ta),
+        "single eps, same work: >= 3x foolbox": Target(measured=f"{r_fb:.2f}x", met=r_fb >= 3.0, value=r_fb),
         "robust acc <= strongest peer + 0.5 pt": Target(
             measured=f"rtcore {100 * ra['rtcore (same work)']:.1f}% vs strongest peer {100 * strongest_peer:.1f}% "
                      f"({', '.join(peers)})",
             met=ra["rtcore (same work)"] <= strongest_peer + 0.005),
+        **_default_target(s, ra),
         "5-eps sweep: >= 3x foolbox multi-eps": Target(measured=f"{r_sw:.2f}x", met=r_sw >= 3.0, value=r_sw),
         "extra task < 5% of one e2e attack": Target(measured=f"{100 * extra:.1f}%", met=extra < 0.05, value=extra),
     }
     return targets, notes
+
+
+def _default_target(s: dict[str, ContenderResult], ra: dict[str, float]) -> dict[str, Target]:
+    """What a call without settings gets (rtcore's default strength) against the same-work peers."""
+    if DEFAULT not in s:
+        return {}
+    r_ta = s["torchattacks.PGD"].median_s / s[DEFAULT].median_s
+    r_fb = s["foolbox LinfPGD"].median_s / s[DEFAULT].median_s
+    weakest_gap = ra[DEFAULT] - min(ra["torchattacks.PGD"], ra["foolbox LinfPGD"])
+    return {"single eps, rtcore default: >= 3x both at equal or better strength": Target(
+        measured=f"{r_ta:.2f}x torchattacks, {r_fb:.2f}x foolbox; robust acc {100 * ra[DEFAULT]:.1f}% vs "
+                 f"{100 * ra['torchattacks.PGD']:.1f}% / {100 * ra['foolbox LinfPGD']:.1f}%",
+        met=min(r_ta, r_fb) >= 3.0 and weakest_gap <= 0, value=min(r_ta, r_fb))}
 
 
 def profile_markdown(prof: dict[str, Profile]) -> str:

@@ -55,6 +55,7 @@ RELABELLINGS: list[tuple[str, list[int], list[str]]] = [
 UNFUSED = "rtcore, unfused: "  # rows with AttackSettings(fuse=False): the engine without its fused copy
 AA = "AutoAttack APGD-CE"  # pyautoattack's APGD-CE with the same number of iterations
 GPU = " on GPU (cuda)"  # a contender run on CUDA while the main rows run on the CPU
+DEFAULT = "rtcore default ('standard')"  # rtcore.attack(model, x, y, eps) with no settings
 
 
 # ============================================================== context
@@ -203,7 +204,8 @@ def section_single(ctx: Context) -> SingleResult:
     if autoattack_available():
         apgd = autoattack_apgd_ce(model, eps, steps, ctx.device)
         contenders[AA] = lambda: apgd(x, y)
-    contenders["rtcore ('standard' preset)"] = lambda: rtcore.attack(model, x, y, eps, settings="standard").x_adv
+    contenders[DEFAULT] = lambda: rtcore.attack(model, x, y, eps).x_adv  # what a call without settings gets
+    contenders["rtcore ('fast' preset)"] = lambda: rtcore.attack(model, x, y, eps, settings="fast").x_adv
     if ctx.unfused:
         contenders[UNFUSED + "rtcore (same work)"] = \
             lambda: rtcore.attack(model, x, y, eps, settings=replace(same, fuse=False)).x_adv

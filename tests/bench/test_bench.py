@@ -44,7 +44,8 @@ def test_bench_quick_runs_on_a_random_model(tmp_path: Path) -> None:
     assert res.single and res.sweep and res.feature and res.tasks and res.flops and res.profile and res.targets
     single = res.single.contenders
     assert {"rtcore (same work)", "torchattacks.PGD", "foolbox LinfPGD", "AutoAttack APGD-CE",
-            "rtcore, unfused: rtcore (same work)"} <= set(single)
+            "rtcore, unfused: rtcore (same work)", "rtcore default ('standard')", "rtcore ('fast' preset)"} <= set(single)
+    assert "single eps, rtcore default: >= 3x both at equal or better strength" in res.targets
     for c in single.values():
         assert len(c.times) == 1 and c.median_s > 0
         assert 0.0 <= c.evals[0] <= 1.0  # robust accuracy recomputed from the returned images
