@@ -15,6 +15,7 @@ far an attack estimate is from the true robust accuracy.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import overload
 
 import numpy as np
@@ -65,4 +66,13 @@ def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return bool(a[0] <= b[1] and b[0] <= a[1])
 
 
-__all__ = ["Z95", "intervals_overlap", "wilson_interval"]
+def overlapping(lo: Sequence[float], hi: Sequence[float], groups: Sequence[object]) -> list[list[int]]:
+    """For each interval ``(lo[i], hi[i])``: the indices of the other intervals of the same group that overlap
+    it (shares the sample cannot order, e.g. two backbones' robust accuracies on one task)."""
+    if not len(lo) == len(hi) == len(groups):
+        raise ValueError(f"lo, hi and groups must have one entry per interval, got {len(lo)}, {len(hi)}, {len(groups)}")
+    return [[j for j in range(len(lo)) if j != i and groups[j] == groups[i]
+             and intervals_overlap((lo[i], hi[i]), (lo[j], hi[j]))] for i in range(len(lo))]
+
+
+__all__ = ["Z95", "intervals_overlap", "overlapping", "wilson_interval"]

@@ -190,3 +190,14 @@ def sample_columns() -> Sequence[str]:
             "delta_feature", "delta_e2e", "delta", "delta_head", "criterion_met", "criterion_met_feature_only",
             "criterion_met_head", "robust", "clean_loss", "adv_loss", "loss_bound", "loss_bound_lse",
             "feature_norm", "probe_C", "probe_radius"]
+
+
+def gallery_panels(x: torch.Tensor, x_adv: torch.Tensor, eps: float, max_items: int = 8) -> dict[str, torch.Tensor]:
+    """The three rows of an attack gallery as (K, H, W) grey images: ``clean`` x and ``attacked`` x' in [0, 1]
+    (channels averaged) and ``perturbation`` (x' - x) / eps, in [-1, 1] for a linf ball (zeros at eps 0)."""
+    a = x[:max_items].detach().cpu().float()
+    b = x_adv[:max_items].detach().cpu().float()
+    if a.ndim == 4:
+        a, b = a.mean(dim=1), b.mean(dim=1)
+    pert = (b - a) / eps if eps > 0 else torch.zeros_like(a)
+    return {"clean": a, "attacked": b, "perturbation": pert}
