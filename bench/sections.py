@@ -3,11 +3,10 @@ and returns its typed result. See the module docstring of bench/attacks.py and b
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-
-import copy
 
 import torch
 from harness import (

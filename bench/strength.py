@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -43,10 +44,11 @@ for _p in (ROOT, ROOT / "bench"):  # `python bench/strength.py` from anywhere; t
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import rtcore  # noqa: E402
-from harness import check_ball, log  # noqa: E402
-from peers import adv_lib_available, fmn_linf, peer_version  # noqa: E402
-from rtcore.attacks import PRESETS  # noqa: E402
+from harness import check_ball, log
+from peers import adv_lib_available, fmn_linf, peer_version
+
+import rtcore
+from rtcore.attacks import PRESETS
 
 TOLERANCE = 0.005  # robust accuracy at most 0.5 points above the reference
 UNION = 0.01  # the union of both breaks at most 1 % of n more points than rtcore alone
@@ -133,7 +135,7 @@ def run_setting(backbone: str, task: str, n: int, eps: list[float], attacks: dic
     times = {k: Timing() for k in attacks}
     bounds = torch.linspace(0, n, chunks + 1).round().long().tolist()
     names = list(attacks)
-    for c, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+    for c, (lo, hi) in enumerate(pairwise(bounds)):
         order = names[c % len(names):] + names[:c % len(names)]  # rotate who goes first
         for name in order:
             xs, ys = x[lo:hi], y[lo:hi]

@@ -106,7 +106,7 @@ def adaptive_plan(att: EndToEndAttack, rows: Rows, state: SearchState) -> Iterat
         ranked[idx] = torch.where(reach, order, -1)
         chosen = near_lin | (state.best > CLOSE * clean)  # close: the survivors that go on
 
-        def close() -> torch.Tensor:
+        def close(chosen: torch.Tensor = chosen) -> torch.Tensor:
             return chosen & (state.best <= 0)
 
         for j in range(n_targets):

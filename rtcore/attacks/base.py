@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar
 
 import torch
@@ -92,7 +93,6 @@ class Outcome:
     x_adv: torch.Tensor  # (E, N, ...)
     values: dict[str, torch.Tensor]  # each (E, N, ...)
     clean: torch.Tensor  # (N, ...) clean outputs of the original model
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Attack(ABC):
@@ -253,7 +253,7 @@ def monotone(eps_values: Sequence[float], better: Callable[[torch.Tensor, torch.
     """In place, along increasing eps: where the witness found at a smaller eps is better, use
     it (it lies inside every larger ball). ``values`` and ``carried`` have a leading E axis."""
     order = sorted(range(len(eps_values)), key=lambda i: eps_values[i])
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         take = better(values[a], values[b])
         for t in (values, *carried):
             t[b][take] = t[a][take]

@@ -76,7 +76,7 @@ class AttackSettings:
         if self.targets < 0:
             raise ValueError(f"targets={self.targets} must be >= 0")
         if isinstance(self.losses, str):
-            raise ValueError(f"losses={self.losses!r} must be a tuple of names, e.g. losses=({self.losses!r},)")
+            raise TypeError(f"losses={self.losses!r} must be a tuple of names, e.g. losses=({self.losses!r},)")
         bad = [loss for loss in self.losses if loss not in E2E_LOSSES]
         if bad:
             raise ValueError(f"losses={self.losses} contains {bad}; use any of {list(E2E_LOSSES)}")
@@ -137,7 +137,7 @@ def register_strength(name: str, settings: AttackSettings, description: str = ""
     """Add a named strength (``description`` defaults to :func:`describe` of the settings);
     ValueError if the name is taken, unless ``overwrite``."""
     if not isinstance(settings, AttackSettings):
-        raise ValueError(f"strength {name!r}: settings must be an AttackSettings, got {type(settings).__name__}")
+        raise TypeError(f"strength {name!r}: settings must be an AttackSettings, got {type(settings).__name__}")
     return _REGISTRY.register(StrengthInfo(name=name, description=description or describe(settings),
                                            settings=settings), overwrite=overwrite)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import pytest
 import torch
@@ -101,7 +102,7 @@ def test_inside_the_ball_monotone_and_carried_over(kind: Kind, settings: AttackS
         if e == 0:
             assert torch.equal(xa[i], case.x), "eps = 0 is the clean input"
     order = sorted(range(len(eps)), key=lambda i: eps[i])
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         assert bool((value[b] >= value[a]).all()), "monotone in eps"
         if kind.stops:  # carry-over: a point broken at a smaller eps keeps that witness, never attacked again
             broken = value[a] > 0
@@ -182,7 +183,8 @@ def test_descend_keeps_the_best_iterate_and_stops_a_row_once_it_breaks() -> None
         eps = torch.full((3,), 0.1)
         calls: list[torch.Tensor] = []
 
-        def objective(xa: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def objective(xa: torch.Tensor, rows: torch.Tensor, calls: list[torch.Tensor] = calls
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
             calls.append(rows.clone())
             s = (xa - 0.5).flatten(1).sum(1)  # ascends by moving every pixel up
             score = s - torch.tensor([-1.0, 0.05, 10.0])[rows]  # row 0 breaks at once, row 2 never

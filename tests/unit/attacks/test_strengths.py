@@ -40,7 +40,7 @@ def test_create_applies_overrides_and_refuses_unknown_names_and_fields() -> None
         AttackSettings(plan="greedy")
     with pytest.raises(ValueError, match="e2e_steps=0"):
         AttackSettings(e2e_steps=0)
-    with pytest.raises(ValueError, match="losses='ce' must be a tuple"):
+    with pytest.raises(TypeError, match="losses='ce' must be a tuple"):
         AttackSettings(losses="ce")  # type: ignore[arg-type]
 
 
@@ -59,7 +59,7 @@ def test_a_registered_strength_shows_up_everywhere_and_keys_differ(monkeypatch: 
     assert PRESETS["mine"].steps == 8
     with pytest.raises(KeyError):
         PRESETS["nope"]
-    with pytest.raises(ValueError, match="must be an AttackSettings"):
+    with pytest.raises(TypeError, match="must be an AttackSettings"):
         register_strength("bad", {"steps": 3})  # type: ignore[arg-type]
     assert mine.key()["plan"] == "adaptive" and mine.key()["e2e_steps"] == 40
     assert "plan" not in AttackSettings().key() and "e2e_steps" not in AttackSettings().key()
