@@ -19,6 +19,7 @@ Writes ``OUT/results.json`` and ``OUT/results.md`` and prints the table.
 
     python scripts/sweep_bench.py [--n 200] [--workers 2] [--tiny-n 8] [--out bench/out/sweep]
         [--only tiny-local,tiny-ray,serial-1t,ray,serial-2t] [--zoo 40]
+    python scripts/sweep_bench.py --report OUT/results.json      # the tables of an earlier run
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def report(rows: dict[str, dict[str, Any]], zoo: int, workers: int) -> str:
                    f"speed-up {speed:.2f}, efficiency {speed / workers:.0%}"
                    + (f"; serial with 2 threads {s2['wall']:.0f} s (Ray is {s2['wall'] / ray['wall']:.2f}x faster)"
                       if s2 else "") + ".")
-        per_unit = ray["unit_mean"]
+        per_unit = s1["unit_mean"]  # a unit with a core to itself
         over = ray["overhead_median"]
         units = zoo * len(TASKS)
         out.append(f"* Extrapolation to {zoo} backbones of this size ({units} units, same tasks and eps): one worker "
@@ -158,7 +159,11 @@ def main() -> None:
     p.add_argument("--zoo", type=int, default=40, help="backbones of the extrapolation (default 40)")
     p.add_argument("--only", default=",".join(CONFIGS), help=f"configurations, comma-separated ({','.join(CONFIGS)})")
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "sweep"), help="where results.json/.md go")
+    p.add_argument("--report", metavar="JSON", help="only print the tables of an earlier results.json")
     args = p.parse_args()
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())["runs"], args.zoo, args.workers))
+        return
     only = [c.strip() for c in args.only.split(",") if c.strip()]
     bad = [c for c in only if c not in CONFIGS]
     if bad:
