@@ -169,4 +169,5 @@ def describe_device(g: Backbone) -> str:
     d = g.device
     if d.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(d)})"
-    return f"{d.type} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{d.type} ({threads} thread{'' if threads == 1 else 's'})"

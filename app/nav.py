@@ -46,11 +46,3 @@ PAGES: tuple[PageSpec, ...] = (
 def available_pages() -> list[PageSpec]:
     """The pages whose files exist (a page another change has not added yet is left out)."""
     return [p for p in PAGES if (ROOT / p.path).is_file()]
-
-
-def controls_for(url_path: str) -> tuple[str, ...]:
-    """The sidebar controls of the page at ``url_path`` (every control for an unknown page)."""
-    for p in PAGES:
-        if p.url_path == url_path:
-            return p.controls
-    return ALL

@@ -19,7 +19,7 @@ from rtcore.attacks import STRENGTHS, describe
 from rtcore.config import NORMS, check_eps, eps_grid, eps_key, eps_steps
 from rtcore.models import BUNDLED_DIR, read_card
 from rtcore.models.registry import backbone_info
-from rtcore.probes import PROBE_DESCRIPTIONS, list_probes
+from rtcore.probes import list_probes
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ MISSING = "—"
 def probes() -> list[str]:
     """The probe kinds, from the library's registry."""
     return list_probes()
-
-
-def probe_label(kind: str) -> str:
-    return f"{kind}: {PROBE_DESCRIPTIONS[kind]}" if kind in PROBE_DESCRIPTIONS else kind
 
 
 def _env_int(name: str, default: int) -> int:

@@ -32,7 +32,7 @@ from .figures import at_eps
 from .jobs import Request, Snapshot
 
 POLL_S = 0.5  # how often a waiting page refreshes its progress bar
-RERUN_GAP_S = 1.5  # while a job computes, a page re-draws at most this often (its first results at once)
+RERUN_GAP_S = 3.0  # while a job computes, a page re-draws at most this often (its first results at once)
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
 #: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of a keyed
 #: widget that a run does not draw; re-assigning the value keeps it)

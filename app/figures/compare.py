@@ -42,7 +42,8 @@ def compare_at_eps(summary: pd.DataFrame, eps: float, plot: str = "full") -> go.
            subtitle="whiskers: 95 % intervals; values in the table below")
     fig.update_yaxes(range=[0, 1.08], title_text=None)
     fig.update_yaxes(title_text=ACC_AXIS, col=1)
-    fig.update_xaxes(title_text="downstream task", type="category", categoryorder="array", categoryarray=tasks)
+    fig.update_xaxes(title_text="downstream task", type="category", categoryorder="array", categoryarray=tasks,
+                     showgrid=False)
     fig.update_annotations(font={"size": 15})
     return fig
 

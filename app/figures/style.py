@@ -80,7 +80,7 @@ def task_ticks(fig: go.Figure, names: Sequence[str], colours: dict[str, str], do
     text = [f'<span style="color:{colours[n]}">■</span> {n}' + ("" if n in ready else f"<br><i>{PENDING}</i>")
             for n in names]
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(names), tickvals=list(names),
-                     ticktext=text)
+                     ticktext=text, showgrid=False)
 
 
 def legend_key(fig: go.Figure, dashes: dict[str, str], names: dict[str, str], group: str = "line style") -> None:
