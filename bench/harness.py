@@ -186,8 +186,10 @@ class ContenderResult:
     evals: list[Eval] = field(default_factory=list)
     passes: Passes | None = None  # rows through the model in the warm-up call, where counted
     cpu_util: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)  # process CPU seconds of each timed repetition
     started_at: list[float] = field(default_factory=list)
     median_s: float = math.nan
+    median_cpu_s: float = math.nan
     achieved: Achieved | None = None  # filled in by the report, once the FLOPs are known
 
 
@@ -217,13 +219,15 @@ def interleave(contenders: dict[str, Callable[[], Any]], reps: int, device: torc
             c.times.append(dt)
             # CPU seconds of this process per wall second and thread: well below 1 when another
             # process took the cores during this repetition (on CPU; meaningless on a GPU)
-            c.cpu_util.append((time.process_time() - c0) / dt / torch.get_num_threads())
+            c.cpu_times.append(time.process_time() - c0)
+            c.cpu_util.append(c.cpu_times[-1] / dt / torch.get_num_threads())
             c.started_at.append(time.time())
             if after is not None:
                 c.evals.append(after(name, res))
             log(f"    rep {r + 1}/{reps} {name:<28s} {dt:8.3f} s  cpu util {c.cpu_util[-1]:.2f}")
     for name, c in out.items():
         c.median_s = median(c.times)
+        c.median_cpu_s = median(c.cpu_times)
         ev = c.evals[-1] if c.evals else None
         shown = ", ".join(f"{e:.4f}" for e in ev) if isinstance(ev, list) else (f"{ev:.4f}" if ev is not None else "")
         passes = None if c.passes is None else vars(c.passes)

@@ -136,7 +136,7 @@ def make_context(backbone: str, task_name: str, n: int, device: torch.device, *,
     assert_eval(g, "the backbone")
     clean_acc = float((batched(model, x).argmax(1) == y).float().mean())
     log(f"  clean accuracy on the {n} test images: {100 * clean_acc:.1f}%")
-    fused, rep = fused_copy(model, x)
+    _, rep = fused_copy(model, x)
     log(f"  rtcore's fused copy: {rep.reason}, {rep.folded} batch norms folded, max |logit difference| "
         f"{rep.max_abs_diff:.2e}")
     ctx = Context(model=model, backbone=g, probe=probe, x=x, y=y, device=device, eps=eps, steps=steps, reps=reps,
