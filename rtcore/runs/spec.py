@@ -377,4 +377,5 @@ def _exact(e: float) -> str:
 
 
 def _settings_dict(s: AttackSettings) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items()}
+    """The settings' fields (unset optional ones left out: TOML has no null)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items() if v is not None}
