@@ -6,7 +6,7 @@ An :class:`Attack` takes checked inputs and a list of eps and does, for every at
   the module the iterations run on (a verified fused copy, :func:`.engine.search_model`);
 * eps expansion: one row per (eps, point), each with its own eps, so several eps share a call;
 * the search: the runs the attack's :meth:`Attack.plan` yields, each over the live rows in
-  batches, from a seeded random (or power, or best-so-far) start, through the one loop
+  batches, from a seeded random (or power) start, through the one loop
   :func:`.engine.descend` with the run's step rule, keeping the best iterate per row and, for
   attacks that :attr:`Attack.stops`, stopping a row once it breaks;
 * witness carry-over: for attacks that stop, eps are attacked in increasing order and a point
@@ -30,6 +30,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..config import check_eps, check_norm
+from ..validation import check_eval_mode, check_images, check_labels
 from .apgd import APGDRule
 from .engine import CosineRule, StepRule, batched, descend, model_device, search_model
 from .geometry import Objective, check_inside, power_start, random_start, row_noise
@@ -43,8 +45,8 @@ class Run:
     """One pass of the loop over some rows: what the objective needs, where it starts, how it steps.
 
     ``loss``: a name the attack's :meth:`Attack.objective` understands. ``noise``: seeds the
-    random start per row, with (seed, noise, point, eps). ``start``: "random", "power" (along
-    the local Jacobian, :func:`.geometry.power_start`) or "best" (each row's best iterate so far).
+    random start per row, with (seed, noise, point, eps). ``start``: "random" or "power" (along
+    the local Jacobian, :func:`.geometry.power_start`).
     ``rule``: "cosine" or "apgd". ``steps``: default ``settings.steps``. ``target``: a class per
     row of the group (``-1``: the row sits this run out). ``rows``: a boolean mask of the rows
     of the group that take part (default all). ``done``: the fraction of the group's work done
@@ -228,7 +230,7 @@ class Attack(ABC):
                 idx = live[lo:lo + cfg.batch_size]
                 objective = self.objective(run, rows, idx)
                 bx, bs, xs, es = best_x[idx], best[idx], rows.x[idx], rows.eps[idx]
-                start = self._start(run, objective, xs, es, rows.sample[idx], bx)
+                start = self._start(run, objective, xs, es, rows.sample[idx])
                 rule: StepRule = APGDRule(steps, start) if run.rule == "apgd" else CosineRule(steps, cfg.step_max)
                 descend(objective, xs, start, es, self.norm, steps, rule, bx, bs, stop_at_positive=self.stops)
                 best_x[idx], best[idx] = bx, bs
@@ -239,10 +241,8 @@ class Attack(ABC):
                 progress(done)
         return best_x
 
-    def _start(self, run: Run, objective: Objective, xs: torch.Tensor, es: torch.Tensor, sample: torch.Tensor,
-               best_x: torch.Tensor) -> torch.Tensor:
-        if run.start == "best":
-            return best_x.clone()
+    def _start(self, run: Run, objective: Objective, xs: torch.Tensor, es: torch.Tensor,
+               sample: torch.Tensor) -> torch.Tensor:
         if run.start == "power":
             return power_start(objective, xs, es, self.norm, row_noise(xs, es, sample, self.seed, run.noise, True))
         return random_start(xs, es, self.norm, row_noise(xs, es, sample, self.seed, run.noise, self.norm == "l2"))
@@ -258,6 +258,19 @@ def monotone(eps_values: Sequence[float], better: Callable[[torch.Tensor, torch.
         for t in (values, *carried):
             t[b][take] = t[a][take]
 
+
+
+def check_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float | Sequence[float], norm: str,
+                 name: str = "model") -> tuple[tuple[float, ...], bool, torch.Tensor | None]:
+    """The checks every public attack makes: norm, eps (one value or a list), images in [0, 1], one
+    integer label per image (when given), the model in eval mode. Returns ``(eps values, whether eps
+    was one number, labels)``."""
+    check_norm(norm)
+    eps_values, scalar = check_eps(eps, norm)
+    check_images(x)
+    labels = None if y is None else check_labels(y, x.shape[0])
+    check_eval_mode(model, name)
+    return eps_values, scalar, labels
 
 
 def check_label_range(y: torch.Tensor | None, n_classes: int) -> None:

@@ -9,9 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_eps, check_norm
-from ..validation import check_eval_mode, check_images, check_labels
-from .base import Attack, Rows, Run, SearchState, check_label_range
+from .base import Attack, Rows, Run, SearchState, check_inputs, check_label_range
 from .engine import batched
 from .geometry import Objective
 from .settings import AttackSettings, create_strength
@@ -166,13 +164,10 @@ def attack(
         res = rtcore.attack(model, x, y, [2 / 255, 8 / 255], settings="strong")
         res.robust.float().mean(dim=1)  # robust accuracy per eps
     """
-    check_norm(norm)
-    eps_values, scalar = check_eps(eps, norm)
-    check_images(x)
-    y = check_labels(y, x.shape[0])
-    check_eval_mode(model, "model")
+    eps_values, scalar, labels = check_inputs(model, x, y, eps, norm)
+    assert labels is not None
     cfg = create_strength(settings, steps=steps, restarts=restarts)
-    res = run_attack(model, x, y, eps_values, norm, cfg, seed, progress)
+    res = run_attack(model, x, labels, eps_values, norm, cfg, seed, progress)
     if not scalar:
         return res
     return replace(res, eps=eps_values[0], robust=res.robust[0], x_adv=res.x_adv[0], logits_adv=res.logits_adv[0])

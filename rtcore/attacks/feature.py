@@ -9,9 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import check_eps, check_norm
-from ..validation import check_eval_mode, check_features, check_images
-from .base import Attack, Rows, Run, SearchState
+from ..validation import check_features
+from .base import Attack, Rows, Run, SearchState, check_inputs
 from .engine import batched
 from .geometry import Objective
 from .settings import AttackSettings, create_strength
@@ -115,10 +114,7 @@ def feature_attack(
     from ..models import create_backbone
 
     g = create_backbone(backbone) if isinstance(backbone, str) else backbone
-    check_norm(norm)
-    eps_values, scalar = check_eps(eps, norm)
-    check_images(x)
-    check_eval_mode(g, "backbone")
+    eps_values, scalar, _ = check_inputs(g, x, None, eps, norm, "backbone")
     cfg = create_strength(settings, steps=steps, feature_restarts=restarts)
     out = FeatureAttack(g, cfg, norm, seed, projector).run(x, None, eps_values, progress)
     pick = (lambda t: t[0]) if scalar else (lambda t: t)

@@ -9,9 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_eps, check_norm
-from ..validation import check_eval_mode, check_images, check_labels
-from .base import Attack, Rows, Run, SearchState, check_label_range
+from .base import Attack, Rows, Run, SearchState, check_inputs, check_label_range
 from .engine import batched
 from .geometry import Objective
 from .settings import AttackSettings, create_strength
@@ -80,13 +78,9 @@ def loss_attack(
     is misclassified (as :func:`rtcore.attacks.attack` does) under-states it. The best iterate
     per sample is kept; monotone in eps.
     """
-    check_norm(norm)
-    eps_values, scalar = check_eps(eps, norm)
-    check_images(x)
-    y = check_labels(y, x.shape[0])
-    check_eval_mode(model, "model")
+    eps_values, scalar, labels = check_inputs(model, x, y, eps, norm)
     cfg = create_strength(settings)
-    out = LossAttack(model, cfg, norm, seed).run(x, y, eps_values, progress)
+    out = LossAttack(model, cfg, norm, seed).run(x, labels, eps_values, progress)
     pick = (lambda t: t[0]) if scalar else (lambda t: t)
     return LossAttackResult(eps=eps_values[0] if scalar else eps_values, norm=norm, loss=pick(out.values["loss"]).cpu(),
                             x_adv=pick(out.x_adv).cpu(), settings=cfg)
