@@ -27,7 +27,7 @@ else:
     table = ui.display_table(snap.summary, eps, snap.tasks)
     ui.table(sanity_view.with_flags(table, sanity_view.current(ref, run)), "landing_table")
     st.caption(f"At ε = {state.eps_label(eps, norm)}, n = {run.request.specs[0].n} test points per task; brackets: "
-               "95 % Wilson intervals. Hover a column name for its meaning; Δ is in the backbone's feature units.")
+               "95 % Wilson intervals; Δ is in the backbone's feature units.")
     ui.chart("landing_curves", fx.accuracy_curves, snap.summary, eps, cache=key)
     st.caption("**Reading the curves.** Colour: the task. Solid: robust accuracy under attack (at ε = 0 the clean "
                "accuracy). Dashed: the bound, the share of points with ρ(x) > Δ(x). Dotted: the same with Δ_P, the "

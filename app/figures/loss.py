@@ -20,6 +20,8 @@ LOSS_BARS: dict[str, dict[str, object]] = {
     "loss_bound_lse": {"pattern": {"shape": ".", "fillmode": "overlay", "fgcolor": "white", "size": 8}},
     "loss_bound": {"pattern": {"shape": "/", "fillmode": "overlay", "fgcolor": "white", "size": 9}}}
 LOSS_DASH: dict[str, str] = {"adv_loss": "solid", "loss_bound_lse": "dashdot", "loss_bound": "dash"}
+#: ticks of the log axis, written out (plotly's short log ticks read "5" for 0.5 and for 5)
+LOG_TICKS = dict(tickvals=[k * 10.0 ** d for d in range(-3, 4) for k in (1, 2, 5)], tickformat="~g")
 
 
 def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), plot: str = "full") -> go.Figure:
@@ -36,7 +38,7 @@ def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), pl
            subtitle="light = clean loss · solid = adversarial loss (attack) · dotted = bound (ii) log-sum-exp · "
                     "hatched = bound (i)")
     task_ticks(fig, tasks, colours, rows.index)
-    fig.update_yaxes(type="log", dtick="D2")
+    fig.update_yaxes(type="log", **LOG_TICKS)
     return fig
 
 
@@ -49,7 +51,7 @@ def loss_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.F
     legend_key(fig, LOSS_DASH, LOSS_NAMES)
     layout(fig, "Loss against ε (at ε = 0 all equal the clean loss)", "", LOSS_AXIS, height=460,
            legend_title="task (colour)")
-    fig.update_yaxes(type="log", dtick="D2")
+    fig.update_yaxes(type="log", **LOG_TICKS)
     axis.apply(fig)
     axis.mark(fig, current_eps)
     return fig
