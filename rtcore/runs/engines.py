@@ -179,6 +179,7 @@ class RayEngine:
         self.cache_dir, self.use_cache = cache_dir, use_cache
         self.cpus_per_unit = cpus_per_unit
         self.owned = False
+        self.address = address
         self.init_seconds = 0.0
         if not ray.is_initialized():
             t0 = time.perf_counter()
@@ -221,7 +222,8 @@ class RayEngine:
     def describe(self) -> str:
         res = self._ray.cluster_resources()
         gpus = f", {self.gpus_per_unit:g} GPU" if self.gpus_per_unit else ""
-        where = "a local Ray instance" if self.owned else "Ray"
+        where = (f"the Ray cluster at {self.address!r}" if self.address else
+                 "a local Ray instance" if self.owned else "Ray (initialised by the caller)")
         return (f"{where}: {int(res.get('CPU', 0))} CPUs, {int(res.get('GPU', 0))} GPUs, "
                 f"{len(self._ray.nodes())} node(s); each unit {self.cpus_per_unit} CPU{gpus}")
 
