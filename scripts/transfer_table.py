@@ -16,6 +16,7 @@ ordering (ranking by bound_pre = mean 1[rho_method(x) > Delta_base(x)], Kendall 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from rtcore import ResultCache, create_backbone, load_task
 from rtcore._io import atomic_write
 from rtcore.config import eps_key
-from rtcore.runs import compare_methods, method_table, ordering_verdict
+from rtcore.runs import Verdict, compare_methods, method_table, ordering_verdict
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 
 ROBUST, STANDARD = "fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"
@@ -66,6 +67,14 @@ def stage_printer(tag: str, t0: float) -> Callable[[str, float], None]:
     return progress
 
 
+def verdict_line(v: Verdict, eps_text: str) -> str:
+    """One line of the markdown: the most robust methods and whether the pre-fine-tuning Delta predicted them."""
+    tau = "undefined (ties)" if math.isnan(v.kendall_tau) else f"{v.kendall_tau:+.2f}"
+    return (f"at eps {eps_text}: most robust {' = '.join(v.best)} (robust acc {v.robust_acc:.3f}); "
+            f"the pre-fine-tuning Delta ranks {' = '.join(v.predicted_best)} first: "
+            f"{'predicted' if v.agrees else 'not predicted'}; Kendall tau of the orderings {tau}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbones", nargs="+", default=[ROBUST, STANDARD])
@@ -96,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                                   seed=args.seed, cache=cache, recipe=recipe,
                                   progress=stage_printer(f"{name} / {task_name}", t0))
             tables.append(method_table(res, eps))
-            lines = [ordering_verdict(res.summary, eps_key(e)).sentence(f"{k}/255") for e, k in zip(eps, args.eps)]
+            lines = [verdict_line(ordering_verdict(res.summary, eps_key(e)), f"{k}/255") for e, k in zip(eps, args.eps)]
             verdicts.append(f"- **{name} / {task_name}** ({time.perf_counter() - t0:.0f} s): " + "; ".join(lines))
     table = pd.concat(tables, ignore_index=True)
     text = "\n".join([

@@ -159,12 +159,6 @@ class Verdict:
         """The predicted best method is among the measured best."""
         return bool(set(self.best) & set(self.predicted_best))
 
-    def sentence(self, eps_text: str) -> str:
-        tau = "undefined (ties)" if math.isnan(self.kendall_tau) else f"{self.kendall_tau:+.2f}"
-        return (f"at eps {eps_text}: most robust {' = '.join(self.best)} (robust acc {self.robust_acc:.3f}); "
-                f"the pre-fine-tuning Delta ranks {' = '.join(self.predicted_best)} first: "
-                f"{'predicted' if self.agrees else 'not predicted'}; Kendall tau of the orderings {tau}")
-
 
 def kendall_tau_b(a: Sequence[float], b: Sequence[float]) -> float:
     """Kendall's tau-b of two equally long sequences (NaN when either has no untied pair)."""
