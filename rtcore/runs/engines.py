@@ -165,8 +165,9 @@ class RayEngine:
     """One Ray task per unit (``num_cpus=cpus_per_unit``, ``num_gpus=1`` when the cluster has GPUs, unless
     ``gpus_per_unit`` says otherwise), ``max_retries`` for lost workers; results come back to the driver.
 
-    ``address=None`` starts a local instance with ``workers * cpus_per_unit`` CPUs (all cores when
-    ``workers`` is None); ``"auto"`` or ``"ray://host:port"`` joins a cluster. An already initialised
+    ``address=None`` starts a new local instance (``ray.init(address="local")``: never a cluster that
+    happens to run here) with ``workers * cpus_per_unit`` CPUs (all cores when ``workers`` is None);
+    ``"auto"`` or ``"ray://host:port"`` joins a cluster. An already initialised
     Ray (``ray.init`` called by the program) is used as it is and left running."""
 
     name = "ray"
@@ -186,8 +187,8 @@ class RayEngine:
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
                                   "configure_logging": True}
             env = dict(runtime_env or {})
-            if address is None:
-                kw["num_cpus"] = (workers or os.cpu_count() or 1) * cpus_per_unit
+            if address is None:  # "local": a new instance, never a cluster that happens to run on this machine
+                kw.update(address="local", num_cpus=(workers or os.cpu_count() or 1) * cpus_per_unit)
                 env = _with_package_path(env)
             else:
                 kw["address"] = address
