@@ -42,7 +42,8 @@ from typing import Any
 from ..models.ref import BackboneRef
 from ..probes import probe_info
 from ..transfer.recipe import transfer_info
-from .spec import EvalSpec, read_spec_file
+from .spec import EvalSpec
+from .spec_files import read_spec_file
 
 #: sweep keys that may hold a list (the axes), with the singular key an evaluation spec uses
 AXES: dict[str, str] = {"backbones": "backbone", "tasks": "tasks", "norm": "norm", "n": "n", "attack": "attack",
