@@ -30,7 +30,7 @@ from .spec import EvalSpec
 from .sweep_spec import SweepUnit
 
 #: the Ray version requirements.txt pins (the install hint names it)
-RAY_REQUIREMENT = "ray==2.60.0"
+RAY_REQUIREMENT = "ray[client]==2.60.0"
 #: Ray retries a unit whose worker died (crash, node lost, killed for memory) this many times
 RAY_MAX_RETRIES = 2
 #: the environment variable of Ray workers' niceness (see :func:`_with_package_path`)
@@ -271,7 +271,8 @@ def import_ray() -> Any:
         import ray
     except ImportError as e:
         raise RtcoreError(f"--engine ray needs Ray, which is not installed here ({e}); install it with "
-                          f"`pip install {RAY_REQUIREMENT}` (it is in requirements.txt), or use --engine local") from None
+                          f"`pip install '{RAY_REQUIREMENT}'` (it is in requirements.txt), or use --engine local"
+                          ) from None
     return ray
 
 
