@@ -90,6 +90,7 @@ def page(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, comparison: MethodCom
     monkeypatch.setattr(registry, "JOBS", registry.JobRegistry(start_delay=0))
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["eps"] = 0.03
+    at.session_state["tasks"] = []  # the landing page of the first run computes nothing
     at.session_state["calls"] = calls
     return at
 
