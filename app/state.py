@@ -19,6 +19,7 @@ from rtcore.attacks import STRENGTHS, describe
 from rtcore.config import NORMS, check_eps, eps_grid, eps_key, eps_steps
 from rtcore.models import BUNDLED_DIR, read_card
 from rtcore.models.registry import backbone_info
+from rtcore.models.uploads import MAX_UPLOAD_BYTES as CHECKPOINT_UPLOAD_BYTES
 from rtcore.probes import list_probes
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,8 @@ SAMPLE_SIZES: tuple[int, ...] = (20, 50, 100, 200, 500, 1000, 2000)
 DEFAULT_N, DEFAULT_ATTACK, SEED = 200, "fast", 0
 PREFERRED_BACKBONE = "fmnist-cnn-pgd-linf-0.1"
 UPLOAD_CHOICE = "upload: my checkpoint (.safetensors + timm architecture)"
-MAX_UPLOAD_MB = 200
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+MAX_UPLOAD_BYTES = CHECKPOINT_UPLOAD_BYTES
+MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 BOUND_NOTE = ("The bound uses Δ(x) found by an attack (a lower estimate of the true Δ), so it is a "
               "**prediction**, not a certificate: a certified guarantee would need an upper bound on Δ. "
               "Brackets and error bars: 95 % Wilson intervals over the n test points.")
