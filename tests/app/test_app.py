@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import rtcore
-from app import backbones as bb
+import rtcore.models.uploads
 from app import registry, state
 from app.theory_ui import TOY_EXAMPLES, example_toy
 from rtcore.config import eps_grid
@@ -291,7 +291,7 @@ def test_toy_examples_show_what_their_labels_say(small: None) -> None:
 def test_offline_timm_backbone_is_a_message(small: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(bb, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(rtcore.models.uploads, "hub_reachable", lambda *a, **k: False)
     at = new_app(backbone="timm:resnet18.a1_in1k").run()
     assert not at.exception and at.error and "not available" in at.error[0].value
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -239,14 +240,14 @@ def test_tables_of_two_jobs_never_share_a_key(stub: Recorder, tmp_path: Path) ->
 # ---------------------------------------------------------------- progress and the time estimate
 
 def test_progress_reports_the_measured_time_left(stub: Recorder, tmp_path: Path) -> None:
-    stub.seconds_per_eps = 0.05
+    """No estimate before a step was computed (the first unit is held), an estimate with the elapsed time after."""
+    stub.seconds_per_eps, stub.hold = 0.05, {60}
     j = job(60, tmp_path)
-    texts: list[str] = []
-    while not j.done:
-        texts.append(j.progress()[1])
-        time.sleep(0.005)
-    assert any("left" in t and "elapsed" in t for t in texts), texts[-5:]
-    assert any("measured after the first computed step" in t for t in texts)
+    assert wait_until(lambda: "measured after the first computed step" in j.progress()[1]), j.progress()
+    stub.release.set()
+    assert wait_until(lambda: re.search(r"elapsed, about .+ left$", j.progress()[1]) is not None), j.progress()
+    j.join(WAIT_S)
+    assert j.done
 
 
 def test_a_cached_unit_never_says_it_fits_a_probe(stub: Recorder, tmp_path: Path) -> None:
