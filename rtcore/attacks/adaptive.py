@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from .settings import AttackSettings
 
 #: the screening run's length, as a fraction of ``settings.end_to_end_steps``
-SCREEN_FRACTION = 0.25
+SCREEN_FRACTION = 0.5
 #: a survivor whose margin kept less than this fraction of its clean value is "close"
 CLOSE = 0.3
 #: ... or whose linearised distance to some class boundary is less than this many eps

@@ -150,7 +150,7 @@ def test_a_read_only_kind_folder_is_found_at_opening_and_its_saves_are_skipped(t
 
 
 def test_a_read_only_cache_that_holds_every_result_is_read(tmp_path: Path) -> None:
-    """The issue's case: a cache filled earlier, now read-only (a shared or archived folder): read, not refused."""
+    """A cache filled earlier, now read-only (a shared or archived folder): read, not refused."""
     from tests.unit.test_silent_models import _evaluate, _exec_net, _seeded  # one tiny evaluation, given task
 
     root = tmp_path / "cache"

@@ -262,7 +262,7 @@ def _evaluate(net: nn.Module, cache_dir: Path) -> object:
 
 
 def test_an_edited_forward_is_recomputed_through_the_pipeline(tmp_path: Path) -> None:
-    """The issue's repro: same class name and weights, forward edited: the old numbers must not come back."""
+    """Same class name and weights, forward edited: the old numbers must not come back."""
     relu = _evaluate(_seeded(_exec_net("relu")), tmp_path / "c")
     tanh_warm = _evaluate(_seeded(_exec_net("tanh")), tmp_path / "c")
     tanh_fresh = _evaluate(_seeded(_exec_net("tanh")), tmp_path / "fresh")
