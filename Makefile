@@ -37,7 +37,7 @@ run: $(STAMP)
 	$(PY) -m streamlit run app.py
 
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope
 
 browser-test: $(STAMP) browser
 	$(PY) -m pytest -q tests/browser

@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-from app import nav
+from app import nav, state
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_TIMEOUT_S = 300
@@ -108,12 +108,14 @@ def add_own_task(page: object, folder: Path) -> None:
 
 
 def tiny_sweep(cache: Path) -> None:
-    """A small sweep under the cache's sweeps/ folder, for the zoo page (two backbones, one task)."""
+    """A small sweep under the cache's sweeps/ folder, for the zoo page: two backbones on the dashboard's task
+    and n here, so the landing page reads the default backbone's probe from the cache the sweep filled."""
     from rtcore.runs.sweep import sweep
 
-    result = sweep({"backbones": ["fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"], "tasks": ["fmnist-novel"],
-                    "eps": ["2/255", "8/255"], "n": 8, "attack": "fast", "probes": ["logistic-std"]},
-                   cache / "sweeps" / "tiny", cache_dir=cache)
+    env = ttfp.SMALL_ENV
+    result = sweep({"backbones": [state.default_backbone(), "fmnist-cnn-standard"],
+                    "tasks": [env["RTCORE_DASHBOARD_TASKS"]], "eps": ["2/255", "8/255"],
+                    "n": int(env["RTCORE_DASHBOARD_N"]), "attack": "fast"}, cache / "sweeps" / "tiny", cache_dir=cache)
     assert not result.failed, result.failures
 
 
