@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from app import state
 
@@ -21,3 +25,25 @@ def use_small_defaults(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None
     monkeypatch.setenv(state.ENV_NORM, "linf")
     if BACKBONE in state.backbone_choices():
         monkeypatch.setenv(state.ENV_BACKBONE, BACKBONE)
+
+
+def zipped_task(name: str = "weather") -> bytes:
+    """A zip with one top-level folder: train/<class>/*.png and test/<class>/*.png (2 classes)."""
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for split, count in (("train", 30), ("test", 12)):
+            for label, cls in enumerate(("sun", "rain")):
+                for i in range(count):
+                    img = rng.uniform(0, 0.3, (16, 16)) + (0.6 * (np.arange(16) % 3 == 0) if label else 0.0)
+                    png = io.BytesIO()
+                    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(png, format="PNG")
+                    zf.writestr(f"{name}/{split}/{cls}/{i}.png", png.getvalue())
+    return buf.getvalue()
+
+
+def image_folder(root: Path, name: str = "weather") -> Path:
+    """The task of :func:`zipped_task` unpacked under ``root``: ``root/<name>/{train,test}/<class>/*.png``."""
+    with zipfile.ZipFile(io.BytesIO(zipped_task(name))) as zf:
+        zf.extractall(root)
+    return root / name

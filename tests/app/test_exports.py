@@ -20,17 +20,19 @@ from app import backbones as bb
 from app import exports, jobs, state
 from rtcore.models.ref import BackboneRef
 from rtcore.tables import SHARES
+from tests.app.conftest import image_folder
 
 BACKBONE = "fmnist-cnn-standard"
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[jobs.Job, Path]:
-    """A finished dashboard job: one task (plus an unavailable one when MNIST is not here), an added eps."""
+    """A finished dashboard job: a built-in task and a folder of your own images (plus an unavailable task when
+    MNIST is not here), an added eps."""
     if BACKBONE not in state.backbone_choices():
         pytest.skip(f"{BACKBONE} is not bundled here")
     tmp = tmp_path_factory.mktemp("exports")
-    tasks = ["shapes"]
+    tasks = ["shapes", f"folder:{image_folder(tmp)}"]
     try:
         rtcore.load_task("mnist")
     except rtcore.TaskUnavailableError:
@@ -56,7 +58,7 @@ def test_csvs_are_plain_with_interval_columns(finished: tuple[jobs.Job, Path]) -
         assert not data.startswith(b"#") and b"\n#" not in data
         back = pd.read_csv(io.BytesIO(data))
         assert list(back.columns) == list(df.columns) and len(back) == len(df)
-    assert set(samples["task"]) == {"shapes"}, "only computed tasks"
+    assert set(samples["task"]) == {"shapes", "weather"}, "only computed tasks (your folder by its name)"
     assert sorted(samples["eps"].unique()) == list(job.request.eps)
     assert {f"{s}_{e}" for s in SHARES for e in ("lo", "hi")} <= set(summary.columns), "a 95 % interval per share"
     assert (summary["robust_acc_lo"] <= summary["robust_acc"]).all() and (summary["bound"] <= summary["bound_hi"]).all()
@@ -69,7 +71,9 @@ def test_script_runs_with_the_dashboards_interpreter(finished: tuple[jobs.Job, P
     assert script.startswith("#!/usr/bin/env bash") and "bash rtcore-reproduce-" in script, "says how to run it"
     assert f'PYTHON="${{PYTHON:-{sys.executable}}}"' in script, "the interpreter that produced it, overridable"
     (argv,) = commands(script)  # the dashboard computed in stages; one command reproduces them
-    assert argv[argv.index("--tasks") + 1:argv.index("--eps")] == ["shapes"], "an unavailable task is not listed"
+    listed = argv[argv.index("--tasks") + 1:argv.index("--eps")]
+    assert listed == ["shapes", job.request.tasks[1]], "your folder by its reference; an unavailable task is not listed"
+    assert listed[1].startswith("folder:/"), "an absolute path: the script runs from any folder"
     assert [float(e) for e in argv[argv.index("--eps") + 1:argv.index("--norm")]] == list(job.request.eps)
     assert "--samples-out" in argv and "--out" in argv
 

@@ -4,35 +4,16 @@ path is a message naming it."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import ui, user_tasks
-from tests.app.conftest import use_small_defaults
+from tests.app.conftest import use_small_defaults, zipped_task
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
-
-
-def zipped_task(name: str = "weather") -> bytes:
-    """A zip with one top-level folder: train/<class>/*.png and test/<class>/*.png (2 classes)."""
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for split, count in (("train", 30), ("test", 12)):
-            for label, cls in enumerate(("sun", "rain")):
-                for i in range(count):
-                    img = rng.uniform(0, 0.3, (16, 16)) + (0.6 * (np.arange(16) % 3 == 0) if label else 0.0)
-                    png = io.BytesIO()
-                    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(png, format="PNG")
-                    zf.writestr(f"{name}/{split}/{cls}/{i}.png", png.getvalue())
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
