@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -60,6 +61,28 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float
             if p.is_file() and now - p.stat().st_mtime > older_than_s:
                 p.unlink()
                 removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def prune_unused(folder: str | os.PathLike[str], older_than_s: float, owned: Callable[[Path], bool]) -> int:
+    """Delete the entries directly in ``folder`` that ``owned`` accepts and that nobody modified or touched for
+    ``older_than_s`` seconds (a folder with its contents; a link itself, never what it points to); return how
+    many. Entries that vanish or cannot be removed meanwhile are skipped."""
+    root = Path(folder)
+    if not str(folder).strip() or not root.is_dir():
+        return 0
+    now, removed = time.time(), 0
+    for p in root.iterdir():
+        try:
+            if now - p.lstat().st_mtime <= older_than_s or not owned(p):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed += 1
         except OSError:
             continue
     return removed

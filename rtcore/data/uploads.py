@@ -29,7 +29,7 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .._io import TMP_PREFIX
+from .._io import TMP_PREFIX, prune_unused
 from ..config import default_cache_dir
 from ..errors import TaskUnavailableError
 from .folder import MIXED_SIZES
@@ -302,23 +302,12 @@ def touch_task_upload(path: str | os.PathLike[str]) -> None:
 def prune_task_uploads(dest_dir: str | os.PathLike[str], older_than_s: float = UPLOAD_TTL_S) -> int:
     """Delete the stored uploads (and leftover temporaries) in ``dest_dir`` not used for ``older_than_s``
     seconds; return how many. Only entries named as :func:`unpack_task_upload` names them are touched."""
-    root = Path(dest_dir)
-    if not str(dest_dir).strip() or not root.is_dir():
-        return 0
-    now, removed = time.time(), 0
-    for p in root.iterdir():
-        try:
-            if now - p.lstat().st_mtime <= older_than_s:
-                continue
-            if p.is_dir() and not p.is_symlink() and (_STORED.match(p.name) or p.name.startswith(TMP_PREFIX)):
-                shutil.rmtree(p)
-            elif p.is_file() and p.name.startswith(TMP_PREFIX):
-                p.unlink()
-            else:
-                continue
-            removed += 1
-        except OSError:
-            continue
+
+    def owned(p: Path) -> bool:
+        stored = p.is_dir() and not p.is_symlink() and _STORED.match(p.name) is not None
+        return stored or p.name.startswith(TMP_PREFIX)
+
+    removed = prune_unused(dest_dir, older_than_s, owned)
     if removed:
-        log.info("removed %d unused task upload(s) from %s", removed, root)
+        log.info("removed %d unused task upload(s) from %s", removed, dest_dir)
     return removed

@@ -11,12 +11,10 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import tempfile
-import time
 from pathlib import Path
 
-from .._io import TMP_PREFIX, atomic_write
+from .._io import TMP_PREFIX, atomic_write, prune_unused
 from ..config import default_cache_dir
 from ..errors import CheckpointError
 from .checkpoints import check_safetensors_file
@@ -90,22 +88,11 @@ def prune_checkpoint_uploads(folder: str | os.PathLike[str] | None = None, older
     """Delete uploads (and leftover temporaries) in ``folder`` unused for ``older_than_s``; return how many.
     Only files named as :func:`save_checkpoint_upload` names them are touched."""
     root = Path(folder) if folder is not None else checkpoint_upload_dir()
-    if not root.is_dir():
-        return 0
-    now, removed = time.time(), 0
-    for p in root.iterdir():
-        try:
-            if now - p.stat().st_mtime <= older_than_s:
-                continue
-            if p.name.startswith(TMP_PREFIX) and p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            elif p.is_file() and (_UPLOAD_NAME.match(p.name) or p.name.startswith(TMP_PREFIX)):
-                p.unlink()
-            else:
-                continue
-            removed += 1
-        except OSError:
-            continue
+
+    def owned(p: Path) -> bool:
+        return p.name.startswith(TMP_PREFIX) or (p.is_file() and _UPLOAD_NAME.match(p.name) is not None)
+
+    removed = prune_unused(root, older_than_s, owned)
     if removed:
         log.info("removed %d unused upload(s) from %s", removed, root)
     return removed
