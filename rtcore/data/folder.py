@@ -2,7 +2,7 @@
 
 See :mod:`rtcore.data.user` for the layout, the modes, depths and sizes, and what is checked.
 :func:`scan_folder` lists and checks without opening an image; :func:`read_image_folder`
-decodes, through the verified disk cache of :mod:`rtcore.data.task_cache` keyed by the listing.
+decodes, through the verified disk cache of :mod:`rtcore.data.task_cache` keyed by the files' contents.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import file_sha256
 from .refs import TaskDataError, UserRef, missing_error
 from .task_cache import check_labels, read_arrays, tasks_cache_dir, write_arrays
 
@@ -69,12 +70,19 @@ class FolderListing:
     test: tuple[_File, ...]
 
     def digest(self) -> str:
-        """sha256 of (relative path, size, mtime) of every file: the disk-cache key (survives a move)."""
+        """sha256 of (relative path, content sha256) of every file: the disk-cache key. It follows the bytes, so a
+        folder with other pixels never reads another's cached arrays (whatever the sizes and mtimes), and a moved
+        folder keeps its key. Hashing costs far less than decoding."""
         h = hashlib.sha256()
         for c in self.classes:
             h.update(c.encode("utf-8", "surrogateescape") + b"\0")
         for f in (*self.train, *self.test):
-            h.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\0".encode("utf-8", "surrogateescape"))
+            try:
+                content = file_sha256(self.root / f.rel)
+            except OSError as exc:
+                raise TaskDataError(f"folder:{self.root}: cannot read {f.rel} ({exc.strerror or exc}). Fix: make "
+                                    "the file readable or remove it") from None
+            h.update(f"{f.rel}\0{content}\0".encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def signature(self) -> tuple[object, ...]:
@@ -326,6 +334,16 @@ def _read_folder_cache(path: Path, meta: dict[str, Any]) -> tuple[dict[str, np.n
     return arrays, info
 
 
+def _check_size(listing: FolderListing, chw: tuple[int, ...], max_bytes: int | None) -> None:
+    """Refuse a task whose float32 images (C, H, W each) would take more than ``max_bytes``."""
+    n = len(listing.train) + len(listing.test)
+    need = 4 * n * int(np.prod(chw))
+    if max_bytes is not None and need > max_bytes:
+        c, hh, ww = chw
+        raise TaskDataError(f"folder:{listing.root}: {n} images of {c}x{hh}x{ww} need {need / 1e6:.0f} MB as "
+                            f"float32, above the {max_bytes / 1e6:.0f} MB limit. Fix: downscale the images or use fewer")
+
+
 def read_image_folder(root: str | os.PathLike[str], *, mixed_sizes: str = "resize",
                       cache_dir: str | os.PathLike[str] | None = None,
                       max_bytes: int | None = None) -> tuple[dict[str, np.ndarray], FolderListing, dict[str, Any]]:
@@ -345,16 +363,13 @@ def read_image_folder(root: str | os.PathLike[str], *, mixed_sizes: str = "resiz
         if path.exists():
             try:
                 arrays, info = _read_folder_cache(path, meta)
-                return arrays, listing, info
             except (ValueError, OSError) as exc:
                 log.warning("ignoring invalid folder-task cache %s (%s); reading %s again", path, exc, listing.root)
+            else:
+                _check_size(listing, tuple(arrays["x_train"].shape[1:]), max_bytes)
+                return arrays, listing, info
     plan = _plan(listing, mixed_sizes)
-    n = len(listing.train) + len(listing.test)
-    need = 4 * n * plan.channels * plan.size[0] * plan.size[1]
-    if max_bytes is not None and need > max_bytes:
-        raise TaskDataError(f"folder:{listing.root}: {n} images of {plan.channels}x{plan.size[0]}x{plan.size[1]} "
-                            f"need {need / 1e6:.0f} MB as float32, above the {max_bytes / 1e6:.0f} MB limit. Fix: "
-                            "downscale the images or use fewer")
+    _check_size(listing, (plan.channels, *plan.size), max_bytes)
     arrays = _decode_folder(listing, plan)
     info = {"depth": plan.depth, "resized": plan.resized}
     if path is not None:

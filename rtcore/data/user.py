@@ -30,10 +30,10 @@ Every problem raises :class:`TaskDataError` (a ValueError; a missing path
 :class:`~rtcore.errors.TaskUnavailableError`) naming the file or value and the fix, before any
 image is decoded where a listing can tell (:func:`check_user_ref`). A task's identity in caches is
 its content (:attr:`Task.digest`), never its path. Decoded folders are cached as verified arrays
-(:mod:`rtcore.data.task_cache`) keyed by the folder's listing (relative paths, sizes, mtimes):
-a changed file is re-read, a moved folder is not; files modified in the last
-:data:`RACY_WINDOW_S` seconds make the listing untrustworthy (a second write within one
-timestamp tick is invisible), so such a folder is read without the disk cache.
+(:mod:`rtcore.data.task_cache`) keyed by the folder's files (relative paths and a sha256 of
+each file's bytes): a changed file is re-read, a moved folder is not; a folder with files
+modified in the last :data:`RACY_WINDOW_S` seconds (perhaps still being written) is read
+without the disk cache.
 """
 
 from __future__ import annotations

@@ -207,6 +207,29 @@ def test_a_changed_file_with_an_old_mtime_is_seen(folder: Path, tmp_path: Path, 
     assert len(list((cache / "tasks").glob("folder-*.safetensors"))) == 2
 
 
+def test_other_pixels_with_the_same_names_sizes_and_mtimes_never_read_anothers_cache(tmp_path: Path, build) -> None:
+    """Two folders alike in every stat field (uncompressed BMPs of one size, one mtime, as zips restore them) but
+    with other pixels: the second is decoded, not served the first one's arrays."""
+    cache, stamp = tmp_path / "cache", 1_600_000_000
+    folders = []
+    for seed in (1, 2):
+        root = tmp_path / f"t{seed}" / "weather"
+        rng = np.random.default_rng(seed)
+        for split in ("train", "test"):
+            for c in ("rain", "sun"):
+                path = root / split / c / "0.bmp"
+                path.parent.mkdir(parents=True)
+                Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(path, format="BMP")
+                os.utime(path, (stamp, stamp))
+        folders.append(root)
+    sizes = [sorted(p.stat().st_size for p in f.rglob("*.bmp")) for f in folders]
+    assert sizes[0] == sizes[1]
+    a = create_task(f"folder:{folders[0]}", cache_dir=cache)
+    b = create_task(f"folder:{folders[1]}", cache_dir=cache)
+    fresh = create_task(f"folder:{folders[1]}", use_cache=False)
+    assert torch.equal(b.x_train, fresh.x_train) and not torch.equal(a.x_train, b.x_train)
+
+
 def test_a_moved_folder_keeps_its_digest_and_cache(folder: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
