@@ -63,6 +63,25 @@ def _agrees(g: Backbone, x: torch.Tensor, cached: torch.Tensor) -> bool:
     return bool(torch.allclose(fresh, cached[:k], rtol=1e-4, atol=1e-5 * max(1.0, scale)))
 
 
+def _feature_key(g: Backbone, x: torch.Tensor, cache: ResultCache) -> str:
+    return cache.key("features", backbone=backbone_key(g), inputs=tensor_digest(x))
+
+
+def _check_cached_features(g: Backbone, x: torch.Tensor, cache: ResultCache) -> torch.Tensor | None:
+    """The features of ``x`` cached under the backbone's key, if the current model reproduces their first rows.
+    If it does not, the backbone's key is salted (:func:`backbone_key`): nothing cached for the old model is
+    used again, in this process, and None is returned."""
+    hit = cache.load(_feature_key(g, x, cache), {"features": (x.shape[0], None)})
+    if hit is None:
+        return None
+    if _agrees(g, x, hit["features"]):
+        return hit["features"]
+    log.warning("backbone %r computes other features than those cached under its fingerprint; "
+                "every result of it is recomputed", g.name)
+    _SALTS[g.fingerprint()] = tensor_digest(_forward(g, x[:SPOT_ROWS], SPOT_ROWS))[:16]
+    return None
+
+
 def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int = 256,
              progress: Progress | None = None) -> torch.Tensor:
     """``g(x)`` (N, m) on the CPU, cached by (backbone fingerprint, input digest).
@@ -70,20 +89,14 @@ def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int =
     A cached table is used only if the current model reproduces its first rows: a model whose code
     changed in a way its fingerprint misses gets a salted key (:func:`backbone_key`), so every
     result computed for the old model is recomputed, never served."""
-    key = cache.key("features", backbone=backbone_key(g), inputs=tensor_digest(x))
-    hit = cache.load(key, {"features": (x.shape[0], None)})
-    if hit is not None:
-        if _agrees(g, x, hit["features"]):
-            return hit["features"]
-        log.warning("backbone %r computes other features than those cached under its fingerprint; "
-                    "every result of it is recomputed", g.name)
-        _SALTS[g.fingerprint()] = tensor_digest(_forward(g, x[:SPOT_ROWS], SPOT_ROWS))[:16]
-        key = cache.key("features", backbone=backbone_key(g), inputs=tensor_digest(x))
+    cached = _check_cached_features(g, x, cache)
+    if cached is not None:
+        return cached
     if progress is not None:
         progress(0.0)
     f = _forward(g, x, batch_size)
     check_features(f, f"features of backbone {g.name!r}")
-    cache.save(key, {"features": f})
+    cache.save(_feature_key(g, x, cache), {"features": f})
     if progress is not None:
         progress(1.0)
     return f
@@ -182,10 +195,19 @@ def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic
     """The task's probe of ``kind`` on frozen train features (cached; ``params`` go to the probe).
     ``progress`` is called only when something is computed (features or the fit)."""
     probe = create_probe(kind, num_classes=task.num_classes, **params)
-    key = cache.key("probe", backbone=backbone_key(g), inputs=tensor_digest(task.x_train, task.y_train),
-                    params=probe.get_params())
     k = task.num_classes
-    hit = cache.load(key, {"weight": (k, None), "bias": (k,), "C": (1,)})
+    schema = {"weight": (k, None), "bias": (k,), "C": (1,)}
+
+    def key() -> str:
+        return cache.key("probe", backbone=backbone_key(g), inputs=tensor_digest(task.x_train, task.y_train),
+                         params=probe.get_params())
+
+    hit = cache.load(key(), schema)
+    if hit is not None:  # a stored probe is used only for a model that still computes the features it was fitted on
+        before = backbone_key(g)
+        _check_cached_features(g, task.x_train, cache)
+        if backbone_key(g) != before:
+            hit = cache.load(key(), schema)
     if hit is not None:
         fitted = LinearProbe.from_weights(hit["weight"], hit["bias"])
         fitted.C_ = float(hit["C"][0])
@@ -194,7 +216,7 @@ def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic
     if progress is not None:
         progress(0.5)
     probe.fit(train, task.y_train)
-    cache.save(key, {"weight": probe.weight_, "bias": probe.bias_, "C": torch.tensor([probe.C_], dtype=torch.float64)})
+    cache.save(key(), {"weight": probe.weight_, "bias": probe.bias_, "C": torch.tensor([probe.C_], dtype=torch.float64)})
     if progress is not None:
         progress(1.0)
     return probe

@@ -31,7 +31,10 @@ followed, only one imported by name (``from mylib import act``); an edit inside 
 library without a new release is not seen; global hooks
 (``torch.nn.modules.module.register_module_forward_hook``) are not seen; the byte digest of a
 tensor is kept until the tensor changes in place or gets new storage, and a write through
-``tensor.data`` bypasses the version counter that tells.
+``tensor.data`` bypasses the version counter that tells; a module-level tensor, list, dict or
+object that a function reads is not digested (only plain constants are). Behind every limit stands
+the read-back check of :mod:`rtcore.steps`: cached features are used only if the current model
+reproduces their first rows, and otherwise nothing cached for that fingerprint is used again.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import rtcore
+from rtcore import steps
 from rtcore.errors import CacheDirError, CheckpointError
 from rtcore.models import registry as R
 from rtcore.models.wrapper import FeatureInfo, resolve_device
@@ -269,6 +270,37 @@ def test_an_edited_forward_is_recomputed_through_the_pipeline(tmp_path: Path) ->
     cols = ["clean_acc", "robust_acc", "mean_delta"]
     assert tanh_warm.summary[cols].values.tolist() == tanh_fresh.summary[cols].values.tolist()
     assert relu.summary["mean_delta"].tolist() != tanh_warm.summary["mean_delta"].tolist()
+
+
+GAIN = [1.0]  # a module-level list the forward below reads: a change the fingerprint does not see
+
+
+class _GainNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(GAIN[0] * self.lin(x.flatten(1)))
+
+
+def test_a_change_the_fingerprint_misses_recomputes_the_probe_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The features' spot check catches it; the stored probe of the old model must not be used either."""
+    torch.manual_seed(0)
+    net = _GainNet()
+    monkeypatch.setattr(steps, "_SALTS", {})
+    first = _evaluate(net, tmp_path / "c")
+    fp = rtcore.as_backbone(net, name="Net").fingerprint()
+    GAIN[0] = 25.0
+    try:
+        assert rtcore.as_backbone(net, name="Net").fingerprint() == fp, "a change the fingerprint does not see"
+        warm = _evaluate(net, tmp_path / "c")
+        fresh = _evaluate(net, tmp_path / "fresh")
+    finally:
+        GAIN[0] = 1.0
+    cols = ["clean_acc", "clean_loss", "robust_acc", "mean_delta"]
+    assert warm.summary[cols].values.tolist() == fresh.summary[cols].values.tolist()
+    assert first.summary["clean_loss"].tolist() != warm.summary["clean_loss"].tolist()
 
 
 @pytest.mark.parametrize("kind", ["flat", "tuple", "scalar", "nan"])
