@@ -184,6 +184,14 @@ def read_npz(path: str | os.PathLike[str], *, max_bytes: int | None = None
                                  "give labels 0..K-1 (class indices)")
         ys = np.concatenate([arrays["y_train"], arrays["y_test"]])
         has_names = "classes" in npz.files
+        limit = min(len(arrays["y_train"]), len(arrays["y_test"]))  # every class needs an image in each split
+        if not has_names and int(ys.max()) >= limit:
+            split = "train" if int(arrays["y_train"].max()) >= limit else "test"
+            y = arrays[f"y_{split}"]
+            i = int(np.argmax(y >= limit))
+            raise _npz_error(path, f"y_{split}[{i}] = {int(y[i])} cannot be a class index: with "
+                                   f"{len(arrays['y_train'])} train and {len(arrays['y_test'])} test images there are "
+                                   f"at most {limit} classes", "give labels 0..K-1 (class indices) without gaps")
         classes = _npz_classes(npz, path, int(ys.max()) + 1)
     k = len(classes)
     for split in ("train", "test"):
@@ -194,7 +202,9 @@ def read_npz(path: str | os.PathLike[str], *, max_bytes: int | None = None
                                    "classes", "give labels 0..K-1 with one name per label in classes")
         absent = sorted(set(range(k)) - set(np.unique(y).tolist()))
         if absent:
-            what = f"classes {[classes[a] for a in absent]}" if has_names else f"labels {absent}"
+            shown = absent[:10]
+            more = f" and {len(absent) - len(shown)} more" if len(absent) > len(shown) else ""
+            what = (f"classes {[classes[a] for a in shown]}" if has_names else f"labels {shown}") + more
             raise _npz_error(path, f"{what} have no {split} images (y_{split} never takes "
                                    f"{'them' if len(absent) > 1 else 'it'})",
                              "give every class images in both splits, or relabel the classes 0..K-1 without gaps")

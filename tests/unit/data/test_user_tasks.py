@@ -533,3 +533,15 @@ def test_npz_missing_keys_single_class_and_not_a_zip(tmp_path: Path) -> None:
     p.write_bytes(b"not a zip")
     with pytest.raises(TaskDataError, match="is not an .npz archive"):
         create_task(f"npz:{p}")
+
+
+@pytest.mark.parametrize("label", [10**6, 10**12])
+def test_a_huge_label_is_refused_at_once_with_a_short_message(tmp_path: Path, label: int) -> None:
+    """A 1 kB npz whose label would mean a million (or a trillion) classes: no name per class is built."""
+    x = np.zeros((2, 1, 4, 4), np.uint8)
+    p = tmp_path / "huge.npz"
+    np.savez(p, x_train=x, y_train=np.array([0, label]), x_test=x, y_test=np.array([0, 1]))
+    with pytest.raises(TaskDataError, match=rf"y_train\[1\] = {label} cannot be a class index: with 2 train and 2 "
+                                            r"test images there are at most 2 classes") as info:
+        create_task(f"npz:{p}")
+    assert len(str(info.value)) < 400
