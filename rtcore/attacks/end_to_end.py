@@ -154,7 +154,8 @@ def attack(
 ) -> AttackResult:
     """End-to-end attack on a classifier ``model`` (images in [0,1] -> logits); see :class:`EndToEndAttack`.
 
-    Points already broken stop early. The eps values are attacked in increasing order and a point
+    ``steps`` and ``restarts`` override those of ``settings`` (default 'standard') for every run of this
+    attack. Points already broken stop early. The eps values are attacked in increasing order and a point
     broken at a smaller eps is not attacked again: its witness lies in every larger ball. The
     iterations run on a fused copy of the model (``settings.fuse``); ``robust`` and ``logits_adv``
     are recomputed on ``model`` from the returned ``x_adv``.
@@ -166,7 +167,7 @@ def attack(
     """
     eps_values, scalar, labels = check_inputs(model, x, y, eps, norm)
     assert labels is not None
-    cfg = create_strength(settings, steps=steps, restarts=restarts)
+    cfg = create_strength(settings, steps=steps, e2e_steps=steps, restarts=restarts)  # steps: of every run here
     res = run_attack(model, x, labels, eps_values, norm, cfg, seed, progress)
     if not scalar:
         return res

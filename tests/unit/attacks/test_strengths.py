@@ -68,3 +68,15 @@ def test_a_registered_strength_shows_up_everywhere_and_keys_differ(monkeypatch: 
 def test_top_level_names_are_the_same_objects() -> None:
     assert rtcore.STRENGTHS is STRENGTHS and rtcore.PRESETS is PRESETS
     assert "adaptive" in describe("strong") and "100 steps" in describe("standard")
+
+
+@pytest.mark.parametrize("settings", [None, "standard", "strong", "fast"])
+def test_attack_steps_set_the_length_of_every_run(settings: str | None) -> None:
+    """``rtcore.attack(..., steps=N)`` runs N steps whatever the strength (its own e2e_steps included)."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(4, dtype=torch.long)
+    res = rtcore.attack(model, x, y, 0.01, steps=3, settings=settings)
+    assert res.settings.end_to_end_steps == 3 and res.settings.steps == 3
