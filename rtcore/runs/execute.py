@@ -138,6 +138,12 @@ class Executor:
         unknown = sorted(set(self._given) - set(spec.tasks))
         if unknown:
             raise ValueError(f"tasks {unknown} are given as objects but are not in the spec's tasks {list(spec.tasks)}")
+        if head is not None:
+            ignored = [f"{k}={v!r}" for k, v, default in (("transfer", spec.transfer, "lp"), ("probe_C", spec.probe_C, "auto"),
+                                                          ("probe_eps", spec.probe_eps, None)) if v != default]
+            if ignored:
+                raise ValueError(f"a given head replaces the probe fit and the adaptation, so {', '.join(ignored)} "
+                                 "would be ignored; leave them out, or leave out the head")
         self._head = head
         self._settings = spec.settings()
         self._state: dict[str, TaskState] = {}

@@ -90,3 +90,16 @@ def test_an_l2_eps_may_exceed_one_but_a_linf_eps_may_not() -> None:
         check_eps(1.6, "linf")
     with pytest.raises(ValueError, match="0-255"):
         check_eps(300.0, "l2")
+
+
+@pytest.mark.parametrize("option", [{"transfer": "ft"}, {"transfer": "lp-ft"}, {"probe_C": 1.0}])
+def test_a_given_head_with_options_it_would_ignore_is_refused(option: dict[str, object]) -> None:
+    from tests.conftest import LinearCase
+
+    c = LinearCase(0)
+    head = rtcore.LinearProbe.from_weights(c.W, c.b)
+    task = rtcore.Task(name="t", x_train=c.x, y_train=c.y, x_test=c.x, y_test=c.y, classes=tuple("abcd"), source="x")
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=f"a given head replaces the probe fit and the adaptation, so {name}="):
+        rtcore.run_evaluation(c.backbone, [task], [0.01], "linf", n=8, attack="fast", head=head, use_cache=False,
+                              **option)
