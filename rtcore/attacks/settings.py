@@ -10,6 +10,7 @@ says in words what a strength runs.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, overload
@@ -67,6 +68,17 @@ class AttackSettings:
     e2e_steps: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("steps", "restarts", "feature_restarts", "targets", "batch_size", "e2e_steps"):
+            v = getattr(self, name)
+            if v is None and name == "e2e_steps":
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"{name}={v!r} must be a whole number (for example {name}=10)")
+            object.__setattr__(self, name, int(v))
+        if not isinstance(self.fuse, bool):
+            raise ValueError(f"fuse={self.fuse!r} must be true or false")
+        if isinstance(self.step_max, bool) or not isinstance(self.step_max, numbers.Real):
+            raise ValueError(f"step_max={self.step_max!r} must be a number in (0, 2] (a fraction of eps)")
         if self.steps < 1:
             raise ValueError(f"steps={self.steps} must be >= 1")
         if self.e2e_steps is not None and self.e2e_steps < 1:

@@ -80,3 +80,14 @@ def test_attack_steps_set_the_length_of_every_run(settings: str | None) -> None:
     y = torch.zeros(4, dtype=torch.long)
     res = rtcore.attack(model, x, y, 0.01, steps=3, settings=settings)
     assert res.settings.end_to_end_steps == 3 and res.settings.steps == 3
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [("steps", 10.5, "must be a whole number"),
+                                                       ("batch_size", 1.5, "must be a whole number"),
+                                                       ("targets", True, "must be a whole number"),
+                                                       ("e2e_steps", 2.0, "must be a whole number"),
+                                                       ("fuse", "no", "must be true or false"),
+                                                       ("step_max", "1", "must be a number")])
+def test_settings_of_the_wrong_type_are_refused_naming_the_field(field: str, value: object, words: str) -> None:
+    with pytest.raises(ValueError, match=f"{field}={value!r} {words}"):
+        rtcore.AttackSettings(**{field: value})
