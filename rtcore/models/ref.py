@@ -38,6 +38,10 @@ class BackboneRef:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"backbone={self.name!r} must be a registry name or 'timm:<model>' "
                              f"(see `python -m rtcore list`)")
+        if not isinstance(self.pretrained, bool):
+            raise ValueError(f"pretrained={self.pretrained!r} must be true or false")
+        if self.label is not None and (not isinstance(self.label, str) or not self.label.strip()):
+            raise ValueError(f"label={self.label!r} must be a non-empty name, or left out")
         if self.weights is not None:
             if not isinstance(self.weights, (str, os.PathLike)) or not str(self.weights).strip():
                 raise ValueError(f"weights={self.weights!r} must be the path of a .safetensors file")

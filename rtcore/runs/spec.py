@@ -287,7 +287,7 @@ class EvalSpec:
             if key not in data:
                 raise ValueError(f"the spec has no {key!r}; a spec needs at least backbone, tasks and eps")
         kw = {k: v for k, v in data.items() if k not in ("backbone", "weights", "pretrained", "label")}
-        ref = check_backbone_ref(data["backbone"], data.get("weights"), bool(data.get("pretrained", True)),
+        ref = check_backbone_ref(data["backbone"], data.get("weights"), data.get("pretrained", True),
                                  data.get("label"))
         return cls(backbone=ref, **kw)
 

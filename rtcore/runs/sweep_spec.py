@@ -303,11 +303,11 @@ def _backbone_ref(entry: Any) -> BackboneRef:
         if unknown or "backbone" not in entry:
             raise ValueError(f"backbone entry {dict(entry)!r}: a table needs 'backbone' and may have "
                              f"{list(BACKBONE_KEYS[1:])}" + (f"; unknown keys {unknown}" if unknown else ""))
-        pretrained = entry.get("pretrained", True)
-        if not isinstance(pretrained, bool):
-            raise ValueError(f"backbone entry {dict(entry)!r}: pretrained must be true or false")
-        return BackboneRef(entry["backbone"], weights=entry.get("weights"), pretrained=pretrained,
-                           label=entry.get("label"))
+        try:
+            return BackboneRef(entry["backbone"], weights=entry.get("weights"), pretrained=entry.get("pretrained", True),
+                               label=entry.get("label"))
+        except ValueError as e:
+            raise ValueError(f"backbone entry {dict(entry)!r}: {e}") from None
     raise ValueError(f"backbone entry {entry!r} ({type(entry).__name__}) must be a name or a table "
                      f"{{backbone = \"NAME\", weights = \"FILE\"}}")
 

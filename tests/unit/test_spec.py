@@ -194,3 +194,15 @@ def test_bad_outputs_and_flags_fail_before_any_work(tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "cache" / "results").exists()  # nothing was computed
+
+
+@pytest.mark.parametrize(("key", "value"), [("pretrained", "false"), ("pretrained", 0), ("label", ""), ("label", 3)])
+def test_backbone_fields_have_one_rule_in_spec_and_sweep_files(key: str, value: object) -> None:
+    """``pretrained = "false"`` must not mean pretrained; the evaluation spec and the sweep refuse alike."""
+    from rtcore.runs.sweep_spec import SweepSpec
+
+    with pytest.raises(ValueError, match=f"{key}={value!r} must be"):
+        EvalSpec.from_dict({"backbone": "fmnist-cnn-standard", "tasks": ["shapes"], "eps": [0.01], key: value})
+    with pytest.raises(ValueError, match=f"{key}={value!r} must be"):
+        SweepSpec.from_dict({"backbones": [{"backbone": "fmnist-cnn-standard", key: value}], "tasks": ["shapes"],
+                             "eps": [0.01]})
