@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 
 #: the flags that build a spec (refused together with --spec)
 SPEC_FLAGS = ("backbone", "weights", "no_pretrained", "tasks", "eps", "norm", "n", "attack", "seed", "probe",
-              "probe_C", "probe_eps", "transfer", "transfer_k", "no_head_attack", "no_loss_attack", "sanity")
+              "probe_C", "probe_eps", "transfer", "transfer_k", "no_head_attack", "no_loss_attack", "sanity",
+              "sanity_subset", "label")
 SUMMARY_COLUMNS = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
                    "mean_delta"]
 
@@ -104,14 +105,17 @@ def _spec_from_args(args: argparse.Namespace) -> EvalSpec:
     missing = [f"--{f}" for f in ("backbone", "tasks", "eps") if getattr(args, f) is None]
     if missing:
         raise ValueError(f"evaluate needs {', '.join(missing)} (or --spec FILE)")
-    ref = BackboneRef(args.backbone, weights=args.weights, pretrained=not args.no_pretrained)
+    ref = BackboneRef(args.backbone, weights=args.weights, pretrained=not args.no_pretrained, label=args.label)
     defaults = {f.name: f.default for f in EvalSpec.__dataclass_fields__.values()}
     value = {k: (getattr(args, k) if getattr(args, k) is not None else defaults[k])
-             for k in ("norm", "n", "attack", "seed", "probe", "probe_C")}
+             for k in ("norm", "n", "attack", "seed", "probe", "probe_C", "sanity_subset")}
+    if args.sanity_subset is not None and not args.sanity:
+        raise ValueError(f"--sanity-subset {args.sanity_subset} sets the points of the sanity checks; add --sanity "
+                         "or drop it")
     return EvalSpec(ref, tuple(args.tasks), tuple(args.eps), value["norm"], value["n"], value["attack"],
                     value["probe"], value["probe_C"], args.probe_eps, args.transfer or "lp", args.transfer_k,
                     value["seed"], not args.no_head_attack, not args.no_loss_attack, args.sanity,
-                    download=args.download)
+                    value["sanity_subset"], download=args.download)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -249,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attack strength (default standard): " + "; ".join(f"{k}: {describe(k)}" for k in STRENGTHS))
     e.add_argument("--sanity", action="store_true",
                    help="also run the sanity checks (monotone/large eps, noise, more steps, Square) and print flags")
+    e.add_argument("--sanity-subset", type=int, help="--sanity only: test points the sanity checks use (default 128)")
+    e.add_argument("--label", help="the backbone's name in the tables (default: its registry name)")
     e.add_argument("--seed", type=int, help="seed of the test subset and the attacks (default 0)")
     e.add_argument("--probe", choices=list_probes(),
                    help="linear head (default logistic): logistic (C on a held-out split), logistic-std, robust "

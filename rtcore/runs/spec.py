@@ -328,6 +328,7 @@ class EvalSpec:
         parts = [exe, "-m", "rtcore", "evaluate", "--backbone", self.backbone.name,
                  *(["--weights", self.backbone.weights] if self.backbone.weights else []),
                  *(["--no-pretrained"] if not self.backbone.pretrained else []),
+                 *(["--label", self.backbone.label] if self.backbone.label is not None else []),
                  "--tasks", *self.tasks, "--eps", *[_exact(e) for e in self.eps], "--norm", self.norm,
                  "--n", str(self.n)]
         if not isinstance(self.attack, str):
@@ -349,6 +350,8 @@ class EvalSpec:
             parts.append("--no-loss-attack")
         if self.sanity:
             parts.append("--sanity")
+            if "sanity_subset" in a:
+                parts += ["--sanity-subset", str(self.sanity_subset)]
         if self.download:
             parts.append("--download")
         if out:

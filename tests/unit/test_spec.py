@@ -206,3 +206,19 @@ def test_backbone_fields_have_one_rule_in_spec_and_sweep_files(key: str, value: 
     with pytest.raises(ValueError, match=f"{key}={value!r} must be"):
         SweepSpec.from_dict({"backbones": [{"backbone": "fmnist-cnn-standard", key: value}], "tasks": ["shapes"],
                              "eps": [0.01]})
+
+
+@pytest.mark.parametrize("changes", [{}, {"sanity": True, "sanity_subset": 16}, {"probe": "robust", "probe_eps": 0.01},
+                                     {"transfer": "ft-last-k", "transfer_k": 2, "head_attack": False},
+                                     {"probe_C": 0.5, "seed": 3, "norm": "l2", "eps": (0.25, 0.5)}])
+def test_the_command_line_form_builds_the_same_spec(changes: dict[str, object]) -> None:
+    """``EvalSpec.command()`` parsed by the CLI gives the spec back: nothing is dropped (label, sanity subset...)."""
+    import shlex
+
+    from rtcore.cli import _spec_from_args, build_parser
+    from rtcore.models.ref import BackboneRef
+
+    spec = EvalSpec(BackboneRef("fmnist-cnn-standard", label="my cnn"), ("shapes", "fmnist-novel"), (0.01, 0.03),
+                    n=40).with_(**changes)
+    argv = shlex.split(spec.command())[3:]
+    assert _spec_from_args(build_parser().parse_args(argv)) == spec
