@@ -99,8 +99,12 @@ def library_tag(obj: Any) -> str | None:
     if not _importable(obj, mod):
         return None
     top = mod.partition(".")[0]
-    if top in ("builtins", "torch"):
+    if top == "builtins":
         return top
+    if top == "torch":
+        import torch
+
+        return f"torch=={torch.__version__}"
     with _LOCK:
         if top in _PACKAGES:
             return _PACKAGES[top]

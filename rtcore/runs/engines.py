@@ -178,7 +178,7 @@ class RayEngine:
         ray = import_ray()
         self._ray = ray
         self.cache_dir, self.use_cache = cache_dir, use_cache
-        self.cpus_per_unit = cpus_per_unit
+        self.cpus_per_unit, self.max_retries = cpus_per_unit, max_retries
         self.owned = False
         self.address = address
         self.init_seconds = 0.0
@@ -249,8 +249,10 @@ class RayEngine:
                 outcome = self._ray.get(ref)
             except self._ray.exceptions.RayError as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-                outcome = UnitOutcome(unit.id, ok=False, error_type=type(e).__name__,
-                                      error=f"{first} (Ray retried it {RAY_MAX_RETRIES} times)", expected=True)
+                lost = isinstance(e, (self._ray.exceptions.WorkerCrashedError, self._ray.exceptions.NodeDiedError))
+                note = f" (a lost worker is retried {self.max_retries} time(s) by Ray)" if lost else ""
+                outcome = UnitOutcome(unit.id, ok=False, error_type=type(e).__name__, error=f"{first}{note}",
+                                      expected=lost, traceback="" if lost else str(e))
             out.append(Finished(unit, outcome, time.perf_counter() - t0))
         return out
 

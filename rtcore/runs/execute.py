@@ -391,6 +391,10 @@ def execute(spec: EvalSpec, *, progress: ProgressCallback | None = None, units: 
 
     ``options`` go to :class:`Executor` (backbone, tasks, head, cache, cache_dir, use_cache, device).
     ``progress`` gets :class:`ProgressEvent` with the fraction of the whole run done."""
+    if executor is not None and (options or executor.spec != spec):
+        raise ValueError("give either executor= (an Executor of this same spec, with its own options) or the "
+                         f"Executor options {sorted(options)}, not both" if options else
+                         "executor= runs another spec than the one given; pass Executor(spec) of this spec")
     ex = executor or Executor(spec, **options)  # type: ignore[arg-type]
     todo = list(units) if units is not None else plan(spec)
     total = sum(max(u.work, 0.05) for u in todo) or 1.0

@@ -63,6 +63,7 @@ def check_tasks(tasks: object, given: Iterable[str] = ()) -> tuple[str, ...]:
         tasks = [tasks]
     if not isinstance(tasks, Iterable):
         raise ValueError(f"tasks={tasks!r} must be a list of task names")
+    tasks = list(tasks)  # read once: a generator is a list of tasks too
     known = set(given)
     for t in tasks:
         if not isinstance(t, str) or not t.strip():

@@ -201,7 +201,7 @@ def test_fingerprint_is_the_same_in_other_processes(tmp_path: Path) -> None:
 def test_library_classes_are_identified_by_release_and_user_code_by_its_code() -> None:
     from rtcore.models.identity import library_tag
 
-    assert library_tag(nn.Linear) == "torch"
+    assert library_tag(nn.Linear) == f"torch=={torch.__version__}", "a torch upgrade is another identity"
     timm = pytest.importorskip("timm")
     assert library_tag(timm.models.resnet.ResNet) == f"timm=={timm.__version__}"
     net = _exec_net("relu")

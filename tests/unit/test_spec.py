@@ -222,3 +222,19 @@ def test_the_command_line_form_builds_the_same_spec(changes: dict[str, object]) 
                     n=40).with_(**changes)
     argv = shlex.split(spec.command())[3:]
     assert _spec_from_args(build_parser().parse_args(argv)) == spec
+
+
+def test_tasks_may_be_any_iterable_read_once() -> None:
+    spec = EvalSpec("fmnist-cnn-standard", (t for t in ["shapes", "fmnist-novel"]), (0.01,))
+    assert spec.tasks == ("shapes", "fmnist-novel")
+
+
+def test_execute_refuses_an_executor_together_with_options_or_of_another_spec(tmp_path: Path) -> None:
+    from rtcore.runs import Executor, execute
+
+    spec = EvalSpec("fmnist-cnn-standard", ("shapes",), (0.01,), n=8, attack="fast")
+    ex = Executor(spec, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"not both"):
+        execute(spec, executor=ex, cache_dir=str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="executor= runs another spec"):
+        execute(spec.with_(n=9), executor=ex)
