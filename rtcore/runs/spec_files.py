@@ -12,7 +12,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..data.refs import is_user_ref
+from ..data.folder import scan_folder
+from ..data.refs import is_user_ref, parse_user_ref
 
 
 def read_spec_file(path: Path) -> dict[str, Any]:
@@ -78,12 +79,23 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return _FILE_DIGESTS[memo]
 
 
+_FOLDER_DIGESTS: dict[tuple[str, str], str] = {}
+
+
 def task_identity(ref: str) -> str:
-    """A task's identity in a digest: its name, or ``prefix:<content digest>`` for user data."""
-    if is_user_ref(ref):
-        prefix, path = ref.split(":", 1)
-        return f"{prefix}:{file_digest(path)}"
-    return ref
+    """A task's identity in a digest: its name, or ``prefix:<content digest>`` for user data. A folder is
+    digested over exactly the files its reader reads (:func:`rtcore.data.folder.scan_folder`: symlinked
+    class folders followed, hidden files skipped), by their content; memoised per stat listing."""
+    if not is_user_ref(ref):
+        return ref
+    uref = parse_user_ref(ref)
+    if uref.kind != "folder":
+        return f"{uref.kind}:{file_digest(uref.path)}"
+    listing = scan_folder(uref.path)
+    memo = (str(uref.path), repr(listing.signature()))
+    if memo not in _FOLDER_DIGESTS:
+        _FOLDER_DIGESTS[memo] = listing.digest()
+    return f"folder:{_FOLDER_DIGESTS[memo]}"
 
 
 def interpreter() -> str:

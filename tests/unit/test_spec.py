@@ -238,3 +238,27 @@ def test_execute_refuses_an_executor_together_with_options_or_of_another_spec(tm
         execute(spec, executor=ex, cache_dir=str(tmp_path / "other"))
     with pytest.raises(ValueError, match="executor= runs another spec"):
         execute(spec.with_(n=9), executor=ex)
+
+
+def test_a_folder_task_enters_the_digest_by_the_files_its_reader_reads(tmp_path: Path) -> None:
+    """A class folder that is a link is read by the folder reader, so an edited image in it changes the digest."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def image(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8)).save(path)
+
+    root = tmp_path / "task"
+    for rel in ("test/a/x.png", "train/b/x.png", "test/b/x.png"):
+        image(root / rel)
+    image(tmp_path / "elsewhere" / "x.png")
+    (root / "train" / "a").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    spec = EvalSpec("fmnist-cnn-standard", (f"folder:{root}",), (0.01,))
+    before = spec.digest()
+    (root / ".notes.txt").write_text("not an image the reader reads")
+    assert EvalSpec("fmnist-cnn-standard", (f"folder:{root}",), (0.01,)).digest() == before
+    image(tmp_path / "elsewhere" / "x.png")
+    assert EvalSpec("fmnist-cnn-standard", (f"folder:{root}",), (0.01,)).digest() != before
