@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._io import file_sha256
 from ..config import resolve_cache_dir
 from .sweep_store import read_csv
 
@@ -74,22 +75,22 @@ def pretraining_protocol(backbone: str) -> str:
 
 
 def _stored_summaries(root: Path) -> pd.DataFrame:
-    """The summaries of the units stored so far, in ``sweep.json``'s order (a sweep still running)."""
-    order: list[str] = []
-    meta = root / "sweep.json"
-    if meta.is_file():
-        try:
-            order = [u["id"] for u in json.loads(meta.read_text(encoding="utf-8"))["units"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            order = []
-    units = root / "units"
-    done = {p.name[: -len(".json")] for p in units.glob("*.json")} if units.is_dir() else set()
-    ids = [u for u in order if u in done] + sorted(done - set(order))
+    """The summaries of the units of ``sweep.json`` stored so far, in its order (a sweep still running): only
+    units whose record names the same spec digest and whose summary matches the record's checksum."""
+    try:
+        units = json.loads((root / "sweep.json").read_text(encoding="utf-8"))["units"]
+        wanted = [(str(u["id"]), str(u["digest"])) for u in units]
+    except (OSError, ValueError, KeyError, TypeError):
+        return pd.DataFrame()
     frames = []
-    for uid in ids:
-        path = units / f"{uid}.summary.csv"
-        if path.is_file():
-            frames.append(read_csv(path))
+    for uid, digest in wanted:
+        summary, record = root / "units" / f"{uid}.summary.csv", root / "units" / f"{uid}.json"
+        try:
+            rec = json.loads(record.read_text(encoding="utf-8"))
+            if rec.get("spec_digest") == digest and file_sha256(summary) == rec.get("summary_sha256"):
+                frames.append(read_csv(summary))
+        except (OSError, ValueError, AttributeError):
+            continue  # not finished, being written, or damaged: not shown
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -100,8 +101,10 @@ def load_sweep(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not root.is_dir():
         raise ValueError(f"sweep folder {str(root)!r} does not exist; give the --out folder of "
                          f"`python -m rtcore sweep`")
-    summary = root / "summary.csv"
-    df = read_csv(summary) if summary.is_file() and summary.stat().st_size > 1 else pd.DataFrame()
+    summary, meta = root / "summary.csv", root / "sweep.json"
+    current = summary.is_file() and summary.stat().st_size > 1 and (
+        not meta.is_file() or summary.stat().st_mtime_ns >= meta.stat().st_mtime_ns)  # not a previous run's
+    df = read_csv(summary) if current else pd.DataFrame()
     if df.empty:
         df = _stored_summaries(root)
     if df.empty:

@@ -257,6 +257,25 @@ def test_load_sweep_adds_the_pretraining_protocol(reference: dict[str, object], 
         load_sweep(tmp_path / "nope")
 
 
+def test_the_zoo_shows_only_verified_units_of_the_current_sweep(reference: dict[str, object], tmp_path: Path) -> None:
+    """While a sweep runs (no current summary.csv): a previous run's summary, a unit file of another sweep and a
+    damaged unit summary are not shown."""
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(reference["dir"], root)  # type: ignore[arg-type]
+    full = load_sweep(root)
+    units = sorted((root / "units").glob("*.summary.csv"))
+    stale = root / "summary.csv"
+    os.utime(stale, ns=(0, 0))  # older than sweep.json: a previous run's table
+    shutil.copy(units[0], root / "units" / "other-sweep.summary.csv")
+    shutil.copy(units[0].with_name(units[0].name.replace(".summary.csv", ".json")), root / "units" / "other-sweep.json")
+    assert len(load_sweep(root)) == len(full), "the verified units of sweep.json, not the stale table"
+    rows = len(pd.read_csv(units[0]))
+    units[0].write_text(units[0].read_text().replace("0.", "1.", 1))  # damaged after its record was written
+    assert len(load_sweep(root)) == len(full) - rows > 0
+
+
 def test_a_local_ray_instance_finds_rtcore_and_runs_at_normal_priority(monkeypatch: pytest.MonkeyPatch) -> None:
     from rtcore.runs.engines import WORKER_NICENESS, _with_package_path
 
