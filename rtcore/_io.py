@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 
 TMP_PREFIX = ".tmp-"
+#: an upload (a task or a checkpoint) not used for this long is deleted at the next save
+UPLOAD_TTL_S = 24 * 3600.0
 FILE_MODE = 0o644
 STALE_AFTER_S = 3600.0
 

@@ -12,7 +12,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._io import tensor_digest
 from .attacks import AttackSettings
 from .data import Task
 from .models import Backbone, as_backbone
@@ -50,7 +49,7 @@ def spec_from_arguments(backbone: str | nn.Module | BackboneRef, tasks: Sequence
         elif not isinstance(t, str):
             raise ValueError(f"task {t!r} ({type(t).__name__}) is neither a task name nor a Task")
     names = [t.name if isinstance(t, Task) else t for t in items]
-    digests = tuple((name, tensor_digest(t.x_train, t.y_train, t.x_test, t.y_test)) for name, t in given.items())
+    digests = tuple((name, t.digest) for name, t in given.items())
     spec = EvalSpec(ref, tuple(names), eps, norm, n, attack, probe, probe_C, probe_eps, transfer,  # type: ignore[arg-type]
                     transfer_k, seed, head_attack, loss_attack, sanity, sanity_subset, download, digests)
     return spec, g, given

@@ -29,7 +29,7 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .._io import TMP_PREFIX, prune_unused
+from .._io import TMP_PREFIX, UPLOAD_TTL_S, prune_unused
 from ..config import default_cache_dir
 from ..errors import TaskUnavailableError
 from .folder import MIXED_SIZES
@@ -42,7 +42,6 @@ __all__ = ["UPLOAD_TTL_S", "TaskUploadError", "prune_task_uploads", "task_upload
 log = logging.getLogger(__name__)
 
 #: an upload not used for this long is deleted at the next upload (as for checkpoints)
-UPLOAD_TTL_S = 24 * 3600.0
 #: the most files a zip may hold
 MAX_FILES = 100_000
 _STORED = re.compile(r"^[0-9a-f]{24}$")

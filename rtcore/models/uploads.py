@@ -14,7 +14,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .._io import TMP_PREFIX, atomic_write, prune_unused
+from .._io import TMP_PREFIX, UPLOAD_TTL_S, atomic_write, prune_unused
 from ..config import default_cache_dir
 from ..errors import CheckpointError
 from .checkpoints import check_safetensors_file
@@ -22,7 +22,6 @@ from .hub import TIMM_PREFIX, hub_reachable, timm_weights_available_offline
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TTL_S = 24 * 3600.0  # an upload not used for this long is deleted at the next save
 #: the largest checkpoint accepted by default
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 _UPLOAD_NAME = re.compile(r"^[0-9a-f]{24}-[A-Za-z0-9_.-]+\.safetensors$")

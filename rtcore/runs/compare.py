@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .._io import tensor_digest
 from ..attacks import AttackSettings
 from ..cache import ResultCache
 from ..config import eps_key
@@ -48,7 +47,7 @@ def evaluate_adapted(adapted: Adapted, task: Task, eps: float | Sequence[float],
     """
     report = progress or (lambda f: None)
     t0 = time.perf_counter()
-    given = ((task.name, tensor_digest(task.x_train, task.y_train, task.x_test, task.y_test)),)
+    given = ((task.name, task.digest),)
     spec = EvalSpec(BackboneRef.of_module(adapted.backbone), (task.name,), eps, norm, n, attack, seed=seed,
                     head_attack=head_attack, loss_attack=loss_attack, given_tasks=given)
     ev = execute(spec, progress=lambda event: report(event.fraction), backbone=adapted.backbone,
