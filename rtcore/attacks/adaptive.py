@@ -7,7 +7,9 @@ can change the answer (ideas of Gao et al., ICML 2022, minimum-margin attack; Li
 CVPR 2022, A3; Melamed et al., NeurIPS 2024, MALT):
 
 1. **screen** every point with one untargeted run (``settings.losses[0]``, cross-entropy in the
-   presets; APGD's step rule; :data:`SCREEN_FRACTION` of ``settings.end_to_end_steps``);
+   presets; APGD's step rule; ``settings.screening_steps`` steps: half the end-to-end runs by default,
+   the whole run in 'standard', which then has one target only: with a 50-step screen and one target
+   it left a few points on fmnist-cnn-standard that only AutoAttack's 100-step APGD-CE broke);
 2. **close survivors only**: a survivor whose margin ``z_y - max_{k != y} z_k`` kept less than
    :data:`CLOSE` of its clean value is close to a decision boundary; only those go on. On the
    bundled backbones the points that AutoAttack's further runs break were all within 1-33 % of
@@ -38,9 +40,6 @@ if TYPE_CHECKING:
     from .end_to_end import EndToEndAttack
     from .settings import AttackSettings
 
-#: the screening run's length, as a fraction of ``settings.end_to_end_steps``: the whole run, as AutoAttack's APGD-CE
-#: (a 25- or 50-step screen left points on fmnist-cnn-standard that only a 100-step APGD-CE broke)
-SCREEN_FRACTION = 1.0
 #: a survivor whose margin kept less than this fraction of its clean value is "close"
 CLOSE = 0.3
 #: ... or whose linearised distance to some class boundary is less than this many eps
@@ -52,7 +51,7 @@ SCREEN_NOISE, TARGET_NOISE = 2000, 2100
 def describe_adaptive(s: AttackSettings) -> str:
     """The adaptive plan in words."""
     steps = s.end_to_end_steps
-    screen = max(1, round(SCREEN_FRACTION * steps))
+    screen = s.screening_steps
     loss = "DLR" if s.target_loss == "dlr" else "margin"
     return (f"end-to-end: adaptive ({screen}-step {s.losses[0].upper()} screen on every point; survivors within "
             f"{CLOSE:.0%} of their clean margin: up to {s.targets} targeted {loss} run(s) of {steps} steps, targets "
@@ -90,7 +89,7 @@ def adaptive_plan(att: EndToEndAttack, rows: Rows, state: SearchState) -> Iterat
     units = (1 + n_targets) * cfg.restarts  # progress: one unit per run
 
     for r in range(cfg.restarts):
-        yield Run(cfg.losses[0], noise=SCREEN_NOISE + r, rule="apgd", steps=max(1, round(SCREEN_FRACTION * steps)),
+        yield Run(cfg.losses[0], noise=SCREEN_NOISE + r, rule="apgd", steps=cfg.screening_steps,
                   done=(r * (1 + n_targets) + 1) / units)
         alive = state.best <= 0
         if n_targets == 0 or not bool(alive.any()):

@@ -47,7 +47,8 @@ class AttackSettings:
     step halving, :mod:`.apgd`) for the end-to-end runs; the feature and loss attacks always use
     "cosine". ``plan``: "fixed" or "adaptive" (:data:`PLANS`, :mod:`.adaptive`; then ``targets``
     is the most target classes a point gets). ``e2e_steps``: the length of the end-to-end runs
-    (default ``steps``, which the feature and loss attacks use).
+    (default ``steps``, which the feature and loss attacks use). ``screen_steps``: the length of the
+    adaptive plan's screening run (default half the end-to-end runs).
     ``fuse``: run the iterations on a fused copy of the model (:func:`rtcore.models.fused.fused_copy`;
     batch norm folded, channels_last); every reported number is recomputed on the original
     model, so it is not part of :meth:`key`, and neither is ``batch_size`` (random starts are
@@ -66,11 +67,12 @@ class AttackSettings:
     target_loss: str = "margin"
     plan: str = "fixed"
     e2e_steps: int | None = None
+    screen_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("steps", "restarts", "feature_restarts", "targets", "batch_size", "e2e_steps"):
+        for name in ("steps", "restarts", "feature_restarts", "targets", "batch_size", "e2e_steps", "screen_steps"):
             v = getattr(self, name)
-            if v is None and name == "e2e_steps":
+            if v is None and name in ("e2e_steps", "screen_steps"):
                 continue
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ValueError(f"{name}={v!r} must be a whole number (for example {name}=10)")
@@ -83,6 +85,8 @@ class AttackSettings:
             raise ValueError(f"steps={self.steps} must be >= 1")
         if self.e2e_steps is not None and self.e2e_steps < 1:
             raise ValueError(f"e2e_steps={self.e2e_steps} must be >= 1, or None (then steps={self.steps} is used)")
+        if self.screen_steps is not None and self.screen_steps < 1:
+            raise ValueError(f"screen_steps={self.screen_steps} must be >= 1, or None (half the end-to-end runs)")
         if self.restarts < 1 or self.feature_restarts < 1:
             raise ValueError(f"restarts={self.restarts} and feature_restarts={self.feature_restarts} must be >= 1")
         if self.targets < 0:
@@ -122,12 +126,19 @@ class AttackSettings:
             key["plan"] = self.plan
         if self.e2e_steps is not None:
             key["e2e_steps"] = self.e2e_steps
+        if self.screen_steps is not None:
+            key["screen_steps"] = self.screen_steps
         return key
 
     @property
     def end_to_end_steps(self) -> int:
         """The length of the end-to-end runs: ``e2e_steps``, or ``steps`` when it is None."""
         return self.steps if self.e2e_steps is None else self.e2e_steps
+
+    @property
+    def screening_steps(self) -> int:
+        """The length of the adaptive plan's screen: ``screen_steps``, or half the end-to-end runs."""
+        return max(1, round(self.end_to_end_steps / 2)) if self.screen_steps is None else self.screen_steps
 
 
 # ---------------------------------------------------------------- the registry of strengths
@@ -251,7 +262,8 @@ register_strength("fast", AttackSettings(steps=10, restarts=1, feature_restarts=
 # end to end: the adaptive plan with one target per close survivor (within 0.5 pt of AutoAttack's APGD-CE +
 # APGD-T on the bundled backbones, bench/strength.py); feature and loss attacks: 30 steps as before
 register_strength("standard", AttackSettings(steps=30, restarts=1, feature_restarts=5, losses=("ce",), targets=1,
-                                             plan="adaptive", e2e_steps=100, step_rule="apgd", target_loss="dlr"))
+                                             plan="adaptive", e2e_steps=100, screen_steps=100, step_rule="apgd",
+                                             target_loss="dlr"))
 # end to end: the adaptive plan with up to 9 targets per close survivor (at least as strong as AutoAttack's
 # APGD-CE + APGD-T in at most a third of its time, bench/strength.py); feature attack: 10 starts of 100 steps
 register_strength("strong", AttackSettings(steps=100, restarts=1, feature_restarts=10, losses=("ce",), targets=9,

@@ -13,7 +13,6 @@ from torch import nn
 
 import rtcore
 from rtcore.attacks import AttackSettings, attack, feature_attack, loss_attack
-from rtcore.attacks.adaptive import SCREEN_FRACTION
 from rtcore.attacks.apgd import APGDRule
 from rtcore.attacks.engine import CosineRule, descend
 from rtcore.bounds import head_projector
@@ -220,8 +219,9 @@ def test_the_adaptive_plan_spends_its_runs_only_on_points_close_to_a_boundary() 
         counted.grad_rows = 0
         attack(counted, x[i:i + 1], y[i:i + 1], 0.01, settings=cfg)
         rows_per_point.append(counted.grad_rows)
-    # both stay robust at eps 0.01 (the margin moves by at most 0.02); the screen has SCREEN_FRACTION of the
-    # 8 steps, the ranking of the targets one pass with a gradient, each targeted run 8 steps
-    screen = max(1, round(SCREEN_FRACTION * 8))
+    # both stay robust at eps 0.01 (the margin moves by at most 0.02); the screen has half the 8 steps, the
+    # ranking of the targets one pass with a gradient, each targeted run 8 steps
+    screen = cfg.screening_steps
+    assert screen == 4
     assert rows_per_point[0] == screen + 1, "far point: the screen only"
     assert rows_per_point[1] == screen + 1 + 8, "close point: one targeted run (the only class within reach)"
