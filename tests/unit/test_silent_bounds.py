@@ -125,7 +125,7 @@ def test_cross_entropy_checks_its_logits() -> None:
         Bd.cross_entropy(torch.zeros(1, 2), torch.tensor([2]))
 
 
-def test_the_issue_repro_no_longer_returns_a_bound_of_zero() -> None:
+def test_a_non_finite_head_no_longer_returns_a_bound_of_zero() -> None:
     """Before: bound_criterion with a NaN head returned all False (bound 0) and loss_bound NaN, with no error."""
     f, y, W, b, d = _head()
     W[0, 0] = float("nan")
