@@ -33,7 +33,7 @@ class CheckpointUploadError(CheckpointError):
 
 def checkpoint_upload_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where accepted uploads are stored: ``uploads/`` in the cache folder (content-addressed)."""
-    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "uploads"
+    return (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "uploads"
 
 
 def save_checkpoint_upload(filename: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,
@@ -97,10 +97,12 @@ def prune_checkpoint_uploads(folder: str | os.PathLike[str] | None = None, older
     return removed
 
 
-def is_checkpoint_upload(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a stored upload (then it is touched when used, and may be pruned)."""
+def is_checkpoint_upload(path: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``path`` is an upload stored in ``folder`` (default :func:`checkpoint_upload_dir`): then it is
+    touched when used, and may be pruned."""
     p = Path(path)
-    return bool(_UPLOAD_NAME.match(p.name)) and p.parent.resolve() == checkpoint_upload_dir().resolve()
+    root = Path(folder) if folder is not None else checkpoint_upload_dir()
+    return bool(_UPLOAD_NAME.match(p.name)) and p.parent.resolve() == root.resolve()
 
 
 def timm_arch(name: str) -> str:
