@@ -225,3 +225,25 @@ def test_the_adaptive_plan_spends_its_runs_only_on_points_close_to_a_boundary() 
     assert screen == 4
     assert rows_per_point[0] == screen + 1, "far point: the screen only"
     assert rows_per_point[1] == screen + 1 + 8, "close point: one targeted run (the only class within reach)"
+
+
+def test_further_targets_only_for_points_the_nearest_target_run_brought_close() -> None:
+    """Two classes are within linearised reach, but the box [0, 1] blocks half the way: the run on the nearest
+    target leaves 35 % of the clean margin (more than FOLLOW_UP), so the second target is not tried."""
+    from rtcore.attacks import adaptive
+    from tests.conftest import LinearNet
+
+    W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.99], [-1.0, -1.0]])
+    A = torch.zeros(2, 4)
+    A[0, 0], A[1, 1] = 1.0, 1.0
+    model = rtcore.ProbedModel(rtcore.as_backbone(LinearNet(A)),
+                               rtcore.LinearHead(W, torch.tensor([0.52, 0.0, 0.0, 0.0]))).eval()
+    x = torch.full((1, 1, 2, 2), 0.5)
+    x[0, 0, 0, 0] = 0.0  # z = (0.52, 0.5, 0.495, -0.5): class 0 by 0.02 over class 1, by 0.025 over class 2
+    y = torch.zeros(1, dtype=torch.long)
+    counted = _Counting(model).eval()
+    cfg = AttackSettings(e2e_steps=8, losses=("ce",), targets=3, plan="adaptive", step_rule="apgd", fuse=False)
+    res = attack(counted, x, y, 0.013, settings=cfg)
+    assert bool(res.robust.all()), "x00 cannot go below 0: the margin to class 1 stays >= 0.02 - 0.013"
+    assert counted.grad_rows == cfg.screening_steps + 1 + 8, "screen, ranking, the nearest target only"
+    assert adaptive.FOLLOW_UP < 0.35
