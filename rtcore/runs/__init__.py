@@ -13,8 +13,8 @@ this package knows about them.
 """
 
 from .compare import MethodComparison, Verdict, compare_methods, evaluate_adapted, method_table, ordering_verdict
-from .execute import Evaluation, Executor, TaskState, UnitReport, execute, test_indices
-from .plan import STAGES, Unit, plan
+from .execute import Evaluation, Executor, TaskState, UnitReport, execute
+from .plan import STAGES, Unit, plan, test_indices
 from .progress import ProgressCallback, ProgressEvent, Throughput, fmt_seconds
 from .spec import EvalSpec, load_spec, parse_eps_text
 from .sweep import SweepEvent, SweepResult, SweepSpec, SweepUnit, list_sweeps, load_sweep, sweep

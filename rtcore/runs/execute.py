@@ -36,7 +36,7 @@ from ..steps import (
     task_sanity,
 )
 from ..tables import HeadInfo, summarise, task_rows
-from .plan import Unit, plan
+from .plan import Unit, plan, test_indices
 from .progress import ProgressCallback, ProgressEvent, Throughput
 from .spec import EvalSpec
 
@@ -87,22 +87,6 @@ class UnitReport:
     unit: Unit
     seconds: float
     computed: bool
-
-
-def test_indices(n_test: int, n: int, seed: int) -> torch.Tensor:
-    """A seeded random subset of ``n`` test points (sorted), all of them if ``n >= n_test``.
-
-    Seeds below 2**32 draw with torch's generator (as every earlier version did, so their subsets and
-    numbers are unchanged); torch's CPU generator keeps only 32 bits, so larger seeds draw with
-    numpy's 64-bit generator: distinct seeds never share a subset because they agree mod 2**32."""
-    if n >= n_test:
-        return torch.arange(n_test)
-    if seed < 2**32:
-        return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    import numpy as np
-
-    perm = np.random.Generator(np.random.PCG64(seed)).permutation(n_test)[:n]
-    return torch.from_numpy(np.sort(perm)).long()
 
 
 class _Computed:

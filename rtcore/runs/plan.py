@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+
 from ..config import eps_key
 from .spec import EvalSpec, parse_eps_text
 
@@ -102,3 +104,19 @@ def plan(specs: EvalSpec | Sequence[EvalSpec], *, first: Sequence[float] = (),
             units.append(Unit(s, t, "head_loss", zero + rest(s)))
     units += [Unit(s, t, "sanity", s.eps) for s, t in who if s.sanity]
     return units
+
+
+def test_indices(n_test: int, n: int, seed: int) -> torch.Tensor:
+    """A seeded random subset of ``n`` test points (sorted), all of them if ``n >= n_test``.
+
+    Seeds below 2**32 draw with torch's generator (as every earlier version did, so their subsets and
+    numbers are unchanged); torch's CPU generator keeps only 32 bits, so larger seeds draw with
+    numpy's 64-bit generator: distinct seeds never share a subset because they agree mod 2**32."""
+    if n >= n_test:
+        return torch.arange(n_test)
+    if seed < 2**32:
+        return torch.randperm(n_test, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    import numpy as np
+
+    perm = np.random.Generator(np.random.PCG64(seed)).permutation(n_test)[:n]
+    return torch.from_numpy(np.sort(perm)).long()
