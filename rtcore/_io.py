@@ -68,6 +68,16 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], older_than_s: float
     return removed
 
 
+def upload_size_problem(filename: str, data: bytes, max_bytes: int) -> str | None:
+    """Why an upload of ``data`` cannot be taken for its size (empty, or above ``max_bytes``), else None."""
+    size = len(data)
+    if size == 0:
+        return f"the uploaded file {filename!r} is empty"
+    if size > max_bytes:
+        return f"the uploaded file {filename!r} is {size / 1e6:.1f} MB, above the {max_bytes / 1e6:.0f} MB limit"
+    return None
+
+
 def prune_unused(folder: str | os.PathLike[str], older_than_s: float, owned: Callable[[Path], bool]) -> int:
     """Delete the entries directly in ``folder`` that ``owned`` accepts and that nobody modified or touched for
     ``older_than_s`` seconds (a folder with its contents; a link itself, never what it points to); return how

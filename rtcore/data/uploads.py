@@ -29,7 +29,7 @@ import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .._io import TMP_PREFIX, UPLOAD_TTL_S, prune_unused
+from .._io import TMP_PREFIX, UPLOAD_TTL_S, prune_unused, upload_size_problem
 from ..config import default_cache_dir
 from ..errors import TaskUnavailableError
 from .folder import MIXED_SIZES
@@ -79,12 +79,9 @@ def unpack_task_upload(filename: str, data: bytes, dest_dir: str | os.PathLike[s
         raise ValueError(f"max_bytes={max_bytes!r} must be a positive int")
     if mixed_sizes not in MIXED_SIZES:
         raise ValueError(f"mixed_sizes={mixed_sizes!r} is not one of {list(MIXED_SIZES)}")
-    size = len(data)
-    if size == 0:
-        raise TaskUploadError(f"the uploaded file {filename!r} is empty")
-    if size > max_bytes:
-        raise TaskUploadError(f"the uploaded file {filename!r} is {size / 1e6:.1f} MB, above the "
-                              f"{max_bytes / 1e6:.0f} MB limit")
+    problem = upload_size_problem(filename, data, max_bytes)
+    if problem:
+        raise TaskUploadError(problem)
     suffix = Path(str(filename)).suffix.lower()
     if suffix not in (".zip", ".npz"):
         raise TaskUploadError(f"{filename!r} is neither a .zip of an image folder (train/<class>/*, test/<class>/*) "

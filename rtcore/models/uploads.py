@@ -14,7 +14,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .._io import TMP_PREFIX, UPLOAD_TTL_S, atomic_write, prune_unused
+from .._io import TMP_PREFIX, UPLOAD_TTL_S, atomic_write, prune_unused, upload_size_problem
 from ..config import default_cache_dir
 from ..errors import CheckpointError
 from .checkpoints import check_safetensors_file
@@ -45,12 +45,9 @@ def save_checkpoint_upload(filename: str, data: bytes, *, max_bytes: int = MAX_U
     stored name is its sha256, so a re-upload reuses it; each save deletes uploads unused for
     :data:`UPLOAD_TTL_S`.
     """
-    size = len(data)
-    if size == 0:
-        raise CheckpointUploadError(f"the uploaded file {filename!r} is empty")
-    if size > max_bytes:
-        raise CheckpointUploadError(f"the uploaded file {filename!r} is {size / 1e6:.1f} MB, above the "
-                          f"{max_bytes / 1e6:.0f} MB limit")
+    problem = upload_size_problem(filename, data, max_bytes)
+    if problem:
+        raise CheckpointUploadError(problem)
     if not filename.lower().endswith(".safetensors"):
         raise CheckpointUploadError(
             f"{filename!r} is not a .safetensors file; pickled checkpoints (.pt, .pth, .bin, .ckpt) are refused "
