@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MIXED_SIZES: tuple[str, ...] = ("resize", "refuse")
 #: files modified this recently make a listing untrustworthy as a cache key
 RACY_WINDOW_S = 2.0
+_DIGESTS: dict[tuple[str, str], str] = {}  # FolderListing.digest by (root, stat listing)
 #: bump when the folder reader's output changes, so stale folder caches are not reused
 READER_VERSION = "1"
 
@@ -72,7 +73,11 @@ class FolderListing:
     def digest(self) -> str:
         """sha256 of (relative path, content sha256) of every file: the disk-cache key. It follows the bytes, so a
         folder with other pixels never reads another's cached arrays (whatever the sizes and mtimes), and a moved
-        folder keeps its key. Hashing costs far less than decoding."""
+        folder keeps its key. Hashing costs far less than decoding; memoised per process by the stat listing
+        (:meth:`signature`), so the task reader and a spec's digest hash the files once."""
+        memo = (str(self.root), repr(self.signature()))
+        if memo in _DIGESTS:
+            return _DIGESTS[memo]
         h = hashlib.sha256()
         for c in self.classes:
             h.update(c.encode("utf-8", "surrogateescape") + b"\0")
@@ -83,7 +88,8 @@ class FolderListing:
                 raise TaskDataError(f"folder:{self.root}: cannot read {f.rel} ({exc.strerror or exc}). Fix: make "
                                     "the file readable or remove it") from None
             h.update(f"{f.rel}\0{content}\0".encode("utf-8", "surrogateescape"))
-        return h.hexdigest()
+        _DIGESTS[memo] = h.hexdigest()
+        return _DIGESTS[memo]
 
     def signature(self) -> tuple[object, ...]:
         """Everything stat says about the files (adds ctime and inode): the in-process memo key."""

@@ -79,23 +79,16 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return _FILE_DIGESTS[memo]
 
 
-_FOLDER_DIGESTS: dict[tuple[str, str], str] = {}
-
-
 def task_identity(ref: str) -> str:
     """A task's identity in a digest: its name, or ``prefix:<content digest>`` for user data. A folder is
     digested over exactly the files its reader reads (:func:`rtcore.data.folder.scan_folder`: symlinked
-    class folders followed, hidden files skipped), by their content; memoised per stat listing."""
+    class folders followed, hidden files skipped), by their content (:meth:`FolderListing.digest`)."""
     if not is_user_ref(ref):
         return ref
     uref = parse_user_ref(ref)
     if uref.kind != "folder":
         return f"{uref.kind}:{file_digest(uref.path)}"
-    listing = scan_folder(uref.path)
-    memo = (str(uref.path), repr(listing.signature()))
-    if memo not in _FOLDER_DIGESTS:
-        _FOLDER_DIGESTS[memo] = listing.digest()
-    return f"folder:{_FOLDER_DIGESTS[memo]}"
+    return f"folder:{scan_folder(uref.path).digest()}"
 
 
 def interpreter() -> str:
