@@ -14,8 +14,8 @@ A small family, in a registry (:func:`register_probe`, :func:`list_probes`, :fun
   ``radius``: logits ``z_k + radius * ||w_y - w_k||_2`` for ``k != y``. This minimises an upper
   bound on the worst-case cross-entropy over the feature ball, trading clean accuracy for margin.
 
-Features are standardised internally for a well-conditioned fit (float64, L-BFGS (:mod:`rtcore._lbfgs`), zero or warm
-start, no randomness except the seeded validation split), but ``weight_`` and ``bias_`` are
+Features are standardised internally for a well-conditioned fit (float64, ``torch.optim.LBFGS`` with a strong-Wolfe
+line search, zero or warm start, no randomness except the seeded validation split), but ``weight_`` and ``bias_`` are
 expressed in the raw feature space of g: ``h(z) = z @ weight_.T + bias_``.
 """
 
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._lbfgs import minimize as lbfgs_minimize
+from .numerics import by_rows, with_fixed_threads
 from .registry import Registry
 from .validation import check_features, check_labels
 
@@ -113,15 +113,16 @@ class LinearProbe:
             loss.backward()
             return loss
 
-        # torch.optim.LBFGS(lr=1, history_size=20, line_search_fn="strong_wolfe"), without importing torch._dynamo
-        n_iter = lbfgs_minimize([w, b], closure, lr=1, max_iter=self.max_iter, tolerance_grad=self.tol,
-                                tolerance_change=1e-12, history_size=20)
-        return w.detach(), b.detach(), n_iter
+        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=self.max_iter, tolerance_grad=self.tol, tolerance_change=1e-12,
+                                history_size=20, line_search_fn="strong_wolfe")
+        opt.step(closure)
+        return w.detach(), b.detach(), int(opt.state[w]["n_iter"])
 
     def _initial(self, fs: torch.Tensor, y: torch.Tensor, k: int, C: float,
                  sd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         return None
 
+    @with_fixed_threads
     def fit(self, features: torch.Tensor, labels: torch.Tensor) -> LinearProbe:
         """Fit on ``features`` (N, m) and integer ``labels`` (N,); returns self."""
         f = check_features(features).detach().to("cpu", torch.float64)
@@ -170,7 +171,8 @@ class LinearProbe:
         f = check_features(features)
         if f.shape[1] != self.n_features_in_:
             raise ValueError(f"features have {f.shape[1]} dimensions, the probe was fitted on {self.n_features_in_}")
-        return f.float() @ self.weight_.to(f.device).T + self.bias_.to(f.device)
+        w, b = self.weight_.to(f.device), self.bias_.to(f.device)
+        return by_rows(lambda z: z @ w.T + b, f.float())
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         return self.decision_function(features).argmax(dim=1)
@@ -297,6 +299,9 @@ class LinearHead(nn.Module):
         self.eval()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return by_rows(self._rows, z)
+
+    def _rows(self, z: torch.Tensor) -> torch.Tensor:
         return z @ self.weight.T + self.bias
 
 

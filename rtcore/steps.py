@@ -22,6 +22,7 @@ from .attacks import AttackSettings, attack, feature_attack, loss_attack
 from .cache import ResultCache
 from .data import Task
 from .models import Backbone
+from .numerics import numerics_tag, with_fixed_threads
 from .probes import LinearProbe, ProbedModel, create_probe
 from .sanity import SanityFlag, sanity_checks
 from .validation import check_features
@@ -45,7 +46,7 @@ def backbone_key(g: Backbone) -> str:
     from the features cached under that fingerprint (then nothing computed before is used again)."""
     fp = g.fingerprint()
     salt = _SALTS.get(fp)
-    return fp if salt is None else f"{fp}+{salt}"
+    return f"{fp if salt is None else f'{fp}+{salt}'}@{numerics_tag(g.device)}"
 
 
 def _forward(g: Backbone, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -82,6 +83,7 @@ def _check_cached_features(g: Backbone, x: torch.Tensor, cache: ResultCache) -> 
     return None
 
 
+@with_fixed_threads
 def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int = 256,
              progress: Progress | None = None) -> torch.Tensor:
     """``g(x)`` (N, m) on the CPU, cached by (backbone fingerprint, input digest).

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..config import check_eps, check_norm
+from ..numerics import with_fixed_threads
 from ..validation import check_eval_mode, check_images, check_labels
 from .apgd import APGDRule
 from .engine import CosineRule, StepRule, batched, descend, model_device, search_model
@@ -149,6 +150,7 @@ class Attack(ABC):
         """For attacks that stop: the points already broken without a perturbation (never attacked)."""
         return torch.zeros(clean.shape[0], dtype=torch.bool, device=clean.device)
 
+    @with_fixed_threads
     def run(self, x: torch.Tensor, y: torch.Tensor | None, eps_values: Sequence[float],
             progress: ProgressFn | None = None) -> Outcome:
         """Attack checked inputs ``x`` (labels ``y``) at every eps; see the module docstring."""

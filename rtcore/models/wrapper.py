@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..numerics import by_rows
 from ..validation import check_eval_mode
 from .identity import callable_identity, module_identity
 
@@ -216,7 +217,11 @@ class Backbone(nn.Module):
         return x if x.dtype == BACKBONE_DTYPE else x.to(BACKBONE_DTYPE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._check_call(x)
+        """Features (N, m) of images in [0, 1], computed on fixed-size chunks of rows
+        (:func:`rtcore.numerics.by_rows`: an image's features never depend on its batch)."""
+        return by_rows(self._rows, self._check_call(x))
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
         f = self._features(self.net, self.preprocess(x))
         if not isinstance(f, torch.Tensor) or f.ndim < 2 or f.shape[0] != x.shape[0]:
             shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__

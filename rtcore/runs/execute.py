@@ -23,6 +23,7 @@ from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
 from ..data import Task, create_task
 from ..models import Backbone, resolve_device
+from ..numerics import with_fixed_threads
 from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
 from ..steps import (
@@ -167,6 +168,7 @@ class Executor:
             return self._state.get(name)
 
     # ---------------------------------------------------------------- units
+    @with_fixed_threads
     def run(self, unit: Unit, progress: ProgressCallback | None = None) -> UnitReport:
         """Run one unit (its prerequisites first: a task's ``fit`` before its attacks); cached work is read."""
         if unit.spec != self.spec:
@@ -314,6 +316,7 @@ class Executor:
         rows["_loss"] = rows["eps"].map(lambda e: flags[e][1] and self.spec.loss_attack)
         return rows
 
+    @with_fixed_threads
     def evaluation(self) -> Evaluation:
         """The tables of every finished (task, eps), tasks in the spec's order: complete once every unit ran.
 

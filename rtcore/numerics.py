@@ -1,0 +1,126 @@
+"""One number everywhere: the arithmetic every result is computed with, whatever runs it.
+
+A float32 forward or backward pass on the CPU is not a function of its inputs alone. Measured on
+torch 2.14 (oneDNN convolutions, MKL matrix products), for the bundled CNN, timm's ResNet and ViT
+and the ResNet-18:
+
+* **the thread count** changes the bits: a ViT's features of 64 images differ between one and two
+  threads, and a CNN's differ for batches of 3, 5, 7 or 11 images (the kernels split the work,
+  and so the sums, by thread);
+* **the batch size** changes the bits even on one thread: an image's features in a batch of 1-3
+  (the CNN) or 1-15 (timm's ResNet) differ from the same image's features in a batch of 64;
+* the *position* of an image inside a batch of one fixed size does not (tested for every model
+  above, batches of 8, 16 and 32).
+
+A feature value that moves in its last bit can flip a margin comparison, the C the probe picks, a
+point of an attack's trajectory, and so a robust accuracy. So every computation runs:
+
+* on :data:`THREADS` intra-op thread(s) (:func:`fixed_threads`, around every unit of work and every
+  public computing function; re-entrant and safe from several threads at once), and
+* on rows in chunks of exactly :func:`chunk_rows` rows (:func:`by_rows`: the last chunk padded
+  with zero images and the padding dropped), inside :class:`rtcore.Backbone` and
+  :class:`rtcore.LinearHead`, so an image's result never depends on the batch it came in with:
+  not on the caller's batch size, nor on which other points an attack still carries.
+
+With both, the same spec gives bit-identical tables with 1, 2 or 16 threads, in one process or
+many, locally or on Ray, on a cold cache or one another thread count filled. One thread with
+chunks of 32 is also faster than the previous 512-row batches on two threads (a CNN's forward and
+backward of 512 images: 193 ms against 255 ms; the ResNet-18's of 128: 1.39 s against 2.10 s on
+one thread unchunked): chunks fit the caches. Parallelism comes from running units side by side
+(sweep workers).
+
+What is not exact, and says so: a GPU computes other bits than a CPU (other kernels), and another
+CPU instruction set (AVX2 against AVX-512) or another torch release may too. :func:`numerics_tag`
+names the arithmetic; it enters every cache key, so a result computed one way is never served as
+the other. On CUDA, cuDNN runs in its deterministic mode (no benchmark-chosen algorithms).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import torch
+
+__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "numerics_tag", "with_fixed_threads"]
+
+#: intra-op threads every computation runs on
+THREADS = 1
+#: rows per chunk by device type (a GPU wants larger chunks; its bits differ from the CPU's anyway)
+CHUNK_ROWS: dict[str, int] = {"cpu": 32, "cuda": 256, "mps": 256}
+#: bump when the arithmetic above changes (it enters :func:`numerics_tag`, so every cache key)
+NUMERICS_VERSION = 1
+
+_LOCK = threading.Lock()
+_DEPTH = 0
+_SAVED = 0
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def chunk_rows(device: torch.device | str) -> int:
+    """The rows of one chunk on ``device`` (:data:`CHUNK_ROWS`)."""
+    return CHUNK_ROWS.get(torch.device(device).type, CHUNK_ROWS["cuda"])
+
+
+def numerics_tag(device: torch.device | str) -> str:
+    """The name of the arithmetic results on ``device`` are computed with (part of every cache key)."""
+    kind = torch.device(device).type
+    return f"{kind}-t{THREADS if kind == 'cpu' else 0}-r{chunk_rows(kind)}-v{NUMERICS_VERSION}"
+
+
+@contextmanager
+def fixed_threads() -> Iterator[None]:
+    """Run the body on :data:`THREADS` torch thread(s); the caller's setting is restored once no
+    computation of this process is inside any more (so threads running side by side never see
+    each other's restore)."""
+    global _DEPTH, _SAVED
+    with _LOCK:
+        if _DEPTH == 0:
+            _SAVED = torch.get_num_threads()
+        _DEPTH += 1
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
+    if torch.backends.cudnn.benchmark or not torch.backends.cudnn.deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _DEPTH -= 1
+            if _DEPTH == 0 and _SAVED != torch.get_num_threads():
+                torch.set_num_threads(_SAVED)
+
+
+def with_fixed_threads(fn: Callable[P, R]) -> Callable[P, R]:
+    """``fn`` run inside :func:`fixed_threads`."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with fixed_threads():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def by_rows(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``fn(x)`` computed on chunks of exactly :func:`chunk_rows` rows (zero rows pad the last; their
+    outputs are dropped), so that each row's result is the same whatever batch it arrived in.
+    Differentiable: each chunk's graph is kept for the caller's backward pass."""
+    rows = chunk_rows(x.device)
+    n = x.shape[0]
+    if n == rows:
+        return fn(x)
+    outs = []
+    for lo in range(0, max(n, 1), rows):
+        part = x[lo:lo + rows]
+        short = rows - part.shape[0]
+        if short:
+            part = torch.cat([part, part.new_zeros((short, *part.shape[1:]))])
+        out = fn(part)
+        outs.append(out[:rows - short] if short else out)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
