@@ -140,12 +140,53 @@ def default_cache_dir() -> Path:
         raise CacheDirError(f"{ENV_CACHE_DIR} is set but empty ({env!r}); set it to a folder "
                             f"(export {ENV_CACHE_DIR}=/path/to/cache) or unset it (unset {ENV_CACHE_DIR}) "
                             f"to use ~/.cache/rtcore")
-    return Path(env).expanduser()
+    return _own_folder(Path(env).expanduser(), f"{ENV_CACHE_DIR}={env!r}")
+
+
+#: folders that hold the system's own files: a cache there would mix rtcore's ``results/``, ``tasks/``,
+#: ``sweeps/`` ... with them (a run as root wrote ``/results`` and ``/tasks``). Exact matches; anything
+#: under :data:`VIRTUAL_FOLDERS` too. The home folder itself and every file-system root are refused as well.
+SYSTEM_FOLDERS: frozenset[str] = frozenset({
+    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/usr", "/usr/bin", "/usr/lib", "/usr/lib64",
+    "/usr/local", "/usr/sbin", "/usr/share", "/var", "/var/lib", "/Applications", "/Library", "/System", "/Users",
+    "/Volumes", "/private"})
+#: kernel file systems: no folder under them is a place for files
+VIRTUAL_FOLDERS: tuple[str, ...] = ("/proc", "/sys")
+
+
+def system_folder_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be a cache folder (a file-system root, a system folder, the home folder
+    itself), or None. Checked on the path as written (made absolute) and with links resolved."""
+    p = Path(path).expanduser()
+    home = {os.path.normpath(os.path.abspath(Path.home()))}
+    home.add(os.path.realpath(next(iter(home))))
+    for form in dict.fromkeys((os.path.normpath(os.path.abspath(p)), os.path.realpath(p))):
+        if form == Path(form).anchor:
+            return "is the root of the file system"
+        if form in home:
+            return "is the home folder itself"
+        if form in SYSTEM_FOLDERS or any(form.startswith(v + os.sep) for v in VIRTUAL_FOLDERS):
+            return f"is the system folder {form!r}"
+    return None
+
+
+def _own_folder(path: Path, given: str) -> Path:
+    """``path`` unless it is a root, a system folder or the home folder (:func:`system_folder_problem`)."""
+    problem = system_folder_problem(path)
+    if problem:
+        from .errors import CacheDirError
+
+        raise CacheDirError(f"cache folder {given} {problem}; rtcore would write its results/, tasks/ and sweeps/ "
+                            f"folders straight into it. Fix: give a folder of rtcore's own, e.g. "
+                            f"--cache-dir ~/.cache/rtcore or {ENV_CACHE_DIR}=/path/to/rtcore-cache")
+    return path
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The cache folder a caller asked for: ``None`` is :func:`default_cache_dir`; an empty path
-    (``""``, which would silently mean the current folder) is refused with :class:`CacheDirError`."""
+    (``""``, which would silently mean the current folder), a file-system root, a system folder or the
+    home folder itself (:func:`system_folder_problem`) is refused with :class:`CacheDirError`."""
     from .errors import CacheDirError
 
     if cache_dir is None:
@@ -158,7 +199,7 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         raise CacheDirError(f"cache_dir={text!r} is empty, which would mean the current folder; give a folder "
                             f"path (--cache-dir /path/to/cache), or leave it out for the default "
                             f"({ENV_CACHE_DIR} or ~/.cache/rtcore)")
-    return Path(text).expanduser()
+    return _own_folder(Path(text).expanduser(), f"cache_dir={text!r}")
 
 
 #: eps grids: k/255 for linf (1/255, 2/255 and the paper's budget 4/255 included: its 8/255 on inputs in

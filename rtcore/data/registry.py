@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..config import default_cache_dir
+from ..config import default_cache_dir, resolve_cache_dir
 from ..errors import CacheDirError
 from ..registry import Registry
-from .folder import MIXED_SIZES, check_mixed_sizes
+from .folder import MIXED_SIZES, check_mixed_sizes, scan_folder
 from .paths import default_data_dir, norm_root
 from .refs import FOLDER_PREFIX, NPZ_PREFIX, is_user_ref, parse_user_ref
 from .task import Task
@@ -58,6 +58,8 @@ class TaskSpec:
     domain: str
     offline: bool
     loader: Callable[..., Task]
+    #: the size of the test split, where it is fixed (None: known once loaded)
+    n_test: int | None = None
 
 
 #: the registered tasks
@@ -66,8 +68,8 @@ TASKS: Registry[TaskSpec] = Registry(
                  f"or {NPZ_PREFIX}PATH for arrays x_train, y_train, x_test, y_test")
 
 
-def register_task(name: str, *, description: str, domain: str, offline: bool, overwrite: bool = False
-                  ) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+def register_task(name: str, *, description: str, domain: str, offline: bool, n_test: int | None = None,
+                  overwrite: bool = False) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Decorator adding ``loader`` (see :class:`TaskSpec`) to the registry as ``name``."""
     if domain not in DOMAINS:
         raise ValueError(f"domain {domain!r} for task {name!r} is not one of {DOMAINS}")
@@ -79,10 +81,30 @@ def register_task(name: str, *, description: str, domain: str, offline: bool, ov
 
     def decorator(loader: Callable[..., Task]) -> Callable[..., Task]:
         TASKS.register(TaskSpec(name=name, description=description, domain=domain, offline=bool(offline),
-                                loader=loader), overwrite=overwrite)
+                                loader=loader, n_test=n_test), overwrite=overwrite)
         return loader
 
     return decorator
+
+
+def task_test_size(ref: str) -> int | None:
+    """The number of test images of a task, without decoding any: from the registry for a task whose test
+    split is fixed, from the listing of a ``folder:`` task or the ``y_test`` header of an ``npz:`` task;
+    None when only loading tells (a download)."""
+    if not is_user_ref(ref):
+        return TASKS.info(ref).n_test
+    uref = parse_user_ref(ref)
+    if uref.kind == "folder":
+        return len(scan_folder(uref.path).test)
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(uref.path) as zf, zf.open("y_test.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape = read(fh)[0]
+    return int(shape[0])
 
 
 def list_tasks(offline_only: bool = False) -> list[str]:
@@ -162,7 +184,7 @@ def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
     if not str(cache_dir).strip():
         raise CacheDirError(f"cache_dir={str(cache_dir)!r} is empty; pass a folder path (--cache-dir), or "
                             "use_cache=False (--no-cache) to keep no task cache")
-    return Path(cache_dir).expanduser()
+    return resolve_cache_dir(cache_dir)
 
 
 def create_task(name_or_ref: str, *, root: str | os.PathLike[str] | None = None, download: bool = False,

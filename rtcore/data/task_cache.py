@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write
-from ..config import default_cache_dir
+from ..config import default_cache_dir, resolve_cache_dir
 from ..errors import CacheDirError
 from .generators import GENERATORS, IMAGE_SIZE, GeneratedData, split_rngs
 
@@ -44,7 +44,7 @@ def tasks_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     if not str(cache_dir).strip():
         raise CacheDirError(f"cache_dir={str(cache_dir)!r} is empty; pass a folder path (--cache-dir), "
                             "or use_cache=False (--no-cache) to keep no task cache")
-    return Path(cache_dir).expanduser() / "tasks"
+    return resolve_cache_dir(cache_dir) / "tasks"
 
 
 def arrays_digest(arrays: dict[str, np.ndarray]) -> str:

@@ -30,7 +30,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .._io import TMP_PREFIX, UPLOAD_TTL_S, prune_unused, upload_size_problem
-from ..config import default_cache_dir
+from ..config import resolve_cache_dir
 from ..errors import TaskUnavailableError
 from .folder import MIXED_SIZES
 from .refs import FOLDER_PREFIX, NPZ_PREFIX, TaskDataError
@@ -54,7 +54,7 @@ class TaskUploadError(TaskDataError):
 
 def task_upload_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where accepted task uploads are stored: ``task-uploads/`` in the cache folder."""
-    return (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "task-uploads"
+    return resolve_cache_dir(cache_dir) / "task-uploads"
 
 
 def unpack_task_upload(filename: str, data: bytes, dest_dir: str | os.PathLike[str], max_bytes: int, *,

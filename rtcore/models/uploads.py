@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from .._io import TMP_PREFIX, UPLOAD_TTL_S, atomic_write, prune_unused, upload_size_problem
-from ..config import default_cache_dir
+from ..config import resolve_cache_dir
 from ..errors import CheckpointError
 from .checkpoints import check_safetensors_file
 from .hub import TIMM_PREFIX, hub_reachable, timm_weights_available_offline
@@ -33,7 +33,7 @@ class CheckpointUploadError(CheckpointError):
 
 def checkpoint_upload_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where accepted uploads are stored: ``uploads/`` in the cache folder (content-addressed)."""
-    return (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "uploads"
+    return resolve_cache_dir(cache_dir) / "uploads"
 
 
 def save_checkpoint_upload(filename: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES,

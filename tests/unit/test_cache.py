@@ -183,3 +183,26 @@ def test_generated_task_cache_with_changed_bytes_is_regenerated(tmp_path: Path) 
     clear_task_cache()
     again = rtcore.load_task("shapes", cache_dir=tmp_path)
     assert torch.equal(again.x_test, ref.x_test)
+
+
+@pytest.mark.parametrize("folder", ["/", "/usr", "/etc", "/var", "/proc/self", "/sys/kernel", "~"])
+def test_a_root_system_or_home_cache_dir_is_refused_before_any_work(
+        folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from rtcore.config import resolve_cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(rtcore.CacheDirError, match="Fix: give a folder of rtcore's own"):
+        resolve_cache_dir(folder)
+    with pytest.raises(rtcore.CacheDirError, match="root of the file system|system folder|home folder itself"):
+        rtcore.load_task("shapes", cache_dir=folder)
+    monkeypatch.setenv("RTCORE_CACHE_DIR", folder)
+    with pytest.raises(rtcore.CacheDirError, match="RTCORE_CACHE_DIR="):
+        resolve_cache_dir(None)
+    monkeypatch.delenv("RTCORE_CACHE_DIR")
+    if folder == "/":
+        argv = ["evaluate", "--backbone", ARGS["backbone"], "--tasks", "shapes", "--eps", "0.01", "--n", "4",
+                "--cache-dir", folder]
+        assert main(argv) == 2
+        assert "is the root of the file system" in capsys.readouterr().err
+    assert resolve_cache_dir(tmp_path / "cache") == tmp_path / "cache"  # a folder inside home is fine
+    assert resolve_cache_dir("/var/cache/rtcore") == Path("/var/cache/rtcore")  # and one inside a system folder
