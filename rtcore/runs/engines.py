@@ -13,7 +13,10 @@ An engine takes units (``submit``) and hands back finished outcomes (``wait``); 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+import stat
+import tempfile
 import time
 import traceback
 from collections import deque
@@ -35,6 +38,8 @@ RAY_REQUIREMENT = "ray[client]==2.60.0"
 RAY_MAX_RETRIES = 2
 #: the environment variable of Ray workers' niceness (see :func:`_with_package_path`)
 WORKER_NICENESS = "RAY_worker_niceness"
+#: Ray's variables naming its auth token: the token itself, or its file (else Ray writes ``~/.ray/auth_token``)
+RAY_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 @dataclass
@@ -182,6 +187,7 @@ class RayEngine:
         self.owned = False
         self.address = address
         self.init_seconds = 0.0
+        self._set_env: list[str] = []
         if not ray.is_initialized():
             t0 = time.perf_counter()
             kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
@@ -190,6 +196,7 @@ class RayEngine:
             if address is None:  # "local": a new instance, never a cluster that happens to run on this machine
                 kw.update(address="local", num_cpus=(workers or os.cpu_count() or 1) * cpus_per_unit)
                 env = _with_package_path(env)
+                kw["_temp_dir"], self._set_env = _files_outside_home()
             else:
                 kw["address"] = address
             if env:
@@ -197,6 +204,7 @@ class RayEngine:
             try:
                 ray.init(**kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
+                self._restore_env()
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
                 raise RtcoreError(f"could not start or join {where}: {e}") from e
             self.owned = True
@@ -265,6 +273,12 @@ class RayEngine:
         self._inflight.clear()
         if self.owned and self._ray.is_initialized():
             self._ray.shutdown()
+        self._restore_env()
+
+    def _restore_env(self) -> None:
+        for var in self._set_env:
+            os.environ.pop(var, None)
+        self._set_env = []
 
 
 def import_ray() -> Any:
@@ -283,6 +297,54 @@ def ray_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("ray") is not None
+
+
+def ray_scratch_dir() -> Path:
+    """This user's private folder for local Ray instances: ``<system temp>/rtcore-ray-<uid>`` (mode 0700;
+    a fresh temporary folder when that name is someone else's or a link). It holds the auth token and
+    ``ray/``, the instances' ``_temp_dir`` (session logs, sockets, spilled objects; Ray makes that one
+    world-writable, so it lives inside this private one). Never under HOME unless the system's temp
+    folder is (``TMPDIR``)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    folder = Path(tempfile.gettempdir()) / f"rtcore-ray-{uid}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+            folder.chmod(0o700)
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="rtcore-ray-"))
+
+
+def _own_private_file(path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == (os.getuid() if hasattr(os, "getuid") else 0) \
+        and not st.st_mode & 0o077
+
+
+def _files_outside_home() -> tuple[str, list[str]]:
+    """Keep a new local instance's files out of HOME: its temp folder (returned, for ``ray.init(_temp_dir=)``)
+    and, unless the caller named a token (:data:`RAY_TOKEN_VARS`), the auth token Ray 2.60 otherwise
+    creates as ``~/.ray/auth_token``: a private file in :func:`ray_scratch_dir`, named by
+    ``RAY_AUTH_TOKEN_PATH`` while the instance runs (one token per user, as Ray's own). Returns the temp
+    folder and the variables set."""
+    folder = ray_scratch_dir()
+    temp = str(folder / "ray")
+    if any(os.environ.get(v) for v in RAY_TOKEN_VARS):
+        return temp, []
+    token = folder / "auth_token"
+    if not _own_private_file(token):  # written whole, then renamed in: a driver starting beside reads all or none
+        fd, tmp = tempfile.mkstemp(dir=folder)  # mode 0600
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(16))
+        os.replace(tmp, token)
+    os.environ[RAY_TOKEN_VARS[1]] = str(token)
+    return temp, [RAY_TOKEN_VARS[1]]
 
 
 def _with_package_path(env: dict[str, Any]) -> dict[str, Any]:

@@ -69,11 +69,27 @@ def reference(spec_file: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 @pytest.fixture(scope="module")
-def ray_session() -> object:
+def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty HOME for the module's Ray instance: Ray must leave it empty."""
+    return tmp_path_factory.mktemp("ray-home")
+
+
+@pytest.fixture(scope="module")
+def ray_session(ray_home: Path) -> object:
+    """A local Ray instance started as a sweep starts one (2 CPUs, no dashboard), with HOME pointed at an empty
+    folder; shut down after the module."""
     ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    from rtcore.runs.engines import RayEngine
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HOME", str(ray_home))
+    for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        mp.delenv(var, raising=False)
+    engine = RayEngine(None, workers=2)
+    assert engine.owned and ray.is_initialized()
     yield ray
-    ray.shutdown()
+    engine.close()
+    mp.undo()
 
 
 # ---------------------------------------------------------------- the spec
@@ -130,9 +146,10 @@ def test_local_engine_runs_without_ray(reference: dict[str, object]) -> None:
 
 
 def test_ray_gives_exactly_the_local_numbers(ray_session: object, reference: dict[str, object],
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, ray_home: Path) -> None:
     events: list[SweepEvent] = []
     res = sweep(TINY, tmp_path / "out", engine="ray", cache_dir=tmp_path / "cache", progress=events.append)
+    assert sorted(ray_home.rglob("*")) == [], "Ray wrote under HOME (its temp folder or ~/.ray/auth_token)"
     assert res.ok and res.exit_code == 0 and len(res.ran) == 4 and not res.reused
     ref_dir = Path(reference["dir"])  # type: ignore[arg-type]
     pd.testing.assert_frame_equal(numbers(pd.read_csv(tmp_path / "out" / "summary.csv")),
