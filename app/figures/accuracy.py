@@ -1,5 +1,6 @@
-"""Accuracy figures: bars per task at the cursor's eps, curves across eps, the calibration scatter (landing
-page) and the probe trade-off. Colour = task (or probe kind); the quantity = fill or line style."""
+"""Accuracy figures: bars per task at the cursor's eps, curves across eps (one panel per task), the calibration
+scatter (landing page) and the probe trade-off. Colour = task (or probe kind); the quantity = fill, or line
+style and marker."""
 
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ from .style import (
     interval,
     layout,
     legend_key,
+    look,
     norm_of,
+    panel_axes,
+    panel_grid,
+    panel_height,
     task_ticks,
 )
 
@@ -36,16 +41,17 @@ BAR_STYLE: dict[str, dict[str, object]] = {
     "clean_acc": {"opacity": 0.45},
     "robust_acc": {"opacity": 1.0},
     "bound": {"pattern": {"shape": "/", "fillmode": "overlay", "fgcolor": "white", "size": 9}}}
-BAR_KEY = ("per task: light = clean accuracy · solid = robust accuracy (attack) · hatched = bound (ρ > Δ) · "
-           "whiskers: 95 % intervals")
+BAR_KEY = "per task: light = clean · solid = robust (attack) · hatched = bound (ρ > Δ) · whiskers: 95 % intervals"
+#: the accuracy axis with room above 1 for the value labels over the whiskers
+ACC_RANGE = [0, 1.16]
 
 
 def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), plot: str = "full",
                     norm: str | None = None) -> go.Figure:
     """Grouped bars per task at one eps: clean accuracy, robust accuracy (attack), bound, each with its 95 %
-    interval. Every task of ``tasks`` stays on the axis: one still computing reads "computing…" (with its clean
-    accuracy once known). Value labels are drawn only where they fit the bar (``plot`` width). With no results
-    yet it is the empty frame of the chart: every task "computing…"."""
+    interval and its value above the whisker (all labels, or none where they do not fit). Every task of
+    ``tasks`` stays on the axis: one still computing reads "computing…". With no results yet it is the empty
+    frame of the chart: every task "computing…"."""
     norm = norm or norm_of(summary)
     tasks = list(dict.fromkeys([*tasks, *(summary["task"] if len(summary) else [])]))
     rows = at_eps(summary, eps).drop_duplicates("task").set_index("task") if len(summary) else pd.DataFrame()
@@ -57,38 +63,46 @@ def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = ()
     fig = go.Figure()
     bars(fig, values, tasks, BAR_STYLE, METRIC_NAMES, bar_slot_px(PLOT_PX[plot], len(tasks), len(BAR_STYLE)), colours)
     layout(fig, f"Per task at ε = {eps_short(eps, norm)} ({norm})", "downstream task", ACC_AXIS, barmode="group",
-           height=440, bargap=0.2, showlegend=False, plot=plot, subtitle=BAR_KEY)
+           height=460, bargap=0.2, showlegend=False, plot=plot, subtitle=BAR_KEY)
     task_ticks(fig, tasks, colours, rows.index)
-    fig.update_yaxes(range=[0, 1.08])
+    fig.update_yaxes(range=ACC_RANGE, tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
     return fig
 
 
 def accuracy_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
-    """Robust accuracy (solid), bound (dashed) and bound in the head subspace (dotted, once the head-subspace
-    attack has run) against eps, one colour per task, with 95 % intervals on the first two."""
-    fig = go.Figure()
+    """One panel per task (its colour): robust accuracy (solid, circles), bound (dashed, squares) and bound in
+    the head subspace (dotted, diamonds, once the head-subspace attack has run) against eps, with 95 % intervals
+    on the first two."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    colours = colours_for(tasks)
+    fig, cells = panel_grid(tasks, colours)
     axis = EpsAxis(summary["eps"], norm_of(summary))
-    curves(fig, summary, "task", DASH, METRIC_NAMES, axis, ci=("robust_acc", "bound"))
-    legend_key(fig, DASH, METRIC_NAMES)
-    layout(fig, "Robust accuracy and bounds across ε", "", ACC_AXIS, height=480, legend_title="task (colour)")
+    for task, (r, c) in zip(tasks, cells):
+        curves(fig, summary[summary["task"] == task], "task", DASH, METRIC_NAMES, axis, ci=("robust_acc", "bound"),
+               legend=False, colours=colours, row=r, col=c)
+    legend_key(fig, DASH, METRIC_NAMES, group="per panel")
+    layout(fig, "Robust accuracy and bounds across ε, one panel per task (dotted line: cursor ε)", "", "",
+           height=panel_height(cells), legend="bottom")
+    panel_axes(fig, axis, cells, current_eps)
     fig.update_yaxes(range=[-0.02, 1.04])
-    axis.apply(fig)
-    axis.mark(fig, current_eps)
+    fig.update_yaxes(title_text="accuracy", col=1)
     return fig
 
 
 def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """Bound against empirical robust accuracy for every (task, eps) with both intervals, and the diagonal: on it
-    the bound predicts the attack exactly, below it it is conservative (as it must be)."""
+    the bound predicts the attack exactly, below it it is conservative. Both axes are shares, fixed to [0, 1]
+    (equal scales: the plot shrinks, the ranges never grow)."""
     fig = go.Figure()
+    lk = look()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="bound = empirical",
-                    line={"color": NEUTRAL, "dash": "dot", "width": 2}, hoverinfo="skip")
+                    line={"color": NEUTRAL, "dash": "dot", "width": lk.line}, hoverinfo="skip")
     norm = norm_of(summary)
     colours = colours_for(summary["task"])
     for task, rows in summary.groupby("task", sort=False):
         big = [current_eps is not None and abs(e - current_eps) < 1e-9 for e in rows["eps"]]
         fig.add_scatter(x=rows["robust_acc"], y=rows["bound"], mode="markers", name=str(task),
-                        marker={"color": colours[str(task)], "size": [16 if b else 9 for b in big],
+                        marker={"color": colours[str(task)], "size": [lk.marker * 2 if b else lk.marker for b in big],
                                 "line": {"width": [2 if b else 0 for b in big], "color": "#1a1a1a"}},
                         error_x=interval(rows, "robust_acc"), error_y=interval(rows, "bound"),
                         customdata=list(zip(hover_eps(rows, norm), ci_text(rows, "robust_acc"), ci_text(rows, "bound"))),
@@ -97,7 +111,7 @@ def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None)
     layout(fig, "Calibration: bound vs empirical (large dot: cursor ε)", "empirical robust accuracy (attack)",
            "bound (ρ > Δ)", height=520, legend_title="task (colour)")
     fig.update_xaxes(range=[-0.03, 1.03], constrain="domain")
-    fig.update_yaxes(range=[-0.03, 1.03], scaleanchor="x", scaleratio=1)
+    fig.update_yaxes(range=[-0.03, 1.03], scaleanchor="x", scaleratio=1, constrain="domain")
     return fig
 
 
@@ -116,10 +130,7 @@ def probe_tradeoff(summary: pd.DataFrame, current_eps: float | None = None) -> g
                row=1, col=col)
     layout(fig, "What a Δ-aware head buys and costs (dotted line: cursor ε)", "", ACC_AXIS, height=460,
            legend="bottom", legend_title="probe (colour)")
-    for col in (1, 2, 3):
-        axis.apply(fig, title=col == 2, row=1, col=col)
-        axis.mark(fig, current_eps, label=False, row=1, col=col)
+    panel_axes(fig, axis, [(1, 1), (1, 2), (1, 3)], current_eps)
     fig.update_yaxes(range=[-0.02, 1.04], title_text=None)
     fig.update_yaxes(title_text=ACC_AXIS, col=1)
-    fig.update_annotations(font={"size": 15})
     return fig

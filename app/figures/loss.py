@@ -1,5 +1,5 @@
-"""Loss-bound figures: bars per task at the cursor's eps and curves across eps (log scale, nats).
-Colour = task; the quantity = fill (bars) or line style (curves)."""
+"""Loss-bound figures: bars per task at the cursor's eps and curves across eps, one panel per task (log scale,
+nats). Colour = task; the quantity = fill (bars) or line style and marker (curves)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from ..state import eps_short
 from .style import LOSS_AXIS, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, colours_for, curves, layout, legend_key, \
-    norm_of, task_ticks
+    norm_of, panel_axes, panel_grid, panel_height, task_ticks
 
 LOSS_NAMES: dict[str, str] = {"clean_loss": "clean loss", "adv_loss": "adversarial loss (attack)",
                               "loss_bound_lse": "bound (ii): log-sum-exp", "loss_bound": "bound (i): max spread × Δ"}
@@ -43,15 +43,19 @@ def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), pl
 
 
 def loss_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
-    """Adversarial loss (solid), bound (ii) (dash-dot) and bound (i) (dashed) against eps per task; at eps = 0
-    all three are the clean loss."""
-    fig = go.Figure()
+    """One panel per task (its colour): adversarial loss (solid), bound (ii) (dash-dot) and bound (i) (dashed)
+    against eps; at eps = 0 all three are the clean loss."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    colours = colours_for(tasks)
+    fig, cells = panel_grid(tasks, colours)
     axis = EpsAxis(summary["eps"], norm_of(summary))
-    curves(fig, summary, "task", LOSS_DASH, LOSS_NAMES, axis, fmt=".4g")
-    legend_key(fig, LOSS_DASH, LOSS_NAMES)
-    layout(fig, "Loss against ε (at ε = 0 all equal the clean loss)", "", LOSS_AXIS, height=460,
-           legend_title="task (colour)")
+    for task, (r, c) in zip(tasks, cells):
+        curves(fig, summary[summary["task"] == task], "task", LOSS_DASH, LOSS_NAMES, axis, fmt=".4g", legend=False,
+               colours=colours, row=r, col=c)
+    legend_key(fig, LOSS_DASH, LOSS_NAMES, group="per panel")
+    layout(fig, "Loss against ε, one panel per task (at ε = 0 all equal the clean loss)", "", "",
+           height=panel_height(cells), legend="bottom")
+    panel_axes(fig, axis, cells, current_eps)
     fig.update_yaxes(type="log", **LOG_TICKS)
-    axis.apply(fig)
-    axis.mark(fig, current_eps)
+    fig.update_yaxes(title_text="loss (nats, log)", col=1)
     return fig

@@ -1,31 +1,37 @@
 """What every figure shares: colours, fonts, the layout (title, legend, margins), the linear eps axis, interval
-error bars and value labels that fit their bars. No streamlit, no numeric work: figures draw the library's
-tables.
+error bars, value labels above the whiskers and small multiples. No streamlit, no numeric work: figures draw the
+library's tables.
 
-Projector rules: fonts of at least 13 px in near-black on white; one colour meaning per page (tasks,
-backbones, probes or methods: :func:`colours_for`), quantities told apart by line style, marker or fill;
-the legend never covers the title (right of the plot, or below it in the figure's bottom margin); eps on
-a linear axis whose ticks are the computed eps values, the same on every page.
+Projector rules: every font at least 14 px in near-black on white, at least 18 px in presenter mode
+(:func:`presenting`, thicker lines and larger markers too); a colour is fixed per name (a task is the same
+colour on every page, whatever else is chosen: :func:`colours_for`), quantities are told apart by line style
+and marker shape together; the legend never covers the title (right of the plot, or below it in the figure's
+bottom margin); eps on a linear axis whose ticks are the computed eps values, the same on every page; at most
+one task per panel for curves (small multiples, :func:`panel_grid`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..state import eps_axis_title, eps_short, eps_tick
 
-#: Okabe-Ito colours (colour-blind safe), darkest first; yellow left out (too light on white)
-PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#8C564B", "#4D4D4D")
+#: Okabe-Ito (colour-blind safe; yellow left out: too light on white), then two dark greys
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#666666")
 INK, GRID, NEUTRAL = "#1a1a1a", "#d0d0d0", "#555555"
-#: palette colours on which white text has the higher contrast (WCAG ratio 5.2-8.5); ink on the others
-WHITE_TEXT_ON = frozenset({"#0072B2", "#8C564B", "#4D4D4D"})
-FONT, TICK_FONT, TITLE_FONT, LABEL_FONT = 15, 14, 18, 13
-#: the plot-area width (px) a figure's bar labels are sized for; narrower plots hide what does not fit
-PLOT_PX = {"full": 900, "half": 430}
+#: palette colours on which white text has the higher contrast; ink on the others
+WHITE_TEXT_ON = frozenset({"#0072B2", "#000000", "#666666"})
+#: the plot-area width (px) bar labels are sized for: a 1280 px window with the sidebar open
+PLOT_PX = {"full": 760, "half": 360}
 CHAR_PX = 0.62  # width of a digit in units of the font size (label width estimate)
 ACC_AXIS = "accuracy (share of test points)"
 DELTA_AXIS = "Δ(x) = ‖g(x′) − g(x)‖₂ (feature units)"
@@ -36,38 +42,95 @@ METRIC_NAMES: dict[str, str] = {"clean_acc": "clean accuracy", "robust_acc": "ro
                                 "bound": "bound (ρ > Δ)", "bound_head": "bound, head subspace (ρ > Δ_P)"}
 #: line styles of the quantities on curves (colour is the task, backbone, probe or method)
 DASH: dict[str, str] = {"robust_acc": "solid", "bound": "dash", "bound_head": "dot"}
+#: every line style has its own marker, so two quantities differ in both (a dash alone is hard to tell apart)
+SYMBOL: dict[str, str] = {"solid": "circle", "dash": "square-open", "dot": "diamond", "dashdot": "triangle-up-open",
+                          "longdash": "x"}
+
+
+@dataclass(frozen=True)
+class Look:
+    """Font sizes (px), line widths and marker sizes of one display mode."""
+
+    font: int
+    tick: int
+    title: int
+    label: int
+    line: float
+    marker: int
+    present: bool = False
+
+
+NORMAL = Look(font=15, tick=14, title=18, label=14, line=2.5, marker=8)
+PRESENTER = Look(font=20, tick=18, title=24, label=18, line=4.5, marker=12, present=True)
+_LOOK: ContextVar[Look] = ContextVar("rtcore_look", default=NORMAL)
+
+
+@contextmanager
+def presenting(on: bool = True) -> Iterator[Look]:
+    """Figures built inside use the presenter look (fonts >= 18 px, thicker lines) when ``on``."""
+    token = _LOOK.set(PRESENTER if on else NORMAL)
+    try:
+        yield _LOOK.get()
+    finally:
+        _LOOK.reset(token)
+
+
+def look() -> Look:
+    """The look figures are being built with (:data:`NORMAL` unless inside :func:`presenting`)."""
+    return _LOOK.get()
+
+
+def _known_names() -> list[list[str]]:
+    from rtcore import list_backbones, list_tasks
+    from rtcore.probes import list_probes
+    from rtcore.transfer import TRANSFER_METHODS
+
+    tasks = list(dict.fromkeys([*list_tasks(offline_only=True), *list_tasks()]))
+    return [tasks, list(list_backbones()), list(list_probes()), list(TRANSFER_METHODS)]
+
+
+def colour_of(name: str) -> str:
+    """The fixed colour of a name: its place in its registry (offline tasks first), else a hash of the name,
+    so a task keeps its colour whatever else is chosen, on every page."""
+    for names in _known_names():
+        if name in names:
+            return PALETTE[names.index(name) % len(PALETTE)]
+    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
 def colours_for(names: Iterable[str]) -> dict[str, str]:
-    """A stable colour per name (tasks, backbones, probes, methods), in the order given."""
-    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(dict.fromkeys(names))}
+    """:func:`colour_of` for each name."""
+    return {str(n): colour_of(str(n)) for n in dict.fromkeys(names)}
 
 
 def layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 420, legend: str = "right",
            legend_title: str | None = None, subtitle: str | None = None, plot: str = "full",
            **kw: Any) -> go.Figure:
-    """Title (top left), axis titles, fonts and the legend: ``right`` (a column right of the plot) or
-    ``bottom`` (a row in the figure's bottom margin, below the x-axis title); both push the margins, so the
-    legend never covers the title, the plot or the axis titles."""
-    if legend == "bottom":
+    """Title (top left), axis titles, every font of the current :func:`look` and the legend: ``right`` (a column
+    right of the plot) or ``bottom`` (a row in the figure's bottom margin, below the x-axis title; always in
+    presenter mode); both push the margins, so the legend never covers the title, the plot or the axis titles."""
+    lk = look()
+    if legend == "bottom" or lk.present:
         leg: dict[str, Any] = {"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom", "x": 0,
                                "xanchor": "left"}
     else:
         leg = {"orientation": "v", "yanchor": "top", "y": 1.0, "x": 1.02, "xanchor": "left",
                "groupclick": "toggleitem"}
-    leg.update(font={"size": LABEL_FONT + 1}, title={"text": legend_title} if legend_title else None)
+    leg.update(font={"size": lk.label}, title={"text": legend_title, "font": {"size": lk.label}}
+               if legend_title else None, grouptitlefont={"size": lk.label})
     fig.update_layout(
-        template="plotly_white", height=height, hovermode="closest", legend=leg,
+        template="plotly_white", height=round(height * (1.15 if lk.present else 1)), hovermode="closest",
+        legend=leg, font={"size": lk.font, "color": INK},
         title={"text": title, "x": 0, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top",
-               "font": {"size": TITLE_FONT, "color": INK},
-               "subtitle": {"text": subtitle or "", "font": {"size": LABEL_FONT + 1, "color": NEUTRAL}}},
-        font={"size": FONT, "color": INK}, margin={"l": 10, "r": 10, "t": 84 if subtitle else 60, "b": 10},
-        meta={"plot_px": PLOT_PX[plot], "label_font": LABEL_FONT, "char_px": CHAR_PX},
-        uniformtext={"minsize": LABEL_FONT, "mode": "hide"}, **kw)
-    fig.update_xaxes(title_text=x, tickfont={"size": TICK_FONT, "color": INK}, gridcolor=GRID, linecolor=NEUTRAL,
-                     zeroline=False, automargin=True)
-    fig.update_yaxes(title_text=y, tickfont={"size": TICK_FONT, "color": INK}, gridcolor=GRID, linecolor=NEUTRAL,
-                     zeroline=False, automargin=True)
+               "font": {"size": lk.title, "color": INK},
+               "subtitle": {"text": subtitle or "", "font": {"size": lk.label, "color": NEUTRAL}}},
+        margin={"l": 10, "r": 10, "t": (lk.title + lk.label) * 2 + 30 if subtitle else lk.title * 2 + 24, "b": 10},
+        meta={"plot_px": PLOT_PX[plot], "label_font": lk.label, "char_px": CHAR_PX, "present": lk.present},
+        uniformtext={"minsize": lk.label, "mode": "hide"}, **kw)
+    for update in (fig.update_xaxes, fig.update_yaxes):
+        update(title_text=y if update == fig.update_yaxes else x, tickfont={"size": lk.tick, "color": INK},
+               title_font={"size": lk.font}, gridcolor=GRID, linecolor=NEUTRAL, zeroline=False, automargin=True)
+    fig.update_annotations(font_size=lk.font)
     return fig
 
 
@@ -84,19 +147,22 @@ def task_ticks(fig: go.Figure, names: Sequence[str], colours: dict[str, str], do
 
 
 def legend_key(fig: go.Figure, dashes: dict[str, str], names: dict[str, str], group: str = "line style") -> None:
-    """Legend-only lines in a neutral colour that explain the line styles, in their own group."""
+    """Legend-only lines in a neutral colour that explain the line styles and markers, in their own group."""
+    lk = look()
     for i, (metric, dash) in enumerate(dashes.items()):
         fig.add_scatter(x=[None], y=[None], mode="lines+markers", name=names.get(metric, metric), legendgroup=group,
                         legendgrouptitle_text=group if i == 0 else None, hoverinfo="skip", legendrank=1000 + i,
-                        line={"color": NEUTRAL, "width": 2.5, "dash": dash}, marker={"color": NEUTRAL})
+                        line={"color": NEUTRAL, "width": lk.line, "dash": dash},
+                        marker={"color": NEUTRAL, "symbol": SYMBOL[dash], "size": lk.marker})
 
 
 def curves(fig: go.Figure, summary: pd.DataFrame, by: str, dashes: dict[str, str], names: dict[str, str],
            axis: EpsAxis, *, ci: Sequence[str] = (), legend: bool = True, fmt: str = ".3f",
            colours: dict[str, str] | None = None, **where: Any) -> None:
-    """One line per value of ``by`` (its colour) and metric (its dash) against eps, with 95 % error bars for the
-    metrics in ``ci``; ``bound_head`` only where the head-subspace attack has run."""
+    """One line per value of ``by`` (its colour) and metric (its dash and marker) against eps, with 95 % error
+    bars for the metrics in ``ci``; ``bound_head`` only where the head-subspace attack has run."""
     colours = colours or colours_for(summary[by])
+    lk = look()
     for key, rows in summary.groupby(by, sort=False):
         rows = rows.sort_values("eps")
         for i, (metric, dash) in enumerate(dashes.items()):
@@ -105,30 +171,68 @@ def curves(fig: go.Figure, summary: pd.DataFrame, by: str, dashes: dict[str, str
                 continue
             text = ci_text(data, metric) if metric in ci else [f"{v:{fmt}}" for v in data[metric]]
             fig.add_scatter(x=axis.x(data["eps"]), y=data[metric], mode="lines+markers", name=str(key),
-                            legendgroup=str(key), showlegend=legend and i == 0, marker={"size": 7},
-                            line={"color": colours[str(key)], "dash": dash, "width": 3 if i == 0 else 2.5},
+                            legendgroup=str(key), showlegend=legend and i == 0,
+                            marker={"size": lk.marker, "symbol": SYMBOL[dash], "line": {"width": 2}},
+                            line={"color": colours[str(key)], "dash": dash, "width": lk.line},
                             error_y=interval(data, metric) if metric in ci else None,
                             customdata=list(zip(hover_eps(data, axis.norm), text)),
                             hovertemplate=f"{key}<br>ε %{{customdata[0]}}<br>{names.get(metric, metric)}: "
                                           "%{customdata[1]}<extra></extra>", **where)
 
 
+def panel_grid(names: Sequence[str], colours: dict[str, str] | None = None,
+               shared_y: bool = True) -> tuple[go.Figure, list[tuple[int, int]]]:
+    """Small multiples: one panel per name (at most 3 a row), titled with the name (and its colour's square);
+    returns the figure and each name's (row, col)."""
+    cols = max(1, min(3, len(names)))
+    rows = max(1, -(-len(names) // cols))
+    titles = [f'<span style="color:{colours[n]}">■</span> {n}' if colours else str(n) for n in names]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or [""], shared_yaxes=shared_y,
+                        horizontal_spacing=0.05, vertical_spacing=min(0.3, 0.45 / rows))
+    return fig, [(i // cols + 1, i % cols + 1) for i in range(len(names))]
+
+
+def panel_axes(fig: go.Figure, axis: EpsAxis, cells: Sequence[tuple[int, int]], current_eps: float | None) -> None:
+    """The eps axis on every panel (its title with units under the lowest panel of each column) and the cursor."""
+    lowest = {c: max(r for r, cc in cells if cc == c) for _, c in cells}
+    for r, c in cells:
+        axis.apply(fig, title=r == lowest[c], short=True, row=r, col=c)
+        axis.mark(fig, current_eps, label=False, row=r, col=c)
+
+
+def panel_height(cells: Sequence[tuple[int, int]]) -> int:
+    return 270 * max((r for r, _ in cells), default=1) + 150
+
+
 def bars(fig: go.Figure, values: pd.DataFrame, names: Sequence[str], styles: dict[str, dict[str, Any]],
          labels: dict[str, str], slot_px: float, colours: dict[str, str], *, fmt: str = "{:.2f}",
          ci: bool = True) -> None:
     """Grouped bars per name (its colour; ``values`` indexed by name), one trace per quantity of ``styles`` (its
-    fill), with 95 % whiskers and value labels where they fit."""
+    fill), with 95 % whiskers and value labels above the whiskers (:func:`value_labels`)."""
+    have = {m: [t for t in names if t in values.index and m in values and not pd.isna(values.at[t, m])]
+            for m in styles}
+    texts = fitted_labels({m: [values.at[t, m] for t in have[m]] for m in styles}, slot_px, fmt)
     for m, style in styles.items():
-        have = [t for t in names if t in values.index and m in values and not pd.isna(values.at[t, m])]
-        data = values.loc[have] if have else values.iloc[:0]
-        vals = data[m].tolist() if have else []
-        fig.add_bar(x=have, y=vals, name=labels[m], showlegend=False, legendgroup=m,
-                    marker={"color": [colours[t] for t in have], "line": {"color": [colours[t] for t in have],
-                                                                          "width": 1.5}, **style},
-                    text=fitted_labels(vals, slot_px, fmt), error_y=interval(data, m, NEUTRAL) if ci and have else None,
-                    customdata=ci_text(data, m) if have else [],
-                    hovertemplate="%{x}<br>" + labels[m] + ": %{customdata}<extra></extra>",
-                    **bar_text([colours[t] for t in have], style.get("opacity", 1) < 1))
+        data = values.loc[have[m]] if have[m] else values.iloc[:0]
+        col = [colours[t] for t in have[m]]
+        fig.add_bar(x=have[m], y=data[m].tolist() if have[m] else [], name=labels[m], showlegend=False,
+                    legendgroup=m, offsetgroup=m, marker={"color": col, "line": {"color": col, "width": 1.5}, **style},
+                    error_y=interval(data, m, NEUTRAL) if ci and have[m] else None,
+                    customdata=ci_text(data, m) if have[m] else [],
+                    hovertemplate="%{x}<br>" + labels[m] + ": %{customdata}<extra></extra>")
+        value_labels(fig, have[m], data, m, texts[m], m, ci)
+
+
+def value_labels(fig: go.Figure, x: Sequence[str], rows: pd.DataFrame, metric: str, texts: Sequence[str],
+                 group: str, ci: bool = True, **where: Any) -> None:
+    """The bars' value labels as text above the top of each whisker (the bar's top without one), in the bar's
+    offset group, so a whisker never runs through a label and a zero bar has one too."""
+    hi = f"{metric}_hi"
+    top = rows[hi] if ci and hi in rows else rows[metric] if len(rows) else []
+    fig.add_scatter(x=list(x), y=list(top), text=list(texts), mode="text", textposition="top center",
+                    offsetgroup=group, showlegend=False, hoverinfo="skip", cliponaxis=False, name=f"{group} values",
+                    textfont={"size": look().label, "color": INK}, **where)
+    fig.update_layout(scattermode="group")
 
 
 def at_eps(df: pd.DataFrame, eps: float) -> pd.DataFrame:
@@ -155,13 +259,15 @@ class EpsAxis:
         scale = 255.0 if self.norm == "linf" else 1.0
         return [float(e) * scale for e in eps]
 
-    def apply(self, fig: go.Figure, title: bool = True, **where: Any) -> None:
+    def apply(self, fig: go.Figure, title: bool = True, short: bool = False, **where: Any) -> None:
+        """Ticks and range; the title with units (``short``: the compact one of a small panel)."""
         xs = self.x(self.values)
         top = max(xs, default=1.0) or 1.0
-        ticks = _spaced(xs, self.values, top)
+        ticks = _spaced(xs, self.values, top, 0.1 if short else 0.045)
+        name = ("ε = k/255 (pixels in [0, 1])" if self.norm == "linf" else "ε (l2 radius)") if short else \
+            eps_axis_title(self.norm)
         fig.update_xaxes(tickmode="array", tickvals=self.x(ticks), ticktext=[eps_tick(e, self.norm) for e in ticks],
-                         range=[-0.03 * top, 1.03 * top], title_text=eps_axis_title(self.norm) if title else None,
-                         **where)
+                         range=[-0.03 * top, 1.03 * top], title_text=name if title else None, **where)
 
     def mark(self, fig: go.Figure, eps: float | None, label: bool = True, **where: Any) -> None:
         """A dotted vertical line (and a label) at the cursor's eps."""
@@ -171,7 +277,7 @@ class EpsAxis:
         if label:
             fig.add_annotation(x=self.x([eps])[0], y=1, yref="paper", text=f" ε = {eps_short(eps, self.norm)}",
                                showarrow=False, xanchor="left", yanchor="bottom",
-                               font={"size": LABEL_FONT, "color": NEUTRAL})
+                               font={"size": look().label, "color": NEUTRAL})
 
 
 def _spaced(xs: Sequence[float], values: Sequence[float], top: float, min_gap: float = 0.045) -> list[float]:
@@ -196,7 +302,7 @@ def interval(rows: pd.DataFrame, metric: str, colour: str | None = None) -> dict
     if lo not in rows or hi not in rows:
         return None
     bar: dict[str, Any] = {"type": "data", "symmetric": False, "array": (rows[hi] - rows[metric]).tolist(),
-                           "arrayminus": (rows[metric] - rows[lo]).tolist(), "thickness": 1.5, "width": 4}
+                           "arrayminus": (rows[metric] - rows[lo]).tolist(), "thickness": 2, "width": 5}
     if colour:
         bar["color"] = colour
     return bar
@@ -210,9 +316,9 @@ def ci_text(rows: pd.DataFrame, metric: str) -> list[str]:
     return [f"{v:.3f} [{a:.2f}, {b:.2f}]" for v, a, b in zip(rows[metric], rows[lo], rows[hi])]
 
 
-def label_width(text: str, font: int = LABEL_FONT) -> float:
+def label_width(text: str, font: int | None = None) -> float:
     """Estimated pixel width of a value label."""
-    return len(text) * CHAR_PX * font + 4
+    return len(text) * CHAR_PX * (font or look().label) + 4
 
 
 def bar_slot_px(plot_px: float, categories: int, bars_per_category: int, bargap: float = 0.2) -> float:
@@ -220,15 +326,10 @@ def bar_slot_px(plot_px: float, categories: int, bars_per_category: int, bargap:
     return plot_px / max(categories, 1) * (1 - bargap) / max(bars_per_category, 1)
 
 
-def bar_text(colours: Sequence[str], light: bool = False) -> dict[str, Any]:
-    """How bars show their value labels: inside at the foot of the bar (clear of the whiskers) when they fit (white or ink, whichever contrasts
-    more with the bar, ink on a light fill), else above the bar in ink."""
-    inside = [INK if light or c not in WHITE_TEXT_ON else "white" for c in colours]
-    return {"textposition": "auto", "insidetextanchor": "start", "cliponaxis": False,
-            "insidetextfont": {"size": LABEL_FONT, "color": inside}, "outsidetextfont": {"size": LABEL_FONT, "color": INK}}
-
-
-def fitted_labels(values: Sequence[float | None], slot_px: float, fmt: str = "{:.2f}") -> list[str]:
-    """Value labels, blank where a label is wider than its bar (the value stays in the hover and the table)."""
-    texts = ["" if v is None or pd.isna(v) else fmt.format(v) for v in values]
-    return [t if t and label_width(t) <= slot_px else "" for t in texts]
+def fitted_labels(values: dict[str, Sequence[float | None]], slot_px: float,
+                  fmt: str = "{:.2f}") -> dict[str, list[str]]:
+    """Value labels per trace, all of them or none: blank everywhere when one label is wider than its bar (the
+    values stay in the hover and the table), so a chart never shows a lone label."""
+    texts = {k: ["" if v is None or pd.isna(v) else fmt.format(v) for v in vs] for k, vs in values.items()}
+    fits = all(label_width(t) <= slot_px for ts in texts.values() for t in ts if t)
+    return texts if fits else {k: [""] * len(ts) for k, ts in texts.items()}

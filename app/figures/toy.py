@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 from rtcore.theory import LinearToy
 
-from .style import INK, PALETTE, layout
+from .style import INK, PALETTE, layout, look
 
 BALL_FILL = "rgba(0,114,178,0.22)"
 
@@ -44,8 +44,8 @@ def linear_toy_figure(toy: LinearToy) -> go.Figure:
     for col, (lo, hi) in ((1, toy.view_input), (2, toy.view_feature)):
         fig.update_xaxes(range=[lo[0], hi[0]], row=1, col=col)
         fig.update_yaxes(range=[lo[1], hi[1]], row=1, col=col)
-    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
-    fig.update_yaxes(scaleanchor="x2", scaleratio=1, row=1, col=2)
-    fig.update_layout(margin={"t": 40})
-    fig.update_annotations(font={"size": 15})
+    fig.update_xaxes(constrain="domain")
+    fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain", row=1, col=1)
+    fig.update_yaxes(scaleanchor="x2", scaleratio=1, constrain="domain", row=1, col=2)
+    fig.update_layout(margin={"t": 40 + 2 * look().font})
     return fig
