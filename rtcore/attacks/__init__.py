@@ -1,14 +1,16 @@
 """Attacks: one base every attack plugs into, its loop and step rules, and the named strengths.
 
-* :mod:`.base`: :class:`Attack`, checks aside everything an attack shares (device and dtype, several
-  eps per call, the search over runs, witness carry-over, the inside-the-ball check, results
-  recomputed on the original model);
+* :mod:`.base`: :class:`Attack`, everything an attack shares (the input checks, device and dtype,
+  one eps or several per call, the search over runs, witness carry-over, the inside-the-ball check,
+  results recomputed on the original model and packaged as a :class:`Result`);
 * :mod:`.engine`: the one projected-gradient loop (keep-best, early stop) and the cosine step rule;
   :mod:`.apgd`: APGD's step rule; :mod:`.geometry`: starts, projection, norms;
 * :mod:`.feature`: :func:`feature_attack`, ``Delta(x; eps) = sup ||g(x') - g(x)||_2`` from below,
   and with a projector the head-subspace shift;
-* :mod:`.end_to_end`: :func:`attack` on a classifier; :mod:`.adaptive`: the adaptive plan of
-  the 'strong' strength; :mod:`.loss`: :func:`loss_attack`;
+* :mod:`.end_to_end`: :func:`attack` on a classifier, its runs from the plan the settings name
+  (:mod:`.plans`: ``register_plan``, ``list_plans``, ``plan_info``, ``create_plan``; 'fixed' there,
+  'adaptive' in :mod:`.adaptive`); :mod:`.loss`: :func:`loss_attack`;
+* :mod:`.search`: the values one search passes around (rows, runs, state, the progress callback);
 * :mod:`.autoattack`: AutoAttack (pyautoattack) as the end-to-end search of the 'autoattack' strength;
 * :mod:`.settings`: :class:`AttackSettings` and the strengths (``register_strength``,
   ``list_strengths``, ``strength_info``, ``create_strength``).
@@ -20,10 +22,12 @@ every perturbation is verified (inside the ball and [0, 1]).
 """
 
 from .autoattack import AttackUnavailableError, autoattack_available
-from .base import Attack, Rows, Run
+from .base import Attack, Result
 from .end_to_end import AttackResult, EndToEndAttack, attack, margin_scores, run_attack
 from .feature import FeatureAttack, FeatureAttackResult, feature_attack
 from .loss import LossAttack, LossAttackResult, loss_attack
+from .plans import PlanInfo, create_plan, list_plans, plan_info, register_plan
+from .search import ProgressFn, Rows, Run
 from .settings import (
     AUTOATTACK_VERSIONS,
     PRESETS,
@@ -40,6 +44,7 @@ from .settings import (
 
 __all__ = ["AUTOATTACK_VERSIONS", "PRESETS", "STRENGTHS", "Attack", "AttackResult", "AttackSettings",
            "AttackUnavailableError", "EndToEndAttack", "FeatureAttack", "FeatureAttackResult", "LossAttack",
-           "LossAttackResult", "Rows", "Run", "StrengthInfo", "attack", "autoattack_available", "create_strength",
-           "describe", "feature_attack", "list_strengths", "loss_attack", "margin_scores", "register_strength",
+           "LossAttackResult", "PlanInfo", "ProgressFn", "Result", "Rows", "Run", "StrengthInfo", "attack",
+           "autoattack_available", "create_plan", "create_strength", "describe", "feature_attack", "list_plans",
+           "list_strengths", "loss_attack", "margin_scores", "plan_info", "register_plan", "register_strength",
            "resolve_settings", "run_attack", "strength_info"]

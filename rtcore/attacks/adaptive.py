@@ -36,11 +36,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .base import Rows, Run, SearchState
 from .geometry import flat_norm
+from .search import PlanTarget, Rows, Run, SearchState
 
 if TYPE_CHECKING:
-    from .end_to_end import EndToEndAttack
     from .settings import AttackSettings
 
 #: a survivor whose margin kept less than this fraction of its clean value is "close"
@@ -64,7 +63,7 @@ def describe_adaptive(s: AttackSettings) -> str:
             f"ranked per point by linearised boundary distance; APGD step rule)")
 
 
-def linearised_distance(att: EndToEndAttack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def linearised_distance(att: PlanTarget, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``(z_y - z_t) / ||grad_x (z_y - z_t)||_q`` for every class t (inf for t = y), at ``x``: the
     distance to each pairwise boundary of the model linearised at x (q = 1 for linf, 2 for l2)."""
     q_norm = "l1" if att.norm == "linf" else "l2"
@@ -84,7 +83,7 @@ def linearised_distance(att: EndToEndAttack, x: torch.Tensor, y: torch.Tensor) -
     return out
 
 
-def adaptive_plan(att: EndToEndAttack, rows: Rows, state: SearchState) -> Iterator[Run]:
+def adaptive_plan(att: PlanTarget, rows: Rows, state: SearchState) -> Iterator[Run]:
     """The runs of the adaptive plan (module docstring), ``settings.restarts`` times with fresh random
     starts on the points still unbroken; reads ``state`` between runs."""
     cfg = att.cfg

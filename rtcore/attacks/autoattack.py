@@ -18,13 +18,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from ..errors import RtcoreError
 from .engine import project
+from .search import ProgressFn
 from .settings import AUTOATTACK_VERSIONS, AttackSettings
 
 LOG = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ def make_autoattack(model: nn.Module, eps: float, norm: str, version: str, n_cla
 
 
 def autoattack_search(search: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str,
-                      cfg: AttackSettings, seed: int, progress: Callable[[float], None] | None = None) -> torch.Tensor:
+                      cfg: AttackSettings, seed: int, progress: ProgressFn | None = None) -> torch.Tensor:
     """AutoAttack at one eps on ``x`` (all points taken as candidates); returns one point per
     input, inside the ball and [0, 1] (the input itself where nothing was found)."""
     with torch.no_grad():

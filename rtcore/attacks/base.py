@@ -15,17 +15,22 @@ An :class:`Attack` takes checked inputs and a list of eps and does, for every at
 * the inside-the-ball-and-[0, 1] check of every returned point, and every reported number
   recomputed on the original model (:meth:`Attack.evaluate`).
 
+Calling an attack (:meth:`Attack.__call__`, as foolbox's ``FixedEpsilonAttack.__call__``) checks
+the inputs, takes one eps or a list of them and packages the result once for every attack: a
+:class:`Result` subclass whose per-eps fields have a leading E axis for a list and none for one eps.
+
 A subclass writes :meth:`Attack.plan` (its runs: loss, start, step rule, targets),
-:meth:`Attack.objective` (its loss and the score it keeps) and :meth:`Attack.evaluate`.
+:meth:`Attack.objective` (its loss and the score it keeps), :meth:`Attack.evaluate` (its reported
+values) and names its :attr:`Attack.result_type`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import pairwise
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
@@ -36,55 +41,19 @@ from ..validation import check_eval_mode, check_images, check_labels
 from .apgd import APGDRule
 from .engine import CosineRule, StepRule, batched, descend, model_device, search_model
 from .geometry import Objective, check_inside, power_start, random_start, row_noise
+from .search import ProgressFn, Rows, Run, SearchState
 from .settings import AttackSettings
 
-ProgressFn = Callable[[float], None]
 
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """What every attack returns; each attack's result adds its values. ``eps``: as given (one number,
+    or a tuple for a list); every per-eps field has a leading E axis only for a list."""
 
-@dataclass(frozen=True)
-class Run:
-    """One pass of the loop over some rows: what the objective needs, where it starts, how it steps.
-
-    ``loss``: a name the attack's :meth:`Attack.objective` understands. ``noise``: seeds the
-    random start per row, with (seed, noise, point, eps). ``start``: "random" or "power" (along
-    the local Jacobian, :func:`.geometry.power_start`).
-    ``rule``: "cosine" or "apgd". ``steps``: default ``settings.steps``. ``target``: a class per
-    row of the group (``-1``: the row sits this run out). ``rows``: a boolean mask of the rows
-    of the group that take part (default all). ``done``: the fraction of the group's work done
-    once this run ends (for progress reports).
-    """
-
-    loss: str
-    noise: int
-    start: str = "random"
-    rule: str = "cosine"
-    steps: int | None = None
-    target: torch.Tensor | None = None
-    rows: torch.Tensor | None = None
-    done: float = 1.0
-
-
-@dataclass
-class Rows:
-    """The rows of one search: each an (eps, point) pair with its clean input and outputs."""
-
-    x: torch.Tensor  # (R, ...) clean inputs
-    eps: torch.Tensor  # (R,)
-    sample: torch.Tensor  # (R,) the point's index in the caller's inputs (seeds its starts)
-    y: torch.Tensor | None  # (R,) labels, for attacks on a classifier
-    clean: torch.Tensor  # (R, ...) clean outputs of the original model (features or logits)
-    eps_value: float | None = None  # the eps of every row, where the rows share one (as given, not rounded)
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-
-@dataclass
-class SearchState:
-    """The best iterate and its score per row, updated in place after every batch of every run."""
-
-    best_x: torch.Tensor  # (R, ...)
-    best: torch.Tensor  # (R,)
+    eps: float | tuple[float, ...]
+    norm: str
+    x_adv: torch.Tensor  # ([E,] N, ...) the best witness per (eps, point): inside the ball and [0, 1]
+    settings: AttackSettings
 
 
 @dataclass
@@ -96,15 +65,26 @@ class Outcome:
     x_adv: torch.Tensor  # (E, N, ...)
     values: dict[str, torch.Tensor]  # each (E, N, ...)
     clean: torch.Tensor  # (N, ...) clean outputs of the original model
+    y: torch.Tensor | None  # (N,) the labels, for attacks on a classifier
 
 
-class Attack(ABC):
+R = TypeVar("R", bound=Result)
+
+
+class Attack(ABC, Generic[R]):
     """The template every attack fills in (see the module docstring).
 
-    ``model``: the module attacked (backbone or classifier, eval mode, checked by the caller);
+    ``model``: the module attacked (backbone or classifier, eval mode, checked on every call);
     ``cfg``: the settings; ``norm``: "linf" or "l2"; ``seed``: seeds every random start.
     """
 
+    #: the result dataclass: its per-eps fields are filled from :meth:`evaluate`'s values of the same
+    #: name, its per-point ones from :meth:`point_values`
+    result_type: type[R]
+    #: the model's name in error messages ("model", "backbone")
+    checked_as: ClassVar[str] = "model"
+    #: the attack takes labels (checked against the model's outputs)
+    labelled: ClassVar[bool] = False
     #: a row is done once its score is > 0 (a misclassification): eps are attacked in increasing
     #: order, each only on points not broken at a smaller eps, and broken rows leave the loop
     stops: ClassVar[bool] = False
@@ -144,7 +124,27 @@ class Attack(ABC):
         """Where value ``a`` (smaller eps) beats value ``b`` (larger eps); default: larger is better."""
         return a > b
 
+    def point_values(self, out: Outcome) -> dict[str, torch.Tensor]:
+        """The result's fields with one value per point (no eps axis); default none."""
+        return {}
+
     # ------------------------------------------------------------ the shared machinery
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, eps: float | Sequence[float],
+                 progress: ProgressFn | None = None) -> R:
+        """Check the inputs (:func:`check_inputs`), attack at every eps and package the result: for one
+        eps given as a number, the per-eps fields without their leading E axis."""
+        eps_values, scalar, labels = check_inputs(self.model, x, y, eps, self.norm, self.checked_as)
+        return self.result(self.run(x, labels, eps_values, progress), scalar)
+
+    def result(self, out: Outcome, scalar: bool = False) -> R:
+        """The :attr:`result_type` of an outcome, on the CPU (``scalar``: the one eps's values, no E axis)."""
+        names = {f.name for f in fields(self.result_type)}
+        pick: Callable[[torch.Tensor], torch.Tensor] = (lambda t: t[0].cpu()) if scalar else (lambda t: t.cpu())
+        per_eps = {k: pick(v) for k, v in out.values.items() if k in names}
+        per_point = {k: v.cpu() for k, v in self.point_values(out).items()}
+        return self.result_type(eps=out.eps[0] if scalar else out.eps, norm=self.norm, x_adv=pick(out.x_adv),
+                                settings=self.cfg, **per_eps, **per_point)
 
     def broken_clean(self, clean: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """For attacks that stop: the points already broken without a perturbation (never attacked)."""
@@ -160,6 +160,8 @@ class Attack(ABC):
         y = None if y is None else y.to(device)
         n, n_eps = x.shape[0], len(eps_values)
         clean = batched(self.model, x, self.cfg.batch_size)
+        if self.labelled:
+            check_label_range(y, clean.shape[1])
         self.search = search_model(self.model, x, self.cfg.fuse)
         self.prepare(x, y, clean)
         eps_rows = torch.tensor(eps_values, device=device, dtype=torch.float32).repeat_interleave(n)
@@ -200,7 +202,7 @@ class Attack(ABC):
                  *[v for k, v in shaped.items() if k != self.carry_key])
         if progress is not None:
             progress(1.0)
-        return Outcome(eps=eps_values, x_adv=x_adv, values=shaped, clean=clean)
+        return Outcome(eps=eps_values, x_adv=x_adv, values=shaped, clean=clean, y=y)
 
     def _groups(self, eps_values: tuple[float, ...], n: int,
                 device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,34 +1,32 @@
-"""End-to-end attacks on a classifier: CE and margin runs, then targeted runs (fixed or adaptive plan)."""
+"""End-to-end attacks on a classifier: the runs of its plan (:mod:`.plans`) or AutoAttack (:mod:`.autoattack`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Attack, Rows, Run, SearchState, check_inputs, check_label_range
+from .autoattack import autoattack_search
+from .base import Attack, Outcome, Result
 from .engine import batched
 from .geometry import Objective
+from .plans import create_plan
+from .search import ProgressFn, Rows, Run, SearchState
 from .settings import AttackSettings, create_strength
 
-ProgressFn = Callable[[float], None]
 
-
-@dataclass(frozen=True)
-class AttackResult:
+@dataclass(frozen=True, kw_only=True)
+class AttackResult(Result):
     """``robust[e, i]``: the point is correctly classified at every iterate found (a lower
-    estimate of non-robustness, so ``robust.mean()`` is an upper estimate of robust accuracy)."""
+    estimate of non-robustness, so ``robust.mean()`` is an upper estimate of robust accuracy);
+    ``logits_adv[e, i]``: the original model's logits at ``x_adv[e, i]``; ``clean_correct[i]``."""
 
-    eps: float | tuple[float, ...]
-    norm: str
     robust: torch.Tensor
-    x_adv: torch.Tensor
     logits_adv: torch.Tensor
     clean_correct: torch.Tensor
-    settings: AttackSettings
 
 
 def margin_scores(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -58,21 +56,20 @@ def class_losses(z: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tens
     return out, score.detach()
 
 
-class EndToEndAttack(Attack):
+class EndToEndAttack(Attack[AttackResult]):
     """Break a classifier's decision: a row scores ``max_{k != y} z_k - z_y`` and stops once it is > 0.
 
-    The fixed plan: per restart one run per untargeted loss in ``settings.losses`` ('ce',
-    'margin'), then targeted runs ``z_t - z_y`` (or its DLR form, ``settings.target_loss``) for the
-    ``settings.targets`` most likely wrong classes, each with ``settings.step_rule``. The adaptive
-    plan (``settings.plan="adaptive"``) is :func:`.adaptive.adaptive_plan`. With
-    ``settings.autoattack`` AutoAttack searches instead (:mod:`.autoattack`).
+    The runs are those of the plan ``settings.plan`` names (:mod:`.plans`): untargeted runs of
+    ``settings.losses`` ('ce', 'margin') and targeted runs ``z_t - z_y`` (or its DLR form,
+    ``settings.target_loss``). With ``settings.autoattack`` AutoAttack searches instead (:mod:`.autoattack`).
     """
 
+    result_type = AttackResult
+    labelled = True
     stops = True
     carry_key = "robust"
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor | None, clean: torch.Tensor) -> None:
-        check_label_range(y, clean.shape[1])
         self.n_classes = int(clean.shape[1])
         self.dlr = self.cfg.target_loss == "dlr" and self.n_classes >= 4  # the DLR denominator reads 4 logits
 
@@ -89,12 +86,7 @@ class EndToEndAttack(Attack):
         return margin_scores(rows.clean, rows.y)
 
     def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
-        if self.cfg.plan == "adaptive":
-            from .adaptive import adaptive_plan
-
-            yield from adaptive_plan(self, rows, state)
-            return
-        yield from fixed_plan(self.cfg, rows, self.n_classes)
+        return create_plan(self, rows, state)
 
     def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
         assert rows.y is not None
@@ -110,48 +102,22 @@ class EndToEndAttack(Attack):
         assert rows.y is not None
         logits = batched(self.model, x_adv, self.cfg.batch_size)  # the original model decides
         broken = logits.argmax(dim=1) != rows.y
-        return {"robust": ~broken & (rows.clean.argmax(dim=1) == rows.y), "logits": logits, "broken": broken}
+        return {"robust": ~broken & (rows.clean.argmax(dim=1) == rows.y), "logits_adv": logits, "broken": broken}
+
+    def point_values(self, out: Outcome) -> dict[str, torch.Tensor]:
+        assert out.y is not None
+        return {"clean_correct": out.clean.argmax(dim=1) == out.y}
 
     def search_rows(self, rows: Rows, progress: ProgressFn | None = None) -> torch.Tensor:
         if not self.cfg.autoattack:
             return super().search_rows(rows, progress)
-        from .autoattack import autoattack_search
-
         assert rows.y is not None and rows.eps_value is not None
         return autoattack_search(self.search, rows.x, rows.y, rows.eps_value, self.norm, self.cfg, self.seed, progress)
 
 
-def ranked_targets(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The wrong classes of each row, most likely first: ``(R, K)`` (the true class last)."""
-    return logits.scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True)
-
-
-def fixed_plan(cfg: AttackSettings, rows: Rows, n_classes: int) -> Iterator[Run]:
-    """Every restart runs every loss of ``cfg.losses``, then the ``cfg.targets`` most likely wrong classes."""
-    assert rows.y is not None
-    ranked = ranked_targets(rows.clean, rows.y)
-    runs: list[tuple[str, torch.Tensor | None]] = [(loss, None) for loss in cfg.losses]
-    runs += [("target", ranked[:, j]) for j in range(min(cfg.targets, n_classes - 1))]
-    total = max(len(runs) * cfg.restarts, 1)
-    for r in range(cfg.restarts):
-        for k, (loss, target) in enumerate(runs):
-            yield Run(loss, noise=1000 + r * 64 + k, rule=cfg.step_rule, steps=cfg.end_to_end_steps, target=target,
-                      done=(r * len(runs) + k + 1) / total)
-
-
-def attack(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float | Sequence[float],
-    *,
-    norm: str = "linf",
-    steps: int | None = None,
-    restarts: int | None = None,
-    seed: int = 0,
-    settings: str | AttackSettings | None = None,
-    progress: ProgressFn | None = None,
-) -> AttackResult:
+def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | Sequence[float], *, norm: str = "linf",
+           steps: int | None = None, restarts: int | None = None, seed: int = 0,
+           settings: str | AttackSettings | None = None, progress: ProgressFn | None = None) -> AttackResult:
     """End-to-end attack on a classifier ``model`` (images in [0,1] -> logits); see :class:`EndToEndAttack`.
 
     ``steps`` and ``restarts`` override those of ``settings`` (default 'standard') for every run of this
@@ -165,20 +131,13 @@ def attack(
         res = rtcore.attack(model, x, y, [2 / 255, 8 / 255], settings="strong")
         res.robust.float().mean(dim=1)  # robust accuracy per eps
     """
-    eps_values, scalar, labels = check_inputs(model, x, y, eps, norm)
-    assert labels is not None
     cfg = create_strength(settings, steps=steps, e2e_steps=steps, restarts=restarts)  # steps: of every run here
-    res = run_attack(model, x, labels, eps_values, norm, cfg, seed, progress)
-    if not scalar:
-        return res
-    return replace(res, eps=eps_values[0], robust=res.robust[0], x_adv=res.x_adv[0], logits_adv=res.logits_adv[0])
+    return EndToEndAttack(model, cfg, norm, seed)(x, y, eps, progress)
 
 
 def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], norm: str,
                cfg: AttackSettings, seed: int, progress: ProgressFn | None = None) -> AttackResult:
     """:func:`attack` on checked inputs, for a list of eps (results ``(E, N)``); eps is only
     required to be finite and >= 0 here (:mod:`rtcore.sanity` attacks at a large l2 eps)."""
-    out = EndToEndAttack(model, cfg, norm, seed).run(x, y, eps_values, progress)
-    clean_correct = out.clean.argmax(dim=1) == y.to(out.clean.device)
-    return AttackResult(eps=out.eps, norm=norm, robust=out.values["robust"].cpu(), x_adv=out.x_adv.cpu(),
-                        logits_adv=out.values["logits"].cpu(), clean_correct=clean_correct.cpu(), settings=cfg)
+    att = EndToEndAttack(model, cfg, norm, seed)
+    return att.result(att.run(x, y, eps_values, progress))

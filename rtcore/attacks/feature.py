@@ -3,43 +3,40 @@ head-subspace attack (the same with an orthogonal projection P: ``sup ||P (g(x')
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..validation import check_features
-from .base import Attack, Rows, Run, SearchState, check_inputs
+from .base import Attack, Outcome, Result
 from .engine import batched
 from .geometry import Objective
+from .search import ProgressFn, Rows, Run, SearchState
 from .settings import AttackSettings, create_strength
 
-ProgressFn = Callable[[float], None]
 
-
-@dataclass(frozen=True)
-class FeatureAttackResult:
+@dataclass(frozen=True, kw_only=True)
+class FeatureAttackResult(Result):
     """``delta[e, i] = ||features_adv[e, i] - clean_features[i]||_2`` with ``features_adv = g(x_adv)``
-    (leading E axis only for a list of eps). The adversarial features are returned so that a
+    (projected by P when a projector is given). The adversarial features are returned so that a
     caller never runs g on ``x_adv`` again."""
 
-    eps: float | tuple[float, ...]
-    norm: str
     delta: torch.Tensor
-    x_adv: torch.Tensor
     clean_features: torch.Tensor
-    settings: AttackSettings
     features_adv: torch.Tensor
 
 
-class FeatureAttack(Attack):
+class FeatureAttack(Attack[FeatureAttackResult]):
     """Ascend ``0.5 ||P (g(x') - g(x))||^2`` (P = I without a projector); score ``||P (g(x') - g(x))||``.
 
     ``settings.feature_restarts`` runs of the cosine schedule, the first from the power start
     (the dominant direction of the local Jacobian), the others from random points of the ball.
     """
 
+    result_type = FeatureAttackResult
+    checked_as = "backbone"
     carry_key = "delta"
 
     def __init__(self, g: nn.Module, cfg: AttackSettings, norm: str, seed: int,
@@ -82,20 +79,14 @@ class FeatureAttack(Attack):
         delta = (shift if self.P is None else shift @ self.P).norm(dim=1)
         return {"delta": delta, "features_adv": f_adv}
 
+    def point_values(self, out: Outcome) -> dict[str, torch.Tensor]:
+        return {"clean_features": out.clean}
 
-def feature_attack(
-    backbone: nn.Module | str,
-    x: torch.Tensor,
-    eps: float | Sequence[float],
-    *,
-    norm: str = "linf",
-    steps: int | None = None,
-    restarts: int | None = None,
-    seed: int = 0,
-    settings: str | AttackSettings | None = None,
-    progress: ProgressFn | None = None,
-    projector: torch.Tensor | None = None,
-) -> FeatureAttackResult:
+
+def feature_attack(backbone: nn.Module | str, x: torch.Tensor, eps: float | Sequence[float], *, norm: str = "linf",
+                   steps: int | None = None, restarts: int | None = None, seed: int = 0,
+                   settings: str | AttackSettings | None = None, progress: ProgressFn | None = None,
+                   projector: torch.Tensor | None = None) -> FeatureAttackResult:
     """Maximise ``||g(x') - g(x)||_2`` over ``x'`` in ``B_p(x, eps) ∩ [0,1]^d``.
 
     Returns the best value per sample over all iterates and restarts (worst case per
@@ -114,15 +105,8 @@ def feature_attack(
     from ..models import create_backbone
 
     g = create_backbone(backbone) if isinstance(backbone, str) else backbone
-    eps_values, scalar, _ = check_inputs(g, x, None, eps, norm, "backbone")
     cfg = create_strength(settings, steps=steps, feature_restarts=restarts)
-    out = FeatureAttack(g, cfg, norm, seed, projector).run(x, None, eps_values, progress)
-    pick = (lambda t: t[0]) if scalar else (lambda t: t)
-    return FeatureAttackResult(
-        eps=eps_values[0] if scalar else eps_values, norm=norm, delta=pick(out.values["delta"]).cpu(),
-        x_adv=pick(out.x_adv).cpu(), clean_features=out.clean.cpu(), settings=cfg,
-        features_adv=pick(out.values["features_adv"]).cpu(),
-    )
+    return FeatureAttack(g, cfg, norm, seed, projector)(x, None, eps, progress)
 
 
 def _check_projector(P: torch.Tensor | None, m: int, device: torch.device) -> torch.Tensor | None:

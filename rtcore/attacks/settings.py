@@ -5,7 +5,8 @@ The strengths live in one :class:`rtcore.registry.Registry` with the four verbs 
 :func:`create_strength` (``resolve_settings`` is its older name). :data:`STRENGTHS` (the names,
 weakest first: the CLI's ``--attack`` choices, the dashboard's attack list) and :data:`PRESETS`
 (name -> :class:`AttackSettings`) are live read-only views of the registry; :func:`describe`
-says in words what a strength runs.
+says in words what a strength runs (the end-to-end part in the words of its plan, :mod:`.plans`,
+whose registry also checks ``AttackSettings.plan``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, overload
 
 from ..registry import Registry
+from .plans import list_plans, plan_info
 
 E2E_LOSSES = ("ce", "margin")
 STEP_RULES = ("cosine", "apgd")
 TARGET_LOSSES = ("margin", "dlr")
-#: how the end-to-end runs are scheduled: "fixed" (every restart runs every loss and target) or
-#: "adaptive" (a screening run on every point, the expensive runs only on survivors, targets chosen
-#: per point; :mod:`.adaptive`)
-PLANS = ("fixed", "adaptive")
 #: AutoAttack versions for the end-to-end step (pyautoattack): "custom" runs APGD-CE + APGD-T,
 #: "standard" is AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square)
 AUTOATTACK_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -45,8 +43,9 @@ class AttackSettings:
     ``z_(1) - (z_(3) + z_(4)) / 2`` ("dlr", APGD-T's scale-free targeted DLR loss; needs K >= 4,
     margin otherwise). ``step_rule``: "cosine" (the schedule above) or "apgd" (APGD's momentum and
     step halving, :mod:`.apgd`) for the end-to-end runs; the feature and loss attacks always use
-    "cosine". ``plan``: "fixed" or "adaptive" (:data:`PLANS`, :mod:`.adaptive`; then ``targets``
-    is the most target classes a point gets). ``e2e_steps``: the length of the end-to-end runs
+    "cosine". ``plan``: how the end-to-end runs are scheduled, a name of :func:`.plans.list_plans`:
+    "fixed" (every restart runs every loss and target) or "adaptive" (:mod:`.adaptive`; then
+    ``targets`` is the most target classes a point gets). ``e2e_steps``: the length of the end-to-end runs
     (default ``steps``, which the feature and loss attacks use). ``screen_steps``: the length of the
     adaptive plan's screening run (default half the end-to-end runs).
     ``fuse``: run the iterations on a fused copy of the model (:func:`rtcore.models.fused.fused_copy`;
@@ -104,8 +103,8 @@ class AttackSettings:
             raise ValueError(f"target_loss={self.target_loss!r} is unknown; use one of {list(TARGET_LOSSES)}")
         if self.step_rule not in STEP_RULES:
             raise ValueError(f"step_rule={self.step_rule!r} is unknown; use one of {list(STEP_RULES)}")
-        if self.plan not in PLANS:
-            raise ValueError(f"plan={self.plan!r} is unknown; use one of {list(PLANS)}")
+        if self.plan not in list_plans():
+            raise ValueError(f"plan={self.plan!r} is unknown; use one of {list_plans()}")
         if self.autoattack and self.autoattack not in AUTOATTACK_VERSIONS:
             raise ValueError(f"autoattack={self.autoattack!r} is unknown; use '' (rtcore's engine) or one of "
                              f"{list(AUTOATTACK_VERSIONS)}")
@@ -244,18 +243,11 @@ PRESETS: Mapping[str, AttackSettings] = _Presets()
 def describe(strength: str | AttackSettings) -> str:
     """What a strength runs, in one line (for help texts and the dashboard)."""
     s = create_strength(strength)
-    pgd = f"{s.steps} PGD steps"
-    feature = f"feature attack: {s.feature_restarts} start(s) of {pgd}"
+    feature = f"feature attack: {s.feature_restarts} start(s) of {s.steps} PGD steps"
     if s.autoattack:
         parts = " + ".join(a.upper() for a in AUTOATTACK_VERSIONS[s.autoattack])
         return f"end-to-end: AutoAttack ({s.autoattack}: {parts}; pyautoattack); {feature}"
-    if s.plan == "adaptive":
-        from .adaptive import describe_adaptive
-
-        return f"{describe_adaptive(s)}; {feature}"
-    runs = " + ".join([*s.losses, *([f"{s.targets} targeted"] if s.targets else [])])
-    rule = (", APGD step rule" if s.step_rule == "apgd" else "") + (", targeted DLR loss" if s.target_loss == "dlr" else "")
-    return f"{pgd}; end-to-end: {s.restarts} restart(s) x ({runs}){rule}; {feature}"
+    return f"{plan_info(s.plan).describe(s)}; {feature}"
 
 
 register_strength("fast", AttackSettings(steps=10, restarts=1, feature_restarts=1, losses=("margin",), targets=0))

@@ -11,6 +11,7 @@ from torch import nn
 import rtcore
 from rtcore.attacks import AUTOATTACK_VERSIONS, PRESETS, STRENGTHS, AttackUnavailableError, describe, resolve_settings
 from rtcore.attacks import autoattack as aa_mod
+from rtcore.attacks import end_to_end as e2e_mod
 
 pytest.importorskip("pyautoattack")
 
@@ -78,7 +79,7 @@ def test_pipeline_autoattack_is_cached_under_its_own_kind(tmp_path: Path, monkey
     def boom(*a: object, **k: object) -> torch.Tensor:
         raise AssertionError("a second run must come from the cache")
 
-    monkeypatch.setattr(aa_mod, "autoattack_search", boom)
+    monkeypatch.setattr(e2e_mod, "autoattack_search", boom)
     again = rtcore.run_evaluation(linear_case.backbone, task, [0.0, 0.1], "linf", **kw)
     assert again.summary["robust_acc"].tolist() == ev.summary["robust_acc"].tolist()
     assert any(p.name.startswith("autoattack-") for p in tmp_path.rglob("*")), "its own cache kind"
