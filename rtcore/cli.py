@@ -32,17 +32,14 @@ from .errors import RtcoreError
 from .models import backbone_specs
 from .models.ref import BackboneRef
 from .probes import list_probes
-from .runs import EvalSpec, ProgressEvent, execute, load_spec, parse_eps_text
+from .runs import EvalSpec, ProgressEvent, execute, load_spec
+from .runs.fields import add_arguments, declared, namespace_values
 from .sanity import SanityFlag
 from .transfer import TRANSFER_METHODS
 
 if TYPE_CHECKING:
     from .runs.sweep import SweepEvent
 
-#: the flags that build a spec (refused together with --spec)
-SPEC_FLAGS = ("backbone", "weights", "no_pretrained", "tasks", "eps", "norm", "n", "attack", "seed", "probe",
-              "probe_C", "probe_eps", "transfer", "transfer_k", "no_head_attack", "no_loss_attack", "sanity",
-              "sanity_subset", "label")
 SUMMARY_COLUMNS = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
                    "mean_delta"]
 
@@ -94,28 +91,23 @@ def check_output_file(path: str, flag: str) -> Path:
 
 
 def _spec_from_args(args: argparse.Namespace) -> EvalSpec:
-    given = [f for f in SPEC_FLAGS if getattr(args, f) not in (None, False)]
+    """The spec of ``--spec FILE`` or of the flags (derived from the spec's declared fields). With a file,
+    only the fields that change no number (device, batch size, downloads) may be given as flags too."""
+    given = namespace_values(args, EvalSpec)
     if args.spec is not None:
-        if given:
-            flags = ", ".join("--" + f.replace("_", "-") for f in given)
+        runtime = {d.key for d in declared(EvalSpec) if not d.option.digest}
+        clash = sorted(k for k in given if k not in runtime)
+        if clash:
+            by_key = {d.key: d.flag for d in declared(EvalSpec)}
+            flags = ", ".join(by_key.get(k, "--" + k) for k in clash)
             raise ValueError(f"give either --spec FILE or the flags that build a spec ({flags}), not both; "
                              f"write every setting into the spec file")
         spec = load_spec(args.spec)
-        return spec.with_(download=True) if args.download else spec
-    missing = [f"--{f}" for f in ("backbone", "tasks", "eps") if getattr(args, f) is None]
+        return spec.with_(**given) if given else spec
+    missing = [d.flag for d in declared(EvalSpec) if d.option.required and d.key not in given]
     if missing:
         raise ValueError(f"evaluate needs {', '.join(missing)} (or --spec FILE)")
-    ref = BackboneRef(args.backbone, weights=args.weights, pretrained=not args.no_pretrained, label=args.label)
-    defaults = {f.name: f.default for f in EvalSpec.__dataclass_fields__.values()}
-    value = {k: (getattr(args, k) if getattr(args, k) is not None else defaults[k])
-             for k in ("norm", "n", "attack", "seed", "probe", "probe_C", "sanity_subset")}
-    if args.sanity_subset is not None and not args.sanity:
-        raise ValueError(f"--sanity-subset {args.sanity_subset} sets the points of the sanity checks; add --sanity "
-                         "or drop it")
-    return EvalSpec(ref, tuple(args.tasks), tuple(args.eps), value["norm"], value["n"], value["attack"],
-                    value["probe"], value["probe_C"], args.probe_eps, args.transfer or "lp", args.transfer_k,
-                    value["seed"], not args.no_head_attack, not args.no_loss_attack, args.sanity,
-                    value["sanity_subset"], download=args.download)
+    return EvalSpec.from_dict(given)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -225,54 +217,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _eps_arg(text: str) -> float:
-    value = parse_eps_text(text)
-    if isinstance(value, float):
-        return value
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; write e.g. 0.0157 or 4/255") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rtcore", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list backbones and tasks").set_defaults(fn=_cmd_list)
     e = sub.add_parser("evaluate", help="bound vs empirical robust accuracy per task and eps")
     e.add_argument("--spec", help="a spec file (.toml or .json) with every setting; instead of the flags below")
-    e.add_argument("--backbone", help="registry name or timm:<model>")
-    e.add_argument("--weights", help="local safetensors weights for the backbone's architecture")
-    e.add_argument("--no-pretrained", action="store_true", help="the backbone's architecture with random weights")
-    e.add_argument("--tasks", nargs="+", help="task names, folder:PATH or npz:PATH")
-    e.add_argument("--eps", nargs="+", type=_eps_arg,
-                   help="budgets in [0,1] pixel units, e.g. 0.00392 0.00784 or 1/255 2/255 4/255 8/255")
-    e.add_argument("--norm", choices=list(NORMS), help="threat model (default linf)")
-    e.add_argument("--n", type=int, help="test points per task (default 500)")
-    e.add_argument("--attack", choices=list(STRENGTHS),
-                   help="attack strength (default standard): " + "; ".join(f"{k}: {describe(k)}" for k in STRENGTHS))
-    e.add_argument("--sanity", action="store_true",
-                   help="also run the sanity checks (monotone/large eps, noise, more steps, Square) and print flags")
-    e.add_argument("--sanity-subset", type=int, help="--sanity only: test points the sanity checks use (default 128)")
-    e.add_argument("--label", help="the backbone's name in the tables (default: its registry name)")
-    e.add_argument("--seed", type=int, help="seed of the test subset and the attacks (default 0)")
-    e.add_argument("--probe", choices=list_probes(),
-                   help="linear head (default logistic): logistic (C on a held-out split), logistic-std, robust "
-                        "(Delta-aware)")
-    e.add_argument("--probe-C", dest="probe_C", type=float, help="the probe's C instead of choosing it on held-out data")
-    e.add_argument("--probe-eps", type=_eps_arg, help="robust probe only: budget whose training-point Delta sets "
-                                                      "its radius (default 2/255 linf, 0.2 l2)")
-    e.add_argument("--transfer", choices=list(TRANSFER_METHODS),
-                   help="lp (default): probe the frozen backbone; ft, lp-ft, ft-last-k: fine-tune it per task first")
-    e.add_argument("--transfer-k", type=float, help="ft-last-k only: the number of last blocks it trains")
-    e.add_argument("--no-head-attack", action="store_true", help="skip the head-subspace attack (bound_head looser)")
-    e.add_argument("--no-loss-attack", action="store_true", help="skip the cross-entropy attack (adv_loss looser)")
+    add_arguments(e, EvalSpec)
     e.add_argument("--out", help="summary CSV")
     e.add_argument("--samples-out", help="per-sample CSV")
     e.add_argument("--save-spec", help="also write the spec (.toml or .json) that reproduces this run")
     e.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore)")
     e.add_argument("--no-cache", action="store_true", help="compute everything and write nothing to disk")
-    e.add_argument("--download", action="store_true", help="allow dataset downloads")
     e.set_defaults(fn=_cmd_evaluate)
     w = sub.add_parser("sweep", help="a sweep across backbones, tasks, probes and transfer methods (local or Ray)",
                        description="Run every unit of a sweep file; units already stored in --out are reused. "

@@ -30,7 +30,7 @@ ROBUST, STANDARD = "fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"
 
 
 def run_cli(backbone: str, tasks: list[str], eps: list[float], n: int, attack: str, probe: str, out: Path) -> None:
-    cmd = rtcore.cli_command(backbone, tasks, eps, "linf", n, attack, out=str(out), probe=probe)
+    cmd = rtcore.cli_command(backbone, tasks, eps, "linf", n, attack=attack, out=str(out), probe=probe)
     print(f"$ {cmd}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, *cmd.split()[1:]], check=True, cwd=ROOT)
 

@@ -35,6 +35,7 @@ from .registry import (
     register_task,
     task_display_name,
     task_info,
+    task_test_size,
 )
 from .task import Task, relabel_task, subset_task
 from .uploads import TaskUploadError, prune_task_uploads, task_upload_dir, unpack_task_upload
@@ -44,7 +45,7 @@ __all__ = [
     "UPSTREAM_CLASSES", "CIFARFormatError", "IDXFormatError", "Task", "TaskDataError", "TaskSpec",
     "TaskUnavailableError", "TaskUploadError", "check_task_ref", "clear_task_cache", "create_task", "is_task_ref",
     "list_tasks", "load_task", "load_upstream", "prune_task_uploads", "read_cifar_bin", "read_idx",
-    "read_label_names", "register_task", "relabel_task", "subset_task", "task_display_name", "task_info",
+    "read_label_names", "register_task", "relabel_task", "subset_task", "task_display_name", "task_info", "task_test_size",
     "task_upload_dir",
     "unpack_task_upload", "write_cifar_bin", "write_idx",
 ]

@@ -15,7 +15,7 @@ _TORSO = (0, 2, 3, 4, 6)
 
 
 @register_task(
-    "fmnist-novel", domain="near", offline=True,
+    "fmnist-novel", n_test=1976, domain="near", offline=True,
     description="Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot) relabelled "
                 "0-4: novel classes from the pretraining domain; train images from held-out "
                 "indices >= 50000.",
@@ -27,7 +27,7 @@ def _load_fmnist_novel(*, root: str | None, data_dir: str | None = None) -> Task
 
 
 @register_task(
-    "fmnist-seen", domain="upstream", offline=True,
+    "fmnist-seen", n_test=2024, domain="upstream", offline=True,
     description="Fashion-MNIST classes 0-4 (T-shirt/top, Trouser, Pullover, Dress, Coat), the "
                 "pretraining classes, on held-out images (train indices >= 50000, official test "
                 "set): the in-distribution reference.",
@@ -39,7 +39,7 @@ def _load_fmnist_seen(*, root: str | None, data_dir: str | None = None) -> Task:
 
 
 @register_task(
-    "fmnist-torso", domain="near", offline=True,
+    "fmnist-torso", n_test=4000, domain="near", offline=True,
     description="Binary Fashion-MNIST over all ten classes: torso garment {T-shirt/top, Pullover, "
                 "Dress, Coat, Shirt} vs other {Trouser, Sandal, Sneaker, Bag, Ankle boot}; mixes "
                 "pretraining and novel classes; held-out images only.",
@@ -75,7 +75,7 @@ def _generated_task(name: str, data: GeneratedData, seed: int, description: str)
 
 
 @register_task(
-    "shapes", domain="out-of-domain", offline=True,
+    "shapes", n_test=1500, domain="out-of-domain", offline=True,
     description="dSprites-style shapes (square, ellipse, heart), white on black with random scale, "
                 "rotation and position, anti-aliased; 3000 train / 1500 test, balanced; far from "
                 "clothing photos.",
@@ -85,7 +85,7 @@ def _load_shapes(*, seed: int, cache_dir: str | None = None) -> Task:
 
 
 @register_task(
-    "glyphs", domain="out-of-domain", offline=True,
+    "glyphs", n_test=2000, domain="out-of-domain", offline=True,
     description="Digits 0-9 rendered with Pillow's built-in font, a seven-segment and a "
                 "hand-drawn stroke font, random size, position, rotation, stroke width and "
                 "additive noise; 5000 train / 2000 test, balanced; out of the clothing domain.",

@@ -161,7 +161,7 @@ def _read_idx_checked(path: Path | None) -> np.ndarray:
 
 
 @register_task(
-    "mnist", domain="out-of-domain", offline=False,
+    "mnist", n_test=10000, domain="out-of-domain", offline=False,
     description="MNIST handwritten digits, native 1x28x28 grayscale (60000 train / 10000 test); "
                 "IDX files downloaded from torchvision's mirrors and read without pickle.",
 )
@@ -185,7 +185,7 @@ def _load_mnist(*, root: str | None, download: bool, data_dir: str | None = None
 
 
 @register_task(
-    "fashion-mnist", domain="upstream", offline=False,
+    "fashion-mnist", n_test=10000, domain="upstream", offline=False,
     description="Full Fashion-MNIST, all ten classes (60000 train / 10000 test). WARNING: its train "
                 "split contains the upstream pretraining images; use fmnist-* tasks for clean "
                 "downstream evaluation.",
@@ -306,7 +306,7 @@ _NATIVE_RGB = ("native 3x32x32 RGB; the backbone wrapper adapts channels and siz
 
 
 @register_task(
-    "cifar10", domain="out-of-domain", offline=False,
+    "cifar10", n_test=10000, domain="out-of-domain", offline=False,
     description=f"CIFAR-10 natural images, {_NATIVE_RGB}; 50000 train / 10000 test; official "
                 "binary archive, parsed without pickle.",
 )
@@ -315,7 +315,7 @@ def _load_cifar10(*, root: str | None, download: bool, data_dir: str | None = No
 
 
 @register_task(
-    "cifar100", domain="out-of-domain", offline=False,
+    "cifar100", n_test=10000, domain="out-of-domain", offline=False,
     description=f"CIFAR-100 (100 fine classes), {_NATIVE_RGB}; 50000 train / 10000 test; official "
                 "binary archive, parsed without pickle.",
 )
@@ -324,7 +324,7 @@ def _load_cifar100(*, root: str | None, download: bool, data_dir: str | None = N
 
 
 @register_task(
-    "svhn", domain="out-of-domain", offline=False,
+    "svhn", n_test=26032, domain="out-of-domain", offline=False,
     description=f"SVHN house-number digits, {_NATIVE_RGB}; 73257 train / 26032 test; torchvision "
                 "download, needs scipy.",
 )

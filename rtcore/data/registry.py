@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..budget import MemoryBudget, input_budget
 from ..config import default_cache_dir, resolve_cache_dir
 from ..errors import CacheDirError
 from ..registry import Registry
@@ -159,7 +160,7 @@ def task_display_name(name: str) -> str:
 
 
 def _load_user(ref: str, *, cache_dir: str | None = None, **_: object) -> Task:
-    return load_user_task(ref, cache_dir=cache_dir)
+    return load_user_task(ref, cache_dir=cache_dir)  # the budget from the environment (or its default)
 
 
 # --------------------------------------------------------------------------- loading
@@ -189,7 +190,8 @@ def _cache_root(cache_dir: str | os.PathLike[str] | None) -> Path:
 
 def create_task(name_or_ref: str, *, root: str | os.PathLike[str] | None = None, download: bool = False,
                 seed: int = 0, cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
-                name: str | None = None, mixed_sizes: str = "resize") -> Task:
+                name: str | None = None, mixed_sizes: str = "resize",
+                max_input_bytes: int | MemoryBudget | None = None) -> Task:
     """Load a registered task by name, or your own data by ``folder:PATH`` / ``npz:PATH``.
 
     ``root``: data folder (the Fashion-MNIST folder of the fmnist tasks, the download folder of
@@ -205,6 +207,9 @@ def create_task(name_or_ref: str, *, root: str | os.PathLike[str] | None = None,
     or the file's stem, see :func:`task_display_name`) and ``mixed_sizes`` says what to do with
     images of different sizes (``"resize"`` to the most common one, or ``"refuse"``); see
     :mod:`rtcore.data.user`. ``root``, ``download`` and ``seed`` do not apply to references.
+    ``max_input_bytes``: the input memory budget their images are checked against before decoding
+    (:func:`rtcore.budget.input_budget`: default ``$RTCORE_MAX_INPUT_GB`` or 4 GB; a memoised task is
+    not checked again).
 
     Tasks are memoised per process and shared (do not modify their tensors in place). A
     reference is memoised on its files' stat data, so a file changed on disk is read again.
@@ -218,8 +223,9 @@ def create_task(name_or_ref: str, *, root: str | os.PathLike[str] | None = None,
         raise ValueError(f"root={str(root)!r} is empty; pass a data folder path or leave root unset")
     croot = _cache_root(cache_dir)
     tcache = str(croot) if use_cache else None
+    budget = input_budget(max_input_bytes)  # ValueError for a bad value, whatever the task
     if is_user_ref(name_or_ref):
-        return _create_user(str(name_or_ref), name, mixed_sizes, tcache)
+        return _create_user(str(name_or_ref), name, mixed_sizes, tcache, budget)
     spec = TASKS.info(name_or_ref)
     if name is not None or mixed_sizes != "resize":
         raise ValueError(f"name= and mixed_sizes= apply to {FOLDER_PREFIX}/{NPZ_PREFIX} references only, not to the "
@@ -241,7 +247,7 @@ def create_task(name_or_ref: str, *, root: str | os.PathLike[str] | None = None,
         return _MEMO.setdefault(key, task)  # type: ignore[return-value]
 
 
-def _create_user(ref: str, name: str | None, mixed_sizes: str, tcache: str | None) -> Task:
+def _create_user(ref: str, name: str | None, mixed_sizes: str, tcache: str | None, budget: MemoryBudget) -> Task:
     """A ``folder:`` / ``npz:`` task, memoised on (reference, options) while its files' stat data is unchanged."""
     check_mixed_sizes(mixed_sizes)
     uref = parse_user_ref(ref)
@@ -251,7 +257,7 @@ def _create_user(ref: str, name: str | None, mixed_sizes: str, tcache: str | Non
         hit = _MEMO.get(key)
     if sig is not None and isinstance(hit, tuple) and hit[0] == sig:
         return hit[1]
-    task = load_user_task(uref, name=name, mixed_sizes=mixed_sizes, cache_dir=tcache)
+    task = load_user_task(uref, name=name, mixed_sizes=mixed_sizes, cache_dir=tcache, max_input_bytes=budget)
     with _MEMO_LOCK:
         if sig is None:
             _MEMO.pop(key, None)

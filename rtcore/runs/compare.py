@@ -30,9 +30,8 @@ from ..models.ref import BackboneRef
 from ..transfer.adaptation import Adapted, AdaptInfo, adapt
 from ..transfer.recipe import TRANSFER_METHODS, FineTuneRecipe, check_method, method_label
 from .execute import Evaluation, execute
+from .progress import ProgressCallback, ProgressEvent
 from .spec import EvalSpec
-
-StageProgress = Callable[[str, float], None]
 
 
 def evaluate_adapted(adapted: Adapted, task: Task, eps: float | Sequence[float], norm: str = "linf", n: int = 500, *,
@@ -47,9 +46,9 @@ def evaluate_adapted(adapted: Adapted, task: Task, eps: float | Sequence[float],
     """
     report = progress or (lambda f: None)
     t0 = time.perf_counter()
-    given = ((task.name, task.digest),)
-    spec = EvalSpec(BackboneRef.of_module(adapted.backbone), (task.name,), eps, norm, n, attack, seed=seed,
-                    head_attack=head_attack, loss_attack=loss_attack, given_tasks=given)
+    given = ((task.name, task.digest, int(task.x_test.shape[0])),)
+    spec = EvalSpec(backbone=BackboneRef.of_module(adapted.backbone), tasks=(task.name,), eps=eps, norm=norm, n=n,
+                    attack=attack, seed=seed, head_attack=head_attack, loss_attack=loss_attack, given_tasks=given)
     ev = execute(spec, progress=lambda event: report(event.fraction), backbone=adapted.backbone,
                  tasks={task.name: task}, head=adapted.head, cache=cache)
     for df in (ev.samples, ev.summary):
@@ -76,12 +75,12 @@ def compare_methods(g: Backbone, task: Task, eps: float | Sequence[float], norm:
                     methods: Sequence[str] = TRANSFER_METHODS, k: int = 1, attack: str | AttackSettings = "fast",
                     probe: str = "logistic", seed: int = 0, cache: ResultCache, recipe: FineTuneRecipe | None = None,
                     head_attack: bool = True, loss_attack: bool = True,
-                    progress: StageProgress | None = None) -> MethodComparison:
+                    progress: ProgressCallback | None = None) -> MethodComparison:
     """Adapt ``g`` to ``task`` by each of ``methods`` (``k`` for ``ft-last-k``) and evaluate each.
 
     The base backbone (``lp``) is always evaluated, since its Delta is the "before" of every
-    fine-tuned method; its rows appear only if ``lp`` is among ``methods``. ``progress(stage, f)``
-    gets a stage name and the fraction of the whole comparison done.
+    fine-tuned method; its rows appear only if ``lp`` is among ``methods``. ``progress`` gets
+    :class:`ProgressEvent` (a stage name and the fraction of the whole comparison done).
     """
     chosen = [check_method(mth) for mth in methods]
     if not chosen:
@@ -89,7 +88,7 @@ def compare_methods(g: Backbone, task: Task, eps: float | Sequence[float], norm:
     if len(set(chosen)) != len(chosen):
         raise ValueError(f"methods={list(methods)} repeats a method; give each once")
     order = ["lp", *[mth for mth in chosen if mth != "lp"]]
-    report = progress or (lambda stage, f: None)
+    report = progress or (lambda ev: None)
     share = 1.0 / len(order)
     summaries, samples, infos = [], [], {}
     for i, mth in enumerate(order):
@@ -98,7 +97,7 @@ def compare_methods(g: Backbone, task: Task, eps: float | Sequence[float], norm:
         split = 0.1 if mth == "lp" else 0.6
 
         def sub(stage: str, a: float, b: float, lo: float = lo) -> Callable[[float], None]:
-            return lambda f: report(stage, lo + share * (a + (b - a) * f))
+            return lambda f: report(ProgressEvent(stage, lo + share * (a + (b - a) * f)))
 
         t0 = time.perf_counter()
         adapted = adapt(g, task, mth, k=k if mth == "ft-last-k" else 1, probe=probe, seed=seed, cache=cache,
@@ -120,7 +119,7 @@ def compare_methods(g: Backbone, task: Task, eps: float | Sequence[float], norm:
     keep = [method_label(mth, k) for mth in chosen]
     summary = summary[summary["method"].isin(keep)].reset_index(drop=True)
     per_sample = per_sample[per_sample["method"].isin(keep)].reset_index(drop=True)
-    report("done", 1.0)
+    report(ProgressEvent("done", 1.0))
     return MethodComparison(summary, per_sample, {lbl: infos[lbl] for lbl in keep},
                             [f"{r.path}: {r.reason}" for r in cache.rejected])
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -23,7 +23,7 @@ from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
 from ..data import Task, create_task
 from ..models import Backbone, resolve_device
-from ..numerics import with_fixed_threads
+from ..numerics import chunk_rows, with_fixed_threads
 from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
 from ..steps import (
@@ -38,7 +38,8 @@ from ..steps import (
 )
 from ..tables import HeadInfo, summarise, task_rows
 from .plan import Unit, plan, test_indices
-from .progress import ProgressCallback, ProgressEvent, Throughput
+from .progress import ProgressCallback, ProgressEvent
+from .resources import auto_batch_size, halving_on_oom, spec_device
 from .spec import EvalSpec
 
 #: the stage names of progress events, per unit stage and step
@@ -116,9 +117,8 @@ class Executor:
                  use_cache: bool = True, device: str | torch.device | None = None) -> None:
         self.spec = spec
         self.cache = cache if cache is not None else ResultCache(cache_dir, enabled=use_cache)
-        self.throughput = Throughput()
         self._backbone = backbone
-        self._device = resolve_device(device) if device is not None else None
+        self._device = resolve_device(device) if device is not None else spec_device(spec.device)
         self._given = dict(tasks or {})
         unknown = sorted(set(self._given) - set(spec.tasks))
         if unknown:
@@ -131,6 +131,7 @@ class Executor:
                                  "would be ignored; leave them out, or leave out the head")
         self._head = head
         self._settings = spec.settings()
+        self._batch: int | None = None if spec.batch_size == "auto" else int(spec.batch_size)
         self._state: dict[str, TaskState] = {}
         self._entries: dict[tuple[str, str, float], torch.Tensor] = {}
         self._gallery: dict[tuple[str, float], torch.Tensor] = {}
@@ -186,26 +187,31 @@ class Executor:
             flags.append(c)
             return c
 
-        t0 = time.perf_counter()
-        if unit.stage == "fit":
-            self._fit(unit.task, step)
-            self._attack(unit.task, unit.eps, step)
-        elif unit.stage == "attack":
-            self._attack(unit.task, unit.eps, step)
-        elif unit.stage == "head_loss":
-            self._head_loss(unit.task, unit.eps, step)
-        elif unit.stage == "sanity":
-            self._sanity(unit.task, step)
-        else:
+        if unit.stage not in STAGE_WORK:
             raise ValueError(f"unit stage {unit.stage!r} is unknown")
+        t0 = time.perf_counter()
+        batch = self.batch_size(unit.task)
+        halving_on_oom(lambda b: STAGE_WORK[unit.stage](self, unit, step, b), batch, chunk_rows(self.backbone().device))
         seconds = time.perf_counter() - t0
         computed = any(c.computed for c in flags)
-        self.throughput.record(unit, seconds, computed)
         with self._lock:
             self._seconds += seconds
             self._version += 1
         report(STAGE_NAMES["cached"] if not computed else "done", 1.0)
         return UnitReport(unit, seconds, computed)
+
+    def batch_size(self, task: str) -> int:
+        """The spec's batch size, or (``"auto"``) one that fits the device's free memory, found once."""
+        with self._lock:
+            if self._batch is None:
+                shape = tuple(self.task(task).x_test.shape[1:])
+                self._batch = auto_batch_size(self.backbone(), shape)
+            return self._batch
+
+    def _with_batch(self, batch: int) -> None:
+        with self._lock:
+            self._batch = batch
+            self._settings = replace(self._settings, batch_size=batch)
 
     def _fit(self, name: str, step: Callable[[str, float, float], _Computed]) -> TaskState:
         with self._lock:
@@ -223,7 +229,7 @@ class Executor:
             from ..transfer.adaptation import adapt
 
             adapted = adapt(g, task, spec.transfer, k=spec.transfer_k or 1, probe=spec.probe, seed=spec.seed,
-                            cache=self.cache, progress=step("adapt", 0.0, 0.9),
+                            cache=self.cache, progress=step("adapt", 0.0, 0.9), recipe=spec.finetune,
                             probe_params={} if spec.probe_C == "auto" else {"C": spec.probe_C})
             gt, head = adapted.backbone, adapted.head
             info = HeadInfo("fine-tuned", float("nan"), 0.0, adapted.info.label)
@@ -238,9 +244,9 @@ class Executor:
                 params["radius"] = radius
             head = fit_probe(g, task, self.cache, spec.probe, progress=step("fit", 0.5, 0.9), **params)
             info = HeadInfo(spec.probe, float(getattr(head, "C_", float("nan"))), radius)
-        idx = test_indices(task.x_test.shape[0], spec.n, spec.seed)
+        idx = test_indices(task.x_test.shape[0], spec.n_for(task.x_test.shape[0]), spec.seed)
         x, y = task.x_test[idx], task.y_test[idx]
-        f0 = features(gt, x, self.cache, progress=step("fit", 0.9, 1.0))
+        f0 = features(gt, x, self.cache, batch_size=cfg.batch_size, progress=step("fit", 0.9, 1.0))
         state = TaskState(task, idx, x, y, gt, head, info, f0)
         with self._lock:
             return self._state.setdefault(name, state)
@@ -363,6 +369,25 @@ class Executor:
     def recomputed(self) -> list[str]:
         """Cache entries that failed verification and were recomputed (path: reason)."""
         return [f"{r.path}: {r.reason}" for r in self.cache.rejected]
+
+
+def _stage(fn: Callable[..., None], with_eps: bool = True) -> Callable[[Executor, Unit, Callable[..., _Computed], int], None]:
+    def work(ex: Executor, unit: Unit, step: Callable[..., _Computed], batch: int) -> None:
+        ex._with_batch(batch)
+        fn(ex, unit.task, unit.eps, step) if with_eps else fn(ex, unit.task, step)
+    return work
+
+
+def _fit_unit(ex: Executor, name: str, eps: Sequence[float], step: Callable[..., _Computed]) -> None:
+    ex._fit(name, step)
+    ex._attack(name, eps, step)
+
+
+#: what each unit stage runs (with the batch size it may use)
+STAGE_WORK: dict[str, Callable[[Executor, Unit, Callable[..., _Computed], int], None]] = {
+    "fit": _stage(_fit_unit), "attack": _stage(Executor._attack), "head_loss": _stage(Executor._head_loss),
+    "sanity": _stage(Executor._sanity, with_eps=False),
+}
 
 
 def _given_head(head: LinearProbe, num_classes: int) -> LinearProbe:

@@ -1,19 +1,29 @@
-"""The evaluation as a value: :class:`EvalSpec` names everything that changes a number, checked once.
+"""The evaluation as a value: :class:`EvalSpec` names everything that changes a number, declared once.
 
-A spec is built from keyword arguments (the library), from CLI flags, or from a TOML/JSON file a
+A spec is built from keywords (the library), from command-line flags, or from a TOML/JSON file a
 user writes by hand::
 
     backbone = "fmnist-cnn-pgd-linf-0.1"
     tasks = ["fmnist-seen", "shapes"]
     norm = "linf"
-    eps = ["1/255", "2/255", 0.0156862745]    # numbers, or "k/255" in a file
-    n = 200
+    eps = ["1/255", "2/255", 0.0156862745]    # numbers, or fractions such as "8/255"
+    n = 200                                   # or "all"
     attack = "fast"
 
-Every rule is checked in :meth:`EvalSpec.__post_init__` (once, with a message that names the bad
-value and the fix); the spec is frozen and hashable. :meth:`EvalSpec.digest` is a stable sha256 of
-what changes the numbers (weights and user data files by their content, not their path), the same
-in every process and on every machine.
+    [finetune]                                # transfer methods that train (ft, lp-ft, ft-last-k)
+    epochs = 5
+
+Each field is declared once, in the class body below, with its help, its file key, whether it
+changes a number, where it applies and whether a sweep may vary it (:mod:`.fields`); the command
+line, the file schema, :meth:`EvalSpec.to_dict`, :meth:`EvalSpec.command`, the sweep axes and the
+keyword API are derived from those declarations.
+
+Values are checked as they take effect (:meth:`EvalSpec.__post_init__`): normalised first (eps
+``"8/255"`` is 0.0313725..., ``n = "all"`` is each task's test-set size), then checked for ranges,
+duplicates after normalising, ``n`` against each task's test set, and applicability (a field set
+where it does not apply is an error); every distinct problem is listed in one :class:`SpecError`,
+before any work. :meth:`EvalSpec.digest` is a stable sha256 of what changes the numbers (weights and
+user data by their content), the same in every process and on every machine.
 """
 
 from __future__ import annotations
@@ -23,37 +33,62 @@ import json
 import math
 import numbers
 import os
-import re
 import shlex
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..attacks import AttackSettings, STRENGTHS
-from ..config import check_eps, check_norm, unique_eps
-from ..data import check_task_ref, task_display_name
+from ..attacks import STRENGTHS, AttackSettings
+from ..config import NORMS, check_eps, check_norm, eps_key
+from ..data import check_task_ref, task_display_name, task_test_size
 from ..models.ref import BackboneRef
 from ..probes import list_probes, probe_info
-from ..transfer.recipe import list_transfers, transfer_info
+from ..transfer.recipe import FineTuneRecipe, list_transfers, transfer_info
 from ..validation import check_count, check_seed
+from .fields import Declared, declared, flag_text, groups, option
 from .spec_files import file_digest, interpreter, read_spec_file, task_identity, toml_value
 
-__all__ = ["EvalSpec", "check_attack", "check_backbone_ref", "check_probe_c", "check_tasks", "check_transfer_k",
+__all__ = ["PRECISIONS", "RULES", "EvalSpec", "Rule", "SpecError", "check_attack", "check_backbone_ref",
+           "check_batch_size", "check_device", "check_n", "check_probe_c", "check_tasks", "check_transfer_k",
            "file_digest", "interpreter", "load_spec", "parse_eps_text", "read_spec_file", "task_identity"]
 
 #: bump when the meaning of a spec field changes (it enters :meth:`EvalSpec.digest`)
-SPEC_VERSION = 1
-_K255 = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*255\s*$")
+SPEC_VERSION = 2
+#: the arithmetic of the attacks' forward and backward passes (reported numbers are always recomputed in float32)
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
+
+class SpecError(ValueError):
+    """A spec (or sweep) with problems: ``problems`` lists each distinct one; the message lists them all."""
+
+    def __init__(self, problems: Iterable[str], what: str = "the spec") -> None:
+        self.problems = list(dict.fromkeys(problems))
+        if len(self.problems) == 1:
+            text = self.problems[0]
+        else:
+            text = f"{what} has {len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+# ------------------------------------------------------------------------------------------ value checks
 
 def parse_eps_text(value: object) -> object:
-    """``"8/255"`` -> 8/255 (spec files and the CLI may write eps this way); anything else unchanged."""
-    if isinstance(value, str):
-        m = _K255.match(value)
-        if m:
-            return float(m.group(1)) / 255
-    return value
+    """Text as an eps: ``"8/255"`` -> 8/255, ``"0.03"`` -> 0.03 (spec files and the command line write eps
+    this way). Non-text values are returned unchanged for :func:`rtcore.config.check_eps`; text that is not
+    a number or a fraction, or a fraction over zero, raises ValueError naming the fault."""
+    if not isinstance(value, str):
+        return value
+    num, slash, den = value.partition("/")
+    try:
+        top = float(num)
+        bottom = float(den) if slash else 1.0
+    except ValueError:
+        raise ValueError(f"eps={value!r} is not a number; write a number in [0, 1] such as 0.0314, or a fraction "
+                         f"such as 8/255") from None
+    if bottom == 0:
+        raise ValueError(f"eps={value!r} divides by zero; write a fraction such as 8/255")
+    return top / bottom
 
 
 def check_tasks(tasks: object, given: Iterable[str] = ()) -> tuple[str, ...]:
@@ -65,11 +100,18 @@ def check_tasks(tasks: object, given: Iterable[str] = ()) -> tuple[str, ...]:
         raise ValueError(f"tasks={tasks!r} must be a list of task names")
     tasks = list(tasks)  # read once: a generator is a list of tasks too
     known = set(given)
+    problems, out = [], []
     for t in tasks:
         if not isinstance(t, str) or not t.strip():
-            raise ValueError(f"task {t!r} must be a task name (see `python -m rtcore list`) or a "
-                             f"'folder:PATH' / 'npz:PATH' reference")
-    out = [t if t in known else check_task_ref(t) for t in tasks]
+            problems.append(f"task {t!r} must be a task name (see `python -m rtcore list`) or a "
+                            f"'folder:PATH' / 'npz:PATH' reference")
+            continue
+        try:
+            out.append(t if t in known else check_task_ref(t))
+        except ValueError as e:
+            problems.append(str(e))
+    if problems:
+        raise SpecError(problems)
     if not out:
         raise ValueError("tasks is empty; give at least one task name (see rtcore.list_tasks())")
     seen: set[str] = set()
@@ -148,88 +190,249 @@ def check_transfer_k(value: object) -> int:
     raise ValueError(f"transfer_k={value!r} is not a whole number; give the number of blocks, e.g. 2")
 
 
-@dataclass(frozen=True)
-class EvalSpec:
-    """One evaluation: a backbone, tasks, a threat model and eps grid, n test points per task, an attack
-    strength, a linear head (probe kind and its parameters) or a transfer method, and a seed.
+def check_n(value: object) -> int | str:
+    """``"all"`` or a positive whole number of test points."""
+    if value == "all":
+        return "all"
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) \
+            and float(value).is_integer():
+        value = int(value)
+    try:
+        return check_count(value, "n")
+    except ValueError:
+        raise ValueError(f"n={value!r} must be a positive integer (test points per task, e.g. n=200) or \"all\" "
+                         f"(every test point)") from None
 
-    ``probe_eps`` (robust probe only): the budget whose training-point Delta sets its radius
-    (default 2/255 linf, 0.2 l2). ``transfer_k``: the blocks ``ft-last-k`` trains (that method only).
-    ``head_attack`` / ``loss_attack``: also run the head-subspace and cross-entropy attacks.
-    ``sanity``: also run the sanity checks (on ``sanity_subset`` points for the subset checks).
-    ``download``: allow dataset downloads (changes no number; not part of :meth:`digest`).
-    Fields are normalised on construction (eps canonical and sorted, tasks a tuple, the backbone a
-    :class:`BackboneRef`); a bad value raises ``ValueError`` naming it and the fix.
+
+def n_problem(n: int | str, task: str, size: int | None) -> str | None:
+    """Why ``n`` test points cannot be drawn from a task with ``size`` test images (None: they can)."""
+    if size is None or n == "all" or int(n) <= size:
+        return None
+    return (f"n={n} but task {task!r} has {size} test images; use n = {size} or n = \"all\" (every test image)")
+
+
+def check_device(value: object) -> str:
+    """``"auto"`` (CUDA when present, else the CPU) or a device this machine has (``cpu``, ``cuda``, ``cuda:N``)."""
+    from ..models import resolve_device
+
+    if value == "auto":
+        return "auto"
+    if not isinstance(value, str):
+        raise ValueError(f"device={value!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    resolve_device(value)  # raises naming the devices this machine has and the fix
+    return value
+
+
+def check_batch_size(value: object) -> int | str:
+    """``"auto"`` (from the device's free memory) or a positive whole number of images per batch."""
+    if value == "auto":
+        return "auto"
+    try:
+        return check_count(value, "batch_size")
+    except ValueError:
+        raise ValueError(f"batch_size={value!r} must be \"auto\" or a positive integer (images per batch, e.g. "
+                         f"64); it bounds memory and never changes a number") from None
+
+
+def _check_bool(name: str) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} must be true or false")
+        return value
+    return check
+
+
+def _check_choice(name: str, valid: Callable[[], Iterable[str]]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if value not in list(valid()):
+            raise ValueError(f"{name}={value!r} is unknown; use one of {list(valid())}")
+        return str(value)
+    return check
+
+
+def _check_finetune(value: object) -> FineTuneRecipe:
+    if isinstance(value, Mapping):
+        known = [d.key.split(".", 1)[1] for d in declared(EvalSpec) if d.table == "finetune"]
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown finetune keys {unknown}; valid: {known}")
+        value = FineTuneRecipe(**value)
+    if not isinstance(value, FineTuneRecipe):
+        raise ValueError(f"finetune={value!r} must be a table of {[f.name for f in fields(FineTuneRecipe)]}")
+    if value.seed is not None:
+        raise ValueError(f"finetune seed={value.seed!r}: the spec's seed seeds the fine-tuning; leave it out")
+    return value
+
+
+# ------------------------------------------------------------------------------------------ where fields apply
+
+@dataclass(frozen=True)
+class Rule:
+    """Where a field applies: ``test(spec)`` (reads only ``probe``, ``transfer`` and ``sanity``), and in words."""
+
+    test: Callable[[Any], bool]
+    where: str
+
+
+def _uses_probe(s: Any) -> bool:
+    return transfer_info(s.transfer).uses_probe
+
+
+#: the applicability rules the fields name (:attr:`Option.applies`); a sweep routes its options by them
+RULES: dict[str, Rule] = {
+    "probe": Rule(_uses_probe, "the transfer methods that fit a linear probe (lp, lp-ft)"),
+    "probe_C": Rule(lambda s: probe_info(s.probe).takes_C and _uses_probe(s),
+                    "probes that take a C (e.g. logistic) with transfer lp or lp-ft"),
+    "probe_eps": Rule(lambda s: probe_info(s.probe).takes_radius, "Delta-aware probes (probe 'robust')"),
+    "transfer_k": Rule(lambda s: transfer_info(s.transfer).trains == "last-k", "transfer 'ft-last-k'"),
+    "finetune": Rule(lambda s: transfer_info(s.transfer).trains != "none",
+                     "the transfer methods that train (ft, lp-ft, ft-last-k)"),
+    "sanity": Rule(lambda s: s.sanity is True, "sanity = true (--sanity)"),
+}
+
+
+def pair_problem(probe: str, transfer: str) -> str | None:
+    """Why ``probe`` cannot serve ``transfer`` (None when it can): Delta-aware probes need the frozen backbone."""
+    if probe_info(probe).takes_radius and transfer_info(transfer).trains != "none":
+        return (f"probe={probe!r} needs the frozen backbone's Delta (transfer='lp'); transfer={transfer!r} changes "
+                f"the backbone: use another probe with {transfer}")
+    return None
+
+
+# ------------------------------------------------------------------------------------------ the spec
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSpec:
+    """One evaluation: a backbone, tasks, a threat model and eps grid, ``n`` test points per task, an attack
+    strength, a linear head (probe kind and its parameters) or a transfer method, a seed, and how it runs
+    (device, batch size, precision). Keyword-only; every field is described by its declaration below
+    (``rtcore.runs.fields.declared(EvalSpec)`` lists them with their help). A bad value raises
+    :class:`SpecError` (a ValueError) listing every problem with its fix.
     """
 
-    backbone: BackboneRef
-    tasks: tuple[str, ...]
-    eps: tuple[float, ...]
-    norm: str = "linf"
-    n: int = 500
-    attack: str | AttackSettings = "standard"
-    probe: str = "logistic"
-    probe_C: float | str = "auto"
-    probe_eps: float | None = None
-    transfer: str = "lp"
-    transfer_k: int | None = None
-    seed: int = 0
-    head_attack: bool = True
-    loss_attack: bool = True
-    sanity: bool = False
-    sanity_subset: int = 128
-    download: bool = False
-    #: tasks given as Task objects in Python: (name, content digest) pairs (not writable to a file)
-    given_tasks: tuple[tuple[str, str], ...] = ()
+    backbone: BackboneRef = option(help="the backbone and its weights", group="flat", sweep="values",
+                                   plural="backbones", required=True)
+    tasks: tuple[str, ...] = option(help="task names, folder:PATH or npz:PATH", kind="list", sweep="split",
+                                    required=True)
+    eps: tuple[float, ...] = option(help="budgets in [0, 1] pixel units: numbers or fractions, e.g. 1/255 2/255 "
+                                         "8/255", kind="list", required=True)
+    norm: str = option("linf", help="threat model", kind="choice", choices=lambda: NORMS, sweep="values")
+    n: int | str = option(500, help="test points per task (a seeded subset), or all", kind="number",
+                          sweep="values")
+    attack: str | AttackSettings = option("standard", help="attack strength (a [attack] table of AttackSettings "
+                                                           "in a file)", kind="choice", choices=lambda: STRENGTHS,
+                                          sweep="values")
+    probe: str = option("logistic", help="linear head: logistic (C on a held-out split), logistic-std, robust "
+                                         "(Delta-aware)", kind="choice", choices=list_probes, sweep="values",
+                        plural="probes", applies="probe")
+    probe_C: float | str = option("auto", help="the probe's C instead of choosing it on held-out data",
+                                  kind="number", applies="probe_C", sweep="values")
+    probe_eps: float | None = option(None, help="the budget whose training-point Delta sets a robust probe's "
+                                                "radius (default 2/255 linf, 0.2 l2)", applies="probe_eps")
+    transfer: str = option("lp", help="lp: probe the frozen backbone; ft, lp-ft, ft-last-k: fine-tune it per task "
+                                      "first", kind="choice", choices=list_transfers, sweep="values",
+                           plural="transfers")
+    transfer_k: int | None = option(None, help="ft-last-k: the number of last blocks it trains (default 1)",
+                                    kind="number", applies="transfer_k", sweep="values")
+    finetune: FineTuneRecipe = option(FineTuneRecipe(), help="how ft, lp-ft and ft-last-k train", group="table",
+                                      prefix="ft-", applies="finetune")
+    seed: int = option(0, help="seed of the test subset, the probe's split and the attacks", kind="number",
+                       sweep="values")
+    precision: str = option("float32", help="arithmetic of the attacks' search (float32, or bfloat16 / float16 "
+                                            "autocast; reported numbers are recomputed in float32)",
+                            kind="choice", choices=lambda: PRECISIONS, sweep="values")
+    head_attack: bool = option(True, help="also run the head-subspace attack (bound_head)", kind="flag")
+    loss_attack: bool = option(True, help="also run the cross-entropy attack (adv_loss)", kind="flag")
+    sanity: bool = option(False, help="also run the sanity checks (monotone/large eps, noise, more steps, Square)",
+                          kind="flag")
+    sanity_subset: int = option(128, help="test points the sanity checks use", kind="number", applies="sanity")
+    device: str = option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N", digest=False)
+    batch_size: int | str = option("auto", help="images per batch, or auto (from free memory); bounds memory, "
+                                                "never changes a number", kind="number", digest=False)
+    download: bool = option(False, help="allow dataset downloads", kind="flag", digest=False)
+    #: tasks given as Task objects in Python: (name, content digest, test size) (not writable to a file)
+    given_tasks: tuple[tuple[str, str, int], ...] = field(default=())
 
     def __post_init__(self) -> None:
+        problems: list[str] = []
         set_ = object.__setattr__
-        set_(self, "backbone", check_backbone_ref(self.backbone))
-        set_(self, "given_tasks", tuple((str(n), str(d)) for n, d in self.given_tasks))
-        set_(self, "norm", check_norm(self.norm))
-        eps = self.eps
-        if isinstance(eps, (list, tuple)):
-            eps = [parse_eps_text(e) for e in eps]
-        else:
-            eps = parse_eps_text(eps)
-        set_(self, "eps", tuple(sorted(unique_eps(check_eps(eps, self.norm)[0]))))
-        set_(self, "tasks", check_tasks(self.tasks, {n for n, _ in self.given_tasks}))
-        set_(self, "n", check_count(self.n, "n"))
-        set_(self, "seed", check_seed(self.seed))
-        set_(self, "attack", check_attack(self.attack))
-        if self.probe not in list_probes():
-            raise ValueError(f"probe={self.probe!r} is unknown; use one of {list_probes()}")
-        set_(self, "probe_C", check_probe_c(self.probe_C))
-        kind = probe_info(self.probe)
-        if self.probe_C != "auto" and not kind.takes_C:
-            raise ValueError(f"probe={self.probe!r} has no C parameter (it fixes its own); drop probe_C (--probe-C)")
+
+        def fix(name: str, check: Callable[[Any], Any]) -> None:
+            try:
+                set_(self, name, check(getattr(self, name)))
+            except SpecError as e:
+                problems.extend(e.problems)
+            except ValueError as e:
+                problems.append(str(e))
+
+        set_(self, "given_tasks", tuple((str(n), str(d), int(k)) for n, d, k in self.given_tasks))
+        fix("backbone", check_backbone_ref)
+        fix("norm", check_norm)
+        norm = self.norm if self.norm in NORMS else "linf"
+        fix("eps", lambda e: _check_eps_list(e, norm))
+        fix("tasks", lambda t: check_tasks(t, {n for n, _, _ in self.given_tasks}))
+        fix("n", check_n)
+        fix("seed", check_seed)
+        fix("attack", check_attack)
+        fix("probe", _check_choice("probe", list_probes))
+        fix("probe_C", check_probe_c)
         if self.probe_eps is not None:
-            if not kind.takes_radius:
-                raise ValueError(f"probe_eps={self.probe_eps!r} sets the radius of Delta-aware probes "
-                                 f"(probe='robust'); probe={self.probe!r} has none: drop it (--probe-eps) or use "
-                                 f"--probe robust")
-            set_(self, "probe_eps", check_eps(parse_eps_text(self.probe_eps), self.norm)[0][0])
-        method = transfer_info(self.transfer)
-        if not method.uses_probe and self.probe != "logistic":
-            with_probe = [m for m in list_transfers() if transfer_info(m).uses_probe]
-            raise ValueError(f"probe={self.probe!r} applies to the transfer methods {with_probe}; "
-                             f"transfer={self.transfer!r} trains its own head: drop --probe")
-        if method.trains != "none" and kind.takes_radius:
-            raise ValueError(f"probe={self.probe!r} needs the frozen backbone's Delta (transfer='lp'); "
-                             "use another probe with lp-ft")
+            fix("probe_eps", lambda e: check_eps(parse_eps_text(e), norm)[0][0])
+        fix("transfer", _check_choice("transfer", list_transfers))
         if self.transfer_k is not None:
-            if method.trains != "last-k":
-                raise ValueError(f"transfer_k={self.transfer_k!r} applies to transfer='ft-last-k' only; drop it "
-                                 f"(--transfer-k) or use --transfer ft-last-k")
-            set_(self, "transfer_k", check_transfer_k(self.transfer_k))
-        elif method.trains == "last-k":
-            set_(self, "transfer_k", 1)
+            fix("transfer_k", check_transfer_k)
+        fix("finetune", _check_finetune)
+        fix("precision", _check_choice("precision", lambda: PRECISIONS))
         for name in ("head_attack", "loss_attack", "sanity", "download"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
-        set_(self, "sanity_subset", check_count(self.sanity_subset, "sanity_subset"))
+            fix(name, _check_bool(name))
+        fix("sanity_subset", lambda v: check_count(v, "sanity_subset"))
+        fix("device", check_device)
+        fix("batch_size", check_batch_size)
+        if not problems:
+            problems += self._relations()
+        if problems:
+            raise SpecError(problems)
+        if self.transfer_k is None and transfer_info(self.transfer).trains == "last-k":
+            set_(self, "transfer_k", 1)
+
+    def _relations(self) -> list[str]:
+        """Rules between fields, once every value is valid: applicability, the probe and transfer pair,
+        ``n`` against each task's test set."""
+        problems = []
+        for d in declared(EvalSpec):
+            rule = RULES.get(d.option.applies or "")
+            if rule is not None and d.table is None and d.get(self) != d.default and not rule.test(self):
+                problems.append(f"{d.key}={d.get(self)!r} applies to {rule.where}; this spec does not run one "
+                                f"(probe={self.probe!r}, transfer={self.transfer!r}): drop {d.key} ({d.flag})")
+        for name, (opt, kind) in groups(EvalSpec).items():
+            rule = RULES.get(opt.applies or "")
+            if rule is not None and getattr(self, name) != kind() and not rule.test(self):
+                problems.append(f"{name} settings apply to {rule.where}; transfer={self.transfer!r} trains nothing: "
+                                f"drop the [{name}] table (--ft-* flags)")
+        pair = pair_problem(self.probe, self.transfer)
+        if pair:
+            problems.append(pair)
+        for task, size in self.test_sizes().items():
+            p = n_problem(self.n, task, size)
+            if p:
+                problems.append(p)
+        return problems
 
     # ---------------------------------------------------------------- derived values
+    def test_sizes(self) -> dict[str, int | None]:
+        """Each task's number of test images, where known without loading it (None otherwise)."""
+        given = {n: k for n, _, k in self.given_tasks}
+        return {t: given[t] if t in given else task_test_size(t) for t in self.tasks}
+
+    def n_for(self, test_size: int) -> int:
+        """The test points drawn from a task with ``test_size`` test images (``n = "all"``: every one)."""
+        if self.n == "all":
+            return test_size
+        problem = n_problem(self.n, "this task", test_size)
+        if problem:
+            raise ValueError(problem)
+        return int(self.n)
+
     @property
     def strength(self) -> str:
         """The strength's name as the tables record it (the settings' key for custom settings)."""
@@ -237,66 +440,57 @@ class EvalSpec:
 
     def settings(self) -> AttackSettings:
         """The attack settings of :attr:`attack`."""
-        from ..attacks import resolve_settings
+        from ..attacks import create_strength
 
-        return resolve_settings(self.attack)
+        s = create_strength(self.attack) if isinstance(self.attack, str) else self.attack
+        return s
 
     def with_(self, **changes: Any) -> EvalSpec:
         """A copy with ``changes`` (checked again)."""
         return replace(self, **changes)
 
     # ---------------------------------------------------------------- files
-    def _as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backbone": self.backbone.name}
-        for key in ("weights", "label"):
-            if getattr(self.backbone, key):
-                out[key] = getattr(self.backbone, key)
-        if not self.backbone.pretrained:
-            out["pretrained"] = False
-        out.update(tasks=list(self.tasks), norm=self.norm, eps=list(self.eps), n=self.n,
-                   attack=self.attack if isinstance(self.attack, str) else _settings_dict(self.attack),
-                   probe=self.probe, seed=self.seed)
-        defaults = {f.name: f.default for f in fields(EvalSpec)}
-        for name in ("probe_C", "probe_eps", "transfer", "transfer_k", "head_attack", "loss_attack", "sanity",
-                     "sanity_subset", "download"):
-            value = getattr(self, name)
-            if value != defaults[name] and not (name == "transfer_k" and self.transfer == "ft-last-k" and value == 1):
-                out[name] = value
+    def _plain(self, for_digest: bool = False) -> dict[str, Any]:
+        """The declared fields that differ from their defaults (required ones always), as plain values."""
+        out: dict[str, Any] = {}
+        for d in declared(EvalSpec):
+            if for_digest and not d.option.digest:
+                continue
+            value = d.get(self)
+            if d.default is not MISSING and value == d.default and not d.option.required:
+                continue
+            if d.key == "transfer_k" and self.transfer == "ft-last-k" and value == 1:
+                continue
+            value = _plain_value(value, d.key)
+            if d.table:
+                out.setdefault(d.table, {})[d.key.split(".", 1)[1]] = value
+            else:
+                out[d.key] = value
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as a flat dict of plain values (what a spec file holds); defaults of optional
-        fields are left out. A module backbone or a Task object given in Python has no file form."""
+        """The spec as a table of plain values (what a spec file holds); fields at their default are left
+        out. A module backbone or a Task object given in Python has no file form."""
         if self.backbone.is_module:
             self.backbone.to_dict()  # raises, naming the fix
         if self.given_tasks:
-            raise ValueError(f"tasks {[n for n, _ in self.given_tasks]} were given as Task objects and cannot be "
+            raise ValueError(f"tasks {[n for n, _, _ in self.given_tasks]} were given as Task objects and cannot be "
                              f"written to a spec file; save them as an image folder or .npz and refer to them as "
                              f"'folder:PATH' / 'npz:PATH'")
-        return self._as_dict()
+        return self._plain()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalSpec:
         """A spec from :meth:`to_dict`'s form; an unknown key is an error naming the valid keys."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a spec must be a table of keys (backbone, tasks, eps, ...), got {type(data).__name__}")
-        allowed = {"backbone", "weights", "pretrained", "label", *(f.name for f in fields(cls))} - {"given_tasks"}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"unknown spec keys {unknown}; valid keys: {sorted(allowed)}")
-        for key in ("backbone", "tasks", "eps"):
-            if key not in data:
-                raise ValueError(f"the spec has no {key!r}; a spec needs at least backbone, tasks and eps")
-        kw = {k: v for k, v in data.items() if k not in ("backbone", "weights", "pretrained", "label")}
-        ref = check_backbone_ref(data["backbone"], data.get("weights"), data.get("pretrained", True),
-                                 data.get("label"))
-        return cls(backbone=ref, **kw)
+        return cls(**keywords(data))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
     def to_toml(self) -> str:
-        """The spec as TOML (flat keys; custom attack settings as an ``[attack]`` table at the end)."""
+        """The spec as TOML (flat keys, then the tables: ``[attack]`` custom settings, ``[finetune]``)."""
         items = self.to_dict().items()
         lines = [f"{k} = {toml_value(v)}" for k, v in items if not isinstance(v, dict)]
         for k, v in items:
@@ -305,81 +499,131 @@ class EvalSpec:
         return "\n".join(lines) + "\n"
 
     def digest(self) -> str:
-        """sha256 of what changes the numbers: stable across processes and machines. Files (weights,
-        user data) enter by their content, so a moved file keeps the digest and a changed one does not;
-        a module backbone by its fingerprint, a Task object by its tensors' digest."""
-        d = self._as_dict()
-        for k in ("label", "download"):
-            d.pop(k, None)
+        """sha256 of what changes the numbers (the fields declared ``digest=True``): stable across processes
+        and machines. Files (weights, user data) enter by their content, so a moved file keeps the digest
+        and a changed one does not; a module backbone by its fingerprint, a Task object by its tensors'
+        digest; ``n = "all"`` as each task's size, so it equals the same number written out."""
+        d = self._plain(for_digest=True)
         if "weights" in d:
             d["weights"] = file_digest(d["weights"])
-        given = dict(self.given_tasks)
-        d["tasks"] = [f"given:{given[t]}" if t in given else task_identity(t) for t in d["tasks"]]
+        given = {n: dg for n, dg, _ in self.given_tasks}
+        d["tasks"] = [f"given:{given[t]}" if t in given else task_identity(t) for t in self.tasks]
         if self.backbone.is_module:
             d["backbone"] = f"module:{self.backbone.fingerprint}"
-        d["eps"] = [repr(float(e)) for e in d["eps"]]
+        d["eps"] = [repr(float(e)) for e in self.eps]
+        d["n"] = [self.n if self.n != "all" else size for size in self.test_sizes().values()]
         d["spec_version"] = SPEC_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
     def command(self, *, out: str | None = None, samples_out: str | None = None,
                 python: str | None = None) -> str:
         """The ``python -m rtcore evaluate`` command line that builds this spec from flags."""
-        exe = python or "python"
-        a = self._as_dict()
-        parts = [exe, "-m", "rtcore", "evaluate", "--backbone", self.backbone.name,
-                 *(["--weights", self.backbone.weights] if self.backbone.weights else []),
-                 *(["--no-pretrained"] if not self.backbone.pretrained else []),
-                 *(["--label", self.backbone.label] if self.backbone.label is not None else []),
-                 "--tasks", *self.tasks, "--eps", *[_exact(e) for e in self.eps], "--norm", self.norm,
-                 "--n", str(self.n)]
         if not isinstance(self.attack, str):
             raise ValueError("custom AttackSettings have no command-line form; write the spec to a file "
                              "(EvalSpec.to_toml) and run `python -m rtcore evaluate --spec FILE`")
-        parts += ["--attack", self.attack, "--seed", str(self.seed), "--probe", self.probe]
-        if "probe_C" in a:
-            parts += ["--probe-C", _exact(self.probe_C) if not isinstance(self.probe_C, str) else self.probe_C]
-        if self.probe_eps is not None:
-            parts += ["--probe-eps", _exact(self.probe_eps)]
-        if self.transfer != "lp":
-            parts += ["--transfer", self.transfer]
-        self.to_dict()  # raises for a module backbone or Task objects: they have no command-line form
-        if self.transfer == "ft-last-k":
-            parts += ["--transfer-k", str(self.transfer_k)]
-        if not self.head_attack:
-            parts.append("--no-head-attack")
-        if not self.loss_attack:
-            parts.append("--no-loss-attack")
-        if self.sanity:
-            parts.append("--sanity")
-            if "sanity_subset" in a:
-                parts += ["--sanity-subset", str(self.sanity_subset)]
-        if self.download:
-            parts.append("--download")
-        if out:
-            parts += ["--out", out]
-        if samples_out:
-            parts += ["--samples-out", samples_out]
-        return shlex.join(parts)
+        plain = self.to_dict()  # raises for a module backbone or Task objects: they have no command-line form
+        words = [python or "python", "-m", "rtcore", "evaluate"]
+        for d in declared(EvalSpec):
+            where = plain.get(d.table, {}) if d.table else plain
+            key = d.key.split(".", 1)[1] if d.table else d.key
+            if key in where and d.option.flag:
+                words += flag_text(d, where[key])
+        words += [*(["--out", out] if out else []), *(["--samples-out", samples_out] if samples_out else [])]
+        return shlex.join(words)
+
+
+def keywords(data: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`EvalSpec` keywords from a file's table: the backbone's keys gathered into a
+    :class:`BackboneRef`; an unknown key, or a missing required one, is an error naming the valid keys."""
+    flat = [d for d in declared(EvalSpec) if d.table is None]
+    tables = {name for name, (opt, _) in groups(EvalSpec).items() if opt.group == "table"}
+    allowed = {d.key for d in flat} | tables
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"unknown spec keys {unknown}; valid keys: {sorted(allowed)}")
+    missing = [d.key for d in flat if d.option.required and d.key not in data]
+    if missing:
+        raise ValueError(f"the spec has no {missing[0]!r}; a spec needs at least backbone, tasks and eps")
+    kw: dict[str, Any] = {}
+    ref_keys = {d.key: d.path[-1] for d in flat if d.path[0] == "backbone"}
+    for d in flat:
+        if d.key in data and d.path[0] != "backbone":
+            kw[d.path[0]] = data[d.key]
+    for t in tables:
+        if t in data:
+            kw[t] = data[t]
+    ref = {ref_keys[k]: v for k, v in data.items() if k in ref_keys}
+    if isinstance(ref.get("name"), BackboneRef):
+        if len(ref) > 1:
+            raise SpecError([f"give {sorted(k for k in data if k in ref_keys and k != 'backbone')} inside the "
+                             f"BackboneRef, not beside it"])
+        kw["backbone"] = ref["name"]
+    else:
+        try:
+            kw["backbone"] = BackboneRef(**ref)
+        except (TypeError, ValueError) as e:
+            raise SpecError([str(e)]) from None
+    return kw
+
+
+def _check_eps_list(eps: object, norm: str) -> tuple[float, ...]:
+    """Each eps parsed and checked (every bad one named), then canonical and sorted; the same budget given
+    twice, in any spelling ("8/255" and 0.0313725...), is an error."""
+    items = list(eps) if isinstance(eps, (list, tuple)) else [eps]
+    problems, values = [], []
+    for e in items:
+        try:
+            values.append((e, check_eps(parse_eps_text(e), norm)[0][0]))
+        except ValueError as err:
+            problems.append(f"eps={e!r}: {err}" if isinstance(e, str) and "divides" not in str(err)
+                            and "not a number" not in str(err) else str(err))
+    if problems:
+        raise SpecError(problems)
+    if not values:
+        raise ValueError("eps is an empty list; give at least one value in [0, 1], e.g. eps = [\"2/255\", \"8/255\"]")
+    seen: dict[float, object] = {}
+    dups = []
+    for given, value in values:
+        k = eps_key(value)
+        if k in seen:
+            dups.append(f"eps lists {k!r} twice (as {seen[k]!r} and {given!r}); give each budget once")
+        seen.setdefault(k, given)
+    if dups:
+        raise SpecError(dups)
+    return tuple(sorted(seen))
+
+
+def eps_text(e: float) -> str | float:
+    """An eps as a file or command line writes it: ``"8/255"`` where it is k/255 for a whole k, else the number."""
+    k = float(e) * 255
+    return f"{round(k)}/255" if round(k) > 0 and eps_key(round(k) / 255) == eps_key(e) else float(e)
+
+
+def _plain_value(value: Any, key: str = "") -> Any:
+    """A field value as a file holds it (eps as k/255 where they are, tuples as lists, AttackSettings as a
+    table without unset fields)."""
+    if key in ("eps", "probe_eps"):
+        return [eps_text(e) for e in value] if isinstance(value, tuple) else eps_text(value)
+    if isinstance(value, AttackSettings):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(value).items() if v is not None}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def load_spec(path: str | os.PathLike[str]) -> EvalSpec:
-    """Read a spec file (``.toml`` or ``.json``); errors name the file and the problem."""
+    """Read a spec file (``.toml`` or ``.json``); errors name the file and every problem."""
     p = Path(path).expanduser()
     data = read_spec_file(p)
     try:
         return EvalSpec.from_dict(data)
+    except SpecError as e:
+        raise SpecError(e.problems, f"spec file {str(p)!r}") if len(e.problems) > 1 else \
+            SpecError([f"spec file {str(p)!r}: {e.problems[0]}"]) from None
     except ValueError as e:
         raise ValueError(f"spec file {str(p)!r}: {e}") from None
 
 
-# ---------------------------------------------------------------- helpers
-
-def _exact(e: float) -> str:
-    """The shortest text that reads back as the same float (``0``, ``0.05``, ``0.00392156862745098``)."""
-    text = repr(float(e))
-    return text[:-2] if text.endswith(".0") else text
-
-
-def _settings_dict(s: AttackSettings) -> dict[str, Any]:
-    """The settings' fields (unset optional ones left out: TOML has no null)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(s).items() if v is not None}
+def declared_fields() -> list[Declared]:
+    """The declared fields of :class:`EvalSpec` (for the command line and the docs)."""
+    return declared(EvalSpec)

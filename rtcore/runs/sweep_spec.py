@@ -1,12 +1,12 @@
-"""A sweep across a backbone zoo as a value: :class:`SweepSpec`, expanded into one :class:`SweepUnit` per
-(backbone, task, probe, transfer) (and per norm, n, attack and seed when those are lists too).
+"""A sweep across a backbone zoo: an evaluation spec whose fields may hold lists, expanded into one
+:class:`SweepUnit` per combination.
 
 A sweep file holds the keys of an evaluation spec (:mod:`rtcore.runs.spec`), with lists where the
-sweep varies them::
+sweep varies them (the fields declared with ``sweep`` in :class:`~rtcore.runs.spec.EvalSpec`)::
 
     backbones = ["fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard",
                  {backbone = "fmnist-cnn-simclr", weights = "my-simclr.safetensors", label = "my-simclr"}]
-    tasks = ["fmnist-novel", "shapes"]
+    tasks = ["fmnist-novel", "shapes"]              # one unit per task
     eps = ["1/255", "2/255", "4/255", "8/255"]      # the grid every unit computes
     norm = "linf"                                   # or a list
     n = 200                                         # or a list
@@ -16,14 +16,14 @@ sweep varies them::
     seed = 0                                        # or a list
 
 Every unit is an :class:`~rtcore.runs.spec.EvalSpec` with one backbone and one task over the eps grid,
-so every rule is :class:`EvalSpec`'s own: the expansion builds all of them before any work and
-reports every distinct problem at once, each naming the bad value.
-
-Applicability, as the probe and transfer registries define it (and :class:`EvalSpec` checks): probes
-apply to the transfer methods that fit a linear probe (``lp``, ``lp-ft``); ``ft`` and ``ft-last-k``
-train their own head and get one unit each; Delta-aware probes (``robust``) pair with ``lp`` only.
-``probe_C`` goes to the probes that take a C, ``probe_eps`` to Delta-aware probes, ``transfer_k`` to
-``ft-last-k``; a key that applies to no unit is an error.
+so every rule is the spec's own. A field that applies only to some units (``probe_C`` to probes that
+take a C, ``probe_eps`` to Delta-aware probes, ``transfer_k`` to ``ft-last-k``, ``[finetune]`` to the
+methods that train, ``probe`` to the methods that fit one) goes to the units where it applies, by the
+spec's own rules (:data:`~rtcore.runs.spec.RULES`); one that applies to no unit is an error. A probe
+that cannot serve a transfer method (a Delta-aware probe with a method that trains the backbone) is
+left out of that method's units. The expansion reports every distinct problem of every value at once
+(:class:`~rtcore.runs.spec.SpecError`), and two units that compute the same thing (``n = 1500`` and
+``n = "all"`` on a task of 1500 test images, one backbone listed twice) are an error.
 """
 
 from __future__ import annotations
@@ -31,33 +31,34 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..models.ref import BackboneRef
-from ..probes import probe_info
 from ..transfer.recipe import transfer_info
-from .spec import EvalSpec
+from .fields import declared, sweep_axes
+from .spec import RULES, EvalSpec, SpecError, keywords, pair_problem
 from .spec_files import read_spec_file
 
-#: sweep keys that may hold a list (the axes), with the singular key an evaluation spec uses
-AXES: dict[str, str] = {"backbones": "backbone", "tasks": "tasks", "norm": "norm", "n": "n", "attack": "attack",
-                        "probes": "probe", "transfers": "transfer", "seed": "seed"}
-#: singular spellings accepted for one value (as an evaluation spec writes them)
-ALIASES: dict[str, str] = {"backbone": "backbones", "probe": "probes", "transfer": "transfers"}
-#: evaluation-spec keys a sweep passes to every unit where they apply (one value each)
-OPTIONS: tuple[str, ...] = ("probe_C", "probe_eps", "transfer_k", "head_attack", "loss_attack", "sanity",
-                            "sanity_subset", "download")
-#: keys of a backbone table in ``backbones``
-BACKBONE_KEYS: tuple[str, ...] = ("backbone", "weights", "pretrained", "label")
 #: at most this many distinct problems are listed in one error
 MAX_PROBLEMS = 12
+#: a sweep with more units than this is refused unless the caller raises the cap (``max_units``, ``--max-units``)
+MAX_UNITS = 5000
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+#: keys in a sweep file that users mistype, and the key they mean
+HINTS = {"seeds": "seed", "norms": "norm", "attacks": "attack", "task": "tasks", "ns": "n"}
+
+
+def _axes() -> dict[str, Any]:
+    """The keys a sweep may vary, with their plural spellings."""
+    return sweep_axes(EvalSpec)
 
 
 @dataclass(frozen=True)
@@ -96,108 +97,103 @@ class SweepUnit:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """The axes of a sweep (tuples), the eps grid and the options every unit gets; checked on construction
-    by building every unit's :class:`EvalSpec` (see the module docstring)."""
+    """A sweep: ``table`` holds the keys of an evaluation spec, the swept ones as tuples (file keys,
+    singular: ``backbone``, ``probe``, ``transfer``). Checked on construction by building every unit;
+    ``max_units`` caps the expansion (checked before any unit is built)."""
 
-    backbones: tuple[BackboneRef, ...]
-    tasks: tuple[str, ...]
-    eps: tuple[Any, ...]
-    norm: tuple[str, ...] = ("linf",)
-    n: tuple[int, ...] = (500,)
-    attack: tuple[Any, ...] = ("standard",)
-    probes: tuple[str, ...] = ("logistic",)
-    transfers: tuple[str, ...] = ("lp",)
-    seed: tuple[int, ...] = (0,)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    table: Mapping[str, Any]
+    max_units: int = MAX_UNITS
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        for name in ("backbones", "tasks", "norm", "n", "attack", "probes", "transfers", "seed"):
-            set_(self, name, _as_axis(getattr(self, name), name))
-        set_(self, "eps", tuple(self.eps) if isinstance(self.eps, (list, tuple)) else (self.eps,))
-        set_(self, "backbones", tuple(_backbone_ref(b) for b in self.backbones))
-        unknown = sorted(set(self.options) - set(OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown sweep options {unknown}; valid: {list(OPTIONS)}")
-        set_(self, "options", dict(self.options))
-        _no_duplicates("backbones", [b.display for b in self.backbones])
-        for name in ("tasks", "norm", "n", "probes", "transfers", "seed"):
-            _no_duplicates(name, list(getattr(self, name)))
-        _no_duplicates("attack", [json.dumps(a, sort_keys=True, default=str) for a in self.attack])
+        object.__setattr__(self, "table", _normalise(self.table))
+        count = math.prod(len(self.table[k]) for k in self._axis_keys())
+        if count > self.max_units:
+            sizes = " x ".join(f"{len(self.table[k])} {k}" for k in self._axis_keys() if len(self.table[k]) > 1)
+            raise SpecError([f"the sweep expands to {count} units ({sizes}), above the cap of {self.max_units}; "
+                             f"split it, or raise the cap (--max-units {count}, or max_units={count})"])
         self.units  # noqa: B018 - builds (and so checks) every unit now, before any work
 
+    def _axis_keys(self) -> list[str]:
+        return [k for k in _axes() if k in self.table]
+
     # ---------------------------------------------------------------- expansion
-    def _pairs(self) -> list[tuple[str, str]]:
-        """The (transfer, probe) pairs the sweep runs (see the module docstring); unknown names are left to
-        :class:`EvalSpec` to report."""
-        pairs: list[tuple[str, str]] = []
-        for transfer in self.transfers:
-            method = _lookup(transfer_info, transfer)
-            if method is not None and not method.uses_probe:
-                pairs.append((transfer, "logistic"))
-                continue
-            usable = [p for p in self.probes if not (method is not None and method.trains != "none"
-                                                     and _probe_prop(p, "takes_radius"))]
-            if not usable:
-                raise ValueError(f"transfer {transfer!r} can use none of probes {list(self.probes)} (Delta-aware "
-                                 f"probes need the frozen backbone, transfer 'lp'); add another probe or drop "
-                                 f"{transfer!r}")
-            pairs += [(transfer, p) for p in usable]
-        return pairs
-
-    @staticmethod
-    def _applies(key: str, transfer: str, probe: str) -> bool:
-        """Whether the option ``key`` applies to a unit with this transfer method and probe."""
-        method = _lookup(transfer_info, transfer)
-        if key == "probe_C":
-            return _probe_prop(probe, "takes_C") and (method is None or method.uses_probe)
-        if key == "probe_eps":
-            return _probe_prop(probe, "takes_radius")
-        if key == "transfer_k":
-            return method is not None and method.trains == "last-k"
-        return True
-
-    def _options_for(self, probe: str, transfer: str) -> dict[str, Any]:
-        return {k: v for k, v in self.options.items() if self._applies(k, transfer, probe)}
-
-    def _check_options_apply(self, pairs: Sequence[tuple[str, str]]) -> None:
-        what = {"probe_C": "probes that take a C (e.g. logistic) with transfer lp or lp-ft",
-                "probe_eps": "Delta-aware probes (probe 'robust')", "transfer_k": "transfer 'ft-last-k'"}
-        for key, text in what.items():
-            if key in self.options and not any(self._applies(key, t, p) for t, p in pairs):
-                raise ValueError(f"{key}={self.options[key]!r} applies to {text}, which this sweep does not run "
-                                 f"(probes {list(self.probes)}, transfers {list(self.transfers)}); drop {key}")
-
     @cached_property
     def units(self) -> tuple[SweepUnit, ...]:
-        """Every unit, in the order backbone, task, norm, n, attack, seed, transfer, probe; built (and
-        checked) once. Raises ``ValueError`` listing every distinct problem."""
-        pairs = self._pairs()
-        self._check_options_apply(pairs)
+        """Every unit, in the order of the axes (backbone, task, norm, n, attack, probe, ..., transfer, seed),
+        built and checked once. Raises :class:`SpecError` listing every distinct problem."""
+        keys = self._axis_keys()
+        fixed = {k: v for k, v in self.table.items() if k not in keys}
         problems: dict[str, None] = {}
-        units: list[SweepUnit] = []
-        for ref, task, norm, n, attack, seed, (transfer, probe) in itertools.product(
-                self.backbones, self.tasks, self.norm, self.n, self.attack, self.seed, pairs):
+        used: dict[str, bool] = {k: False for k in self._optional_keys()}
+        units: dict[str, SweepUnit] = {}
+        origin: dict[str, dict[str, Any]] = {}
+        for values in itertools.product(*(self.table[k] for k in keys)):
+            combo = {**fixed, **dict(zip(keys, values))}
+            effective = self._applicable(combo, used)
+            if effective is None:
+                continue
             try:
-                spec = EvalSpec(backbone=ref, tasks=(task,), eps=self.eps, norm=norm, n=n, attack=attack,
-                                probe=probe, transfer=transfer, seed=seed, **self._options_for(probe, transfer))
-            except ValueError as e:
-                problems.setdefault(str(e))
+                spec = EvalSpec(**keywords(effective))
+            except SpecError as e:
+                problems.update(dict.fromkeys(e.problems))
                 if len(problems) >= MAX_PROBLEMS:
                     break
                 continue
-            units.append(_unit(spec))
+            except ValueError as e:
+                problems.setdefault(str(e))
+                continue
+            unit = _unit(spec)
+            seen = origin.get(unit.digest)
+            if seen is not None and seen != effective:
+                diff = {k: (seen.get(k), effective.get(k)) for k in set(seen) | set(effective)
+                        if seen.get(k) != effective.get(k)}
+                problems.setdefault(" and ".join(f"{k}={a!r} and {k}={b!r}" for k, (a, b) in sorted(diff.items()))
+                                    + f" are the same evaluation (e.g. of {unit.task}); list each value once")
+            origin.setdefault(unit.digest, effective)
+            units.setdefault(unit.digest, unit)
+        if not problems:
+            for key, applied in used.items():
+                if not applied and key in self.table:
+                    rule = RULES[_applies(key)]
+                    problems.setdefault(f"{key}={self.table[key]!r} applies to {rule.where}, which this sweep does "
+                                        f"not run (probes {list(self.table.get('probe', ('logistic',)))}, "
+                                        f"transfers {list(self.table.get('transfer', ('lp',)))}); drop {key}")
+            transfers = list(self.table.get("transfer", ("lp",)))
+            for probe in self.table.get("probe", ()):
+                if not any(u.spec.probe == probe for u in units.values()):
+                    why = [pair_problem(probe, t) or f"transfer={t!r} trains its own head" for t in transfers]
+                    problems.setdefault(f"probe {probe!r} serves none of the transfers {transfers} "
+                                        f"({'; '.join(why)}); add another transfer or drop it")
         if problems:
             listed = list(problems)
-            if len(listed) == 1:
-                raise ValueError(listed[0])
             more = " (and possibly more)" if len(listed) >= MAX_PROBLEMS else ""
-            raise ValueError(f"the sweep has {len(listed)} problems{more}:\n" + "\n".join(f"  - {p}" for p in listed))
-        ids = [u.id for u in units]
-        if len(set(ids)) != len(ids):
-            dup = sorted({i for i in ids if ids.count(i) > 1})
-            raise ValueError(f"the sweep lists the same evaluation more than once ({dup}); list each value once")
-        return tuple(units)
+            raise SpecError(listed, f"the sweep{more}")
+        return tuple(units.values())
+
+    def _optional_keys(self) -> list[str]:
+        """The keys of this sweep that apply only where a rule says so."""
+        return [k for k in self.table if _applies(k) and k != "probe"]
+
+    @staticmethod
+    def _applicable(combo: dict[str, Any], used: dict[str, bool]) -> dict[str, Any] | None:
+        """The combination with every key that does not apply to it left out (None: the probe cannot serve
+        the transfer method, so the combination is not a unit); marks in ``used`` the keys that applied."""
+        probe, transfer = combo.get("probe", "logistic"), combo.get("transfer", "lp")
+        view = SimpleNamespace(probe=probe, transfer=transfer, sanity=combo.get("sanity", False))
+        try:
+            if pair_problem(probe, transfer) and RULES["probe"].test(view):
+                return None
+            out = {}
+            for k, v in combo.items():
+                rule = _applies(k)
+                if rule and not RULES[rule].test(view):
+                    continue
+                if k in used:
+                    used[k] = True
+                out[k] = v
+        except ValueError:  # an unknown probe or transfer: the spec names it
+            return dict(combo)
+        return out
 
     def digest(self) -> str:
         """sha256 over the units' digests, in order."""
@@ -206,139 +202,165 @@ class SweepSpec:
     # ---------------------------------------------------------------- files
     def to_dict(self) -> dict[str, Any]:
         """The sweep as a table of plain values (what a sweep file holds; a one-value axis as that value)."""
-        backbones = [d["backbone"] if set(d) == {"backbone"} else d for d in (r.to_dict() for r in self.backbones)]
-        first = self.units[0].spec.to_dict()
-
-        def one(values: list[Any]) -> Any:
-            return values if len(values) > 1 else values[0]
-
-        attacks = [a if isinstance(a, str) else _plain_settings(a) for a in self.attack]
-        out: dict[str, Any] = {"backbones": backbones, "tasks": list(self.tasks), "eps": first["eps"],
-                               "norm": one(list(self.norm)), "n": one(list(self.n)), "attack": one(attacks),
-                               "probes": list(self.probes), "transfers": list(self.transfers),
-                               "seed": one(list(self.seed))}
-        out.update(self.options)
+        out: dict[str, Any] = {}
+        for k, v in self.table.items():
+            if k == "backbone":
+                out["backbones"] = [_ref_entry(r) for r in v]
+            elif k == "tasks":
+                out[k] = list(v)
+            elif k in _axes():
+                values = [_plain(x) for x in v]
+                out[k] = values if len(values) > 1 else values[0]
+            else:
+                out[k] = _plain(v)
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SweepSpec:
+    def from_dict(cls, data: Mapping[str, Any], max_units: int = MAX_UNITS) -> SweepSpec:
         """A sweep from a table of keys (see the module docstring); unknown keys name the valid ones."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a sweep spec must be a table of keys (backbones, tasks, eps, ...), "
                              f"got {type(data).__name__}")
-        data = dict(data)
-        for single, plural in ALIASES.items():
-            if single in data:
-                if plural in data:
-                    raise ValueError(f"give either {single!r} or {plural!r}, not both")
-                data[plural] = data.pop(single)
-        misplaced = sorted({"weights", "label", "pretrained"} & set(data))
-        if misplaced:
-            raise ValueError(f"{misplaced} belong to one backbone: write backbones = [{{backbone = \"NAME\", "
-                             f"weights = \"FILE.safetensors\", label = \"NAME\"}}]")
-        allowed = {*AXES, "eps", *OPTIONS}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            hint = {"probe": "probes", "transfer": "transfers", "seeds": "seed", "norms": "norm",
-                    "attacks": "attack", "task": "tasks"}
-            fix = [f"{k!r} -> {hint[k]!r}" for k in unknown if k in hint]
-            raise ValueError(f"unknown sweep keys {unknown}{' (' + ', '.join(fix) + ')' if fix else ''}; "
-                             f"valid keys: {sorted(allowed | set(ALIASES))}")
-        missing = [k for k in ("backbones", "tasks", "eps") if k not in data]
-        if missing:
-            raise ValueError(f"the sweep has no {missing}; a sweep needs at least backbones, tasks and eps")
-        defaults = {f.name: f.default for f in fields(EvalSpec)}
-        kw: dict[str, Any] = {"backbones": data["backbones"], "tasks": data["tasks"], "eps": data["eps"]}
-        for key in ("norm", "n", "attack", "seed"):
-            kw[key] = data.get(key, defaults[key])
-        kw["probes"] = data.get("probes", defaults["probe"])
-        kw["transfers"] = data.get("transfers", defaults["transfer"])
-        kw["options"] = {k: data[k] for k in OPTIONS if k in data}
-        return cls(**kw)
+        return cls(dict(data), max_units)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 
-def load_sweep_spec(path: str | os.PathLike[str]) -> SweepSpec:
+def _normalise(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's table with plural keys made singular, every swept key a tuple, every key checked (all problems
+    at once)."""
+    axes = _axes()
+    plurals = {opt.plural: key for key, (opt, _) in axes.items() if opt.plural}
+    out: dict[str, Any] = {}
+    problems = []
+    for k, v in data.items():
+        key = plurals.get(k, k)
+        if key in out:
+            problems.append(f"give either {key!r} or {k!r}, not both")
+            continue
+        out[key] = v
+    flat = {d.key: d for d in declared(EvalSpec) if d.table is None}
+    ref_keys = sorted(k for k, d in flat.items() if d.path[0] == "backbone" and k != "backbone")
+    misplaced = sorted(set(out) & set(ref_keys))
+    if misplaced:
+        problems.append(f"{misplaced} belong to one backbone: write backbones = [{{backbone = \"NAME\", "
+                        f"weights = \"FILE.safetensors\", label = \"NAME\"}}]")
+    tables = sorted({d.table for d in declared(EvalSpec) if d.table})
+    allowed = (set(flat) - set(ref_keys)) | set(tables) | set(plurals)
+    unknown = sorted(set(out) - allowed - set(misplaced))
+    if unknown:
+        fix = [f"{k!r} -> {HINTS[k]!r}" for k in unknown if k in HINTS]
+        problems.append(f"unknown sweep keys {unknown}{' (' + ', '.join(fix) + ')' if fix else ''}; valid keys: "
+                        f"{sorted(allowed)}")
+    missing = [k for k in ("backbone", "tasks", "eps") if k not in out]
+    if missing:
+        problems.append(f"the sweep has no {[{'backbone': 'backbones'}.get(k, k) for k in missing]}; a sweep needs at "
+                        f"least backbones, tasks and eps")
+    for key in list(out):
+        if key in axes:
+            values = out[key]
+            if key == "attack" and isinstance(values, Mapping):
+                values = [values]
+            values = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+            if not values:
+                problems.append(f"{key} is an empty list; give at least one value")
+            shown = [json.dumps(_plain(v), sort_keys=True, default=str) for v in values]
+            twice = sorted({v for v in shown if shown.count(v) > 1})
+            if twice:
+                problems.append(f"{key} lists {', '.join(twice)} more than once; give each value once")
+            out[key] = values
+        elif key in allowed and key not in ("eps", *tables) and isinstance(out[key], (list, tuple)):
+            problems.append(f"{key}={list(out[key])!r}: {key} cannot vary in a sweep; give one value")
+    if "backbone" in out:
+        refs = []
+        for entry in out["backbone"]:
+            try:
+                refs.append(_backbone_ref(entry, ref_keys))
+            except ValueError as e:
+                problems.append(str(e))
+        out["backbone"] = tuple(refs)
+    if problems:
+        raise SpecError(problems, "the sweep")
+    return out
+
+
+def _applies(key: str) -> str | None:
+    """The applicability rule of a sweep key (a field's, or its table's)."""
+    for d in declared(EvalSpec):
+        if d.key == key or d.table == key:
+            return d.option.applies if d.table is None else _group_rule(key)
+    return None
+
+
+def _group_rule(table: str) -> str | None:
+    from .fields import groups
+
+    opt, _ = groups(EvalSpec)[table]
+    return opt.applies
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    if hasattr(v, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return {k: list(x) if isinstance(x, tuple) else x for k, x in asdict(v).items() if x is not None}
+    return v
+
+
+def _ref_entry(ref: BackboneRef) -> Any:
+    d = ref.to_dict()
+    return d["backbone"] if set(d) == {"backbone"} else d
+
+
+def load_sweep_spec(path: str | os.PathLike[str], max_units: int = MAX_UNITS) -> SweepSpec:
     """Read and check a sweep file (``.toml`` or ``.json``); errors name the file and the problem.
     Relative weights and ``folder:`` / ``npz:`` paths are read relative to the current folder."""
     p = Path(path).expanduser()
     data = read_spec_file(p)
     try:
-        return SweepSpec.from_dict(data)
+        return SweepSpec.from_dict(data, max_units)
+    except SpecError as e:
+        raise SpecError(e.problems, f"sweep file {str(p)!r}") if len(e.problems) > 1 else \
+            SpecError([f"sweep file {str(p)!r}: {e.problems[0]}"]) from None
     except ValueError as e:
         raise ValueError(f"sweep file {str(p)!r}: {e}") from None
 
 
-def as_sweep_spec(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str]) -> SweepSpec:
+def as_sweep_spec(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str],
+                  max_units: int = MAX_UNITS) -> SweepSpec:
     """A :class:`SweepSpec` from itself, a table of keys, or the path of a sweep file."""
     if isinstance(spec, SweepSpec):
         return spec
     if isinstance(spec, Mapping):
-        return SweepSpec.from_dict(spec)
+        return SweepSpec.from_dict(spec, max_units)
     if isinstance(spec, (str, os.PathLike)):
-        return load_sweep_spec(spec)
+        return load_sweep_spec(spec, max_units)
     raise ValueError(f"sweep spec {spec!r} ({type(spec).__name__}) must be a SweepSpec, a dict of keys or the "
                      f"path of a .toml / .json sweep file")
 
 
 # ---------------------------------------------------------------- helpers
 
-def _as_axis(value: Any, name: str) -> tuple[Any, ...]:
-    if isinstance(value, (list, tuple)):
-        if not value:
-            raise ValueError(f"{name} is an empty list; give at least one value")
-        return tuple(value)
-    return (value,)
-
-
-def _backbone_ref(entry: Any) -> BackboneRef:
+def _backbone_ref(entry: Any, keys: Sequence[str]) -> BackboneRef:
+    """A backbone of the sweep's list: a name, or a table of ``backbone`` and the reference's keys."""
     if isinstance(entry, BackboneRef):
         return entry
     if isinstance(entry, str):
         return BackboneRef(entry)
     if isinstance(entry, Mapping):
-        unknown = sorted(set(entry) - set(BACKBONE_KEYS))
+        unknown = sorted(set(entry) - {"backbone", *keys})
         if unknown or "backbone" not in entry:
             raise ValueError(f"backbone entry {dict(entry)!r}: a table needs 'backbone' and may have "
-                             f"{list(BACKBONE_KEYS[1:])}" + (f"; unknown keys {unknown}" if unknown else ""))
+                             f"{list(keys)}" + (f"; unknown keys {unknown}" if unknown else ""))
         try:
-            return BackboneRef(entry["backbone"], weights=entry.get("weights"), pretrained=entry.get("pretrained", True),
-                               label=entry.get("label"))
+            return keywords({"tasks": ("-",), "eps": (0,), **entry})["backbone"]
         except ValueError as e:
             raise ValueError(f"backbone entry {dict(entry)!r}: {e}") from None
     raise ValueError(f"backbone entry {entry!r} ({type(entry).__name__}) must be a name or a table "
                      f"{{backbone = \"NAME\", weights = \"FILE\"}}")
-
-
-def _lookup(info: Any, name: Any) -> Any:
-    """A registry entry, or None for a name the registry does not know (the spec check reports it)."""
-    try:
-        return info(name)
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _probe_prop(name: str, prop: str) -> bool:
-    entry = _lookup(probe_info, name)
-    return bool(getattr(entry, prop, False)) if entry is not None else False
-
-
-def _plain_settings(attack: Any) -> Any:
-    """Custom attack settings as a plain table (a dict stays a dict)."""
-    if isinstance(attack, Mapping):
-        return dict(attack)
-    from dataclasses import asdict
-
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(attack).items()}
-
-
-def _no_duplicates(name: str, values: Sequence[Any]) -> None:
-    seen: set[Any] = set()
-    dup = [v for v in values if v in seen or seen.add(v)]  # type: ignore[func-returns-value]
-    if dup:
-        raise ValueError(f"{name} lists {sorted(set(map(str, dup)))} more than once; give each value once")
 
 
 def slug(text: str, width: int = 40) -> str:

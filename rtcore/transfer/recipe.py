@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from ..registry import Registry
@@ -103,13 +103,15 @@ class FineTuneRecipe:
     on two CPU cores.
     """
 
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    optimizer: Optimizer = "adamw"
-    momentum: float = 0.9
-    head_lr_scale: float = 10.0
+    epochs: int = field(default=3, metadata={"help": "passes over the task's train split", "kind": "number"})
+    batch_size: int = field(default=128, metadata={"help": "training images per step", "kind": "number"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate (cosine to 0)", "kind": "number"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "weight decay", "kind": "number"})
+    optimizer: Optimizer = field(default="adamw", metadata={"help": "adamw or sgd", "kind": "choice",
+                                                             "choices": lambda: ("adamw", "sgd")})
+    momentum: float = field(default=0.9, metadata={"help": "sgd only: momentum", "kind": "number"})
+    head_lr_scale: float = field(default=10.0, metadata={"help": "the head's learning rate / lr", "kind": "number"})
+    #: None: the seed given to :func:`rtcore.transfer.adapt` (a spec's ``seed``); not a spec field
     seed: int | None = None
 
     def __post_init__(self) -> None:

@@ -165,8 +165,11 @@ def test_cli_command_roundtrip() -> None:
     assert cmd.startswith("python -m rtcore evaluate --backbone fmnist-cnn-standard --tasks shapes glyphs")
     from rtcore.cli import build_parser
 
-    args = build_parser().parse_args(cmd.split()[3:])
-    assert args.tasks == ["shapes", "glyphs"] and args.eps == [0.03, 0.1] and args.n == 200
+    from rtcore.runs.fields import namespace_values
+
+    given = namespace_values(build_parser().parse_args(cmd.split()[3:]), rtcore.EvalSpec)
+    assert given["tasks"] == ["shapes", "glyphs"] and given["eps"] == ["0.03", "0.1"] and given["n"] == 200
+    assert rtcore.EvalSpec.from_dict(given).command(out="results.csv") == cmd
 
 
 @pytest.mark.skipif(not any(p.suffix == ".json" for p in BUNDLED_DIR.glob("*.json")),

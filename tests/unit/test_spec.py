@@ -33,7 +33,16 @@ def spec(**changes: object) -> EvalSpec:
     (dict(tasks=("folder:/no/such/folder",)), "no such folder"),
     (dict(eps=(2.0,)), "above 1"),
     (dict(eps=(-0.1,)), "negative"),
-    (dict(eps=("8",)), "string"),
+    (dict(eps=("8",)), "above 1"),
+    (dict(eps=("-1/255",)), r"eps='-1/255'.*negative"),
+    (dict(eps=("1/0",)), "divides by zero"),
+    (dict(eps=("nan",)), r"eps='nan'.*not a finite number"),
+    (dict(eps=("inf",)), r"eps='inf'.*not a finite number"),
+    (dict(eps=("1e999",)), r"eps='1e999'.*not a finite number"),
+    (dict(eps=("eight",)), r"eps='eight' is not a number.*8/255"),
+    (dict(eps=("8/255", 0.0313725490196)), r"eps lists 0.031372549 twice \(as '8/255' and 0.0313725490196\)"),
+    (dict(n=100000), r"n=100000 but task 'shapes' has 1500 test images; use n = 1500 or n = \"all\""),
+    (dict(n="some"), "or \"all\""),
     (dict(eps=()), "empty"),
     (dict(norm="l3"), "not supported"),
     (dict(n=0), "positive integer"),
@@ -42,13 +51,19 @@ def spec(**changes: object) -> EvalSpec:
     (dict(attack="hard"), "unknown"),
     (dict(probe="svm"), "probe='svm' is unknown"),
     (dict(probe_C=0), "positive number"),
-    (dict(probe="logistic-std", probe_C=2.0), "no C parameter"),
-    (dict(probe_eps=0.01), "has none: drop it"),
-    (dict(transfer="finetune"), "unknown transfer method"),
-    (dict(transfer_k=2), "applies to transfer='ft-last-k' only"),
+    (dict(probe="logistic-std", probe_C=2.0), "probe_C=2.0 applies to probes that take a C.*drop probe_C"),
+    (dict(probe_eps=0.01), "applies to Delta-aware probes"),
+    (dict(transfer="finetune"), "transfer='finetune' is unknown"),
+    (dict(transfer_k=2), "transfer_k=2 applies to transfer 'ft-last-k'"),
+    (dict(finetune={"epochs": 2}), "finetune settings apply to the transfer methods that train"),
+    (dict(finetune={"epoch": 2}), "unknown finetune keys"),
+    (dict(sanity_subset=64), "sanity_subset=64 applies to sanity = true"),
+    (dict(device="cuda:7"), "device"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(precision="int8"), "precision='int8' is unknown"),
     (dict(transfer="ft-last-k", transfer_k=2.5), "not a whole number"),
     (dict(transfer="ft-last-k", transfer_k=0), ">= 1"),
-    (dict(transfer="ft", probe="logistic-std"), "trains its own head"),
+    (dict(transfer="ft", probe="logistic-std"), "probe='logistic-std' applies to the transfer methods that fit"),
     (dict(transfer="lp-ft", probe="robust"), "frozen backbone's Delta"),
     (dict(backbone="no-such-backbone"), "unknown backbone"),
     (dict(backbone="timm:"), "names no timm model"),
@@ -58,6 +73,23 @@ def spec(**changes: object) -> EvalSpec:
 def test_every_rule_is_checked_when_the_spec_is_built(changes: dict, message: str) -> None:
     with pytest.raises((ValueError, rtcore.RtcoreError), match=message):
         spec(**changes)
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    with pytest.raises(rtcore.runs.spec.SpecError) as err:
+        spec(backbone="fmnist-cnn-stndard", tasks=("shapez", "glyphs"), eps=("-1/255", "1/0"), n=0, probe="svm")
+    assert len(err.value.problems) == 6 and "6 problems" in str(err.value)
+    for word in ("fmnist-cnn-stndard", "shapez", "-1/255", "1/0", "n=0", "svm"):
+        assert word in str(err.value)
+
+
+def test_keyword_only_and_n_all() -> None:
+    with pytest.raises(TypeError):
+        EvalSpec("fmnist-cnn-standard", ("shapes",), (0.01,))  # type: ignore[misc]
+    assert spec(n="all").n == "all" and spec(n="all").test_sizes() == {"shapes": 1500, "glyphs": 2000}
+    assert spec(tasks=("shapes",), n="all").digest() == spec(tasks=("shapes",), n=1500).digest()
+    assert spec(tasks=("shapes",), n="all").digest() != spec(tasks=("shapes",), n=1499).digest()
+    assert spec(n=2.0e1).n == 20
 
 
 def test_weights_are_checked_when_the_spec_is_built(tmp_path: Path) -> None:
@@ -70,7 +102,7 @@ def test_weights_are_checked_when_the_spec_is_built(tmp_path: Path) -> None:
 
 
 def test_values_are_normalised() -> None:
-    s = spec(eps=(4 / 255, "1/255", 0.0, 4 / 255 + 1e-12))
+    s = spec(eps=(4 / 255, "1/255", 0.0))
     assert s.eps == (0.0, eps_key(1 / 255), eps_key(4 / 255))
     assert isinstance(s.backbone, rtcore.BackboneRef) and s.tasks == ("shapes", "glyphs")
     assert spec(tasks="shapes").tasks == ("shapes",)
@@ -135,13 +167,13 @@ def test_module_backbones_and_task_objects_have_no_file_form(linear_case) -> Non
     from rtcore.pipeline import spec_from_arguments
     from tests.unit.test_pipeline import _linear_task
 
-    s, g, given = spec_from_arguments(linear_case.backbone, [_linear_task(linear_case)], [0.05])
+    s, g, given = spec_from_arguments(linear_case.backbone, [_linear_task(linear_case)], [0.05], n="all")
     assert s.backbone.is_module and given and len(s.digest()) == 64
     with pytest.raises(ValueError, match="spec file"):
         s.to_toml()
     t1, t2 = _linear_task(linear_case, "same"), _linear_task(linear_case, "same")
     with pytest.raises(ValueError, match="two different tasks are named 'same'"):
-        spec_from_arguments(linear_case.backbone, [t1, t2], [0.05])
+        spec_from_arguments(linear_case.backbone, [t1, t2], [0.05], n="all")
 
 
 def _cli(tmp_path: Path, *args: str) -> int:
@@ -167,8 +199,11 @@ def test_the_spec_file_and_the_flags_give_identical_csvs(tmp_path: Path) -> None
     (["--out", "{d}/x.csv", "--samples-out", "{d}/x.csv"], "the same file"),
     (["--out", ""], "is empty"),
     (["--tasks", "shapes", "shapes"], "more than once"),
-    (["--probe-eps", "0.01"], "has none"),
-    (["--transfer-k", "2"], "applies to transfer='ft-last-k' only"),
+    (["--probe-eps", "0.01"], "applies to Delta-aware probes"),
+    (["--transfer-k", "2"], "transfer_k=2 applies to transfer 'ft-last-k'"),
+    (["--n", "100000"], "has 1500 test images"),
+    (["--eps", "1/0", "nan"], "2 problems"),
+    (["--sanity-subset", "8"], "applies to sanity = true"),
     (["--transfer", "ft-last-k", "--transfer-k", "2.5"], "not a whole number"),
     (["--spec", "{d}/zoo.toml"], "not both"),
 ])
@@ -218,21 +253,21 @@ def test_the_command_line_form_builds_the_same_spec(changes: dict[str, object]) 
     from rtcore.cli import _spec_from_args, build_parser
     from rtcore.models.ref import BackboneRef
 
-    spec = EvalSpec(BackboneRef("fmnist-cnn-standard", label="my cnn"), ("shapes", "fmnist-novel"), (0.01, 0.03),
+    spec = EvalSpec(backbone=BackboneRef("fmnist-cnn-standard", label="my cnn"), tasks=("shapes", "fmnist-novel"), eps=(0.01, 0.03),
                     n=40).with_(**changes)
     argv = shlex.split(spec.command())[3:]
     assert _spec_from_args(build_parser().parse_args(argv)) == spec
 
 
 def test_tasks_may_be_any_iterable_read_once() -> None:
-    spec = EvalSpec("fmnist-cnn-standard", (t for t in ["shapes", "fmnist-novel"]), (0.01,))
+    spec = EvalSpec(backbone="fmnist-cnn-standard", tasks=(t for t in ["shapes", "fmnist-novel"]), eps=(0.01,))
     assert spec.tasks == ("shapes", "fmnist-novel")
 
 
 def test_execute_refuses_an_executor_together_with_options_or_of_another_spec(tmp_path: Path) -> None:
     from rtcore.runs import Executor, execute
 
-    spec = EvalSpec("fmnist-cnn-standard", ("shapes",), (0.01,), n=8, attack="fast")
+    spec = EvalSpec(backbone="fmnist-cnn-standard", tasks=("shapes",), eps=(0.01,), n=8, attack="fast")
     ex = Executor(spec, cache_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"not both"):
         execute(spec, executor=ex, cache_dir=str(tmp_path / "other"))
@@ -256,9 +291,9 @@ def test_a_folder_task_enters_the_digest_by_the_files_its_reader_reads(tmp_path:
         image(root / rel)
     image(tmp_path / "elsewhere" / "x.png")
     (root / "train" / "a").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    spec = EvalSpec("fmnist-cnn-standard", (f"folder:{root}",), (0.01,))
+    spec = EvalSpec(backbone="fmnist-cnn-standard", tasks=(f"folder:{root}",), eps=(0.01,), n="all")
     before = spec.digest()
     (root / ".notes.txt").write_text("not an image the reader reads")
-    assert EvalSpec("fmnist-cnn-standard", (f"folder:{root}",), (0.01,)).digest() == before
+    assert EvalSpec(backbone="fmnist-cnn-standard", tasks=(f"folder:{root}",), eps=(0.01,), n="all").digest() == before
     image(tmp_path / "elsewhere" / "x.png")
-    assert EvalSpec("fmnist-cnn-standard", (f"folder:{root}",), (0.01,)).digest() != before
+    assert EvalSpec(backbone="fmnist-cnn-standard", tasks=(f"folder:{root}",), eps=(0.01,), n="all").digest() != before

@@ -301,7 +301,7 @@ def test_compare_methods_relations(g: Backbone, task: Task, cache: ResultCache) 
     recipe = FineTuneRecipe(epochs=1, batch_size=48)
     res = compare_methods(g, task, [0.0, 4 / 255], "linf", 16, methods=["ft", "lp", "ft-last-k"], k=2,
                           attack="fast", cache=cache, recipe=recipe, head_attack=False, loss_attack=False,
-                          progress=lambda s, f: stages.append((s, f)))
+                          progress=lambda ev: stages.append((ev.stage, ev.fraction)))
     s = res.summary
     assert sorted(s["method"].unique()) == ["ft", "ft-last-2", "lp"] and len(s) == 6
     assert (s["bound"] <= s["robust_acc"] + 1e-12).all() and (s["robust_acc"] <= s["clean_acc"] + 1e-12).all()
@@ -345,7 +345,7 @@ def test_transfer_is_a_parameter_of_evaluate_and_every_relation_holds(g: Backbon
     assert (df["adv_loss"] <= df["loss_bound_lse"] + 1e-9).all()
     base = rtcore.run_evaluation(g, task, [8 / 255], "linf", n=24, attack="fast", cache_dir=str(tmp_path))
     assert set(base["transfer"] if isinstance(base, pd.DataFrame) else base.summary["transfer"]) == {"lp"}
-    with pytest.raises(ValueError, match="transfer method 'finetune'"):
+    with pytest.raises(ValueError, match="transfer='finetune' is unknown"):
         rtcore.run_evaluation(g, task, [0.01], n=4, transfer="finetune", cache_dir=str(tmp_path))
 
 
@@ -353,5 +353,7 @@ def test_cli_takes_the_transfer_method() -> None:
     from rtcore.cli import build_parser
 
     cmd = rtcore.cli_command("fmnist-cnn-standard", ["shapes"], [2 / 255], "linf", 50, transfer="ft-last-k", transfer_k=2)
-    args = build_parser().parse_args(cmd.split()[3:])
-    assert args.transfer == "ft-last-k" and args.transfer_k == 2 and args.eps == [eps_key(2 / 255)]
+    from rtcore.runs.fields import namespace_values
+
+    given = namespace_values(build_parser().parse_args(cmd.split()[3:]), rtcore.EvalSpec)
+    assert given["transfer"] == "ft-last-k" and given["transfer_k"] == 2 and given["eps"] == ["2/255"]
