@@ -22,5 +22,9 @@ class TaskUnavailableError(RtcoreError, RuntimeError):
     """A task's data is not available here; the message says what is missing and how to provide it."""
 
 
+class InputTooLargeError(RtcoreError, ValueError):
+    """An input would take more memory once decoded than the input memory budget (:mod:`rtcore.budget`)."""
+
+
 class CacheDirError(RtcoreError, ValueError):
     """The chosen cache folder cannot be used (it is a file, or not writable)."""

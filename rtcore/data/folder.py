@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from .._io import file_sha256
-from .refs import TaskDataError, UserRef, missing_error
-from .task_cache import check_labels, read_arrays, tasks_cache_dir, write_arrays
+from ..budget import MemoryBudget, input_budget
+from .refs import TaskDataError, TaskTooLargeError, UserRef, missing_error
+from .task_cache import array_shapes, check_labels, read_arrays, tasks_cache_dir, write_arrays
 
 __all__ = ["IMAGE_FORMATS", "MIXED_SIZES", "RACY_WINDOW_S", "FolderListing", "image_extensions", "read_image_folder",
            "scan_folder"]
@@ -42,6 +44,7 @@ IMAGE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "BMP", "DIB", "GIF", "TIFF", "W
 _SKIPPED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 _GRAY8 = frozenset({"1", "L", "LA", "La"})
 _GRAY16 = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_OPEN_LOCK = threading.Lock()  # Pillow's bomb guard is a module global: set and used under this lock
 
 
 def check_mixed_sizes(mixed_sizes: str) -> None:
@@ -228,28 +231,53 @@ class _Plan:
     sizes: Counter[tuple[int, int]]
 
 
-def _open(path: str) -> Any:
-    """``PIL.Image.open`` restricted to :data:`IMAGE_FORMATS`, errors naming the file."""
+def _open(path: str, budget: MemoryBudget) -> Any:
+    """``PIL.Image.open`` restricted to :data:`IMAGE_FORMATS` (the header only: no pixel is decoded), errors
+    naming the file; an image above the budget's pixel limit is refused here, before decoding. Pillow's
+    bomb guard is set to that limit while opening (it raises above twice it, before this check can; the
+    message then gives the size from a second look at the header, :func:`_bomb_size`)."""
     from PIL import Image
 
     try:
-        im = Image.open(path, formats=list(IMAGE_FORMATS))
-    except Exception as exc:  # UnidentifiedImageError, OSError, DecompressionBombError, ...
+        with _OPEN_LOCK:
+            Image.MAX_IMAGE_PIXELS = budget.max_image_pixels
+            im = Image.open(path, formats=list(IMAGE_FORMATS))
+    except Image.DecompressionBombError as exc:
+        size = _bomb_size(path, budget)
+        raise TaskTooLargeError(budget.pixels_problem(path, *size) if size else budget.image_refusal(
+            path, f"is refused by Pillow's decompression-bomb guard, set to this limit ({exc})")) from None
+    except Exception as exc:  # UnidentifiedImageError, OSError, ...
         raise TaskDataError(f"{path}: not a readable image ({type(exc).__name__}: {exc}). Fix: re-save it as "
                             "PNG or JPEG, or remove it") from exc
-    w, h = im.size
-    if w * h > Image.MAX_IMAGE_PIXELS:
+    problem = budget.pixels_problem(path, *im.size)
+    if problem:
         im.close()
-        raise TaskDataError(f"{path}: {w}x{h} pixels is above the {Image.MAX_IMAGE_PIXELS} pixel limit. Fix: "
-                            "downscale it")
+        raise TaskTooLargeError(problem)
     return im
 
 
-def _plan(listing: FolderListing, mixed_sizes: str) -> _Plan:
+def _bomb_size(path: str, budget: MemoryBudget) -> tuple[int, int] | None:
+    """(width, height) from the header of an image Pillow's guard refused, read with the guard at 1000x the
+    limit (still on), for the message; None when even that refuses it or it cannot be read."""
+    from PIL import Image
+
+    try:
+        with _OPEN_LOCK:
+            Image.MAX_IMAGE_PIXELS = 1000 * budget.max_image_pixels
+            try:
+                with Image.open(path, formats=list(IMAGE_FORMATS)) as im:
+                    return im.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = budget.max_image_pixels
+    except Exception:  # noqa: BLE001 - only improves a message
+        return None
+
+
+def _plan(listing: FolderListing, mixed_sizes: str, budget: MemoryBudget) -> _Plan:
     """Open every image's header (no decoding): modes and sizes decide channels, depth and size."""
     gray, sixteen, sizes, examples = True, False, Counter(), {}
     for f in (*listing.train, *listing.test):
-        with _open(f.path) as im:
+        with _open(f.path, budget) as im:
             mode, (w, h) = im.mode, im.size
         if mode in ("I", "F"):
             raise TaskDataError(f"{f.path}: mode {mode!r} ({'32-bit integer' if mode == 'I' else 'float'} pixels) "
@@ -269,12 +297,12 @@ def _plan(listing: FolderListing, mixed_sizes: str) -> _Plan:
     return _Plan(1 if gray else 3, 16 if sixteen else 8, size, n - sizes[size], sizes)
 
 
-def _pixels(path: str, plan: _Plan) -> np.ndarray:
+def _pixels(path: str, plan: _Plan, budget: MemoryBudget) -> np.ndarray:
     """One image as (C, H, W) uint8 (8-bit plan) or uint16 (16-bit plan) at the plan's size."""
     from PIL import Image
 
     h, w = plan.size
-    with _open(path) as im:
+    with _open(path, budget) as im:
         try:
             im.load()
             if im.mode in _GRAY16:
@@ -305,7 +333,7 @@ def _pixels(path: str, plan: _Plan) -> np.ndarray:
     return a
 
 
-def _decode_folder(listing: FolderListing, plan: _Plan) -> dict[str, np.ndarray]:
+def _decode_folder(listing: FolderListing, plan: _Plan, budget: MemoryBudget) -> dict[str, np.ndarray]:
     """The four arrays of a folder: images uint8/uint16 (N, C, H, W), labels int64 (N,)."""
     dtype = np.uint16 if plan.depth == 16 else np.uint8
     out: dict[str, np.ndarray] = {}
@@ -313,7 +341,7 @@ def _decode_folder(listing: FolderListing, plan: _Plan) -> dict[str, np.ndarray]
         files = getattr(listing, split)
         x = np.empty((len(files), plan.channels, *plan.size), dtype=dtype)
         for i, f in enumerate(files):
-            x[i] = _pixels(f.path, plan)
+            x[i] = _pixels(f.path, plan, budget)
         out[f"x_{split}"] = x
         out[f"y_{split}"] = np.array([f.label for f in files], dtype=np.int64)
     return out
@@ -340,27 +368,33 @@ def _read_folder_cache(path: Path, meta: dict[str, Any]) -> tuple[dict[str, np.n
     return arrays, info
 
 
-def _check_size(listing: FolderListing, chw: tuple[int, ...], max_bytes: int | None) -> None:
-    """Refuse a task whose float32 images (C, H, W each) would take more than ``max_bytes``."""
+def _check_size(listing: FolderListing, chw: tuple[int, ...], budget: MemoryBudget) -> None:
+    """Refuse a task whose float32 images (C, H, W each) would take more than the budget, or whose image size
+    is above its pixel limit."""
     n = len(listing.train) + len(listing.test)
-    need = 4 * n * int(np.prod(chw))
-    if max_bytes is not None and need > max_bytes:
-        c, hh, ww = chw
-        raise TaskDataError(f"folder:{listing.root}: {n} images of {c}x{hh}x{ww} need {need / 1e6:.0f} MB as "
-                            f"float32, above the {max_bytes / 1e6:.0f} MB limit. Fix: downscale the images or use fewer")
+    c, hh, ww = chw
+    problem = budget.bytes_problem(f"folder:{listing.root}: {n} images of {c}x{hh}x{ww} (float32)",
+                                   4 * n * int(np.prod(chw))) or budget.pixels_problem(
+        f"folder:{listing.root}: each image", ww, hh)
+    if problem:
+        raise TaskTooLargeError(problem)
 
 
 def read_image_folder(root: str | os.PathLike[str], *, mixed_sizes: str = "resize",
                       cache_dir: str | os.PathLike[str] | None = None,
-                      max_bytes: int | None = None) -> tuple[dict[str, np.ndarray], FolderListing, dict[str, Any]]:
+                      max_input_bytes: int | MemoryBudget | None = None
+                      ) -> tuple[dict[str, np.ndarray], FolderListing, dict[str, Any]]:
     """Decode a folder task into arrays (from the verified disk cache under ``cache_dir`` when valid).
 
     Returns ``(arrays, listing, info)``: images uint8/uint16 (N, C, H, W), labels int64, and
     ``info`` with the bit ``depth`` and the number of ``resized`` images. ``cache_dir=None``: no
-    disk cache is read or written. ``max_bytes``: refuse (before decoding) a task whose float32
-    images would be larger.
+    disk cache is read or written. ``max_input_bytes``: the input memory budget
+    (:func:`rtcore.budget.input_budget`; default ``$RTCORE_MAX_INPUT_GB`` or 4 GB): an image above its
+    pixel limit, or a task whose float32 images would be larger, is refused with
+    :class:`TaskTooLargeError` from the image headers (or the cache file's header), before decoding.
     """
     check_mixed_sizes(mixed_sizes)
+    budget = input_budget(max_input_bytes)
     listing = scan_folder(root)
     meta = _folder_meta(listing, mixed_sizes)
     path = None
@@ -368,15 +402,17 @@ def read_image_folder(root: str | os.PathLike[str], *, mixed_sizes: str = "resiz
         path = tasks_cache_dir(cache_dir) / f"folder-{meta['listing'][:32]}-{mixed_sizes}.safetensors"
         if path.exists():
             try:
+                _check_size(listing, tuple(array_shapes(path)["x_train"][0][1:]), budget)
                 arrays, info = _read_folder_cache(path, meta)
-            except (ValueError, OSError) as exc:
+            except TaskTooLargeError:
+                raise
+            except (ValueError, OSError, KeyError) as exc:
                 log.warning("ignoring invalid folder-task cache %s (%s); reading %s again", path, exc, listing.root)
             else:
-                _check_size(listing, tuple(arrays["x_train"].shape[1:]), max_bytes)
                 return arrays, listing, info
-    plan = _plan(listing, mixed_sizes)
-    _check_size(listing, (plan.channels, *plan.size), max_bytes)
-    arrays = _decode_folder(listing, plan)
+    plan = _plan(listing, mixed_sizes, budget)
+    _check_size(listing, (plan.channels, *plan.size), budget)
+    arrays = _decode_folder(listing, plan, budget)
     info = {"depth": plan.depth, "resized": plan.resized}
     if path is not None:
         try:

@@ -7,6 +7,7 @@ checks everything.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import zipfile
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .refs import TaskDataError, UserRef, missing_error
+from ..budget import MemoryBudget, input_budget
+from .refs import TaskDataError, TaskTooLargeError, UserRef, missing_error
 
 __all__ = ["NPZ_KEYS", "check_npz_headers", "read_npz"]
 
@@ -105,9 +107,10 @@ def _object_error(path: Path, key: str) -> TaskDataError:
                                                            "float images and integer labels")
 
 
-def check_npz_headers(path: Path, max_bytes: int | None = None) -> None:
-    """Cheap check of an ``npz:`` task: keys, dtypes, shapes and lengths from the ``.npy`` headers;
-    with ``max_bytes``, also that its images fit in that many bytes as float32."""
+def check_npz_headers(path: Path, max_input_bytes: int | MemoryBudget | None = None) -> None:
+    """Cheap check of an ``npz:`` task: keys, dtypes, shapes and lengths from the ``.npy`` headers, and
+    that its images fit the input memory budget (:func:`rtcore.budget.input_budget`: each image within
+    the pixel limit, all of them as float32 within the bytes) before any array is read."""
     members = _npz_members(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -124,10 +127,19 @@ def check_npz_headers(path: Path, max_bytes: int | None = None) -> None:
                                "differ in (C, H, W)", "give both splits images of one shape")
     if "classes" in heads and heads["classes"][1].hasobject:
         raise _object_error(path, "classes")
-    need = 4 * sum(int(np.prod(heads[k][0])) for k in ("x_train", "x_test"))
-    if max_bytes is not None and need > max_bytes:
-        raise _npz_error(path, f"its images need {need / 1e6:.0f} MB as float32, above the {max_bytes / 1e6:.0f} MB "
-                               "limit", "use fewer or smaller images")
+    _check_budget(path, heads, input_budget(max_input_bytes))
+
+
+def _check_budget(path: Path, heads: dict[str, tuple[tuple[int, ...], np.dtype]], budget: MemoryBudget) -> None:
+    """TaskTooLargeError when an image is above the pixel limit, or the arrays as they will be held (images
+    float32, labels int64, the class names as stored) above the budget: from the headers alone."""
+    (n_tr, c, h, w), n_te = heads["x_train"][0], heads["x_test"][0][0]
+    held = {"x_train": 4, "x_test": 4, "y_train": 8, "y_test": 8}
+    need = sum(math.prod(shape) * held.get(k, dtype.itemsize) for k, (shape, dtype) in heads.items())
+    problem = (budget.pixels_problem(f"npz:{path}: each image", w, h)
+               or budget.bytes_problem(f"npz:{path}: {n_tr} + {n_te} images of {c}x{h}x{w} (float32)", need))
+    if problem:
+        raise TaskTooLargeError(problem)
 
 
 def _load_npz_array(npz: Any, path: Path, key: str) -> np.ndarray:
@@ -157,15 +169,16 @@ def _npz_classes(npz: Any, path: Path, k_labels: int) -> tuple[str, ...]:
     return names
 
 
-def read_npz(path: str | os.PathLike[str], *, max_bytes: int | None = None
+def read_npz(path: str | os.PathLike[str], *, max_input_bytes: int | MemoryBudget | None = None
              ) -> tuple[dict[str, np.ndarray], tuple[str, ...]]:
     """Read and fully check an ``npz:`` task: ``(arrays, classes)`` with images uint8 or float32.
 
     Loaded with ``allow_pickle=False``; every check of :mod:`rtcore.data.user` applies.
-    ``max_bytes``: refuse (from the headers, before reading) images larger than that as float32.
+    ``max_input_bytes``: the input memory budget (see :func:`check_npz_headers`), checked from the
+    headers before any array is read (:class:`TaskTooLargeError`).
     """
     path = Path(os.path.abspath(Path(path).expanduser()))
-    check_npz_headers(path, max_bytes)
+    check_npz_headers(path, max_input_bytes)
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:

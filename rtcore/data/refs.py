@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RtcoreError, TaskUnavailableError
+from ..errors import InputTooLargeError, RtcoreError, TaskUnavailableError
 
-__all__ = ["FOLDER_PREFIX", "NPZ_PREFIX", "TaskDataError", "UserRef", "is_user_ref", "missing_error", "parse_user_ref"]
+__all__ = ["FOLDER_PREFIX", "NPZ_PREFIX", "TaskDataError", "TaskTooLargeError", "UserRef", "is_user_ref",
+           "missing_error", "parse_user_ref"]
 
 FOLDER_PREFIX = "folder:"
 NPZ_PREFIX = "npz:"
@@ -16,6 +17,10 @@ NPZ_PREFIX = "npz:"
 
 class TaskDataError(RtcoreError, ValueError):
     """A ``folder:`` or ``npz:`` task is malformed; the message names the file or value and the fix."""
+
+
+class TaskTooLargeError(TaskDataError, InputTooLargeError):
+    """A task's images would take more memory than the input memory budget (found before decoding)."""
 
 
 # --------------------------------------------------------------------------- references

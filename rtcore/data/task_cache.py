@@ -26,8 +26,8 @@ from ..config import default_cache_dir, resolve_cache_dir
 from ..errors import CacheDirError
 from .generators import GENERATORS, IMAGE_SIZE, GeneratedData, split_rngs
 
-__all__ = ["ARRAY_KEYS", "arrays_digest", "cache_meta", "cache_path", "cached_generate", "check_labels", "read_arrays",
-           "read_cache", "tasks_cache_dir", "write_arrays", "write_cache"]
+__all__ = ["ARRAY_KEYS", "array_shapes", "arrays_digest", "cache_meta", "cache_path", "cached_generate",
+           "check_labels", "read_arrays", "read_cache", "tasks_cache_dir", "write_arrays", "write_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,20 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]
     header = {"format": _FORMAT, "meta": json.dumps(meta, sort_keys=True), "digest": arrays_digest(tensors),
               "info": json.dumps(info or {}, sort_keys=True)}
     atomic_write(path, save(tensors, metadata=header))
+
+
+def array_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{name: (shape, dtype)}`` of a cache file's arrays, from its header alone (nothing is loaded), so a
+    reader can compare their size with the memory budget first. ValueError for an unreadable header."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return {k: (tuple(fh.get_slice(k).get_shape()), str(fh.get_slice(k).get_dtype())) for k in fh.keys()}
+    except OSError:
+        raise
+    except Exception as exc:  # SafetensorError (not a ValueError): truncated file, bad header
+        raise ValueError(f"unreadable cache file: {exc}") from exc
 
 
 def read_arrays(path: Path, meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

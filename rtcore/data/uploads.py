@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .._io import TMP_PREFIX, UPLOAD_TTL_S, prune_unused, upload_size_problem
+from ..budget import MemoryBudget, input_budget
 from ..config import resolve_cache_dir
 from ..errors import TaskUnavailableError
 from .folder import MIXED_SIZES
@@ -59,13 +60,14 @@ def task_upload_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def unpack_task_upload(filename: str, data: bytes, dest_dir: str | os.PathLike[str], max_bytes: int, *,
                        max_unpacked_bytes: int | None = None, max_files: int = MAX_FILES,
-                       max_task_bytes: int | None = None, mixed_sizes: str = "resize",
+                       max_input_bytes: int | MemoryBudget | None = None, mixed_sizes: str = "resize",
                        cache_dir: str | os.PathLike[str] | None = None) -> str:
     """Check, unpack and store an uploaded ``.zip`` (image folder) or ``.npz``; return its task reference.
 
     ``max_bytes``: the largest upload accepted (checked first). ``max_unpacked_bytes``: the most a
-    zip may unpack to (default ``4 * max_bytes``). ``max_task_bytes``: the most the task's images
-    may take as float32 in memory (default ``16 * max_bytes``). ``mixed_sizes``: as in
+    zip may unpack to (default ``4 * max_bytes``). ``max_input_bytes``: the input memory budget the
+    task's images are checked against before decoding (:func:`rtcore.budget.input_budget`: default
+    ``$RTCORE_MAX_INPUT_GB`` or 4 GB). ``mixed_sizes``: as in
     :func:`rtcore.data.create_task` (the check loads the task with it). ``cache_dir``: when given,
     the decoded images of a folder are kept in its task cache, so the first evaluation does not
     decode them again. The returned ``folder:...`` / ``npz:...`` reference names a path under
@@ -89,7 +91,7 @@ def unpack_task_upload(filename: str, data: bytes, dest_dir: str | os.PathLike[s
     if not str(dest_dir).strip():
         raise ValueError("dest_dir is empty; pass the folder uploads are stored in (e.g. task_upload_dir())")
     unpacked_cap = 4 * max_bytes if max_unpacked_bytes is None else int(max_unpacked_bytes)
-    task_cap = 16 * max_bytes if max_task_bytes is None else int(max_task_bytes)
+    budget = input_budget(max_input_bytes)
     dest = Path(os.path.abspath(Path(dest_dir).expanduser()))
     dest.mkdir(parents=True, exist_ok=True)
     prune_task_uploads(dest)
@@ -110,7 +112,7 @@ def unpack_task_upload(filename: str, data: bytes, dest_dir: str | os.PathLike[s
             (tmp / f"{stem}.npz").write_bytes(data)
             ref_tmp = f"{NPZ_PREFIX}{tmp / stem}.npz"
         try:
-            load_user_task(ref_tmp, mixed_sizes=mixed_sizes, cache_dir=cache_dir, max_bytes=task_cap)
+            load_user_task(ref_tmp, mixed_sizes=mixed_sizes, cache_dir=cache_dir, max_input_bytes=budget)
         except (TaskDataError, TaskUnavailableError) as exc:
             raise TaskUploadError(f"upload {filename!r} refused: {_inside_names(str(exc), tmp, stem, filename)}"
                                   ) from exc

@@ -44,6 +44,7 @@ import time
 import numpy as np
 import torch
 
+from ..budget import MemoryBudget
 from .folder import MIXED_SIZES, RACY_WINDOW_S, check_mixed_sizes, read_image_folder, scan_folder
 from .npz import check_npz_headers, read_npz
 from .refs import FOLDER_PREFIX, NPZ_PREFIX, TaskDataError, UserRef, is_user_ref, missing_error, parse_user_ref
@@ -96,12 +97,15 @@ def user_signature(ref: str | UserRef, mixed_sizes: str = "resize") -> tuple[obj
 
 
 def load_user_task(ref: str | UserRef, *, name: str | None = None, mixed_sizes: str = "resize",
-                   cache_dir: str | os.PathLike[str] | None = None, max_bytes: int | None = None) -> Task:
+                   cache_dir: str | os.PathLike[str] | None = None,
+                   max_input_bytes: int | MemoryBudget | None = None) -> Task:
     """Read a ``folder:`` or ``npz:`` task (see the module docstring for the layouts and checks).
 
     ``name``: the task's name in tables (default: :attr:`UserRef.default_name`). ``cache_dir``:
     where decoded folders are cached (``<cache_dir>/tasks``); None keeps no disk cache.
-    ``max_bytes``: refuse a task whose float32 images would be larger (checked before decoding).
+    ``max_input_bytes``: the input memory budget (:func:`rtcore.budget.input_budget`; default
+    ``$RTCORE_MAX_INPUT_GB`` or 4 GB): an image above its pixel limit or a task whose float32 images
+    would be larger is refused (:class:`TaskTooLargeError`) from the headers, before decoding.
     """
     check_mixed_sizes(mixed_sizes)
     uref = ref if isinstance(ref, UserRef) else parse_user_ref(ref)
@@ -110,7 +114,7 @@ def load_user_task(ref: str | UserRef, *, name: str | None = None, mixed_sizes: 
     tname = name or uref.default_name
     if uref.kind == "folder":
         arrays, listing, info = read_image_folder(uref.path, mixed_sizes=mixed_sizes, cache_dir=cache_dir,
-                                                  max_bytes=max_bytes)
+                                                  max_input_bytes=max_input_bytes)
         classes = listing.classes
         c, h, w = arrays["x_train"].shape[1:]
         resized = info["resized"]
@@ -119,7 +123,7 @@ def load_user_task(ref: str | UserRef, *, name: str | None = None, mixed_sizes: 
         desc = (f"Images from the folder {uref.path} (ImageFolder layout), {'grayscale' if c == 1 else 'RGB'} "
                 f"{c}x{h}x{w}, {info['depth']}-bit.{note}")
     else:
-        arrays, classes = read_npz(uref.path, max_bytes=max_bytes)
+        arrays, classes = read_npz(uref.path, max_input_bytes=max_input_bytes)
         c, h, w = arrays["x_train"].shape[1:]
         desc = f"Arrays from {uref.path}, {c}x{h}x{w} {arrays['x_train'].dtype} images."
     n_tr, n_te = len(arrays["y_train"]), len(arrays["y_test"])

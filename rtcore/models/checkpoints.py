@@ -1,6 +1,7 @@
 """Checkpoint files: safetensors only (never unpickled), fully checked before they reach a network.
 
-:func:`check_safetensors_file` reads only the header and checks it completely (size limits,
+:func:`check_safetensors_file` reads only the header and checks it completely (the file's size
+within the input memory budget of :mod:`rtcore.budget`, the header's size limit,
 JSON, dtypes, shapes, byte ranges that tile the data section exactly), so a truncated file,
 a garbage header or a huge header is refused with :class:`CheckpointError` naming the file,
 before any tensor is read. A path that is not a regular file (a directory, a FIFO, a device such
@@ -21,9 +22,9 @@ import torch
 from torch import nn
 
 from .._io import not_a_file
+from ..budget import input_budget
 from ..errors import CheckpointError
 
-MAX_CHECKPOINT_BYTES = 2 * 1024**3
 MAX_HEADER_BYTES = 16 * 1024**2
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
@@ -55,9 +56,9 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, dict[str,
     """The checked header ``{name: {"dtype", "shape", "data_offsets"}}`` of a safetensors file."""
     p = checkpoint_path(path)
     size = p.stat().st_size
-    if size > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"checkpoint {p.name!r} is {size / 1e9:.1f} GB, above the "
-                              f"{MAX_CHECKPOINT_BYTES / 1e9:.0f} GB limit")
+    problem = input_budget().bytes_problem(f"checkpoint {p.name!r} ({size} bytes)", size)
+    if problem:
+        raise CheckpointError(problem)
     try:
         fh = open(p, "rb")
     except OSError as e:
