@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rtcore.runs import fmt_seconds
+from rtcore.runs import EvalRequest, fmt_seconds
 from rtcore.stats import overlapping
 
-from . import registry
+from . import jobs
 from .figures import at_eps
-from .jobs import Job, Request
 
 
 def overlap_sentences(summary: pd.DataFrame, eps: float, metric: str = "robust_acc") -> list[str]:
@@ -29,13 +28,10 @@ def overlap_sentences(summary: pd.DataFrame, eps: float, metric: str = "robust_a
     return out
 
 
-def estimate(request: Request) -> str:
-    """How long ``request`` takes if nothing is cached, from the throughput an evaluation on this server measured."""
-    measured = [j for j in registry.JOBS.jobs() if isinstance(j, Job) and j.done and j.computed_steps
-                and j.request.specs[0].attack == request.specs[0].attack]
-    if not measured:
+def estimate(request: EvalRequest) -> str:
+    """How long ``request`` takes if nothing is cached, from the unit times measured on this server."""
+    seconds = jobs.SCHEDULER.clock.left(request.workload())
+    if seconds is None:
         return ("time: measured after the first computed step (on 2 CPU cores with the fast attack, n = 200 and "
                 "5 tasks: about 1.5 min per backbone)")
-    seconds = measured[-1].throughput.eta(request.units())
-    return f"up to about {fmt_seconds(seconds)} if nothing is cached (measured on this server)" if seconds else \
-        "time: measured after the first computed step"
+    return f"up to about {fmt_seconds(seconds)} if nothing is cached (measured on this server)"

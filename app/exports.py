@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from rtcore.runs import EvalSpec
+from rtcore.runs import EvalRequest, EvalSpec
 from rtcore.runs.spec import interpreter
 
-from .jobs import Request
 
 SCRIPT_HEAD = """#!/usr/bin/env bash
 # Reproduces the dashboard's CSVs ({samples} byte for byte) with rtcore's command line.
@@ -38,7 +37,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "backbone"
 
 
-def download_name(request: Request, kind: str, ext: str = "csv") -> str:
+def download_name(request: EvalRequest, kind: str, ext: str = "csv") -> str:
     """A descriptive file name, e.g. ``rtcore-samples-fmnist-cnn-standard-linf-n200-fast.csv``."""
     spec = request.specs[0]
     backbones = list(dict.fromkeys(s.backbone.display for s in request.specs))
@@ -76,7 +75,7 @@ def script_commands(parts: Sequence[tuple[EvalSpec, Sequence[str]]], summary_nam
     return lines
 
 
-def repro_script(request: Request, parts: Sequence[tuple[EvalSpec, Sequence[str]]]) -> str:
+def repro_script(request: EvalRequest, parts: Sequence[tuple[EvalSpec, Sequence[str]]]) -> str:
     """The downloadable ``.sh``: a header that says how to run it, then :func:`script_commands`."""
     summary_name, samples_name = download_name(request, "summary"), download_name(request, "samples")
     head = SCRIPT_HEAD.format(samples=samples_name, script=download_name(request, "reproduce", "sh"),

@@ -16,7 +16,9 @@ import streamlit as st
 from rtcore.models.ref import BackboneRef
 from rtcore.sanity import FLAG_NAMES, SanityFlag, summary_text
 
-from . import exports, registry, ui
+from rtcore.runs import EvalJob
+
+from . import exports, jobs, ui
 
 FAILED_NOTE = "the robust accuracy may be an overestimate"
 Flags = Mapping[str, Sequence[SanityFlag]]
@@ -52,10 +54,10 @@ def with_flags(table: pd.DataFrame, flags: Flags) -> pd.DataFrame:
     return table.assign(sanity=table["task"].map(lambda t: text.get(t, "not checked")))
 
 
-def sanity_job(ref: BackboneRef, run: ui.Run) -> ui.jobs.Job | None:
+def sanity_job(ref: BackboneRef, run: ui.Run) -> EvalJob | None:
     """The sanity job of the page's selection, if one was started (by this or another session)."""
     tasks = ready_tasks(run)
-    return registry.JOBS.get(ui.request_for([ref], tasks, sanity=True)) if tasks else None
+    return jobs.SCHEDULER.get(ui.request_for([ref], tasks, sanity=True).key) if tasks else None  # type: ignore[return-value]
 
 
 def ready_tasks(run: ui.Run) -> list[str]:
@@ -67,7 +69,7 @@ def ready_tasks(run: ui.Run) -> list[str]:
 def current(ref: BackboneRef, run: ui.Run) -> dict[str, list[SanityFlag]]:
     """The flags of a finished sanity job of this selection, or {}."""
     job = sanity_job(ref, run)
-    return dict(job.snapshot().tables.sanity) if job is not None and job.done and not job.failed else {}
+    return dict(job.snapshot().tables.sanity) if job is not None and job.done and not job.state().failed else {}
 
 
 def section(ref: BackboneRef, run: ui.Run) -> None:
@@ -87,24 +89,21 @@ def section(ref: BackboneRef, run: ui.Run) -> None:
                  help=f"Runs the checks on {ui.plural(len(tasks), 'task')}; the attacks themselves are cache hits."
                  if tasks else "Disabled: available when all results are ready."):
         if job is not None and job.done:
-            registry.JOBS.discard(job.request)
+            jobs.SCHEDULER.discard(job.key)
         g = ui.load(ref)
         if g is None:
             return
-        job = ui.submit(ui.request_for([ref], tasks, sanity=True), {ref: g}, "sanity")
+        job = jobs.submit(ui.request_for([ref], tasks, sanity=True), {ref: g}, "sanity")
     if not tasks:
         st.caption("The button is disabled: it is available when all results are ready.")
     if job is None:
         return
     if not job.done:
-        bar = st.progress(0.0, text="sanity checks")
-        version = job.version
-        while not job.wait_for_change(version, timeout=ui.POLL_S):
-            fraction, text = job.progress()
-            bar.progress(fraction, text=f"sanity checks · {text}")
-        st.rerun()
-    for err in job.errors:
-        st.error(f"The sanity checks failed: {err}")
+        jobs.watch(job, job.version, lambda unit: jobs.unit_label(unit, job.request))
+        jobs.settle(job, job.version)
+        return
+    for err in job.state().errors:
+        st.error(f"The sanity checks failed: {jobs.error_message(err)}")
     flags = current(ref, run)
     for task, fl in flags.items():
         ok, line = verdict(fl)

@@ -1,98 +1,38 @@
-"""The "Transfer methods" page's job and tables: linear probing vs fine-tuning on one backbone and task.
+"""The "Transfer methods" page's request, tables and words: linear probing vs fine-tuning on one backbone and task.
 
-:func:`rtcore.runs.compare_methods` adapts the backbone by each method and evaluates it across the eps grid.
-It runs as a dashboard job like any evaluation (:class:`app.jobs.BaseJob`: one step per method under the
-device lock, so other sessions' steps interleave; in the process-wide registry, shared by every session),
-and the time left is measured seconds per method. The page draws what this module returns.
+The comparison runs as a job of the library's scheduler (:class:`rtcore.runs.TransferJob`: one step per method,
+taking turns on the device with every other job, shared by every session asking the same); the page draws what
+this module returns.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import pandas as pd
 
-from rtcore import Backbone, ResultCache, list_tasks, load_task
-from rtcore.config import default_cache_dir, eps_grid, eps_key
+from rtcore import Backbone, list_tasks
+from rtcore.config import default_cache_dir
 from rtcore.models.ref import BackboneRef
-from rtcore.runs import MethodComparison, Verdict, compare_methods, ordering_verdict
-from rtcore.transfer import METHOD_DESCRIPTIONS, TRANSFER_METHODS, FineTuneRecipe, method_label, network_blocks
+from rtcore.runs import MethodComparison, TransferRequest, Verdict, ordering_verdict
+from rtcore.transfer import METHOD_DESCRIPTIONS, FineTuneRecipe, method_label, network_blocks
 
 from .figures import at_eps
-from .jobs import BaseJob
 from .state import MISSING, eps_label
-
-
-@dataclass(frozen=True)
-class TransferRequest:
-    """What one comparison computes; equal requests share one job."""
-
-    backbone: BackboneRef
-    task: str
-    methods: tuple[str, ...]
-    k: int
-    eps: tuple[float, ...]
-    norm: str
-    n: int
-    attack: str
-    epochs: int
-    cache_dir: str
 
 
 def make_request(g: Backbone, ref: BackboneRef, task: str, methods: Sequence[str], k: int, current_eps: float,
                  norm: str, n: int, attack: str, epochs: int) -> TransferRequest:
     """A request over the library's eps grid of ``norm`` plus the cursor's eps (ValueError naming a bad method,
     k or epochs)."""
-    unknown = [m for m in methods if m not in TRANSFER_METHODS]
-    if unknown or not methods:
-        raise ValueError(f"methods {list(methods)} must be a non-empty selection of {list(TRANSFER_METHODS)}")
-    n_blocks = len(network_blocks(g.net))
-    if "ft-last-k" in methods and not 1 <= k <= n_blocks:
-        raise ValueError(f"k={k} is out of range: backbone {g.name!r} has {n_blocks} blocks; choose 1..{n_blocks}")
-    FineTuneRecipe(epochs=epochs)  # checks the number of epochs
-    eps = tuple(sorted({*eps_grid(norm), eps_key(current_eps)}))
-    return TransferRequest(ref, task, tuple(m for m in TRANSFER_METHODS if m in methods),
-                           int(k) if "ft-last-k" in methods else 1, eps, norm, int(n), attack, int(epochs),
-                           str(default_cache_dir()))
+    return TransferRequest.over_grid(g, ref, task, methods, k, current_eps, norm, n, attack, epochs,
+                                     str(default_cache_dir()))
 
 
-class TransferJob(BaseJob):
-    """The comparison of a :class:`TransferRequest`, one step per method; ``result`` once done."""
-
-    def __init__(self, request: TransferRequest, g: Backbone, start_delay: float = 0.0) -> None:
-        self.request, self._g = request, g
-        self._parts: list[MethodComparison] = []
-        self._seconds: list[float] = []
-        self.result: MethodComparison | None = None
-        super().__init__([(f"{request.task} · {method_label(m, request.k)}", 1.0) for m in request.methods],
-                         start_delay)
-
-    def run_step(self, i: int, report: Callable[[float, str], None]) -> bool:
-        r = self.request
-        t0 = time.perf_counter()
-        cache = ResultCache(r.cache_dir)
-        part = compare_methods(self._g, load_task(r.task, cache_dir=cache.root), r.eps, r.norm, r.n,
-                               methods=[r.methods[i]], k=r.k, attack=r.attack, cache=cache,
-                               recipe=FineTuneRecipe(epochs=r.epochs), progress=lambda stage, f: report(f, stage))
-        computed = not all(info.from_cache for info in part.infos.values())
-        if computed:
-            self._seconds.append(time.perf_counter() - t0)
-        self._parts.append(part)
-        if len(self._parts) == len(self.steps):
-            self.result = MethodComparison(pd.concat([p.summary for p in self._parts], ignore_index=True),
-                                           pd.concat([p.samples for p in self._parts], ignore_index=True),
-                                           {k: v for p in self._parts for k, v in p.infos.items()},
-                                           [x for p in self._parts for x in p.recomputed])
-        return computed
-
-    def eta(self) -> float | None:
-        if not self._seconds:
-            return None
-        per = sum(self._seconds) / len(self._seconds)
-        return per * (len(self.steps) - self._pos - self._step_fraction)
+def method_text(request: TransferRequest) -> Callable[[str], str]:
+    """What a step of the comparison does, in its progress line: ``shapes · ft-last-2``."""
+    return lambda method: f"{request.task} · {method_label(method, request.k)}"
 
 
 # ---------------------------------------------------------------- tables and words

@@ -9,8 +9,6 @@ Computing is the library's (through :mod:`app.jobs`); drawing is :mod:`app.figur
 from __future__ import annotations
 
 import functools
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,21 +16,18 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 import rtcore
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError
 from rtcore.config import default_cache_dir
 from rtcore.errors import CacheDirError
 from rtcore.models.ref import BackboneRef
+from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds
 
 from . import backbones as bb
-from . import exports, jobs, registry, state
+from . import exports, jobs, state
 from .figures import at_eps
-from .jobs import Request, Snapshot
 
-POLL_S = 0.5  # how often a waiting page refreshes its progress bar
-RERUN_GAP_S = 3.0  # while a job computes, a page re-draws at most this often (its first results at once)
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
 #: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of a keyed
 #: widget that a run does not draw; re-assigning the value keeps it)
@@ -95,22 +90,12 @@ def current_ref() -> BackboneRef | None:
     return ref
 
 
-# ---------------------------------------------------------------- backbones: one per process, shared
-
-_LOADING = threading.Lock()
-
-
-@st.cache_resource(show_spinner="Loading the backbone (once per server process)…", max_entries=8)
-def _cached_backbone(ref: BackboneRef) -> Backbone:
-    """Loaded once per process and shared by every session and executor: never mutate it."""
-    with _LOADING:  # one load at a time: a cold server's first visitors share it instead of racing
-        return bb.load_backbone(ref)
-
+# ---------------------------------------------------------------- backbones and evaluations
 
 def load(ref: BackboneRef) -> Backbone | None:
-    """The backbone of ``ref``, or None after drawing a message that names the problem."""
+    """The backbone of ``ref`` (loaded once per process, shared), or None after drawing a message naming the problem."""
     try:
-        return _cached_backbone(ref)
+        return jobs.cached_backbone(ref)
     except BackboneUnavailableError as e:
         st.error(f"**Backbone {ref.display!r} is not available here.** {e}")
     except CheckpointError as e:
@@ -122,30 +107,26 @@ def load(ref: BackboneRef) -> Backbone | None:
     return None
 
 
-# ---------------------------------------------------------------- evaluations
-
 @dataclass
 class Run:
-    """A request, its job, the snapshot the page draws, the cursor eps, and where the progress bar lives."""
+    """A request, its job, the snapshot the page draws, the cursor eps and the device it computes on."""
 
-    request: Request
-    job: jobs.Job
+    request: EvalRequest
+    job: EvalJob
     snapshot: Snapshot
-    status: Any
     eps: float
     device: str = ""
-    t0: float = 0.0
 
 
 @functools.lru_cache(maxsize=256)
 def _request(refs: tuple[BackboneRef, ...], tasks: tuple[str, ...], norm: str, n: int, attack: str,
-             probes: tuple[str, ...], extra: tuple[float, ...], cache_dir: str, sanity: bool = False) -> Request:
+             probes: tuple[str, ...], extra: tuple[float, ...], cache_dir: str, sanity: bool = False) -> EvalRequest:
     return jobs.make_request(refs, tasks, norm, n, attack, probes=probes, extras=extra, cache_dir=cache_dir,
                              sanity=sanity)
 
 
 def request_for(refs: Sequence[BackboneRef], tasks: Sequence[str], probes: Sequence[str] = ("logistic",),
-                sanity: bool = False) -> Request:
+                sanity: bool = False) -> EvalRequest:
     """The request of the sidebar's selection (memoised: a spec is checked once)."""
     s = st.session_state
     return _request(tuple(refs), tuple(tasks), s["norm"], int(s["n"]), s["attack"], tuple(probes), extras(),
@@ -156,7 +137,6 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
              probes: Sequence[str] = ("logistic",)) -> Run | None:
     """Start or attach to the evaluation of the sidebar selection for ``refs``; None (with a message) on bad
     input. The eps cursor is not part of the request: moving it re-draws the same job's results."""
-    t0 = time.monotonic()
     tasks = list(st.session_state["tasks"] if tasks is None else tasks)
     if not tasks:
         st.warning("Choose at least one downstream task in the sidebar.")
@@ -172,64 +152,44 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
     except (ValueError, CacheDirError) as e:
         st.error(str(e))
         return None
-    job = submit(request, loaded, slot)
-    status = st.empty()
-    run = Run(request, job, job.snapshot(), status, float(st.session_state["eps"]),
-              bb.describe_device(next(iter(loaded.values()))), t0)
+    job = jobs.submit(request, loaded, slot)
+    run = Run(request, job, job.snapshot(), float(st.session_state["eps"]),
+              bb.describe_device(next(iter(loaded.values()))))
     draw_status(run)
     return run
 
 
-def submit(request: Request, loaded: dict[BackboneRef, Backbone], slot: str) -> jobs.Job:
-    """The job of ``request`` in the process-wide registry, owned by this session's ``slot``."""
-    token = st.session_state["session_token"]
-    ctx = get_script_run_ctx()
-    registry.register_session(token, ctx.session_id if ctx is not None else None)
-    return registry.submit(request, loaded, owner=f"{token}:{slot}")
-
-
 def draw_status(run: Run) -> None:
-    """Progress bar while running; the ready line, errors and skipped tasks after."""
-    snap = run.snapshot
+    """While the job runs, its progress bar (the page reruns as it advances, :func:`app.jobs.watch`); after, the
+    ready line; errors and skipped tasks."""
+    snap, state_ = run.snapshot, run.snapshot.state
+    jobs.watch(run.job, snap.version, lambda unit: jobs.unit_label(unit, run.request), eager=snap.empty)
     if not snap.done:
-        fraction, text = run.job.progress()
-        run.status.progress(fraction, text=f"job #{run.job.id} · {text}")
         added = [e for e in run.request.priority if snap.at_eps(e).empty]
         if added:
             st.caption(f"Computing the added ε = {', '.join(state.eps_short(e, run.request.norm) for e in added)} "
                        "for every task; the cached curves stay on screen.")
-    elif not snap.errors and not snap.cancelled:
-        run.status.caption(f"{READY} {results_text(snap)} in {jobs.fmt_seconds(snap.elapsed)} on {run.device} "
-                           f"(kept in the on-disk cache) · job #{run.job.id}. Moving ε only moves the cursor: "
-                           "no new computation.")
-    elif snap.cancelled:
-        run.status.caption("Stopped: a newer selection replaced this one; finished steps are cached.")
+    elif state_.phase == "done":
+        st.caption(f"{READY} {results_text(snap)} in {fmt_seconds(state_.progress.seconds)} on {run.device} "
+                   f"(kept in the on-disk cache) · job #{run.job.id}. Moving ε only moves the cursor: "
+                   "no new computation.")
+    elif state_.cancelled:
+        st.caption("Stopped: a newer selection replaced this one; finished steps are cached.")
     for err in snap.errors:
-        st.error(err)
+        st.error(jobs.error_message(err))
     if snap.errors and st.button("Try again", key="retry_job"):
-        registry.JOBS.discard(run.request)
+        jobs.SCHEDULER.discard(run.request.key)
         st.rerun()
-    for w in snap.warnings:
-        st.warning(w)
+    for text in dict.fromkeys(f"Task {task!r} skipped: {e}" for (_, task), e in state_.skipped):
+        st.warning(text)
     if not snap.done and snap.preliminary:
         st.caption("Preliminary: the head-subspace and loss attacks run last; until then 'bound Δ_P' and the loss "
                    "bounds use the other attacks' estimates and robust accuracy may still drop slightly.")
 
 
 def follow(run: Run) -> None:
-    """While the job runs, update its progress bar; re-draw the page when results arrive (at once for the
-    first ones, then at most every :data:`RERUN_GAP_S`). A page left keeps its job running in the background
-    (its finished steps are cached) and the next visit attaches to it."""
-    job, snap = run.job, run.snapshot
-    if snap.done:
-        return
-    version, changed = snap.version, False
-    while True:
-        changed = job.wait_for_change(version, timeout=POLL_S) or changed
-        if changed and (job.done or snap.empty or time.monotonic() - run.t0 >= RERUN_GAP_S):
-            st.rerun()
-        fraction, text = job.progress()
-        run.status.progress(fraction, text=f"job #{job.id} · {text}")
+    """At the end of a page: where no server reruns the status line (AppTest), wait for the job and rerun."""
+    jobs.settle(run.job, run.snapshot.version)
 
 
 def main_run() -> tuple[BackboneRef, Run]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures as fx
-from app import registry, state, ui
+from app import jobs, state, ui
 from app import transfer_view as tv
+from rtcore.runs import fmt_seconds
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 
 st.title("Transfer methods")
@@ -39,7 +40,7 @@ except ValueError as e:
     st.stop()
 ui.bound_note()
 
-job = registry.JOBS.get(request)
+job = jobs.SCHEDULER.get(request)
 if job is None:
     st.caption(f"{ui.plural(len(request.methods), 'method')} on {g.name} × {task}, n = {request.n}, {request.attack} "
                f"attack, {request.norm}, {len(request.eps)} ε values. Fine-tuning takes about half a minute per "
@@ -47,24 +48,22 @@ if job is None:
                "after the first method.")
     if not st.button("Adapt and evaluate", type="primary", key="transfer_run"):
         st.stop()
-    job = registry.JOBS.submit(request, lambda old, delay: tv.TransferJob(request, g, delay),
-                               owner=f"{s['session_token']}:transfer")
+    job = jobs.submit_transfer(request, g)
 if not job.done:
-    bar = st.progress(*job.progress())
-    version = job.version
-    while not job.wait_for_change(version, timeout=ui.POLL_S):
-        bar.progress(*job.progress())
-    st.rerun()
-result = getattr(job, "result", None)
-if job.errors or result is None:
-    st.error(f"The comparison failed: {'; '.join(job.errors) or 'it was stopped'}")
+    jobs.watch(job, job.version, tv.method_text(request))
+    jobs.settle(job, job.version)
+    st.stop()
+result = job.result
+if result is None:
+    errors = "; ".join(jobs.error_message(e) for e in job.state().errors)
+    st.error(f"The comparison failed: {errors or 'it was stopped'}")
     if st.button("Try again", key="transfer_retry"):
-        registry.JOBS.discard(request)
+        jobs.SCHEDULER.discard(request)
         st.rerun()
     st.stop()
 
 eps = tv.nearest_eps(result.summary, s["eps"])
-st.caption(f"{ui.READY} {len(result.summary)} (method, ε) results in {ui.jobs.fmt_seconds(job.elapsed())}, "
+st.caption(f"{ui.READY} {len(result.summary)} (method, ε) results in {fmt_seconds(job.elapsed())}, "
            "kept in the on-disk cache.")
 st.info(tv.verdict_text(result, eps, request.norm))
 ui.table(tv.method_summary(result, eps), "transfer_table")

@@ -16,7 +16,7 @@ on how their attacks were grouped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -182,6 +182,26 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
         lo, hi = wilson_interval(counts[column].sum().to_numpy(dtype=float), n)
         out[f"{share}_lo"], out[f"{share}_hi"] = lo, hi
     return out
+
+
+def concat_tables(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """The non-empty ``frames`` one below the other (the only one itself, not a copy; empty if none): the one
+    merge of tables computed in parts (a job's executors, a sweep's units)."""
+    frames = [f for f in frames if not f.empty]
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
+
+
+def fill_rows(new: pd.DataFrame, old: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``new`` plus the rows of ``old`` whose ``keys`` it lacks (an earlier table's rows, shown until replaced)."""
+    if old.empty:
+        return new
+    if new.empty:
+        return old
+    have = pd.MultiIndex.from_frame(new[list(keys)])
+    extra = old[~pd.MultiIndex.from_frame(old[list(keys)]).isin(have)]
+    return pd.concat([new, extra], ignore_index=True) if len(extra) else new
 
 
 def sample_columns() -> Sequence[str]:

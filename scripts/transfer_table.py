@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from rtcore import ResultCache, create_backbone, load_task
 from rtcore._io import atomic_write
 from rtcore.config import eps_key
-from rtcore.runs import Verdict, compare_methods, method_table, ordering_verdict
+from rtcore.runs import ProgressEvent, Verdict, compare_methods, method_table, ordering_verdict
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 
 ROBUST, STANDARD = "fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"
@@ -55,14 +55,14 @@ def markdown(table: pd.DataFrame, eps_255: list[int]) -> str:
     return "\n".join(lines)
 
 
-def stage_printer(tag: str, t0: float) -> Callable[[str, float], None]:
+def stage_printer(tag: str, t0: float) -> Callable[[ProgressEvent], None]:
     """A progress callback that prints each new stage once, with the seconds since ``t0``."""
     last = [""]
 
-    def progress(stage: str, f: float) -> None:
-        if stage != last[0]:
-            print(f"[{time.perf_counter() - t0:6.1f} s] {tag}: {stage}", file=sys.stderr, flush=True)
-            last[0] = stage
+    def progress(ev: ProgressEvent) -> None:
+        if ev.stage != last[0]:
+            print(f"[{time.perf_counter() - t0:6.1f} s] {tag}: {ev.stage}", file=sys.stderr, flush=True)
+            last[0] = ev.stage
 
     return progress
 

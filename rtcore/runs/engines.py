@@ -28,7 +28,8 @@ from typing import Any
 import pandas as pd
 
 from ..errors import RtcoreError
-from .progress import ProgressEvent
+from .progress import ProgressCallback, ProgressEvent
+from .scheduler import Job, Scheduler, Step, default_scheduler
 from .spec import EvalSpec
 from .sweep_spec import SweepUnit
 
@@ -36,6 +37,8 @@ from .sweep_spec import SweepUnit
 RAY_REQUIREMENT = "ray[client]==2.60.0"
 #: Ray retries a unit whose worker died (crash, node lost, killed for memory) this many times
 RAY_MAX_RETRIES = 2
+#: how often the local engine passes the running unit's latest progress on (seconds)
+PROGRESS_POLL_S = 0.25
 #: the environment variable of Ray workers' niceness (see :func:`_with_package_path`)
 WORKER_NICENESS = "RAY_worker_niceness"
 #: Ray's variables naming its auth token: the token itself, or its file (else Ray writes ``~/.ray/auth_token``)
@@ -127,15 +130,19 @@ class Finished:
 
 
 class LocalEngine:
-    """Runs the units one after another in this process, with no Ray import (the default engine).
+    """Runs the units one after another in this process, on the process's scheduler
+    (:func:`rtcore.runs.scheduler.default_scheduler`: one unit at a time on the device, taking turns with any
+    other job of the process, and shared with a run of the same unit), with no Ray import (the default engine).
 
-    ``progress``: receives the running unit's :class:`ProgressEvent` (its fraction done)."""
+    ``progress``: receives the running unit's :class:`ProgressEvent` (its fraction done), in the caller's thread."""
 
     name = "local"
 
     def __init__(self, cache_dir: str | None, use_cache: bool = True,
-                 progress: Callable[[SweepUnit, ProgressEvent], None] | None = None) -> None:
+                 progress: Callable[[SweepUnit, ProgressEvent], None] | None = None,
+                 scheduler: Scheduler | None = None) -> None:
         self.cache_dir, self.use_cache, self._progress = cache_dir, use_cache, progress
+        self._scheduler = scheduler or default_scheduler()
         self._queue: deque[tuple[SweepUnit, float]] = deque()
 
     def slots(self) -> int:
@@ -158,8 +165,29 @@ class LocalEngine:
         if not self._queue:
             return []
         unit, t0 = self._queue.popleft()
-        report = None if self._progress is None else (lambda ev, u=unit: self._progress(u, ev))  # type: ignore[misc]
-        out = run_unit(unit.id, unit.spec, self.cache_dir, self.use_cache, None, report)
+        latest: list[ProgressEvent | None] = [None]
+
+        def run(report: ProgressCallback) -> UnitOutcome:
+            def relay(ev: ProgressEvent) -> None:
+                latest[0] = ev
+                report(ev)
+
+            return run_unit(unit.id, unit.spec, self.cache_dir, self.use_cache, None, relay)
+
+        key = ("sweep-unit", unit.id, unit.spec.digest(), self.cache_dir, self.use_cache)
+        step = Step(("sweep", unit.backbone, "unit"), 1.0, run, what=unit)
+        job = self._scheduler.submit(key, lambda old, delay: Job(key, [step]))
+        shown = None
+        try:
+            while not job.join(PROGRESS_POLL_S):
+                if self._progress is not None and latest[0] is not shown:
+                    shown = latest[0]
+                    self._progress(unit, shown)  # type: ignore[arg-type]
+        finally:
+            self._scheduler.discard(key)  # the driver stores the outcome; a retry runs the unit again
+        out = job.results[0]
+        if out is None:  # stopped before it ran (the job was cancelled)
+            out = UnitOutcome(unit.id, ok=False, error_type="Cancelled", error="the unit was stopped before it ran")
         return [Finished(unit, out, time.perf_counter() - t0)]
 
     def close(self) -> None:

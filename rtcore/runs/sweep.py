@@ -33,8 +33,8 @@ from .._io import remove_stale_temporaries
 from ..cache import check_cache_dir
 from ..config import resolve_cache_dir
 from .engines import Finished, LocalEngine, RayEngine, import_ray
-from .progress import fmt_seconds
-from .sweep_spec import SweepSpec, SweepUnit, as_sweep_spec, load_sweep_spec, slug
+from .progress import TimeLeft, fmt_seconds
+from .sweep_spec import MAX_UNITS, SweepSpec, SweepUnit, as_sweep_spec, load_sweep_spec, slug
 from .sweep_store import SAMPLE_FORMATS, SweepStore
 from .zoo import list_sweeps, load_sweep, pretraining_protocol
 
@@ -116,45 +116,9 @@ class SweepResult:
         return 0 if self.ok else 1
 
 
-class _Clock:
-    """Measured seconds per unit (per backbone when measured) and the time left on ``slots`` workers."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self._by_backbone: dict[str, list[float]] = {}
-        self._all: list[float] = []
-        self.computed = 0
-
-    def record(self, unit: SweepUnit, seconds: float) -> None:
-        self._by_backbone.setdefault(unit.backbone, []).append(seconds)
-        self._all.append(seconds)
-        self.computed += 1
-
-    def estimate(self, unit: SweepUnit) -> float | None:
-        own = self._by_backbone.get(unit.backbone)
-        pool = own or self._all
-        return sum(pool) / len(pool) if pool else None
-
-    def eta(self, pending: list[SweepUnit], running: list[tuple[SweepUnit, float]], slots: int) -> float | None:
-        now = time.perf_counter()
-        work, longest = 0.0, 0.0
-        for unit in pending:
-            s = self.estimate(unit)
-            if s is None:
-                return None
-            work += s
-        for unit, started in running:
-            s = self.estimate(unit)
-            if s is None:
-                return None
-            left = max(s - (now - started), 0.05 * s)
-            work += left
-            longest = max(longest, left)
-        return max(longest, work / max(slots, 1))
-
-    def per_hour(self) -> float | None:
-        wall = time.perf_counter() - self.t0
-        return 3600.0 * self.computed / wall if self.computed and wall > 0 else None
+def _kind(unit: SweepUnit) -> tuple[str, str, str]:
+    """A sweep unit's kind for the time estimate: units of one backbone cost alike (another's, until measured)."""
+    return ("sweep", unit.backbone, "unit")
 
 
 def sweeps_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -210,16 +174,19 @@ class _Driver:
         self.unit_seconds: dict[str, float] = {}
         self.latency: dict[str, float] = {}
         self.recomputed_cache: list[str] = []
-        self.clock = _Clock()
+        self.clock = TimeLeft()  # seconds per unit, by backbone
+        self.t0 = time.perf_counter()
         self.slots = 1
 
     def event(self, kind: str, **kw: Any) -> None:
-        running = [(u, self.started[u.id]) for u in self.todo if u.id in self.started
+        now = time.perf_counter()
+        running = [(_kind(u), 1.0, now - self.started[u.id]) for u in self.todo if u.id in self.started
                    and u.id not in self.summaries and u.id not in self.failures]
-        pending = [u for u in self.todo if u.id not in self.started and u.id not in self.failures]
+        pending = [(_kind(u), 1.0) for u in self.todo if u.id not in self.started and u.id not in self.failures]
+        wall = now - self.t0
+        per_hour = 3600.0 * len(self.ran) / wall if self.ran and wall > 0 else None
         self.emit(SweepEvent(kind, len(self.summaries), len(running), len(self.failures), len(self.units),
-                             len(self.reused), self.clock.eta(pending, running, self.slots), self.clock.per_hour(),
-                             **kw))
+                             len(self.reused), self.clock.left(pending, running, self.slots), per_hour, **kw))
 
     def done_ids(self) -> list[str]:
         return [u.id for u in self.units if u.id in self.summaries]
@@ -272,7 +239,7 @@ class _Driver:
             self.unit_seconds[unit.id] = out.seconds
             self.latency[unit.id] = fin.latency
             self.recomputed_cache += out.recomputed
-            self.clock.record(unit, out.seconds)
+            self.clock.record(_kind(unit), 1.0, out.seconds)
             self.event("unit-done", unit=unit.describe(), seconds=out.seconds)
             return False
         attempt = self.attempts.get(unit.id, 1)
@@ -291,7 +258,7 @@ def sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str], out_dir:
           *, engine: str = "local", address: str | None = None, workers: int | None = None,
           cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True, retries: int = 2,
           samples_format: str = "csv", progress: SweepProgress | None = None,
-          runtime_env: dict[str, Any] | None = None) -> SweepResult:
+          runtime_env: dict[str, Any] | None = None, max_units: int = MAX_UNITS) -> SweepResult:
     """Run a sweep (see the module docstring) and return what it did; the tables are in ``out_dir``.
 
     ``spec``: a :class:`SweepSpec`, a dict of its keys or the path of a ``.toml`` / ``.json`` sweep file;
@@ -299,10 +266,11 @@ def sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str], out_dir:
     ``"local"`` (this process, one unit at a time) or ``"ray"`` (``address``: None starts a local
     instance with ``workers`` CPUs, ``"auto"`` / ``"ray://host:port"`` joins a cluster; ``runtime_env``
     goes to ``ray.init``); ``retries``: extra attempts for a unit that ran out of memory (Ray retries
-    lost workers itself); ``progress`` receives :class:`SweepEvent`. Everything is checked before any
-    work: a bad value raises ``ValueError`` naming it."""
+    lost workers itself); ``progress`` receives :class:`SweepEvent`; ``max_units``: the most units the
+    sweep may expand to (a larger one is refused before anything is built). Everything is checked
+    before any work: a bad value raises ``ValueError`` naming it."""
     t_start = time.perf_counter()
-    sw = as_sweep_spec(spec)
+    sw = as_sweep_spec(spec, max_units)
     _check_engine(engine, address, workers, retries, samples_format)
     cache_root = str(check_cache_dir(resolve_cache_dir(cache_dir)).resolve()) if use_cache else None
     if out_dir is None:

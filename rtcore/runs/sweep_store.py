@@ -33,6 +33,7 @@ import pandas as pd
 
 from .._io import atomic_write, file_sha256
 from ..cache import CODE_VERSIONS
+from ..tables import concat_tables
 from .spec import SPEC_VERSION
 from .sweep_spec import SweepSpec, SweepUnit
 
@@ -169,13 +170,13 @@ class SweepStore:
     def merge_summary(self, unit_ids: Sequence[str]) -> pd.DataFrame:
         """Write ``summary.csv`` from the stored units ``unit_ids`` (in that order); return it."""
         frames = [self.read_summary(u) for u in unit_ids]
-        summary = _concat(frames)
+        summary = concat_tables(frames)
         atomic_write(self.summary_path, summary.to_csv(index=False).encode())
         return summary
 
     def merge_samples(self, unit_ids: Sequence[str], fmt: str = "csv") -> Path:
         """Write the per-sample table of the stored units (CSV, or parquet with pyarrow); return its path."""
-        samples = _concat([read_csv(self.files(u)[1]) for u in unit_ids])
+        samples = concat_tables([read_csv(self.files(u)[1]) for u in unit_ids])
         path = self.samples_path(fmt)
         if fmt == "parquet":
             atomic_write(path, lambda tmp: samples.to_parquet(tmp, index=False))
@@ -192,9 +193,3 @@ class SweepStore:
         atomic_write(self.failures_path, df.to_csv(index=False).encode())
         return df
 
-
-def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if not f.empty]
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True, sort=False)

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 import rtcore
 import rtcore.models.uploads
-from app import registry, state
+from app import jobs, state
 from app.theory_ui import TOY_EXAMPLES, example_toy
 from rtcore.config import eps_grid
 from tests.app.conftest import use_small_defaults
@@ -109,7 +109,7 @@ def test_moving_eps_replots_without_a_new_job(small: None) -> None:
     at = new_app().run()
     assert_clean(at)
     job_line = next(c.value for c in at.caption if "All results ready" in c.value)
-    created = registry.JOBS.created
+    created = jobs.SCHEDULER.created
     times, grid = [], eps_grid("linf")
     for e in (grid[4], grid[2], grid[5], grid[1], grid[4], grid[3]):
         t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def test_moving_eps_replots_without_a_new_job(small: None) -> None:
         assert_clean(at)
         assert state.eps_short(e) in titles(at)[0], "the bars follow the cursor"
         assert not at.get("progress"), "no progress bar: nothing is computed"
-    assert registry.JOBS.created == created, "moving the cursor started no job"
+    assert jobs.SCHEDULER.created == created, "moving the cursor started no job"
     assert next(c.value for c in at.caption if "All results ready" in c.value) == job_line, "the same job"
     median = statistics.median(times)
     print(f"\nserver-side re-plot after an eps move (AppTest, warm cache): median {median:.3f} s, max {max(times):.3f} s")
@@ -145,14 +145,14 @@ def test_adding_an_eps_keeps_the_curves_and_then_says_it_is_done(small: None) ->
 
 def test_an_eps_beyond_32_steps_asks_first_and_cancel_keeps_the_form(small: None) -> None:
     at = new_app().run()
-    created = registry.JOBS.created
+    created = jobs.SCHEDULER.created
     at.sidebar.number_input(key="eps_new_linf").set_value(40.0).run()
     at.sidebar.button(key="eps_add").click().run()
     assert_clean(at)
     warning = next(w.value for w in at.sidebar.warning)
     assert "beyond 32/255" in warning and "every probe is broken" not in warning
     assert [at.sidebar.button(key=k).label for k in ("eps_confirm_yes", "eps_confirm_no")] == ["Compute", "Cancel"]
-    assert at.session_state["extra_eps"]["linf"] == [] and registry.JOBS.created == created
+    assert at.session_state["extra_eps"]["linf"] == [] and jobs.SCHEDULER.created == created
     at.sidebar.button(key="eps_confirm_no").click().run()
     assert not at.sidebar.warning and at.session_state["extra_eps"]["linf"] == []
     assert at.sidebar.expander[0].proto.expanded is True, "Cancel keeps the form open"

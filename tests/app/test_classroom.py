@@ -11,7 +11,7 @@ import rtcore.cli
 from app import backbones as bb
 from app import jobs, state
 from rtcore.models.ref import BackboneRef
-from rtcore.runs import load_spec
+from rtcore.runs import EvalJob, Scheduler, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +33,6 @@ def test_a_spec_run_by_the_command_line_warms_the_dashboard(tmp_path: Path) -> N
     (tmp_path / "class.toml").write_text(request.specs[0].to_toml())
     assert rtcore.cli.main(["evaluate", "--spec", str(tmp_path / "class.toml"), "--cache-dir",
                             str(tmp_path / "cache")]) == 0
-    job = jobs.Job(request, {ref: bb.load_backbone(ref, device="cpu")}).start()
-    job.join(300)
-    assert job.done and not job.failed and job.computed_steps == 0, "every unit read from the warm cache"
+    job = Scheduler().run(EvalJob(request, {ref: bb.load_backbone(ref, device="cpu")}), timeout=300)
+    now = job.state()
+    assert now.phase == "done" and now.computed == 0, "every unit read from the warm cache"

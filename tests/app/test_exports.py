@@ -19,6 +19,7 @@ import rtcore.cli
 from app import backbones as bb
 from app import exports, jobs, state
 from rtcore.models.ref import BackboneRef
+from rtcore.runs import EvalJob, Scheduler
 from rtcore.tables import SHARES
 from tests.app.conftest import image_folder
 
@@ -26,7 +27,7 @@ BACKBONE = "fmnist-cnn-standard"
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[jobs.Job, Path]:
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[EvalJob, Path]:
     """A finished dashboard job: a built-in task and a folder of your own images (plus an unavailable task when
     MNIST is not here), an added eps."""
     if BACKBONE not in state.backbone_choices():
@@ -39,8 +40,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[jobs.Job, Path]:
         tasks.append("mnist")  # offline: skipped with a warning, and left out of the exports
     ref = BackboneRef(BACKBONE)
     req = jobs.make_request([ref], tasks, "linf", 20, "fast", extras=[0.05], cache_dir=str(tmp / "dashboard-cache"))
-    job = jobs.Job(req, {ref: bb.load_backbone(ref, device="cpu")}).start()
-    job.join(600)
+    job = Scheduler().run(EvalJob(req, {ref: bb.load_backbone(ref, device="cpu")}), timeout=600)
     snap = job.snapshot()
     assert snap.done and not snap.errors, snap.errors
     return job, tmp
@@ -50,7 +50,7 @@ def commands(script: str) -> list[list[str]]:
     return [shlex.split(line) for line in script.splitlines() if line.startswith('"$PYTHON" -m rtcore')]
 
 
-def test_csvs_are_plain_with_interval_columns(finished: tuple[jobs.Job, Path]) -> None:
+def test_csvs_are_plain_with_interval_columns(finished: tuple[EvalJob, Path]) -> None:
     job, _ = finished
     summary, samples, parts = job.export()
     for df in (summary, samples):
@@ -65,7 +65,7 @@ def test_csvs_are_plain_with_interval_columns(finished: tuple[jobs.Job, Path]) -
     assert bool(summary["head_attack"].all()) and bool(summary["loss_attack"].all()), "final tables are complete"
 
 
-def test_script_runs_with_the_dashboards_interpreter(finished: tuple[jobs.Job, Path]) -> None:
+def test_script_runs_with_the_dashboards_interpreter(finished: tuple[EvalJob, Path]) -> None:
     job, _ = finished
     script = exports.repro_script(job.request, job.export()[2])
     assert script.startswith("#!/usr/bin/env bash") and "bash rtcore-reproduce-" in script, "says how to run it"
@@ -78,7 +78,7 @@ def test_script_runs_with_the_dashboards_interpreter(finished: tuple[jobs.Job, P
     assert "--samples-out" in argv and "--out" in argv
 
 
-def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[jobs.Job, Path],
+def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[EvalJob, Path],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The script's command through ``rtcore.cli.main`` on a fresh cache (the dashboard computed in stages, the
     command in one run); only the features and the probes are copied over, to keep the test short."""
@@ -100,7 +100,7 @@ def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[jo
     pd.testing.assert_frame_equal(summary[cols], dash[cols])
 
 
-def test_the_downloaded_script_runs_outside_the_repository(finished: tuple[jobs.Job, Path]) -> None:
+def test_the_downloaded_script_runs_outside_the_repository(finished: tuple[EvalJob, Path]) -> None:
     """bash FILE.sh in another folder, with the dashboard's cache: the interpreter finds rtcore; a cache hit."""
     job, tmp = finished
     folder = tmp / "elsewhere"

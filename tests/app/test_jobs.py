@@ -1,23 +1,20 @@
-"""Background jobs: the planner's units run one by one on the shared device (steps of concurrent jobs
-interleave), rapid changes coalesce into one job, sessions asking the same share one job and one executor,
-an added eps keeps the earlier rows on screen, the time estimate is measured, owners of ended sessions are
-pruned, and checkpoint uploads live in the cache folder and expire.
+"""The dashboard's side of the scheduler (app/jobs.py): a page reruns when the job it drew has advanced (at once for
+its first results and at the end), its progress line names the step, the stage and the measured time left, owners
+of ended sessions are pruned, and checkpoint uploads live in the cache folder and expire.
 
-Fast: the executors are stubs that take no time (one test runs a real, tiny evaluation); no browser.
+The scheduler and its jobs are tested in tests/unit/test_scheduler.py and tests/unit/test_eval_jobs.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+from dataclasses import replace
 import stat
-import threading
 import time
 from pathlib import Path
 from unittest.mock import MagicMock
 
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -26,298 +23,53 @@ from streamlit.testing.v1 import AppTest
 
 import rtcore
 from app import backbones as bb
-from app import devices, jobs, registry, state
-from rtcore.config import default_cache_dir, eps_grid
-from rtcore.models.ref import BackboneRef
-from rtcore.runs import Evaluation, Unit, UnitReport
+from app import jobs, state
+from rtcore.config import default_cache_dir
+from rtcore.runs import Job, ProgressEvent, Scheduler, Step
 
 BACKBONE = "fmnist-cnn-standard"
 WAIT_S = 20.0
-UNITS = 5  # one task: fit, attack at 4/255, attack at the rest, head/loss at 4/255, head/loss at the rest
 
 
-def wait_until(predicate, timeout: float = WAIT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+# ---------------------------------------------------------------- following a job
+
+def finished_job(steps: int = 2) -> Job:
+    s = Scheduler()
+    return s.run(Job("k", [Step(("fast", "cnn", "attack"), 1.0, lambda report: None, what=f"s{i}") for i in range(steps)]),
+                 timeout=WAIT_S)
 
 
-class Recorder:
-    """What the stub executors did: every unit run (spec's n, stage, eps), in order; units of the n in ``hold``
-    wait for ``release`` (reporting progress, so a cancel stops them); ``unavailable`` tasks raise."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.started: list[tuple[int, str, tuple[float, ...]]] = []
-        self.active = self.max_active = 0
-        self.release = threading.Event()
-        self.hold: set[int] = set()
-        self.cached = False
-        self.seconds_per_eps = 0.0
-        self.unavailable: set[str] = set()
-        self.created = 0
+def test_a_page_reruns_when_the_job_moved_on_and_at_once_at_the_end() -> None:
+    j = finished_job()
+    done = j.state()
+    assert not jobs.rerun_due(done, done.version, eager=False, since=0.0), "the page shows the finished job"
+    assert jobs.rerun_due(done, done.version - 1, eager=False, since=0.0), "a session that joined while it ran"
+    running = replace(done, phase="running")
+    assert not jobs.rerun_due(running, running.version, eager=True, since=99.0), "nothing new: no rerun"
+    assert jobs.rerun_due(running, running.version - 1, eager=True, since=0.0), "the first results at once"
+    assert not jobs.rerun_due(running, running.version - 1, eager=False, since=1.0), "then at most every few s"
+    assert jobs.rerun_due(running, running.version - 1, eager=False, since=jobs.RERUN_GAP_S)
 
 
-class StubExecutor:
-    """Stands in for rtcore.runs.Executor: runs a unit by recording it; its tables have one row per (task, eps)
-    done, with head_attack once the head/loss unit ran."""
-
-    rec: Recorder
-
-    def __init__(self, spec, backbone=None, cache_dir=None) -> None:  # noqa: ANN001
-        self.spec, self.version, self.rows = spec, 0, {}
-        with self.rec.lock:
-            self.rec.created += 1
-
-    def run(self, unit: Unit, progress) -> UnitReport:  # noqa: ANN001
-        rec = self.rec
-        if unit.task in rec.unavailable:
-            raise rtcore.TaskUnavailableError(f"task {unit.task!r} needs a download")
-        with rec.lock:
-            first = not any(s[0] == unit.spec.n for s in rec.started)
-            rec.started.append((unit.spec.n, unit.stage, unit.eps))
-            rec.active += 1
-            rec.max_active = max(rec.max_active, rec.active)
-        try:
-            if not rec.cached:
-                progress(rtcore.ProgressEvent("feature attack", 0.5, unit.task))
-            if first and unit.spec.n in rec.hold:
-                while not rec.release.wait(0.01):
-                    progress(rtcore.ProgressEvent("feature attack", 0.5, unit.task))  # raises once cancelled
-            time.sleep(rec.seconds_per_eps * sum(1 for e in unit.eps if e > 0))
-            for e in unit.eps or (0.0,):
-                row = self.rows.setdefault((unit.task, e), {"head": False})
-                row["head"] |= unit.stage == "head_loss"
-            self.version += 1
-            return UnitReport(unit, rec.seconds_per_eps, not rec.cached)
-        finally:
-            with rec.lock:
-                rec.active -= 1
-
-    def evaluation(self) -> Evaluation:
-        s = self.spec
-        rows = [{"backbone": s.backbone.display, "task": t, "probe": s.probe, "norm": s.norm, "eps": e, "n": s.n,
-                 "robust_acc": 0.5, "robust_acc_lo": 0.4, "robust_acc_hi": 0.6, "head_attack": r["head"],
-                 "loss_attack": r["head"]} for (t, e), r in sorted(self.rows.items())]
-        summary = pd.DataFrame(rows)
-        samples = summary[["backbone", "task", "probe", "norm", "eps"]].assign(sample=0) if rows else pd.DataFrame()
-        return Evaluation(summary, samples)
+def test_the_progress_line_names_the_step_the_stage_and_the_measured_time_left() -> None:
+    j = finished_job(3)
+    st = j.state()
+    p = ProgressEvent("feature attack", 0.4, done=1, total=3, seconds=63.0, left=None)
+    waiting = replace(st, phase="running", step=1, what="s1", progress=p)
+    text = jobs.progress_text(waiting, str)
+    assert text == "step 2/3 · s1 · feature attack (Δ) · 63 s elapsed, time left: measured after the first computed step"
+    measured = replace(waiting, progress=ProgressEvent("", 0.4, total=3, seconds=63.0, left=95.0))
+    assert jobs.progress_text(measured, str).endswith("· checking the cache · 63 s elapsed, about 1 min 35 s left")
+    queued = replace(measured, phase="waiting", others=2)
+    assert "waiting for the device: 2 other jobs take turns with it" in jobs.progress_text(queued, str)
 
 
-@pytest.fixture
-def stub(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    rec = Recorder()
-    monkeypatch.setattr(StubExecutor, "rec", rec, raising=False)
-    monkeypatch.setattr(jobs, "Executor", StubExecutor)
-    monkeypatch.setattr(jobs, "EXECUTORS", jobs.Executors())
-    yield rec
-    rec.release.set()  # never leave a job thread waiting
-
-
-def request(n: int, tmp_path: Path, tasks: tuple[str, ...] = ("shapes",), **kw: object) -> jobs.Request:
-    return jobs.make_request([BackboneRef(BACKBONE)], tasks, "linf", n, "fast", cache_dir=str(tmp_path), **kw)
-
-
-def backbones() -> dict[BackboneRef, torch.nn.Module]:
-    return {BackboneRef(BACKBONE): torch.nn.Identity()}
-
-
-def job(n: int, tmp_path: Path, **kw: object) -> jobs.Job:
-    return jobs.Job(request(n, tmp_path, **kw), backbones()).start()
-
-
-# ---------------------------------------------------------------- the device, unit by unit
-
-def test_units_follow_the_library_planner(stub: Recorder, tmp_path: Path) -> None:
-    j = job(20, tmp_path)
-    j.join(WAIT_S)
-    grid = eps_grid("linf")
-    assert [(stage, eps) for _, stage, eps in stub.started] == [(u.stage, u.eps) for u in j.request.units()]
-    assert stub.started[:2] == [(20, "fit", (0.0,)), (20, "attack", (grid[3],))], "clean accuracy, then 4/255"
-    snap = j.snapshot()
-    assert snap.done and sorted(snap.summary["eps"]) == list(grid) and not snap.preliminary
-
-
-def test_two_jobs_take_turns_on_the_device(stub: Recorder, tmp_path: Path) -> None:
-    stub.hold = {20}
-    a = job(20, tmp_path)
-    assert wait_until(lambda: any(s[0] == 20 for s in stub.started)), "job a runs its first unit"
-    b = job(21, tmp_path)
-    assert wait_until(lambda: "another session's job" in b.progress()[1], timeout=5), b.progress()[1]
-    assert f"another session's job is at step 1/{UNITS}" in b.progress()[1]
-    assert devices.DEVICE_LOCK.holder is a
-    stub.release.set()
-    a.join(WAIT_S)
-    b.join(WAIT_S)
-    assert a.done and b.done and not a.failed and not b.failed
-    assert [n for n, *_ in stub.started] == [20, 21] * UNITS, "units interleave instead of one job running to its end"
-    assert stub.max_active == 1 and devices.DEVICE_LOCK.holder is None
-
-
-def test_a_job_cancelled_while_waiting_leaves_the_queue(stub: Recorder, tmp_path: Path) -> None:
-    stub.hold = {20}
-    a = job(20, tmp_path)
-    assert wait_until(lambda: any(s[0] == 20 for s in stub.started))
-    b = job(21, tmp_path)
-    assert wait_until(lambda: "waiting for the device" in b.progress()[1], timeout=5)
-    b.cancel()
-    b.join(5)
-    assert b.done and b.snapshot().cancelled and not b.failed
-    assert not any(n == 21 for n, *_ in stub.started), "the cancelled job never took the device"
-    stub.release.set()
-    a.join(WAIT_S)
-    assert a.done and not a.failed and devices.DEVICE_LOCK.holder is None
-
-
-def test_an_unavailable_task_is_skipped_with_a_warning(stub: Recorder, tmp_path: Path) -> None:
-    stub.unavailable = {"mnist"}
-    j = job(20, tmp_path, tasks=("shapes", "mnist"))
-    j.join(WAIT_S)
-    snap = j.snapshot()
-    assert not snap.errors and any("'mnist' skipped" in w for w in snap.warnings)
-    assert set(snap.summary["task"]) == {"shapes"}
-    _, _, parts = j.export()
-    assert [tasks for _, tasks in parts] == [("shapes",)], "the export names only computed tasks"
-
-
-# ---------------------------------------------------------------- sharing and coalescing
-
-def test_sessions_asking_the_same_share_one_job_and_executor(stub: Recorder, tmp_path: Path) -> None:
-    """A cold server's first visitors (12 sessions at once) are served by one job, not twelve."""
-    reg = registry.JobRegistry(start_delay=0)
-    req = request(20, tmp_path)
-    got = [reg.submit(req, lambda old, d: jobs.Job(req, backbones(), d), owner=f"s{i}:main") for i in range(12)]
-    assert len({id(j) for j in got}) == 1 and reg.created == 1 and stub.created == 1
-    got[0].join(WAIT_S)
-    assert len(stub.started) == UNITS
-
-
-def test_rapid_changes_coalesce_into_one_job(stub: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "JOBS", registry.JobRegistry(start_delay=0.4))
-    first = registry.submit(request(30, tmp_path), backbones(), owner="a:main")
-    first.join(WAIT_S)
-    burst = [registry.submit(request(n, tmp_path), backbones(), owner="a:main") for n in (31, 32, 33, 34)]
-    burst[-1].join(WAIT_S)
-    for j in burst[:-1]:
-        j.join(WAIT_S)
-        assert j.cancelled and j.computed_steps == 0, "a replaced job never computed anything"
-    assert {n for n, *_ in stub.started} == {30, 34}, "only the first and the last request ran"
-    assert burst[-1].computed_steps == UNITS
-
-
-def test_an_added_eps_keeps_the_earlier_rows_on_screen(stub: Recorder, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "JOBS", registry.JobRegistry(start_delay=0))
-    a = registry.submit(request(40, tmp_path), backbones(), owner="a:main")
-    a.join(WAIT_S)
-    stub.hold = {40}  # hold the new job's first unit
-    stub.started.clear()
-    b = registry.submit(request(40, tmp_path, extras=[0.05]), backbones(), owner="a:main")
-    assert b is not a and b.fallback is a
-    assert wait_until(lambda: len(stub.started) == 1)
-    assert sorted(b.snapshot().summary["eps"]) == list(eps_grid("linf")), "the grid's rows stay on screen"
-    stub.release.set()
-    b.join(WAIT_S)
-    assert sorted(b.snapshot().summary["eps"]) == sorted([*eps_grid("linf"), 0.05])
-    assert [s[1:] for s in stub.started][1:3] == [("attack", (eps_grid("linf")[3],)), ("attack", (0.05,))], \
-        "the added eps right after the first look"
-
-
-def test_tables_of_two_jobs_never_share_a_key(stub: Recorder, tmp_path: Path) -> None:
-    """The shared figures are cached by the tables' key: two jobs whose executors reached the same version (a new
-    task added, the same number of units done) must not draw each other's figures."""
-    a, b = job(70, tmp_path), job(71, tmp_path)  # other requests, the same number of units
-    a.join(WAIT_S)
-    b.join(WAIT_S)
-    assert [ex.version for ex in a.executors] == [ex.version for ex in b.executors] == [UNITS]
-    assert a.tables().key != b.tables().key
-    assert a.tables() is a.tables(), "built once per version"
-
-
-# ---------------------------------------------------------------- progress and the time estimate
-
-def test_progress_reports_the_measured_time_left(stub: Recorder, tmp_path: Path) -> None:
-    """No estimate before a step was computed (the first unit is held), an estimate with the elapsed time after."""
-    stub.seconds_per_eps, stub.hold = 0.05, {60}
-    j = job(60, tmp_path)
-    assert wait_until(lambda: "measured after the first computed step" in j.progress()[1]), j.progress()
-    stub.release.set()
-    assert wait_until(lambda: re.search(r"elapsed, about .+ left$", j.progress()[1]) is not None), j.progress()
-    j.join(WAIT_S)
-    assert j.done
-
-
-def test_a_cached_unit_never_says_it_fits_a_probe(stub: Recorder, tmp_path: Path) -> None:
-    """The stage is shown only when the library reports it computing; a cache hit reads 'checking the cache'."""
-    stub.cached, stub.hold = True, {61}
-    j = job(61, tmp_path)
-    stub.release.set()
-    texts = []
-    while not j.done:
-        texts.append(j.progress()[1])
-    j.join(WAIT_S)
-    assert not any("fitting the linear probe" in t or "feature attack" in t for t in texts)
-    assert j.computed_steps == 0
-
-
-def test_a_real_tiny_job_finishes_and_frees_the_device(tmp_path: Path) -> None:
-    if BACKBONE not in state.backbone_choices():
-        pytest.skip(f"{BACKBONE} is not bundled here")
-    ref = BackboneRef(BACKBONE)
-    req = jobs.make_request([ref], ["shapes"], "linf", 20, "fast", cache_dir=str(tmp_path / "cache"))
-    j = jobs.Job(req, {ref: bb.load_backbone(ref, device="cpu")}).start()
-    j.join(300)
-    snap = j.snapshot()
-    assert snap.done and not snap.errors, snap.errors
-    assert sorted(snap.summary["eps"]) == list(eps_grid("linf"))
-    assert (snap.summary["bound"] <= snap.summary["bound_head"] + 1e-12).all()
-    assert (snap.summary["robust_acc_lo"] <= snap.summary["robust_acc"]).all(), "intervals from the library"
-    assert devices.DEVICE_LOCK.holder is None and j.computed_steps == UNITS
+def test_an_error_message_names_the_librarys_words_or_points_to_the_log() -> None:
+    assert jobs.error_message(ValueError("n=0 must be >= 1")) == "n=0 must be >= 1"
+    assert jobs.error_message(KeyError("x")).startswith("Unexpected error (KeyError)")
 
 
 # ---------------------------------------------------------------- owners of ended sessions
-
-def test_owner_of_an_ended_session_is_pruned_and_no_longer_keeps_a_job(stub: Recorder, tmp_path: Path) -> None:
-    alive = {"a", "b"}
-    reg = registry.JobRegistry(is_alive=lambda owner: owner.split(":", 1)[0] in alive, start_delay=0)
-    r1, r2 = request(20, tmp_path), request(21, tmp_path)
-    stub.hold = {20}
-    job1 = reg.submit(r1, lambda old, d: jobs.Job(r1, backbones(), d), owner="a:main")
-    assert reg.submit(r1, lambda old, d: jobs.Job(r1, backbones(), d), owner="b:main") is job1
-    alive.discard("a")  # session a closed its browser tab
-    job2 = reg.submit(r2, lambda old, d: jobs.Job(r2, backbones(), d), owner="b:main")
-    assert reg.owners() == {"b:main": r2}, "the ended session's owner is gone"
-    assert job1.cancelled and not job2.cancelled, "nobody follows r1 any more, so b's newer request stops it"
-    job1.join(WAIT_S)
-    job2.join(WAIT_S)
-    assert job2.done and not job2.failed
-
-
-def test_a_live_session_still_keeps_a_shared_job(stub: Recorder, tmp_path: Path) -> None:
-    reg = registry.JobRegistry(is_alive=lambda owner: True, start_delay=0)
-    r1, r2 = request(20, tmp_path), request(21, tmp_path)
-    stub.hold = {20}
-    job1 = reg.submit(r1, lambda old, d: jobs.Job(r1, backbones(), d), owner="a:main")
-    reg.submit(r1, lambda old, d: jobs.Job(r1, backbones(), d), owner="b:main")
-    reg.submit(r2, lambda old, d: jobs.Job(r2, backbones(), d), owner="b:main")
-    assert not job1.cancelled and reg.prune_owners() == 0, "session a still follows r1"
-    stub.release.set()
-    job1.join(WAIT_S)
-
-
-def test_owners_of_jobs_no_longer_in_the_registry_are_dropped(stub: Recorder, tmp_path: Path) -> None:
-    reg = registry.JobRegistry(keep=0, start_delay=0)
-    r1, r2, r3 = request(20, tmp_path), request(21, tmp_path), request(22, tmp_path)
-    reg.submit(r1, lambda old, d: jobs.Job(r1, backbones(), d), owner="a:main").join(WAIT_S)
-    reg.discard(r1)
-    assert reg.owners() == {}, "a discarded job has no owner"
-    reg.submit(r2, lambda old, d: jobs.Job(r2, backbones(), d), owner="a:main").join(WAIT_S)
-    reg.submit(r3, lambda old, d: jobs.Job(r3, backbones(), d), owner="b:main").join(WAIT_S)
-    assert reg.get(r2) is None and "a:main" not in reg.owners() and reg.owners()["b:main"] == r3
-
 
 class FakeRuntime:
     def __init__(self, active: set[str]) -> None:
@@ -328,7 +80,7 @@ class FakeRuntime:
 
 
 def test_streamlit_sessions_ask_the_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    sessions = devices.StreamlitSessions()
+    sessions = jobs.StreamlitSessions()
     sessions.register("tok", "sid-1")
     monkeypatch.setattr(Runtime, "_instance", None)
     assert sessions("tok:main"), "no runtime (plain Python): alive"
@@ -345,8 +97,8 @@ def test_streamlit_sessions_ask_the_runtime(monkeypatch: pytest.MonkeyPatch) -> 
     assert sessions("tok:main")
 
 
-def test_dashboard_registers_its_session_and_the_registry_prunes_it(stub: Recorder, monkeypatch: pytest.MonkeyPatch,
-                                                                   tmp_path: Path) -> None:
+def test_dashboard_registers_its_session_and_the_scheduler_prunes_it(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
     if BACKBONE not in state.backbone_choices():
         pytest.skip(f"{BACKBONE} is not bundled here")
     monkeypatch.setenv("RTCORE_CACHE_DIR", str(tmp_path / "cache"))
@@ -358,7 +110,7 @@ def test_dashboard_registers_its_session_and_the_registry_prunes_it(stub: Record
         from rtcore.models.ref import BackboneRef
 
         ui.init_session()
-        ui.evaluate([BackboneRef(st.session_state["test_backbone"])], slot="main")
+        ui.follow(ui.evaluate([BackboneRef(st.session_state["test_backbone"])], slot="main"))
 
     at = AppTest.from_function(script, default_timeout=120)
     token = f"test-{os.getpid()}-{time.monotonic_ns()}"
@@ -367,19 +119,19 @@ def test_dashboard_registers_its_session_and_the_registry_prunes_it(stub: Record
         at.session_state[k] = v
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert any("All results ready" in c.value for c in at.caption), "no server: the page waited for its job"
     owner = f"{token}:main"
-    req = registry.JOBS.owners().get(owner)
-    assert req is not None, "evaluate() records the session's owner"
+    key = jobs.SCHEDULER.owners().get(owner)
+    assert key is not None, "evaluate() records the session's owner"
     try:
         monkeypatch.setattr(Runtime, "_instance", None)
-        registry.JOBS.prune_owners()
-        assert owner in registry.JOBS.owners(), "no runtime: the owner is kept"
+        jobs.SCHEDULER.prune_owners()
+        assert owner in jobs.SCHEDULER.owners(), "no runtime: the owner is kept"
         monkeypatch.setattr(Runtime, "_instance", FakeRuntime(set()))
-        registry.JOBS.prune_owners()
-        assert owner not in registry.JOBS.owners(), "the session id was registered with the token"
+        jobs.SCHEDULER.prune_owners()
+        assert owner not in jobs.SCHEDULER.owners(), "the session id was registered with the token"
     finally:
-        registry.JOBS.get(req).join(WAIT_S)
-        registry.JOBS.discard(req)
+        jobs.SCHEDULER.discard(key)
 
 
 # ---------------------------------------------------------------- uploads

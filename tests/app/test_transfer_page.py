@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import registry
+import rtcore.runs.jobs
+from app import jobs
 from app import transfer_view as tv
 from app.figures import block_distance_bars, method_curves, method_delta_curves
 from rtcore import ResultCache, create_backbone
 from rtcore.models.ref import BackboneRef
-from rtcore.runs import MethodComparison, compare_methods
+from rtcore.runs import MethodComparison, ProgressEvent, Scheduler, compare_methods
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 from tests.app.conftest import use_small_defaults
 from tests.unit.test_transfer import tiny_backbone, tiny_task
@@ -81,13 +82,13 @@ def page(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, comparison: MethodCom
         labels = {"ft-last-k": "ft-last-2"}
         keep = [labels.get(m, m) for m in methods]
         s = comparison.summary
-        progress("attacking", 0.5)
+        progress(ProgressEvent("attacking", 0.5))
         return MethodComparison(s[s["method"].isin(keep)].reset_index(drop=True),
                                 comparison.samples[comparison.samples["method"].isin(keep)],
                                 {k: v for k, v in comparison.infos.items() if k in keep})
 
-    monkeypatch.setattr(tv, "compare_methods", fake)
-    monkeypatch.setattr(registry, "JOBS", registry.JobRegistry(start_delay=0))
+    monkeypatch.setattr(rtcore.runs.jobs, "compare_methods", fake)
+    monkeypatch.setattr(jobs, "SCHEDULER", Scheduler(replace_delay=0))
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["eps"] = 0.03
     at.session_state["tasks"] = []  # the landing page of the first run computes nothing

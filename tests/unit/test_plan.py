@@ -72,18 +72,6 @@ def test_units_are_idempotent_and_the_tables_grow_with_them(tmp_path: Path) -> N
     pd.testing.assert_frame_equal(one_call.summary.drop(columns="seconds"), done.summary.drop(columns="seconds"))
 
 
-def test_the_throughput_estimate_uses_measured_units(tmp_path: Path) -> None:
-    s = _spec(tasks=("shapes",), eps=(0.0, 2 / 255, 4 / 255), head_attack=False, loss_attack=False)
-    units = plan(s)
-    ex = Executor(s, cache_dir=str(tmp_path))
-    assert ex.throughput.eta(units) is None  # nothing measured yet: no guess
-    ex.run(units[0])
-    ex.run(units[1])
-    eta = ex.throughput.eta(units[1:])
-    assert eta is not None and eta > 0
-    assert ex.throughput.rate("attack") == pytest.approx(ex.throughput.measured()["attack"])
-
-
 def test_seeds_that_agree_mod_2_32_pick_different_test_points() -> None:
     from rtcore.runs import test_indices
 
