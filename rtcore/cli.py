@@ -14,6 +14,7 @@ why), 2 for a bad spec or option (nothing runs).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -32,8 +33,11 @@ from .errors import RtcoreError
 from .models import backbone_specs
 from .models.ref import BackboneRef
 from .probes import list_probes
-from .runs import EvalSpec, ProgressEvent, execute, load_spec
+from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
+from .runs.estimate import Estimate, estimate
+from .runs.progress import fmt_seconds
 from .runs.fields import add_arguments, declared, namespace_values
+from .runs.sweep_spec import MAX_UNITS
 from .sanity import SanityFlag
 from .transfer import TRANSFER_METHODS
 
@@ -58,11 +62,39 @@ def _cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(ev: ProgressEvent) -> None:
-    where = f" [{ev.task}]" if ev.task else ""
-    print(f"\r{100 * ev.fraction:5.1f}% {ev.stage}{where}".ljust(70), end="", file=sys.stderr, flush=True)
-    if ev.stage == "done":
-        print(file=sys.stderr)
+class _Progress:
+    """Renders an evaluation's progress on stderr: one live line on a terminal; in a log (not a terminal)
+    one line per stage and task, with the time spent and the time left. The fraction done follows image-steps,
+    so the time left is the estimate scaled by what the run measured so far."""
+
+    def __init__(self, estimated: float) -> None:
+        self.tty = sys.stderr.isatty()
+        self.estimated = estimated
+        self.t0 = time.monotonic()
+        self.last: tuple[str, str | None] | None = None
+
+    def left(self, f: float) -> float:
+        spent = time.monotonic() - self.t0
+        if f >= 0.05:
+            return spent * (1 - f) / f
+        return max(self.estimated * (1 - f) - spent, 0.0)
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        where = f" [{ev.task}]" if ev.task else ""
+        spent = time.monotonic() - self.t0
+        line = (f"{100 * ev.fraction:5.1f}% {ev.stage}{where} · {fmt_seconds(spent)} spent"
+                + (f", about {fmt_seconds(self.left(ev.fraction))} left" if ev.stage != "done" else ""))
+        if self.tty:
+            print(f"\r{line}".ljust(100), end="\n" if ev.stage == "done" else "", file=sys.stderr, flush=True)
+        elif (ev.stage, ev.task) != self.last:
+            print(line, file=sys.stderr, flush=True)
+        self.last = (ev.stage, ev.task)
+
+
+def _print_estimate(est: Estimate) -> None:
+    print(f"plan: {est.units} units, {est.image_steps:,} image-steps on {est.device} "
+          f"({1000 * est.seconds_per_step:.3g} ms each, measured): about {fmt_seconds(est.estimated_seconds)} if "
+          f"nothing is cached", file=sys.stderr, flush=True)
 
 
 def check_output_file(path: str, flag: str) -> Path:
@@ -121,7 +153,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.save_spec:
         text = spec.to_json() if args.save_spec.lower().endswith(".json") else spec.to_toml()
         atomic_write(args.save_spec, text.encode())
-    ev = execute(spec, progress=_progress, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    ex = Executor(spec, cache_dir=args.cache_dir, use_cache=not args.no_cache and not args.dry_run)
+    units = plan(spec)
+    est = estimate(units, lambda u: ex.backbone(), lambda u: ex.task(u.task))
+    if args.dry_run:
+        print(json.dumps(est.to_dict()))
+        return 0
+    _print_estimate(est)
+    ev = execute(spec, units=units, executor=ex, progress=_Progress(est.estimated_seconds))
     if ev.recomputed:
         print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
         for line in ev.recomputed:
@@ -198,7 +237,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     result = sweep(args.spec, args.out, engine=args.engine, address=args.address, workers=args.workers,
                    cache_dir=args.cache_dir, use_cache=not args.no_cache, retries=args.retries,
-                   samples_format=args.samples_format, progress=_SweepPrinter())
+                   samples_format=args.samples_format, progress=_SweepPrinter(), max_units=args.max_units)
     if result.rejected:
         print(f"note: {len(result.rejected)} stored units failed verification and were recomputed:", file=sys.stderr)
         for uid, why in result.rejected:
@@ -224,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="bound vs empirical robust accuracy per task and eps")
     e.add_argument("--spec", help="a spec file (.toml or .json) with every setting; instead of the flags below")
     add_arguments(e, EvalSpec)
+    e.add_argument("--dry-run", action="store_true",
+                   help="check everything, print the plan's size and time estimate as JSON, compute nothing")
     e.add_argument("--out", help="summary CSV")
     e.add_argument("--samples-out", help="per-sample CSV")
     e.add_argument("--save-spec", help="also write the spec (.toml or .json) that reproduces this run")
@@ -249,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore); on a cluster, "
                                        "a folder every node sees")
     w.add_argument("--no-cache", action="store_true", help="no result cache (units share nothing)")
+    w.add_argument("--max-units", type=int, default=MAX_UNITS,
+                   help=f"refuse a sweep that expands to more units than this (default {MAX_UNITS})")
     w.set_defaults(fn=_cmd_sweep)
     return p
 

@@ -9,8 +9,9 @@ and the ResNet-18:
   and so the sums, by thread);
 * **the batch size** changes the bits even on one thread: an image's features in a batch of 1-3
   (the CNN) or 1-15 (timm's ResNet) differ from the same image's features in a batch of 64;
-* the *position* of an image inside a batch of one fixed size does not (tested for every model
-  above, batches of 8, 16 and 32).
+* the *position* of an image inside a batch of one fixed size does not for those models (tested,
+  batches of 8, 16 and 32), but it can for a matrix product whose inner size is not a multiple of the
+  vector width (a ``Linear(37, 5)``: rows at 24 of 32 positions differ in their last bit).
 
 A feature value that moves in its last bit can flip a margin comparison, the C the probe picks, a
 point of an attack's trajectory, and so a robust accuracy. So every computation runs:
@@ -23,7 +24,12 @@ point of an attack's trajectory, and so a robust accuracy. So every computation 
   not on the caller's batch size, nor on which other points an attack still carries.
 
 With both, the same spec gives bit-identical tables with 1, 2 or 16 threads, in one process or
-many, locally or on Ray, on a cold cache or one another thread count filled. One thread with
+many, locally or on Ray, on a cold cache or one another thread count filled. The batch size (which
+images share a chunk) changes no bit for a model that computes a row alike at every position of a
+chunk: :func:`row_invariant` checks a backbone on its first use; :class:`rtcore.LinearHead` is
+written so (a row-wise product and sum). For a model that fails the check the batch size is part of
+the arithmetic (:func:`numerics_tag` names it, and the automatic batch size is not used), so its
+numbers are exact for a given batch size and never mixed with another's. One thread with
 chunks of 32 is also faster than the previous 512-row batches on two threads (a CNN's forward and
 backward of 512 images: 193 ms against 255 ms; the ResNet-18's of 128: 1.39 s against 2.10 s on
 one thread unchunked): chunks fit the caches. Parallelism comes from running units side by side
@@ -38,6 +44,7 @@ the other. On CUDA, cuDNN runs in its deterministic mode (no benchmark-chosen al
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -45,7 +52,8 @@ from typing import ParamSpec, TypeVar
 
 import torch
 
-__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "numerics_tag", "with_fixed_threads"]
+__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "numerics_tag", "positional_batch", "row_invariant", "set_positional_batch",
+           "with_fixed_threads"]
 
 #: intra-op threads every computation runs on
 THREADS = 1
@@ -66,10 +74,26 @@ def chunk_rows(device: torch.device | str) -> int:
     return CHUNK_ROWS.get(torch.device(device).type, CHUNK_ROWS["cuda"])
 
 
-def numerics_tag(device: torch.device | str) -> str:
-    """The name of the arithmetic results on ``device`` are computed with (part of every cache key)."""
+def numerics_tag(device: torch.device | str, batch: int | None = None) -> str:
+    """The name of the arithmetic results on ``device`` are computed with (part of every cache key);
+    ``batch``: the batch size, for a model whose rows depend on their position (:func:`row_invariant`)."""
     kind = torch.device(device).type
-    return f"{kind}-t{THREADS if kind == 'cpu' else 0}-r{chunk_rows(kind)}-v{NUMERICS_VERSION}"
+    tag = f"{kind}-t{THREADS if kind == 'cpu' else 0}-r{chunk_rows(kind)}-v{NUMERICS_VERSION}"
+    return tag if batch is None else f"{tag}-b{batch}"
+
+
+#: the batch size of each model whose rows depend on their position in a chunk (see the module docstring)
+_POSITIONAL: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
+
+
+def positional_batch(model: object) -> int | None:
+    """The batch size ``model``'s numbers depend on (None: they depend on none, or it was not checked)."""
+    return _POSITIONAL.get(model)
+
+
+def set_positional_batch(model: object, batch: int) -> None:
+    """Record that ``model``'s numbers depend on the batch size, and the one they are computed with."""
+    _POSITIONAL[model] = int(batch)
 
 
 @contextmanager
@@ -105,6 +129,19 @@ def with_fixed_threads(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+def row_invariant(fn: Callable[[torch.Tensor], torch.Tensor], row: torch.Tensor) -> bool:
+    """Whether ``fn`` computes ``row`` (C, H, W) to the same bits at every position of a chunk, forward and
+    backward: one pass over a chunk holding ``row`` at every position (which other rows share a chunk never
+    matters; where a row sits may)."""
+    rows = chunk_rows(row.device)
+    x = row.detach()[None].expand(rows, *row.shape).clone().requires_grad_(True)
+    with fixed_threads(), torch.enable_grad():
+        out = fn(x)
+        out.square().sum().backward()
+    same = bool((out.detach() == out.detach()[:1]).all()) and bool((x.grad == x.grad[:1]).all())
+    return same
 
 
 def by_rows(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:

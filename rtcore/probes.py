@@ -172,7 +172,7 @@ class LinearProbe:
         if f.shape[1] != self.n_features_in_:
             raise ValueError(f"features have {f.shape[1]} dimensions, the probe was fitted on {self.n_features_in_}")
         w, b = self.weight_.to(f.device), self.bias_.to(f.device)
-        return by_rows(lambda z: z @ w.T + b, f.float())
+        return by_rows(lambda z: linear_rows(z, w, b), f.float())
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         return self.decision_function(features).argmax(dim=1)
@@ -197,6 +197,12 @@ class LinearProbe:
         probe.n_features_in_ = weight.shape[1]
         probe.n_iter_ = 0
         return probe
+
+
+def linear_rows(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``z @ weight.T + bias`` as a product and a sum along each row: every row is computed alike wherever
+    it sits in its batch (a matrix product's kernels may treat rows by position, :mod:`rtcore.numerics`)."""
+    return (z[:, None, :] * weight[None]).sum(-1) + bias
 
 
 def _pairwise(w_raw: torch.Tensor) -> torch.Tensor:
@@ -299,10 +305,7 @@ class LinearHead(nn.Module):
         self.eval()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return by_rows(self._rows, z)
-
-    def _rows(self, z: torch.Tensor) -> torch.Tensor:
-        return z @ self.weight.T + self.bias
+        return by_rows(lambda rows: linear_rows(rows, self.weight, self.bias), z)
 
 
 class ProbedModel(nn.Module):

@@ -22,7 +22,7 @@ from .attacks import AttackSettings, attack, feature_attack, loss_attack
 from .cache import ResultCache
 from .data import Task
 from .models import Backbone
-from .numerics import numerics_tag, with_fixed_threads
+from .numerics import numerics_tag, positional_batch, with_fixed_threads
 from .probes import LinearProbe, ProbedModel, create_probe
 from .sanity import SanityFlag, sanity_checks
 from .validation import check_features
@@ -46,7 +46,7 @@ def backbone_key(g: Backbone) -> str:
     from the features cached under that fingerprint (then nothing computed before is used again)."""
     fp = g.fingerprint()
     salt = _SALTS.get(fp)
-    return f"{fp if salt is None else f'{fp}+{salt}'}@{numerics_tag(g.device)}"
+    return f"{fp if salt is None else f'{fp}+{salt}'}@{numerics_tag(g.device, positional_batch(g))}"
 
 
 def _forward(g: Backbone, x: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ them while the rest runs); :func:`execute` runs a whole plan and returns the fin
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
 from ..data import Task, create_task
 from ..models import Backbone, resolve_device
-from ..numerics import chunk_rows, with_fixed_threads
+from ..numerics import chunk_rows, positional_batch, row_invariant, set_positional_batch, with_fixed_threads
 from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
 from ..steps import (
@@ -42,6 +43,9 @@ from .progress import ProgressCallback, ProgressEvent
 from .resources import auto_batch_size, halving_on_oom, spec_device
 from .spec import EvalSpec
 
+log = logging.getLogger(__name__)
+#: the batch size of a backbone whose numbers depend on it (rows computed by position), when the spec says "auto"
+FIXED_BATCH = 512
 #: the stage names of progress events, per unit stage and step
 STAGE_NAMES = {"fit": "linear probe", "adapt": "fine-tuning", "feature": "feature attack",
                "e2e": "end-to-end attack", "head": "head-subspace attack", "ce": "loss attack",
@@ -200,18 +204,38 @@ class Executor:
         report(STAGE_NAMES["cached"] if not computed else "done", 1.0)
         return UnitReport(unit, seconds, computed)
 
+    def steps(self, unit: Unit) -> float:
+        """The image-steps ``unit`` computes when nothing is cached (:func:`rtcore.runs.estimate.unit_steps`)."""
+        from .estimate import unit_steps
+
+        t = self.task(unit.task)
+        return unit_steps(unit, self.spec.n_for(int(t.x_test.shape[0])), int(t.x_train.shape[0]), self._settings)
+
     def batch_size(self, task: str) -> int:
-        """The spec's batch size, or (``"auto"``) one that fits the device's free memory, found once."""
+        """The spec's batch size, or (``"auto"``) one that fits the device's free memory, found once. For a
+        backbone whose rows depend on their position in a chunk (:func:`rtcore.numerics.row_invariant`),
+        ``"auto"`` is :data:`FIXED_BATCH` and the batch size enters the cache keys (its numbers depend on it)."""
         with self._lock:
             if self._batch is None:
-                shape = tuple(self.task(task).x_test.shape[1:])
-                self._batch = auto_batch_size(self.backbone(), shape)
+                g, x = self.backbone(), self.task(task).x_test[:1]
+                if row_invariant(g, x[0].to(g.device)):
+                    self._batch = auto_batch_size(g, tuple(x.shape[1:])) if self.spec.batch_size == "auto" \
+                        else int(self.spec.batch_size)
+                else:
+                    self._batch = FIXED_BATCH if self.spec.batch_size == "auto" else int(self.spec.batch_size)
+                    set_positional_batch(g, self._batch)
+                    log.warning("backbone %r computes an image's features differently at different positions of "
+                                "a batch; its numbers depend on the batch size (%d), which enters its cache keys",
+                                g.name, self._batch)
             return self._batch
 
     def _with_batch(self, batch: int) -> None:
         with self._lock:
             self._batch = batch
             self._settings = replace(self._settings, batch_size=batch)
+            g = self.backbone()
+            if positional_batch(g) is not None:
+                set_positional_batch(g, batch)
 
     def _fit(self, name: str, step: Callable[[str, float, float], _Computed]) -> TaskState:
         with self._lock:
@@ -409,13 +433,13 @@ def execute(spec: EvalSpec, *, progress: ProgressCallback | None = None, units: 
                          "executor= runs another spec than the one given; pass Executor(spec) of this spec")
     ex = executor or Executor(spec, **options)  # type: ignore[arg-type]
     todo = list(units) if units is not None else plan(spec)
-    total = sum(max(u.work, 0.05) for u in todo) or 1.0
-    done = 0.0
     report = progress or (lambda ev: None)
     report(ProgressEvent("backbone", 0.0, message="loading the backbone"))
     ex.backbone()
-    for unit in todo:
-        w = max(unit.work, 0.05)
+    weights = [max(ex.steps(u), 1.0) for u in todo]  # image-steps: the fraction done follows time, not stages
+    total = sum(weights) or 1.0
+    done = 0.0
+    for unit, w in zip(todo, weights):
         ex.run(unit, lambda ev, base=done, w=w: report(
             ProgressEvent(ev.stage, (base + w * ev.fraction) / total, ev.task, ev.message)))
         done += w

@@ -15,7 +15,7 @@ from ..cache import ResultCache
 from ..data import Task
 from ..errors import CheckpointError
 from ..models import Backbone, load_state_dict_into
-from ..numerics import numerics_tag, with_fixed_threads
+from ..numerics import numerics_tag, positional_batch, with_fixed_threads
 from ..probes import LinearProbe, list_probes
 from ..steps import fit_probe
 from ..validation import check_seed
@@ -167,7 +167,7 @@ def adapt(g: Backbone, task: Task, method: str, *, k: int = 1, probe: str = "log
 
     rec = (recipe or FineTuneRecipe()).resolved(seed)
     uses_probe = USES_PROBE[method]
-    key = cache.key("adapted", base=g.fingerprint(), numerics=numerics_tag(g.device), method=method, k=k if method == "ft-last-k" else None,
+    key = cache.key("adapted", base=g.fingerprint(), numerics=numerics_tag(g.device, positional_batch(g)), method=method, k=k if method == "ft-last-k" else None,
                     recipe=rec.as_dict(), seed=seed, train=tensor_digest(task.x_train, task.y_train),
                     num_classes=task.num_classes, probe={"kind": probe, "params": params} if uses_probe else None)
     store = AdaptedStore(cache)

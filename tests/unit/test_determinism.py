@@ -1,0 +1,160 @@
+"""One number everywhere: the same specs give bit-identical tables with one and two torch threads, on a
+fresh cache and on the cache another thread count filled, with another batch size, and on a real local
+Ray instance; for the bundled CNN (both norms, a robust probe, a transfer method that fine-tunes), timm's
+ResNet and the ResNet-18.
+
+Each condition runs in a fresh process (``OMP_NUM_THREADS`` is read when torch starts) over a small
+own-data task, so the matrix stays quick; every number column is compared exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rtcore.data import create_task
+from rtcore.numerics import by_rows, chunk_rows, fixed_threads
+from rtcore.probes import linear_rows
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: the matrix: each entry a sweep (a spec whose fields hold lists)
+SWEEPS = [
+    {"backbones": ["fmnist-cnn-pgd-linf-0.1"], "norm": ["linf", "l2"], "eps": ["2/255", "8/255"],
+     "probes": ["logistic", "robust"], "transfers": ["lp", "ft"], "finetune": {"epochs": 1}},
+    {"backbones": ["fmnist-timm-resnet-standard", "autoattack-resnet18-cifar10"], "eps": ["2/255"]},
+]
+RUN = """
+import json, sys
+import rtcore
+sweeps, task, out, extra = json.loads(sys.argv[1])
+for i, s in enumerate(sweeps):
+    rtcore.sweep({**s, "tasks": [task], "n": 12, "attack": "fast", **extra}, f"{out}/{i}", **json.loads(sys.argv[2]))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 3-class own-data task: 120 training and 24 test images of `shapes` (fine-tuning stays quick)."""
+    t = create_task("shapes")
+    path = tmp_path_factory.mktemp("task") / "tiny.npz"
+    np.savez(path, x_train=(t.x_train[:120] * 255).round().to(torch.uint8).numpy(), y_train=t.y_train[:120].numpy(),
+             x_test=(t.x_test[:24] * 255).round().to(torch.uint8).numpy(), y_test=t.y_test[:24].numpy())
+    return f"npz:{path}"
+
+
+def run(tmp: Path, name: str, task: str, threads: int, cache: Path, extra: dict | None = None,
+        engine: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The matrix in a fresh process with ``threads`` torch threads; the tables of every sweep."""
+    out = tmp / name
+    home = tmp / f"home-{name}"
+    home.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "HOME": str(home),
+           "RTCORE_CACHE_DIR": str(cache)}
+    args = json.dumps([SWEEPS, task, str(out), extra or {}])
+    proc = subprocess.run([sys.executable, "-c", RUN, args, json.dumps(engine or {})], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tables = {}
+    for i in range(len(SWEEPS)):
+        for kind in ("summary", "samples"):
+            df = pd.read_csv(out / str(i) / f"{kind}.csv")
+            tables[f"{i}/{kind}"] = df.drop(columns=[c for c in ("seconds",) if c in df.columns])
+    return tables
+
+
+def assert_identical(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame], what: str) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = a[key], b[key]
+        assert list(x.columns) == list(y.columns) and len(x) == len(y) > 0, (what, key)
+        for col in x.columns:
+            if x[col].dtype.kind == "f":
+                same = (x[col].to_numpy() == y[col].to_numpy()) | (x[col].isna() & y[col].isna()).to_numpy()
+                assert same.all(), f"{what}: {key} column {col!r} differs in {int((~same).sum())} rows"
+            else:
+                assert x[col].tolist() == y[col].tolist(), f"{what}: {key} column {col!r} differs"
+
+
+def test_the_same_specs_give_the_same_bits_everywhere(tmp_path: Path, tiny_task: str) -> None:
+    one = run(tmp_path, "one-thread", tiny_task, 1, tmp_path / "cache-1")
+    assert len(one) == 4 and len(one["0/summary"]) == 2 * 2 * 3  # 2 norms x 2 eps x (lp logistic, lp robust, ft)
+    two = run(tmp_path, "two-threads", tiny_task, 2, tmp_path / "cache-2", extra={"batch_size": 8})
+    assert_identical(one, two, "1 thread vs 2 threads with batch size 8, each on a fresh cache")
+    warm = run(tmp_path, "warm", tiny_task, 2, tmp_path / "cache-1")
+    assert_identical(one, warm, "2 threads reading the cache 1 thread filled")
+    pytest.importorskip("ray")
+    ray = run(tmp_path, "ray", tiny_task, 2, tmp_path / "cache-ray", engine={"engine": "ray", "workers": 2})
+    assert_identical(one, ray, "a local Ray instance (2 workers) on a fresh cache")
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_by_rows_makes_a_rows_result_independent_of_its_batch(device: str) -> None:
+    """Row i of the head's by_rows(linear_rows, x) equals row i computed alone or in other batches, bit for bit
+    (an inner size of 37, where a matrix product treats rows by position); each chunk has chunk_rows rows."""
+    seen: list[int] = []
+    gen = torch.Generator().manual_seed(0)
+    w, b = torch.randn(5, 37, generator=gen).to(device), torch.randn(5, generator=gen).to(device)
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        seen.append(z.shape[0])
+        return linear_rows(z, w, b)
+
+    x = torch.randn(83, 37, generator=gen).to(device)
+    with fixed_threads():
+        full = by_rows(f, x)
+        alone = torch.cat([by_rows(f, x[i:i + 1]) for i in range(x.shape[0])])
+        parts = torch.cat([by_rows(f, x[lo:lo + 7]) for lo in range(0, x.shape[0], 7)])
+    assert set(seen) == {chunk_rows(device)}
+    assert torch.equal(full, alone) and torch.equal(full, parts)
+    assert by_rows(f, x[:0]).shape == (0, 5)
+    assert torch.allclose(full, x @ w.T + b, atol=1e-5)
+
+
+def test_a_model_that_computes_rows_by_position_is_found_and_its_batch_enters_the_keys(tmp_path: Path) -> None:
+    """row_invariant agrees with a direct comparison of a row at every position of a chunk; for a backbone
+    that fails it, the batch size is fixed (not from free memory) and enters its cache keys."""
+    import rtcore
+    from rtcore.numerics import positional_batch, row_invariant
+    from rtcore.runs import EvalSpec, Executor
+    from rtcore.runs.execute import FIXED_BATCH
+    from rtcore.steps import backbone_key
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 37), torch.nn.ReLU(), torch.nn.Linear(37, 5))
+    g = rtcore.as_backbone(net, name="mlp37")
+    row = torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(1))
+    rows = chunk_rows("cpu")
+    with fixed_threads(), torch.no_grad():
+        ref = g(row[None])[0]
+        direct = all(torch.equal(g(torch.zeros(rows, 1, 28, 28).index_copy(0, torch.tensor([p]), row[None]))[p], ref)
+                     for p in range(rows))
+    assert row_invariant(g, row) == direct
+    spec = EvalSpec(backbone=rtcore.BackboneRef.of_module(g), tasks=("shapes",), eps=(0.01,), n=8, attack="fast")
+    ex = Executor(spec, backbone=g, cache_dir=str(tmp_path))
+    batch = ex.batch_size("shapes")
+    if direct:
+        assert positional_batch(g) is None and "-b" not in backbone_key(g)
+    else:
+        assert batch == FIXED_BATCH and positional_batch(g) == FIXED_BATCH and backbone_key(g).endswith(f"-b{batch}")
+
+
+def test_fixed_threads_restores_the_callers_setting() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with fixed_threads():
+            assert torch.get_num_threads() == 1
+            with fixed_threads():
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
