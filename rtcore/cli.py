@@ -34,7 +34,9 @@ from .models import backbone_specs
 from .models.ref import BackboneRef
 from .probes import list_probes
 from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
+from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
 from .runs.estimate import Estimate, estimate
+from .runs.spec import eps_text
 from .runs.progress import fmt_seconds
 from .runs.fields import add_arguments, declared, namespace_values
 from .runs.sweep_spec import MAX_UNITS
@@ -165,7 +167,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
         for line in ev.recomputed:
             print(f"  {line}", file=sys.stderr)
-    print(ev.summary[SUMMARY_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    shown = ev.summary[SUMMARY_COLUMNS].assign(eps=ev.summary["eps"].map(lambda e: str(eps_text(e))))
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if spec.sanity:
         _print_sanity(ev.sanity)
     for path, df in ((args.out, ev.summary), (args.samples_out, ev.samples)):
@@ -256,6 +259,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _budget_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(CLI_FLAG, dest="max_input_gb", type=float, metavar="GB",
+                   help=f"the most memory one input (a task's images, a checkpoint) may take once decoded, in GB "
+                        f"(default {DEFAULT_MAX_INPUT_BYTES / 1e9:g}, or ${ENV_MAX_INPUT_GB}); larger inputs are refused "
+                        f"before they are read")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rtcore", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -263,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="bound vs empirical robust accuracy per task and eps")
     e.add_argument("--spec", help="a spec file (.toml or .json) with every setting; instead of the flags below")
     add_arguments(e, EvalSpec)
+    _budget_flag(e)
     e.add_argument("--dry-run", action="store_true",
                    help="check everything, print the plan's size and time estimate as JSON, compute nothing")
     e.add_argument("--out", help="summary CSV")
@@ -290,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore); on a cluster, "
                                        "a folder every node sees")
     w.add_argument("--no-cache", action="store_true", help="no result cache (units share nothing)")
+    _budget_flag(w)
     w.add_argument("--max-units", type=int, default=MAX_UNITS,
                    help=f"refuse a sweep that expands to more units than this (default {MAX_UNITS})")
     w.set_defaults(fn=_cmd_sweep)
@@ -299,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "max_input_gb", None) is not None:  # every reader of this process (and its workers)
+            os.environ[ENV_MAX_INPUT_GB] = repr(check_max_input_bytes(args.max_input_gb * 1e9, CLI_FLAG) / 1e9)
         return int(args.fn(args))
     except (ValueError, RtcoreError) as e:
         print(f"\nerror: {e}", file=sys.stderr)

@@ -50,3 +50,44 @@ def test_offline_timm_is_a_message(monkeypatch: pytest.MonkeyPatch, capsys: pyte
     monkeypatch.setattr(hub, "hf_hub_download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     assert main(["evaluate", "--backbone", "timm:resnet18.a1_in1k", "--tasks", "shapes", "--eps", "0.1"]) == 2
     assert "weights=" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_a_working_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` of the program and of every subcommand prints (a help text with a bare '%' once crashed it)."""
+    import argparse
+
+    from rtcore.cli import build_parser, main
+
+    parser = build_parser()
+    commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0].choices
+    assert {"list", "evaluate", "sweep"} <= set(commands)
+    for argv in ([], *([c] for c in commands)):
+        with pytest.raises(SystemExit) as done:
+            main([*argv, "--help"])
+        assert done.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+
+
+def test_the_flags_are_the_spec_fields() -> None:
+    """Every declared spec field has its flag and file key, and nothing else builds a spec: the CLI's spec flags,
+    the file keys and the sweep axes are exactly those derived from the declarations."""
+    import argparse
+
+    import rtcore
+    from rtcore.cli import build_parser
+    from rtcore.runs.fields import declared, file_keys, sweep_axes
+
+    parser = build_parser()
+    evaluate = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0].choices["evaluate"]
+    spec_dests = {a.dest for a in evaluate._actions if a.dest.startswith("spec.")}
+    fields = declared(rtcore.EvalSpec)
+    assert spec_dests == {d.dest for d in fields if d.option.flag}
+    assert set(file_keys(rtcore.EvalSpec)) == {d.key for d in fields}
+    for d in fields:  # each flag reads back into its field
+        assert d.flag in evaluate._option_string_actions
+    hand_listed = {"backbone", "weights", "pretrained", "label", "tasks", "eps", "norm", "n", "attack", "probe",
+                   "probe_C", "probe_eps", "transfer", "transfer_k", "seed", "precision", "head_attack",
+                   "loss_attack", "sanity", "sanity_subset", "device", "batch_size", "download"}
+    assert hand_listed <= {d.key for d in fields}  # the fields every earlier version had are all declared
+    assert {"backbone", "tasks", "norm", "n", "attack", "probe", "transfer", "seed"} <= set(sweep_axes(rtcore.EvalSpec))
+    assert "eps" not in sweep_axes(rtcore.EvalSpec)  # a sweep's eps list is every unit's grid
