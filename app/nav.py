@@ -8,7 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ICON = ROOT / "assets" / "icon.png"  # a local favicon: emoji and :material: favicons load from CDNs
 
-ALL = ("backbone", "norm", "eps", "tasks", "n", "attack")
+ALL = ("backbone", "norm", "eps", "tasks", "n", "attack", "probe")
+NO_CONTROLS = "This page uses no sidebar settings: "
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PageSpec:
     url_path: str
     controls: tuple[str, ...]
     default: bool = False
+    note: str = ""
 
 
 PAGES: tuple[PageSpec, ...] = (
@@ -35,11 +37,16 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/3_loss_bound.py", "Loss bound", ":material/trending_up:", "loss", ALL),
     PageSpec("pages/4_compare_backbones.py", "Compare backbones", ":material/compare:", "compare",
              ("norm", "eps", "tasks", "n", "attack")),
-    PageSpec("pages/6_probes.py", "Probe trade-off", ":material/tune:", "tradeoff", ("backbone", "norm", "eps", "n", "attack")),
+    PageSpec("pages/6_probes.py", "Probe trade-off", ":material/tune:", "tradeoff",
+             ("backbone", "norm", "eps", "n", "attack")),
     PageSpec("pages/7_transfer.py", "Transfer methods", ":material/swap_horiz:", "transfer-methods",
              ("backbone", "norm", "eps", "n", "attack")),
-    PageSpec("pages/8_zoo.py", "Backbone zoo", ":material/hub:", "backbone-zoo", ()),
-    PageSpec("pages/5_theory.py", "Theory / classroom", ":material/school:", "classroom", ()),
+    PageSpec("pages/8_zoo.py", "Backbone zoo", ":material/hub:", "backbone-zoo", (),
+             note=NO_CONTROLS + "it draws a finished sweep (the page says how to run one, offline)."),
+    PageSpec("pages/5_theory.py", "Theory / classroom", ":material/school:", "classroom", (),
+             note=NO_CONTROLS + "its 2-D picture is computed exactly, on the page."),
+    PageSpec("pages/9_lesson.py", "Lesson (20 min)", ":material/co_present:", "guided-lesson", (),
+             note=NO_CONTROLS + "each step opens a page with its own settings."),
 )
 
 

@@ -16,7 +16,7 @@ import streamlit as st
 from rtcore.models.ref import BackboneRef
 from rtcore.sanity import FLAG_NAMES, SanityFlag, summary_text
 
-from rtcore.runs import EvalJob
+from rtcore.runs import EvalJob, EvalRequest
 
 from . import exports, jobs, ui
 
@@ -57,7 +57,12 @@ def with_flags(table: pd.DataFrame, flags: Flags) -> pd.DataFrame:
 def sanity_job(ref: BackboneRef, run: ui.Run) -> EvalJob | None:
     """The sanity job of the page's selection, if one was started (by this or another session)."""
     tasks = ready_tasks(run)
-    return jobs.SCHEDULER.get(ui.request_for([ref], tasks, sanity=True).key) if tasks else None  # type: ignore[return-value]
+    return jobs.SCHEDULER.get(_request(ref, tasks).key) if tasks else None  # type: ignore[return-value]
+
+
+def _request(ref: BackboneRef, tasks: list[str]) -> EvalRequest:
+    """The sanity request of the page's selection (its probe too)."""
+    return ui.request_for([ref], tasks, probes=(st.session_state["probe"],), sanity=True)
 
 
 def ready_tasks(run: ui.Run) -> list[str]:
@@ -93,7 +98,7 @@ def section(ref: BackboneRef, run: ui.Run) -> None:
         g = ui.load(ref)
         if g is None:
             return
-        job = jobs.submit(ui.request_for([ref], tasks, sanity=True), {ref: g}, "sanity")
+        job = jobs.submit(_request(ref, tasks), {ref: g}, "sanity")
     if not tasks:
         st.caption("The button is disabled: it is available when all results are ready.")
     if job is None:

@@ -16,44 +16,50 @@ from . import backbones as bb
 from . import state, user_tasks
 from .nav import ALL
 from .ui import task_choices
+from .view import frozen
 
-PAGE_NOTE = "This page uses no sidebar settings: everything it shows is computed exactly, on the page."
 
-
-def sidebar(controls: tuple[str, ...] = ALL) -> None:
-    """Draw the controls named in ``controls`` (backbone, norm, eps, tasks, n, attack)."""
+def sidebar(controls: tuple[str, ...] = ALL, note: str = "") -> None:
+    """Draw the controls named in ``controls`` (backbone, norm, eps, tasks, n, attack, probe), locked while the
+    view is frozen; a page without controls says why in ``note``."""
     sb = st.sidebar
+    off = frozen()
     if not controls:
-        sb.caption(PAGE_NOTE)
+        sb.caption(note)
         return
     if "backbone" in controls:
-        _backbone()
+        _backbone(off)
     if "norm" in controls:
         sb.radio("Threat model (norm)", NORMS, key="norm", horizontal=True, format_func=state.NORM_LABELS.get,
-                 on_change=_reset_eps, help="Changing the norm moves ε to that norm's default (4/255 or 0.4).")
+                 on_change=_reset_eps, disabled=off,
+                 help="Changing the norm moves ε to that norm's default (4/255 or 0.4).")
     if "eps" in controls:
-        eps_control()
+        eps_control(off)
     if "tasks" in controls:
-        sb.multiselect("Downstream tasks", task_choices(), key="tasks", format_func=state.task_label,
+        sb.multiselect("Downstream tasks", task_choices(), key="tasks", format_func=state.task_label, disabled=off,
                        help="Default: the tasks that work offline. Tasks marked 'needs download' are skipped "
                             "with a message when their data is not on this machine.")
-        with sb.expander("Add a task from your own data", expanded=bool(st.session_state.get("user_task_open"))):
-            user_tasks.controls()
+        if not off:
+            with sb.expander("Add a task from your own data", expanded=bool(st.session_state.get("user_task_open"))):
+                user_tasks.controls()
     if "n" in controls:
-        sb.select_slider("Test points per task (n)", state.sample_size_options(), key="n",
+        sb.select_slider("Test points per task (n)", state.sample_size_options(), key="n", disabled=off,
                          help="A seeded random subset of each task's test split. Larger n: narrower intervals, "
                               "longer runs.")
     if "attack" in controls:
-        sb.radio("Attack strength", list(rtcore.STRENGTHS), key="attack", horizontal=True,
+        sb.radio("Attack strength", list(rtcore.STRENGTHS), key="attack", horizontal=True, disabled=off,
                  help="\n\n".join(f"**{k}**: {state.attack_summary(k)}" for k in rtcore.STRENGTHS))
         sb.caption(f"**{st.session_state['attack']}**: {state.attack_summary(st.session_state['attack'])}")
+    if "probe" in controls:
+        sb.radio("Linear probe (head)", state.probes(), key="probe", horizontal=True, disabled=off,
+                 help="The head trained on the frozen features; the Probe trade-off page compares them all.")
 
 
-def _backbone() -> None:
+def _backbone(off: bool) -> None:
     sb = st.sidebar
     sb.selectbox("Backbone g (frozen)", state.backbone_choices(), key="backbone", format_func=state.backbone_label,
-                 help="Bundled backbones work offline; timm entries need their pretrained weights "
-                      "(Hugging Face cache or download); or upload your own safetensors checkpoint.")
+                 disabled=off, help="Bundled backbones work offline; timm entries need their pretrained weights "
+                                    "(Hugging Face cache or download); or upload your own safetensors checkpoint.")
     if st.session_state["backbone"] == state.UPLOAD_CHOICE:
         _upload_controls()
     else:
@@ -71,22 +77,24 @@ def _reset_eps() -> None:
 
 # ---------------------------------------------------------------- eps: cursor and "add an eps"
 
-def eps_control() -> None:
-    """The eps cursor over computed values, and the explicit 'add this eps' action."""
+def eps_control(off: bool = False) -> None:
+    """The eps cursor over computed values, and the explicit 'add this eps' action (none while frozen)."""
     sb = st.sidebar
     norm = st.session_state["norm"]
     added = st.session_state["extra_eps"].setdefault(norm, [])
     options = state.eps_options(norm, added)
     st.session_state["eps"] = state.snap_eps(st.session_state["eps"], options)
     sb.select_slider("ε (perturbation budget)", options, key="eps", format_func=lambda e: state.eps_short(e, norm),
+                     disabled=off,
                      help="A cursor over computed results: the grid doubles (0, 1, 2, 4, 8, 16 steps) and every "
                           "value is computed once, so moving the cursor only re-draws. ε is in the images' own "
                           "[0,1] pixel scale.")
     grid = ", ".join(state.eps_short(e, norm) for e in eps_grid(norm))
     sb.caption(f"ε = **{state.eps_label(st.session_state['eps'], norm)}** · computed grid: {grid}"
                + (f" · added: {', '.join(state.eps_short(e, norm) for e in sorted(added))}" if added else ""))
-    with sb.expander("Add an ε off the grid", expanded=bool(st.session_state.get("eps_form_open"))):
-        _add_eps_form(norm, added)
+    if not off:
+        with sb.expander("Add an ε off the grid", expanded=bool(st.session_state.get("eps_form_open"))):
+            _add_eps_form(norm, added)
 
 
 def _add_eps_form(norm: str, added: list[float]) -> None:

@@ -40,6 +40,10 @@ MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 BOUND_NOTE = ("The bound uses Δ(x) found by an attack (a lower estimate of the true Δ), so it is a "
               "**prediction**, not a certificate: a certified guarantee would need an upper bound on Δ. "
               "Brackets and error bars: 95 % Wilson intervals over the n test points.")
+#: why the bound can never exceed the robust accuracy, in one sentence where students read it
+WHY_BELOW = ("A point counts for the bound only when its margin ρ(x) exceeds Δ(x), and Δ(x) includes the feature "
+             "shift of every attack image; an image that flips the prediction moves the features by at least ρ(x), "
+             "so a point any attack breaks is never counted: the bound is at most the robust accuracy.")
 PENDING = "computing…"
 MISSING = "—"
 
@@ -62,6 +66,16 @@ def _env_int(name: str, default: int) -> int:
 def default_n() -> int:
     """Test points per task: ``$RTCORE_DASHBOARD_N`` or 200."""
     return _env_int(ENV_N, DEFAULT_N)
+
+
+def sample_sizes(summary: pd.DataFrame) -> str:
+    """``n = 200 test points per task``, naming each task evaluated on fewer (a small test split of your own)."""
+    per_task = summary.drop_duplicates("task").set_index("task")["n"].astype(int) if len(summary) else pd.Series()
+    if per_task.empty:
+        return "no test points yet"
+    top = int(per_task.max())
+    fewer = [f"{task_label(t)}: {k}" for t, k in per_task.items() if k < top]
+    return f"n = {top} test points per task" + (f" ({', '.join(fewer)}, its whole test split)" if fewer else "")
 
 
 def sample_size_options() -> list[int]:
@@ -241,5 +255,5 @@ def session_defaults() -> dict[str, Any]:
     norm = default_norm()
     return {"backbone": default_backbone(choices), "norm": norm, "eps": default_eps(norm),
             "extra_eps": {n: [] for n in NORMS}, "tasks": default_tasks(), "n": default_n(),
-            "attack": default_attack(), "upload_arch": "resnet18", "user_tasks": [],
+            "attack": default_attack(), "probe": probes()[0], "upload_arch": "resnet18", "user_tasks": [],
             "compare_backbones": default_compare_backbones(choices), "session_token": uuid.uuid4().hex}

@@ -9,12 +9,11 @@ Computing is the library's (through :mod:`app.jobs`); drawing is :mod:`app.figur
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import rtcore
@@ -31,8 +30,7 @@ from .figures import at_eps
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
 #: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of a keyed
 #: widget that a run does not draw; re-assigning the value keeps it)
-PERSISTENT = ("backbone", "norm", "eps", "tasks", "n", "attack", "upload_arch", "probes_task")
-CHART_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+PERSISTENT = ("backbone", "norm", "eps", "tasks", "n", "attack", "probe", "upload_arch", "probes_task")
 TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "bound", "bound_head": "bound Δ_P",
                "mean_delta": "mean Δ"}
 COLUMN_HELP = {
@@ -61,6 +59,8 @@ def init_session() -> None:
         st.session_state["n"] = state.default_n()
     if st.session_state["attack"] not in rtcore.STRENGTHS:
         st.session_state["attack"] = state.default_attack()
+    if st.session_state["probe"] not in state.probes():
+        st.session_state["probe"] = state.probes()[0]
     norm = st.session_state["norm"]
     st.session_state["eps"] = state.snap_eps(st.session_state["eps"], state.eps_options(norm, extras()))
 
@@ -163,7 +163,8 @@ def draw_status(run: Run) -> None:
     """While the job runs, its progress bar (the page reruns as it advances, :func:`app.jobs.watch`); after, the
     ready line; errors and skipped tasks."""
     snap, state_ = run.snapshot, run.snapshot.state
-    jobs.watch(run.job, snap.version, lambda unit: jobs.unit_label(unit, run.request), eager=snap.empty)
+    eager = snap.at_eps(run.eps).empty  # nothing at the cursor yet: rerun at the first results there
+    jobs.watch(run.job, snap.version, lambda unit: jobs.unit_label(unit, run.request), eager=eager)
     if not snap.done:
         added = [e for e in run.request.priority if snap.at_eps(e).empty]
         if added:
@@ -195,7 +196,7 @@ def follow(run: Run) -> None:
 def main_run() -> tuple[BackboneRef, Run]:
     """The sidebar's backbone and its evaluation (slot ``main``); stops the page when there is nothing to show."""
     ref = current_ref()
-    run = evaluate([ref], slot="main") if ref is not None else None
+    run = evaluate([ref], slot="main", probes=(st.session_state["probe"],)) if ref is not None else None
     if ref is None or run is None:
         st.stop()
     bound_note()
@@ -206,28 +207,6 @@ def waiting_note(run: Run) -> None:
     st.info("Fitting the first linear probe… every finished task and ε appears here as soon as it is ready: "
             f"clean accuracy first, then ε = {state.eps_label(run.request.first[0], run.request.norm)} for every "
             "task, then the rest of the grid (results are cached on disk: a second visit is instant).")
-
-
-# ---------------------------------------------------------------- figures, shared across sessions
-
-@st.cache_resource(max_entries=256, show_spinner=False)
-def _figure(name: str, key: tuple[object, ...], _build: Callable[[], go.Figure]) -> go.Figure:
-    """A figure built once per (builder, result version, arguments) and shared by every session: never mutated."""
-    return _build()
-
-
-def chart(key: str, build: Callable[..., go.Figure], *args: Any, cache: tuple[object, ...] | None = None) -> None:
-    """Draw ``build(*args)``; with ``cache`` (the tables' key), the figure is built once and shared."""
-    if cache is None:
-        fig = build(*args)
-    else:
-        fig = _figure(f"{build.__module__}.{build.__name__}", (*cache, *map(_hashable, args[1:])),
-                      lambda: build(*args))
-    st.plotly_chart(fig, theme=None, key=key, config=CHART_CONFIG)
-
-
-def _hashable(v: Any) -> Any:
-    return tuple(v) if isinstance(v, (list, tuple)) else v if isinstance(v, (str, int, float, type(None))) else id(v)
 
 
 # ---------------------------------------------------------------- tables

@@ -6,6 +6,8 @@ built-in tasks on every page and in the reproducing command."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from rtcore.config import default_cache_dir
@@ -18,16 +20,21 @@ from rtcore.data import (
     unpack_task_upload,
 )
 from rtcore.data.uploads import touch_task_upload
+from rtcore.runs.spec import task_identity
 
-from .state import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB
+from .state import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, task_label
 
 UPLOAD_TYPES = ["zip", "npz"]
 
 
 def add(ref: str) -> str:
-    """Check ``ref`` (``folder:PATH`` / ``npz:PATH``), add it to this session's tasks and select it; return it."""
+    """Check ``ref`` (``folder:PATH`` / ``npz:PATH``), add it to this session's tasks and select it; return it.
+    The same data added twice (by path and by upload) is refused with a message, not a second task."""
     canonical = check_task_ref(ref)
     s = st.session_state
+    same = [t for t in s["user_tasks"] if t != canonical and task_identity(t) == task_identity(canonical)]
+    if same:
+        raise ValueError(f"this data is already a task here: {task_label(same[0])}")
     if canonical not in s["user_tasks"]:
         s["user_tasks"] = [*s["user_tasks"], canonical]
     if canonical not in s["tasks"]:
@@ -52,9 +59,9 @@ def _add_path() -> None:
     ref = path if path.startswith(("folder:", "npz:")) else \
         (f"npz:{path}" if path.lower().endswith(".npz") else f"{FOLDER_PREFIX}{path}")
     try:
-        st.session_state["user_task_msg"] = ("info", f"Added {add(ref)}.")
+        st.session_state["user_task_msg"] = ("info", f"Added {task_label(add(ref))}.")
     except (ValueError, TaskUnavailableError) as e:
-        st.session_state["user_task_msg"] = ("error", str(e))
+        st.session_state["user_task_msg"] = ("error", private(str(e)))
 
 
 def _uploaded() -> None:
@@ -69,9 +76,17 @@ def _uploaded() -> None:
             if up.size > MAX_UPLOAD_BYTES:
                 raise ValueError(f"{up.name!r} is {up.size / 1e6:.1f} MB, above the {MAX_UPLOAD_MB} MB limit")
             done[up.file_id] = add(save_upload(up.name, up.getvalue()))
-        st.session_state["user_task_msg"] = ("info", f"Added {done[up.file_id]}.")
+        st.session_state["user_task_msg"] = ("info", f"Added {task_label(done[up.file_id])}.")
     except (ValueError, TaskUnavailableError) as e:
-        st.session_state["user_task_msg"] = ("error", str(e))
+        st.session_state["user_task_msg"] = ("error", private(str(e)))
+
+
+def private(message: str) -> str:
+    """``message`` without the server's own folders (the result cache, the home folder), which students need not
+    see."""
+    for folder, name in ((str(default_cache_dir()), "<server cache>"), (str(Path.home()), "~")):
+        message = message.replace(folder, name)
+    return message
 
 
 def controls() -> None:

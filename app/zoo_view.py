@@ -1,9 +1,8 @@
 """The backbone-zoo page (pages/8_zoo.py): a sweep's calibration across backbones, coloured by how each
 backbone was pretrained.
 
-Self-contained on purpose: it needs Streamlit, plotly and :func:`rtcore.runs.sweep.load_sweep` (which
-reads a sweep folder into a tidy frame with a ``protocol`` column), nothing else of the dashboard.
-The pure functions (:func:`filters`, :func:`calibration_figure`, :func:`curves_figure`,
+It reads a sweep folder with :func:`rtcore.runs.sweep.load_sweep` (a tidy frame with a ``protocol`` column) and
+draws with the dashboard's look (:mod:`app.figures.style`, :func:`app.view.chart`). The pure functions (:func:`filters`, :func:`calibration_figure`, :func:`curves_figure`,
 :func:`backbone_table`, :func:`rank_agreement`) take that frame and return figures or frames;
 :func:`render` draws the page.
 """
@@ -21,6 +20,10 @@ from plotly.subplots import make_subplots
 
 from rtcore.runs.sweep import list_sweeps, load_sweep
 
+from .figures.style import PALETTE, layout
+from .state import eps_short as eps_label
+from .view import chart
+
 TITLE = "Backbone zoo: does the bound predict robustness across backbones?"
 #: the container of the calibration chart; the browser test waits for ``.st-key-zoo_calibration``
 CHART_KEY = "zoo_calibration"
@@ -29,17 +32,12 @@ PROTOCOL_COLORS = {"adversarial": "#0072B2", "standard": "#E69F00", "self-superv
 #: columns that identify a setting of the sweep other than backbone, task and eps (one is shown at a time)
 SETTINGS = ("norm", "probe", "transfer", "attack", "n", "seed")
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down", "pentagon", "hexagon")
-CHART_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
-HOW_TO = ("Run a sweep first, e.g. `python -m rtcore sweep zoo.toml` (its results go to `<cache>/sweeps/zoo`), "
-          "or type the `--out` folder of a sweep above.")
-
-
-def eps_label(eps: float, norm: str) -> str:
-    """``4/255`` for linf eps on the k/255 grid, else the number."""
-    k = float(eps) * 255
-    if norm == "linf" and abs(k - round(k)) < 1e-6:
-        return f"{round(k)}/255"
-    return f"{float(eps):.4g}"
+SWEEP = "assets/zoo.toml"
+HOW_TO = (f"This page draws a finished sweep. Run the small one that ships with the dashboard, offline (the five "
+          f"bundled backbones on two tasks, no download), in a terminal in the repository:\n\n"
+          f"    .venv/bin/python -m rtcore sweep {SWEEP}\n\n"
+          "Its results go to `<cache>/sweeps/zoo` and appear here (reload the page). Any other sweep works too: "
+          "type its `--out` folder above.")
 
 
 def settings_of(df: pd.DataFrame) -> dict[str, list[object]]:
@@ -83,10 +81,8 @@ def calibration_figure(df: pd.DataFrame) -> go.Figure:
     for task in tasks:  # the symbols' legend (no data)
         fig.add_scatter(x=[None], y=[None], mode="markers", name=f"task: {task}", hoverinfo="skip",
                         marker={"color": "#999999", "size": 9, "symbol": symbol[task]})
-    fig.update_layout(title="Calibration across the zoo: bound vs empirical robust accuracy "
-                            "(colour: pretraining; symbol: task)",
-                      xaxis_title="empirical robust accuracy (attack)", yaxis_title="bound (ρ > Δ)", height=560,
-                      legend={"title": "pretraining", "orientation": "h", "y": -0.18}, margin={"t": 60})
+    layout(fig, "Calibration across the zoo: bound vs empirical robust accuracy", "empirical robust accuracy (attack)",
+           "bound (ρ > Δ)", height=560, legend="bottom", legend_title="pretraining (colour), task (symbol)")
     fig.update_xaxes(range=[-0.03, 1.03])
     fig.update_yaxes(range=[-0.03, 1.03])
     return fig
@@ -98,10 +94,9 @@ def curves_figure(df: pd.DataFrame, backbones: Sequence[str]) -> go.Figure:
     cols = min(len(tasks), 3) or 1
     rows_n = math.ceil(len(tasks) / cols) or 1
     fig = make_subplots(rows=rows_n, cols=cols, subplot_titles=tasks, shared_yaxes=True)
-    palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000"]
     norm = str(df["norm"].iloc[0]) if "norm" in df.columns and len(df) else "linf"
     for b_i, backbone in enumerate(backbones):
-        color = palette[b_i % len(palette)]
+        color = PALETTE[b_i % len(PALETTE)]
         for t_i, task in enumerate(tasks):
             rows = df[(df["backbone"] == backbone) & (df["task"] == task)].sort_values("eps")
             if rows.empty:
@@ -116,9 +111,9 @@ def curves_figure(df: pd.DataFrame, backbones: Sequence[str]) -> go.Figure:
                                               "<extra></extra>")
     grid = sorted(df["eps"].unique())
     fig.update_yaxes(range=[-0.03, 1.03])
-    fig.update_xaxes(title_text="ε", tickvals=grid, ticktext=[eps_label(e, norm) for e in grid])
-    fig.update_layout(title="Per backbone: robust accuracy (solid) and bound (dashed) across ε",
-                      height=320 * rows_n + 80, legend={"orientation": "h", "y": -0.15})
+    layout(fig, "Per backbone: robust accuracy (solid) and bound (dashed) across ε", "ε", "", height=320 * rows_n + 80,
+           legend="bottom")
+    fig.update_xaxes(tickvals=grid, ticktext=[eps_label(e, norm) for e in grid])
     return fig
 
 
@@ -183,7 +178,7 @@ def render() -> None:
                 "Δ comes from an attack, so the bound is a prediction, not a certificate.")
     folder = choose_folder()
     if folder is None:
-        st.info(f"No sweep found. {HOW_TO}")
+        st.info(f"**No sweep found yet.** {HOW_TO}")
         return
     try:
         df = _load(str(folder), _stamp(folder))
@@ -207,7 +202,7 @@ def render() -> None:
         st.info("No rows for this choice: pick at least one task.")
         return
     with st.container(key=CHART_KEY):
-        st.plotly_chart(calibration_figure(shown), config=CHART_CONFIG, key="zoo_calibration_chart")
+        chart("zoo_calibration_chart", calibration_figure, shown)
     st.subheader("Per backbone")
     st.dataframe(backbone_table(shown), hide_index=True, key="zoo_backbones",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
@@ -224,4 +219,4 @@ def render() -> None:
     picked = st.multiselect("Curves across ε for the backbones", backbones, default=[], key="zoo_curves",
                             placeholder="choose backbones to draw their curves")
     if picked:
-        st.plotly_chart(curves_figure(shown, picked), config=CHART_CONFIG, key="zoo_curves_chart")
+        chart("zoo_curves_chart", curves_figure, shown, picked)

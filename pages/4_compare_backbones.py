@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import compare_view, state, ui
+from app import compare_view, state, ui, view
 from app import figures as fx
 from rtcore.models.ref import BackboneRef
 
@@ -49,13 +49,13 @@ else:
     if snap.at_eps(eps).empty:
         st.info(f"ε = {state.eps_label(eps, norm)} is still being computed.")
     else:
-        ui.chart("compare_bars", fx.compare_at_eps, snap.summary, eps, cache=key)
+        view.chart("compare_bars", fx.compare_at_eps, snap.summary, eps, cache=key)
         overlaps = compare_view.overlap_sentences(snap.summary, eps)
         if overlaps:
             st.markdown(f"**Is the best really better?** Robust accuracy at n = {run.request.specs[0].n}: a backbone "
                         "whose 95 % interval overlaps the best one's is not told apart from it by this sample.\n\n"
                         + "\n".join(f"- {line}" for line in overlaps))
         ui.table(ui.display_table(snap.summary, eps, snap.tasks, by="backbone"), "compare_table")
-    ui.chart("compare_curves", fx.compare_curves, snap.summary, eps, cache=key)
+    view.chart("compare_curves", fx.compare_curves, snap.summary, eps, cache=key)
     ui.downloads(run, "compare")
 ui.follow(run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures as fx
-from app import probes_view, state, ui
+from app import probes_view, state, ui, view
 
 st.title("Probe trade-off")
 st.markdown(
@@ -31,12 +31,12 @@ snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tab
 if snap.empty:
     ui.waiting_note(run)
 else:
-    ui.chart("probes_chart", fx.probe_tradeoff, snap.summary, eps, cache=key)
-    st.caption("**Reading the panels.** One colour per head. Left: robust accuracy under attack (its value at ε = 0 "
+    view.chart("probes_chart", fx.probe_tradeoff, snap.summary, eps, cache=key)
+    view.note("**Reading the panels.** One colour per head. Left: robust accuracy under attack (its value at ε = 0 "
                "is the clean accuracy). Middle: the bound, share of points with ρ(x) > Δ(x). Right: the bound with "
                "Δ_P, the shift inside the head's subspace (after the head-subspace attack has run). Whiskers: 95 % "
                "intervals. A head that raises the middle and right curves while its left curve starts lower buys "
-               "predicted robustness with clean accuracy.")
+               "predicted robustness with clean accuracy.", "One colour per head; whiskers: 95 % intervals.")
     ui.table(probes_view.tradeoff_table(snap.summary, eps), "probes_table")
     st.markdown(probes_view.verdict(snap.summary, eps, norm))
     ui.downloads(run, "probes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures as fx
-from app import jobs, state, ui
+from app import jobs, state, ui, view
 from app import transfer_view as tv
 from rtcore.runs import fmt_seconds
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
@@ -70,8 +70,8 @@ ui.table(tv.method_summary(result, eps), "transfer_table")
 st.caption(f"At ε = {state.eps_label(eps, request.norm)}; brackets: 95 % intervals. 'bound with base Δ' uses each "
            "method's own margins with the base backbone's Δ (as if fine-tuning had left the representation's "
            "vulnerability unchanged): ranking the methods by it is what the pre-fine-tuning Δ predicts.")
-ui.chart("transfer_acc_curves", fx.method_curves, result.summary, eps)
-ui.chart("transfer_delta_curves", fx.method_delta_curves, result.summary, eps)
+view.chart("transfer_acc_curves", fx.method_curves, result.summary, eps)
+view.chart("transfer_delta_curves", fx.method_delta_curves, result.summary, eps)
 st.subheader("How far fine-tuning moved the representation")
-ui.chart("transfer_block_bars", fx.block_distance_bars, tv.block_distances(result))
+view.chart("transfer_block_bars", fx.block_distance_bars, tv.block_distances(result))
 ui.table(tv.movement_table(result))

@@ -109,7 +109,7 @@ def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None)
                         hovertemplate=(f"{task}<br>ε %{{customdata[0]}}<br>empirical %{{customdata[1]}}"
                                        "<br>bound %{customdata[2]}<extra></extra>"))
     layout(fig, "Calibration: bound vs empirical (large dot: cursor ε)", "empirical robust accuracy (attack)",
-           "bound (ρ > Δ)", height=520, legend_title="task (colour)")
+           "bound (ρ > Δ)", height=560, legend="bottom", legend_title="task (colour)")
     fig.update_xaxes(range=[-0.03, 1.03], constrain="domain")
     fig.update_yaxes(range=[-0.03, 1.03], scaleanchor="x", scaleratio=1, constrain="domain")
     return fig

@@ -172,7 +172,8 @@ def curves(fig: go.Figure, summary: pd.DataFrame, by: str, dashes: dict[str, str
             text = ci_text(data, metric) if metric in ci else [f"{v:{fmt}}" for v in data[metric]]
             fig.add_scatter(x=axis.x(data["eps"]), y=data[metric], mode="lines+markers", name=str(key),
                             legendgroup=str(key), showlegend=legend and i == 0,
-                            marker={"size": lk.marker, "symbol": SYMBOL[dash], "line": {"width": 2}},
+                            marker={"size": lk.marker, "symbol": SYMBOL[dash],
+                                    "line": {"width": 2, "color": colours[str(key)]}},
                             line={"color": colours[str(key)], "dash": dash, "width": lk.line},
                             error_y=interval(data, metric) if metric in ci else None,
                             customdata=list(zip(hover_eps(data, axis.norm), text)),
@@ -263,7 +264,7 @@ class EpsAxis:
         """Ticks and range; the title with units (``short``: the compact one of a small panel)."""
         xs = self.x(self.values)
         top = max(xs, default=1.0) or 1.0
-        ticks = _spaced(xs, self.values, top, 0.1 if short else 0.045)
+        ticks = _spaced(xs, self.values, top, (0.1 if look().present else 0.06) if short else 0.045)
         name = ("ε = k/255 (pixels in [0, 1])" if self.norm == "linf" else "ε (l2 radius)") if short else \
             eps_axis_title(self.norm)
         fig.update_xaxes(tickmode="array", tickvals=self.x(ticks), ticktext=[eps_tick(e, self.norm) for e in ticks],

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 import rtcore
 import rtcore.models.uploads
-from app import jobs, state
+from app import jobs, state, view
 from app.theory_ui import TOY_EXAMPLES, example_toy
 from rtcore.config import eps_grid
 from tests.app.conftest import use_small_defaults
@@ -65,7 +65,8 @@ def assert_clean(at: AppTest) -> None:
 
 
 def sidebar_keys(at: AppTest) -> set[str]:
-    return {w.key for kind in ("selectbox", "radio", "select_slider", "multiselect") for w in at.sidebar.get(kind)}
+    return {w.key for kind in ("selectbox", "radio", "select_slider", "multiselect") for w in at.sidebar.get(kind)} \
+        - set(view.VIEW_KEYS)  # the view box (presenter, freeze, share, chart format) is on every page
 
 
 def no_none(at: AppTest) -> None:
@@ -85,14 +86,14 @@ def test_landing_draws_its_charts_with_intervals(small: None) -> None:
     assert calib["data"][0]["x"] == [0, 1] and calib["data"][0]["y"] == [0, 1], "the diagonal"
     curves = next(f for f in figs if "across ε" in f["layout"]["title"]["text"])
     assert any(t.get("line", {}).get("dash") == "dot" for t in curves["data"]), "bound (head subspace) is drawn"
-    assert all("error_y" in t for t in figs[0]["data"]), "bars carry 95 % intervals"
+    assert all("error_y" in t for t in figs[0]["data"] if t["type"] == "bar"), "bars carry 95 % intervals"
     table = at.table[0].value
     assert list(table["task"]) == ["shapes"] and "[" in table["robust (attack)"].iloc[0], "value [lo, hi]"
     no_none(at)
     assert "not a certificate" in text(at) and "Reading the curves" in text(at) and "95 %" in text(at)
-    assert not at.code, "the script's code block (and its highlighter) only on demand"
+    assert not at.main.code, "the script's code block (and its highlighter) only on demand"
     at.toggle(key="landing_show_script").set_value(True).run()
-    script = at.code[0].value
+    script = at.main.code[0].value
     assert script.startswith("#!/usr/bin/env bash") and '"$PYTHON" -m rtcore evaluate' in script
     assert "bash rtcore-reproduce-" in script, "the script says how to run it"
 
@@ -203,7 +204,7 @@ def test_loss_page_shows_both_bounds(small: None) -> None:
     at.switch_page("pages/3_loss_bound.py").run()
     assert_clean(at)
     bars = next(f for f in charts(at) if "Mean loss" in f["layout"]["title"]["text"])
-    assert [t["name"] for t in bars["data"]] == ["clean loss", "adversarial loss (attack)", "bound (ii): log-sum-exp",
+    assert [t["name"] for t in bars["data"] if t["type"] == "bar"] == ["clean loss", "adversarial loss (attack)", "bound (ii): log-sum-exp",
                                                  "bound (i): max spread × Δ"]
     table = at.table[0].value.set_index("task").astype(float)  # the loss table: numbers as text
     assert (table["adversarial loss (attack)"] <= table["bound (ii): log-sum-exp"] * (1 + 1e-3)).all()
@@ -307,7 +308,7 @@ def test_task_needing_download_is_a_warning(small: None) -> None:
     assert any("mnist" in w.value for w in at.warning)
     assert charts(at), "the available task is still drawn"
     at.toggle(key="landing_show_script").set_value(True).run()
-    commands = [line for line in at.code[0].value.splitlines() if "-m rtcore" in line]
+    commands = [line for line in at.main.code[0].value.splitlines() if "-m rtcore" in line]
     assert commands and all("--tasks shapes --eps" in c for c in commands), "only computed tasks are listed"
 
 

@@ -33,7 +33,7 @@ def test_an_uploaded_task_joins_every_page_and_the_script(monkeypatch: pytest.Mo
     assert list(table["task"]) == ["shapes", "weather"], "drawn with the built-in task"
     assert all("weather" in c.proto.spec for c in at.get("plotly_chart")), "in every chart (no figure of the last job)"
     at.toggle(key="landing_show_script").set_value(True).run()
-    script = at.code[0].value
+    script = at.main.code[0].value
     assert f"--tasks shapes {ref}" in script or f"--tasks shapes '{ref}'" in script, "in the reproducing command"
     at.switch_page("pages/3_loss_bound.py").run()
     assert not at.exception and "weather" in at.table[0].value["task"].tolist()
@@ -65,3 +65,35 @@ def test_a_bad_server_path_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     at.sidebar.button(key="user_task_add").click().run()
     assert not at.exception
     assert any("nowhere" in e.value for e in at.sidebar.error) and at.session_state["user_tasks"] == []
+
+
+def test_a_small_task_is_captioned_with_its_own_n(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
+    """An own-data task of 24 test images was captioned "n = 200 test points per task"."""
+    use_small_defaults(monkeypatch, cache_dir)
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["n"] = 50  # more than the 24 test images of the uploaded task
+    at.run()
+    at.sidebar.file_uploader(key="user_task_file").upload("weather.zip", zipped_task(), "application/zip").run()
+    assert not at.exception, [e.value for e in at.exception]
+    caption = next(c.value for c in at.caption if "test points per task" in c.value)
+    assert "n = 50 test points per task" in caption and "weather: 24" in caption, caption
+
+
+def test_the_same_folder_by_path_and_by_upload_is_one_task(monkeypatch: pytest.MonkeyPatch, cache_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """Adding the same folder by path and by upload blanked the landing page with one error that showed the
+    server's cache path: now the second is refused in the sidebar, naming the task, and the page stays."""
+    from tests.app.conftest import image_folder
+
+    use_small_defaults(monkeypatch, cache_dir)
+    folder = image_folder(tmp_path)
+    at = AppTest.from_file(APP, default_timeout=300).run()
+    at.sidebar.text_input(key="user_task_path").set_value(str(folder)).run()
+    at.sidebar.button(key="user_task_add").click().run()
+    at.sidebar.file_uploader(key="user_task_file").upload("weather.zip", zipped_task(), "application/zip").run()
+    assert not at.exception and not at.main.error, [e.value for e in at.main.error]
+    message = " ".join(e.value for e in at.sidebar.error)
+    assert "already a task here" in message and "weather" in message
+    shown = message + " ".join(c.value for c in at.sidebar.caption)
+    assert str(cache_dir) not in shown and str(Path.home()) not in shown, "no server folder is shown"
+    assert len(at.session_state["user_tasks"]) == 1 and at.get("plotly_chart"), "the landing page still draws"

@@ -62,7 +62,7 @@ def test_page_draws_the_sweep_and_curves_on_demand(cache: Path, monkeypatch: pyt
 
 def test_page_without_a_sweep_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = page(tmp_path, monkeypatch).run()
-    assert not at.exception and "rtcore sweep" in at.info[0].value
+    assert not at.exception and f"rtcore sweep {zv.SWEEP}" in at.info[0].value and "offline" in at.info[0].value
     at.text_input(key="zoo_path").set_value(str(tmp_path)).run()
     assert not at.exception and "no finished units" in at.warning[0].value
 
@@ -72,3 +72,27 @@ def test_page_is_in_the_navigation() -> None:
 
     spec = next(p for p in nav.PAGES if p.path == "pages/8_zoo.py")
     assert spec.controls == () and spec in nav.available_pages()  # self-contained: no sidebar controls
+
+
+def test_the_bundled_sweep_runs_offline() -> None:
+    """The page's empty state names assets/zoo.toml: a sweep of bundled backbones and offline tasks only."""
+    import rtcore
+    from rtcore.models.registry import backbone_info
+    from rtcore.runs.sweep_spec import load_sweep_spec
+
+    spec = load_sweep_spec(ROOT / zv.SWEEP)
+    units = spec.units
+    bundled = {b for b in rtcore.list_backbones() if backbone_info(b).kind == "bundled"}
+    assert {u.backbone for u in units} == bundled
+    assert {u.task for u in units} <= set(rtcore.list_tasks(offline_only=True))
+
+
+def test_the_zoo_sidebar_claims_only_what_the_page_does(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The zoo page's sidebar said "everything it shows is computed exactly": it draws a finished sweep."""
+    monkeypatch.setenv("RTCORE_CACHE_DIR", str(tmp_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.session_state["tasks"] = []
+    at.run()
+    at.switch_page(PAGE).run()
+    note = " ".join(c.value for c in at.sidebar.caption)
+    assert "finished sweep" in note and "computed exactly" not in note

@@ -1,0 +1,247 @@
+"""The view: the selection in the URL (read when the URL brings one, written whenever it changes), presenter
+mode, a frozen view, the share box (the URL and a QR code) and how charts are drawn (presenter look, PNG or
+SVG download from each chart's camera button, figures shared by every session).
+
+A URL such as ``/?backbone=fmnist-cnn-standard&norm=linf&eps=8/255&tasks=fmnist-novel,shapes&n=200&attack=fast``
+reopens that view; the page is the URL's path (``/compare?...``). A value that is not valid here is named in a
+message and left at its default, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import plotly.graph_objects as go
+import segno
+import streamlit as st
+
+import rtcore
+from rtcore.config import NORMS, eps_key
+from rtcore.runs.spec import parse_eps_text
+
+from . import state
+from .figures import presenting
+
+#: the URL's keys, in the order they are written
+KEYS = ("backbone", "norm", "eps", "tasks", "n", "attack", "probe", "compare", "present", "frozen", "lesson")
+LISTS = {"tasks": "tasks", "compare": "compare_backbones"}
+FLAGS = ("present", "frozen")
+#: the view box's widget keys (on every page)
+VIEW_KEYS = (*FLAGS, "chart_format")
+FORMATS = {"png": "PNG", "svg": "SVG"}
+LOCAL = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+PRESENT_CSS = ("<style>.stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer td "
+               "{font-size: 1.3rem !important; line-height: 1.45}</style>")
+
+
+def _choice(key: str, value: str, options: list[Any], label: str = "") -> tuple[Any, str | None]:
+    match = next((o for o in options if str(o) == value), None)
+    if match is not None:
+        return match, None
+    shown = ", ".join(map(str, options[:12])) + (", …" if len(options) > 12 else "")
+    return None, f"{key}={value!r} is not {label or 'one of ' + shown}"
+
+
+def decode(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Session values of a URL's query parameters, and one message per value that is not valid here (that
+    value keeps its default). Pure: no Streamlit."""
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    names = [b for b in state.backbone_choices() if b != state.UPLOAD_CHOICE]
+    singles = {"backbone": names, "norm": list(NORMS), "attack": list(rtcore.STRENGTHS), "probe": state.probes(),
+               "n": state.sample_size_options()}
+    for key, options in singles.items():
+        if key in params:
+            value, problem = _choice(key, params[key].strip(), options)
+            out.update({key: value} if problem is None else {})
+            problems += [problem] if problem else []
+    known = {"tasks": rtcore.list_tasks(), "compare": names}
+    for key, session_key in LISTS.items():
+        if key in params:
+            items = [t.strip() for t in params[key].split(",") if t.strip()]
+            bad = [t for t in items if t not in known[key]]
+            if bad:
+                problems.append(f"{key}: {', '.join(map(repr, bad))} not known here, left out (known: "
+                                f"{', '.join(known[key])})")
+            if [t for t in items if t not in bad]:
+                out[session_key] = [t for t in items if t not in bad]
+                out.update({"compare_active": True} if key == "compare" else {})
+    for key in FLAGS:
+        if key in params:
+            out[key] = params[key].strip().lower() in ("1", "true", "yes", "on")
+    if "lesson" in params:
+        step = params["lesson"].strip()
+        out.update({"lesson": int(step)} if step.isdigit() else {})
+        problems += [] if step.isdigit() else [f"lesson={step!r} is not a step number"]
+    if "eps" in params:
+        norm = out.get("norm", params.get("norm") if params.get("norm") in NORMS else None) or state.default_norm()
+        eps, extra, problem = _eps(params["eps"].strip(), norm)
+        if problem:
+            problems.append(problem)
+        else:
+            out["eps"] = eps
+            out["extra_eps"] = {norm: [extra]} if extra is not None else {}
+    return out, [p if "left out" in p else f"{p}; the default is used" for p in problems]
+
+
+def _eps(text: str, norm: str) -> tuple[float, float | None, str | None]:
+    """(eps, eps to add to the grid or None, problem): a grid value, or one the add form would accept."""
+    try:
+        e = eps_key(float(parse_eps_text(text)))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        return 0.0, None, f"eps={text!r}: {err}"
+    if e in state.eps_options(norm):
+        return e, None, None
+    verdict, message = state.check_new_eps(e, norm)
+    if verdict == "ok":
+        return e, e, None
+    return 0.0, None, f"eps={text!r}: " + (message if verdict == "error" else "beyond the range a link may add")
+
+
+def encode(s: Mapping[str, Any]) -> dict[str, str]:
+    """The query parameters of a session's selection (registered tasks and backbones only: your own data and an
+    uploaded checkpoint live on the server, so a link cannot carry them); the compared backbones only once the
+    comparison runs (a link with ``compare=`` starts it)."""
+    out: dict[str, str] = {}
+    if s.get("backbone") not in (None, state.UPLOAD_CHOICE):
+        out["backbone"] = str(s["backbone"])
+    if "norm" in s:
+        out["norm"] = s["norm"]
+        if "eps" in s:
+            out["eps"] = state.eps_short(s["eps"], s["norm"])
+    known = {"tasks": set(rtcore.list_tasks()), "compare": set(state.backbone_choices())}
+    for key, session_key in LISTS.items():
+        items = [t for t in s.get(session_key, []) if t in known[key]]
+        if items and (key != "compare" or s.get("compare_active")):
+            out[key] = ",".join(items)
+    out.update({k: str(s[k]) for k in ("n", "attack", "probe", "lesson") if s.get(k) is not None})
+    out.update({k: "1" for k in FLAGS if s.get(k)})
+    return out
+
+
+# ---------------------------------------------------------------- Streamlit glue
+
+def read_url() -> None:
+    """Apply the URL's selection when it brings one this session has not written itself (a shared link, a
+    lesson step); runs before the widgets are drawn. Problems are kept for :func:`show_problems`."""
+    params = st.query_params.to_dict()
+    s = st.session_state
+    if not params or params == s.get("_view_written"):
+        return
+    values, problems = decode(params)
+    extra = values.pop("extra_eps", {})
+    for norm, added in extra.items():
+        s["extra_eps"] = {**s.get("extra_eps", {}), norm: sorted({*s.get("extra_eps", {}).get(norm, []), *added})}
+    s.update(values)
+    s["_view_problems"], s["_view_problems_for"] = problems, None
+
+
+def write_url() -> None:
+    """Write the selection into the URL when it changed (after the sidebar's widgets took their values); the
+    link's problems are shown until the selection changes."""
+    s = st.session_state
+    params = encode(s)
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+    s["_view_written"] = params
+    if s.get("_view_problems_for") is None:
+        s["_view_problems_for"] = params
+    elif params != s["_view_problems_for"]:
+        s["_view_problems"] = []
+
+
+def show_problems() -> None:
+    problems = st.session_state.get("_view_problems", [])
+    if problems:
+        st.warning("**This link has values this server cannot show.**\n\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def present() -> bool:
+    return bool(st.session_state.get("present"))
+
+
+def frozen() -> bool:
+    return bool(st.session_state.get("frozen"))
+
+
+def share_url() -> str:
+    """The URL students can open: this page and selection, on the server's network address when the browser
+    reached it as localhost."""
+    base = urlsplit(st.context.url or "http://localhost:8501/")
+    host = base.hostname or "localhost"
+    if host in LOCAL:
+        from streamlit import net_util
+
+        host = net_util.get_internal_ip() or host
+    netloc = f"{host}:{base.port}" if base.port else host
+    return urlunsplit((base.scheme or "http", netloc, base.path or "/", urlencode(encode(st.session_state),
+                                                                                 safe="/,:"), ""))
+
+
+def qr_png(text: str) -> bytes:
+    """A QR code of ``text`` as PNG bytes (segno; large modules, so a phone reads it from the back of a room)."""
+    buf = io.BytesIO()
+    segno.make(text, error="m").save(buf, kind="png", scale=8, border=2)
+    return buf.getvalue()
+
+
+def controls() -> None:
+    """The sidebar's view box: presenter mode, freeze, share (URL and QR code) and the charts' download format."""
+    sb = st.sidebar
+    c1, c2 = sb.columns(2)
+    c1.toggle("Presenter", key="present", help="Large chart text (18 px and more), thicker lines, short captions: "
+                                               "readable from the back of a room. In the URL as present=1.")
+    c2.toggle("Freeze", key="frozen", help="Locks the sidebar's controls so the view stays as it is while you talk; "
+                                           "a shared link carries it (frozen=1).")
+    with sb.popover("Share this view", icon=":material/qr_code_2:", width="stretch"):
+        url = share_url()
+        st.code(url, language=None, wrap_lines=True)
+        st.image(qr_png(url), width=240, caption="Scan to open this view")
+        st.caption("The page and every sidebar choice; not your own data or an uploaded checkpoint (they stay on "
+                   "this server).")
+    sb.radio("Chart download (camera icon on each chart)", list(FORMATS), key="chart_format", horizontal=True,
+             format_func=FORMATS.get)
+    if frozen():
+        sb.info("Frozen view: the controls are locked. Turn *Freeze* off to explore on your own.")
+    if present():
+        st.html(PRESENT_CSS)
+
+
+def note(text: str, short: str | None = None) -> None:
+    """A caption; in presenter mode its short form, or nothing when it has none."""
+    if not present():
+        st.caption(text)
+    elif short:
+        st.caption(short)
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure(name: str, key: tuple[object, ...], _build: Callable[[], go.Figure]) -> go.Figure:
+    """A figure built once per (builder, result version, arguments, look) and shared by every session: never
+    mutated."""
+    return _build()
+
+
+def chart(key: str, build: Callable[..., go.Figure], *args: Any, cache: tuple[object, ...] | None = None) -> None:
+    """Draw ``build(*args)`` in the session's look; with ``cache`` (the tables' key) the figure is built once and
+    shared. Its camera button downloads it as PNG or SVG (the sidebar's choice), drawn by the browser."""
+    on = present()
+
+    def made() -> go.Figure:
+        with presenting(on):
+            return build(*args)
+
+    fig = made() if cache is None else _figure(f"{build.__module__}.{build.__name__}",
+                                                (*cache, on, *map(_hashable, args[1:])), made)
+    fmt = st.session_state.get("chart_format", "png")
+    config = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+              "toImageButtonOptions": {"format": fmt, "filename": f"rtcore-{key}", "scale": 2 if fmt == "png" else 1}}
+    st.plotly_chart(fig, theme=None, key=f"{key}_{fmt}", config=config)  # a new format: a new element (the
+    # browser reads a chart's config once)
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, (list, tuple)) else v if isinstance(v, (str, int, float, type(None))) else id(v)
