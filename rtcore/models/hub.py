@@ -26,7 +26,7 @@ from .checkpoints import (
     load_state_dict_into,
     read_safetensors_header,
 )
-from .wrapper import Backbone, _timm_pre_logits
+from .wrapper import INTERPOLATIONS, Backbone, _timm_pre_logits
 
 TIMM_PREFIX = "timm:"
 HUB_HOST = "huggingface.co"
@@ -151,9 +151,31 @@ def check_timm_name(model_name: str) -> str:
     return model_name
 
 
+def _file_num_classes(model_name: str, path: Path) -> int | None:
+    """The rows of the classifier stored in ``path`` (timm's ``classifier`` key of the model's pretrained config),
+    so a checkpoint of a 10-class model loads with its own head; None when the file has no such tensor."""
+    try:
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(model_name)
+    except Exception:  # noqa: BLE001 - no config: leave the head as timm builds it
+        return None
+    names = getattr(cfg, "classifier", None) if cfg is not None else None
+    for name in ([names] if isinstance(names, str) else list(names or ()))[:1]:
+        info = read_safetensors_header(path).get(f"{name}.weight")
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if isinstance(shape, list) and len(shape) == 2:
+            return int(shape[0])
+    return None
+
+
 def _create_from_file(model_name: str, path: Path, model_kwargs: dict[str, Any]) -> Any:
     import timm
 
+    if "num_classes" not in model_kwargs:
+        rows = _file_num_classes(model_name, path)
+        if rows is not None:
+            model_kwargs = {**model_kwargs, "num_classes": rows}
     overlay: dict[str, Any] = {"file": str(path)}
     if "num_classes" in model_kwargs:
         overlay["num_classes"] = model_kwargs["num_classes"]
@@ -187,8 +209,11 @@ def create_timm_backbone(
 
     ``weights`` is a local safetensors file loaded through timm's own pretrained path
     (``pretrained_cfg_overlay=dict(file=...)``); without it, ``pretrained=True`` uses the
-    local cache, or downloads when the hub is reachable. Mean, std and input size come from
-    timm's data config unless given.
+    local cache, or downloads when the hub is reachable. The preprocessing is timm's eval transform,
+    from its data config (``timm.data.resolve_model_data_config``): mean, std and input size (unless
+    given), the interpolation (bicubic for most models), the centre crop (``crop_pct``) and
+    antialiasing (timm resizes with PIL, which antialiases). A ``crop_mode`` other than ``center``
+    resizes straight to the input size.
     """
     import timm
     from timm.data import resolve_model_data_config
@@ -217,6 +242,7 @@ def create_timm_backbone(
         net = timm.create_model(model_name, pretrained=False, **model_kwargs)
         source = f"timm {model_name} (random init)"
     cfg = resolve_model_data_config(net)
+    center = cfg.get("crop_mode", "center") == "center"
     return Backbone(
         net,
         name=name or f"{TIMM_PREFIX}{model_name}",
@@ -226,4 +252,7 @@ def create_timm_backbone(
         features=_timm_pre_logits,
         card=card,
         source=source,
+        interpolation=cfg["interpolation"] if cfg.get("interpolation") in INTERPOLATIONS else "bilinear",
+        crop_pct=float(cfg["crop_pct"]) if center and cfg.get("crop_pct") else None,
+        antialias=True,
     )

@@ -3,7 +3,9 @@
 Verbs: :func:`register_backbone`, :func:`list_backbones`, :func:`backbone_info`, :func:`create_backbone`.
 Entries (:class:`BackboneSpec`) are the bundled backbones (one per model card in ``assets/backbones``),
 the backbone shipped inside pyautoattack (listed when the package is installed), user-registered
-factories and a few timm examples; any other timm model is created as ``"timm:<model>"``.
+factories and a few timm examples; any other timm model is created as ``"timm:<model>"``, and a
+torchvision classification model as ``"torchvision:<model>"`` (local weights only, see
+:mod:`rtcore.models.tvmodels`). :func:`check_backbone_name` accepts exactly what :func:`create_backbone` does.
 
 The entries are built once per process. What can change while a process runs is looked up when
 asked: whether pyautoattack is installed (a module search) and whether a timm example's
@@ -30,6 +32,7 @@ from ..registry import Registry
 from .bundled import BUNDLED_DIR, create_bundled_backbone
 from .checkpoints import load_safetensors, load_state_dict_into
 from .hub import TIMM_PREFIX, create_timm_backbone, timm_weights_available_offline
+from .tvmodels import TORCHVISION_PREFIX, create_torchvision_backbone, torchvision_arch
 from .thirdparty import (
     AUTOATTACK_RESNET18,
     INSTALL_HINT,
@@ -43,8 +46,9 @@ from .wrapper import Backbone, as_backbone, resolve_device
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A registry entry. ``kind``: ``bundled`` | ``package`` | ``custom`` | ``timm``; ``offline``: whether it
-    can be created with no network; ``factory(*, weights, pretrained, cache_dir, use_cache)`` builds it."""
+    """A registry entry. ``kind``: ``bundled`` | ``package`` | ``custom`` | ``timm`` | ``torchvision``;
+    ``offline``: whether it can be created with no network; ``factory(*, weights, pretrained, cache_dir,
+    use_cache)`` builds it."""
 
     name: str
     kind: str
@@ -70,6 +74,14 @@ def _bundled_factory(name: str) -> Callable[..., Backbone]:
     def make(*, weights: str | os.PathLike[str] | None = None, pretrained: bool = True,
              cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True) -> Backbone:
         return create_bundled_backbone(name, weights=weights, pretrained=pretrained)  # writes nothing
+
+    return make
+
+
+def _torchvision_factory(model_name: str) -> Callable[..., Backbone]:
+    def make(*, weights: str | os.PathLike[str] | None = None, pretrained: bool = True,
+             cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True) -> Backbone:
+        return create_torchvision_backbone(model_name, weights=weights, pretrained=pretrained)  # writes nothing
 
     return make
 
@@ -129,9 +141,9 @@ def register_backbone(name: str, factory: Callable[[], nn.Module], *, descriptio
     if not callable(factory):
         raise ValueError(f"factory for backbone {name!r} must be a callable returning an nn.Module, "
                          f"got {type(factory).__name__}")
-    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
-        raise ValueError(f"backbone name {name!r} starts with {TIMM_PREFIX!r}, which names timm models; pick "
-                         f"another name")
+    if isinstance(name, str) and name.startswith((TIMM_PREFIX, TORCHVISION_PREFIX)):
+        raise ValueError(f"backbone name {name!r} starts with {name.split(':')[0] + ':'!r}, which names timm or "
+                         f"torchvision models; pick another name")
     if isinstance(name, str) and name in BACKBONES and BACKBONES.info(name).kind != "custom":
         raise ValueError(f"{name!r} is a {BACKBONES.info(name).kind} backbone of rtcore; pick another name")
 
@@ -175,6 +187,10 @@ def backbone_info(name: str) -> BackboneSpec:
     if isinstance(name, str) and name.startswith(TIMM_PREFIX) and name not in BACKBONES:
         model = name[len(TIMM_PREFIX):]
         return _current(BackboneSpec(name, "timm", f"timm model {model}", False, _timm_factory(model)))
+    if isinstance(name, str) and name.startswith(TORCHVISION_PREFIX):
+        model = torchvision_arch(name[len(TORCHVISION_PREFIX):])
+        return BackboneSpec(name, "torchvision", f"torchvision model {model} (local weights)", True,
+                            _torchvision_factory(model))
     if name == AUTOATTACK_RESNET18 and not package_available():
         raise BackboneUnavailableError(f"backbone {AUTOATTACK_RESNET18!r} comes from the {PACKAGE} package, which is "
                                        f"not installed; install it with `{INSTALL_HINT}`")
@@ -185,7 +201,24 @@ def backbone_info(name: str) -> BackboneSpec:
     except ValueError:
         valid = ", ".join(e.name for e in _ordered())
         raise ValueError(f"unknown backbone {name!r}; valid names: {valid} (or 'timm:<model>' for any timm "
-                         f"model)") from None
+                         f"model, 'torchvision:<model>' for a torchvision one)") from None
+
+
+def check_backbone_name(name: object) -> str:
+    """``name`` if :func:`create_backbone` can create it (a registry name, ``timm:<model>`` with a model
+    named, ``torchvision:<model>`` of a torchvision classification model), else ValueError naming the valid
+    forms. Cheap: no weights are looked at, timm is not imported."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"backbone={name!r} must be a registry name, 'timm:<model>' or 'torchvision:<model>'")
+    if name.startswith(TIMM_PREFIX):
+        if not name[len(TIMM_PREFIX):].strip():
+            raise ValueError(f"backbone={name!r} names no timm model; write e.g. 'timm:resnet18'")
+    elif name.startswith(TORCHVISION_PREFIX):
+        torchvision_arch(name[len(TORCHVISION_PREFIX):])
+    elif name not in list_backbones():
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(list_backbones())} (or "
+                         f"'timm:<model>' for any timm model, 'torchvision:<model>' for a torchvision one)")
+    return name
 
 
 def backbone_specs() -> dict[str, BackboneSpec]:
@@ -237,6 +270,9 @@ def create_backbone(
         raise ValueError(f"backbone must be a registry name or an nn.Module, got {type(name).__name__}")
     elif name.startswith(TIMM_PREFIX):
         bb = create_timm_backbone(name[len(TIMM_PREFIX):], pretrained=pretrained, weights=weights, **timm_kwargs)
+    elif name.startswith(TORCHVISION_PREFIX):
+        bb = create_torchvision_backbone(torchvision_arch(name[len(TORCHVISION_PREFIX):]), pretrained=pretrained,
+                                         weights=weights)
     else:
         bb = backbone_info(name).factory(weights=weights, pretrained=pretrained, cache_dir=cache_dir,
                                          use_cache=use_cache)

@@ -1,12 +1,14 @@
 """The :class:`Backbone` wrapper: a frozen feature extractor g mapping images in [0,1] to vectors.
 
-Normalisation, resizing and channel adaptation live *inside* the wrapper, so an attack on
-the wrapper measures eps in the task's [0, 1] pixel units.
+Normalisation, resizing (bilinear or bicubic, optionally a timm/torchvision-style centre crop) and
+channel adaptation live *inside* the wrapper, so an attack on the wrapper measures eps in the task's
+[0, 1] pixel units.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,20 @@ FeatureFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 #: the dtype every backbone computes in (images are float32 in [0, 1])
 BACKBONE_DTYPE = torch.float32
+#: how images of another size are resized to the network's input size (torch.nn.functional.interpolate modes)
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic")
+
+
+def check_preprocessing(interpolation: str, crop_pct: float | None, antialias: bool) -> None:
+    """ValueError naming the value and the valid ones for a resize rule the wrapper cannot apply."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation={interpolation!r} is not one of {list(INTERPOLATIONS)}")
+    if crop_pct is not None and (isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float))
+                                 or not 0 < crop_pct <= 1):
+        raise ValueError(f"crop_pct={crop_pct!r} must be a fraction in (0, 1] (timm's 0.875: resize to size/0.875, "
+                         f"then crop the centre), or None to resize straight to the input size")
+    if not isinstance(antialias, bool):
+        raise ValueError(f"antialias={antialias!r} must be True or False")
 
 
 def available_devices() -> list[str]:
@@ -128,7 +144,11 @@ class Backbone(nn.Module):
 
     ``input_size=(C, H, W)`` is what the wrapped network expects: grayscale inputs are
     repeated to RGB, RGB inputs are converted to luminance for a 1-channel network, and
-    inputs of another size are resized bilinearly. Then ``(x - mean) / std`` is applied.
+    inputs of another size are resized with ``interpolation`` (``antialias``: as PIL does when
+    shrinking). ``crop_pct=None`` resizes straight to (H, W); a fraction resizes as timm's and
+    torchvision's eval transforms do: the shorter side to ``floor(H / crop_pct)`` keeping the aspect
+    ratio (both sides to ``floor(side / crop_pct)`` for a non-square input size), then crops the centre
+    (H, W). Then ``(x - mean) / std`` is applied.
     The wrapper is put in eval mode with frozen parameters, and every call checks it. The network
     must hold float32, finite weights (:func:`check_network`); floating inputs are computed in float32.
     """
@@ -144,13 +164,18 @@ class Backbone(nn.Module):
         features: FeatureFn = _call_forward,
         card: dict[str, Any] | None = None,
         source: str = "",
+        interpolation: str = "bilinear",
+        crop_pct: float | None = None,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
             raise ValueError(f"backbone {name!r}: net must be a torch.nn.Module, got {type(net).__name__}")
         check_network(net, name)
+        check_preprocessing(interpolation, crop_pct, antialias)
         self.net = net
         self.name = name
+        self.interpolation, self.crop_pct, self.antialias = interpolation, crop_pct, antialias
         self.input_size = tuple(int(s) for s in input_size) if input_size is not None else None
         chans = self.input_size[0] if self.input_size else (len(mean) if mean is not None else 1)
         mean_t = torch.tensor(list(mean) if mean is not None else [0.0] * chans, dtype=torch.float32)
@@ -195,9 +220,48 @@ class Backbone(nn.Module):
                         f"backbone {self.name!r} takes {c}-channel images; got {x.shape[1]} channels "
                         f"and no rule to convert them (1->{c} and 3->1 are supported)"
                     )
-            if tuple(x.shape[-2:]) != (h, w):
-                x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+            x = self._resize(x, h, w)
         return (x - self.mean) / self.std
+
+    def _resize(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Images at (h, w): resized straight, or (``crop_pct``) resized then centre-cropped (see the class)."""
+        if self.crop_pct is None:
+            size = (h, w)
+        elif h == w:  # the shorter side to the scale size, the aspect ratio kept (torchvision's Resize(int))
+            scale = math.floor(h / self.crop_pct + 1e-6)
+            in_h, in_w = x.shape[-2:]
+            short, long = min(in_h, in_w), max(in_h, in_w)
+            other = int(scale * long / short)
+            size = (scale, other) if in_h <= in_w else (other, scale)
+        else:
+            size = (math.floor(h / self.crop_pct + 1e-6), math.floor(w / self.crop_pct + 1e-6))
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode=self.interpolation, align_corners=False, antialias=self.antialias)
+        if size == (h, w):
+            return x
+        top, left = int(round((size[0] - h) / 2.0)), int(round((size[1] - w) / 2.0))
+        return x[..., top:top + h, left:left + w]
+
+    def with_preprocessing(self, *, input_size: Sequence[int] | None = None, mean: Sequence[float] | None = None,
+                           std: Sequence[float] | None = None, normalize: bool = True,
+                           interpolation: str | None = None, crop_pct: float | None = None,
+                           antialias: bool | None = None, features: FeatureFn | None = None) -> Backbone:
+        """A backbone over the same frozen network with some preprocessing (or the feature function) changed;
+        None keeps the current value. ``input_size``: (H, W), the channels stay; ``normalize=False``: no
+        mean/std at all (for a network that normalises its input itself)."""
+        if not normalize and (mean is not None or std is not None):
+            raise ValueError("normalize=False takes no mean or std; give either normalize=False or mean/std")
+        chans = self.input_size[0] if self.input_size else int(self.mean.numel())
+        size = self.input_size if input_size is None else (chans, *(int(s) for s in input_size))
+        if normalize:
+            mean = self.mean.flatten().tolist() if mean is None else mean
+            std = self.std.flatten().tolist() if std is None else std
+        g = Backbone(self.net, name=self.name, input_size=size, mean=mean, std=std,
+                     features=self._features if features is None else features, card=self.card, source=self.source,
+                     interpolation=self.interpolation if interpolation is None else interpolation,
+                     crop_pct=self.crop_pct if crop_pct is None else crop_pct,
+                     antialias=self.antialias if antialias is None else antialias)
+        return g.to(self.device)
 
     def _check_call(self, x: object) -> torch.Tensor:
         """Eval mode, frozen float32 weights and floating images (N, C, H, W), on every call."""
@@ -236,11 +300,14 @@ class Backbone(nn.Module):
 
         Covers the wrapped network's code, plain attributes, hooks, weights and buffers
         (:func:`rtcore.models.identity.module_identity`), the feature function (its code and source)
-        and the preprocessing (input size, mean, std). Recomputed on every call (cheap: tensor bytes are
+        and the preprocessing (input size, mean, std, and the resize rule when it is not the plain bilinear
+        one, so fingerprints of earlier backbones are unchanged). Recomputed on every call (cheap: tensor bytes are
         digested once per tensor version), so a change made after wrapping is seen.
         """
         h = hashlib.sha256(b"rtcore-backbone-v2\0")
         h.update(repr((self.input_size, self.mean.flatten().tolist(), self.std.flatten().tolist())).encode())
+        if (self.interpolation, self.crop_pct, self.antialias) != ("bilinear", None, False):  # v2 keys stay valid
+            h.update(repr((self.interpolation, self.crop_pct, self.antialias)).encode())
         h.update(callable_identity(self._features).encode())
         h.update(module_identity(self.net).encode())
         return h.hexdigest()

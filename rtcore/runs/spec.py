@@ -130,7 +130,8 @@ def check_tasks(tasks: object, given: Iterable[str] = ()) -> tuple[str, ...]:
 def check_backbone_ref(backbone: object, weights: object = None, pretrained: bool = True,
                        label: str | None = None) -> BackboneRef:
     """A :class:`BackboneRef` from a ref or a name (plus weights), with the name and weights file checked."""
-    from ..models import TIMM_PREFIX, check_safetensors_file, list_backbones
+    from ..models import check_safetensors_file
+    from ..models.registry import check_backbone_name
 
     if isinstance(backbone, BackboneRef):
         if weights is not None:
@@ -143,12 +144,7 @@ def check_backbone_ref(backbone: object, weights: object = None, pretrained: boo
         raise ValueError(f"backbone={backbone!r} ({type(backbone).__name__}) must be a registry name, "
                          f"'timm:<model>' or a BackboneRef")
     if not ref.is_module:
-        if ref.name.startswith(TIMM_PREFIX):
-            if not ref.name[len(TIMM_PREFIX):].strip():
-                raise ValueError(f"backbone={ref.name!r} names no timm model; write e.g. 'timm:resnet18'")
-        elif ref.name not in list_backbones():
-            raise ValueError(f"unknown backbone {ref.name!r}; valid names: {', '.join(list_backbones())} "
-                             f"(or 'timm:<model>' for any timm model)")
+        check_backbone_name(ref.name)
     if ref.weights is not None:
         check_safetensors_file(ref.weights)
     return ref
