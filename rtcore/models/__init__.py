@@ -5,7 +5,10 @@
   :func:`resolve_device`;
 * :mod:`.identity`: what a network computes as one digest (code, attributes, hooks, weights);
 * :mod:`.checkpoints`: safetensors files checked before they reach a network;
-* :mod:`.hub`: timm models by name;
+* :mod:`.hub`: timm models by name (timm's own eval preprocessing);
+* :mod:`.tvmodels`: torchvision classification models by name, local weights only;
+* :mod:`.features`: which layer is the representation (pre-logits, pooled, logits, a named module);
+* :mod:`.convert`: RobustBench-style and DataParallel checkpoints to safetensors (``python -m rtcore convert``);
 * :mod:`.bundled`: the bundled backbones (weights + model card);
 * :mod:`.registry`: register, list, describe (:func:`backbone_info`) and create backbones;
 * :mod:`.nets`: the small architectures of the bundled backbones;
@@ -16,6 +19,8 @@
 from ..errors import BackboneUnavailableError, CheckpointError
 from .bundled import BUNDLED_DIR, create_bundled_backbone, read_card
 from .checkpoints import check_safetensors_file, load_safetensors, load_state_dict_into
+from .convert import ConvertReport, convert_checkpoint
+from .features import FEATURE_LAYERS
 from .hub import TIMM_PREFIX, create_timm_backbone
 from .fused import FuseReport, fused_copy
 from .identity import callable_identity, module_identity
@@ -23,12 +28,14 @@ from .registry import (
     BackboneSpec,
     backbone_info,
     backbone_specs,
+    check_backbone_name,
     create_backbone,
     list_backbones,
     register_backbone,
     unregister_backbone,
 )
 from .thirdparty import AUTOATTACK_RESNET18, create_autoattack_resnet18
+from .tvmodels import TORCHVISION_PREFIX, create_torchvision_backbone
 from .wrapper import (
     Backbone,
     FeatureInfo,
@@ -40,10 +47,11 @@ from .wrapper import (
 )
 
 __all__ = [
-    "AUTOATTACK_RESNET18", "BUNDLED_DIR", "TIMM_PREFIX", "Backbone", "BackboneSpec", "BackboneUnavailableError",
-    "CheckpointError", "FeatureInfo", "FuseReport", "as_backbone", "available_devices", "backbone_info",
-    "backbone_specs", "callable_identity", "check_safetensors_file", "create_autoattack_resnet18", "create_backbone",
-    "create_bundled_backbone", "create_timm_backbone", "default_device", "fused_copy", "list_backbones",
-    "load_safetensors", "load_state_dict_into", "module_fingerprint", "module_identity", "read_card",
-    "register_backbone", "resolve_device", "unregister_backbone",
+    "AUTOATTACK_RESNET18", "BUNDLED_DIR", "FEATURE_LAYERS", "TIMM_PREFIX", "TORCHVISION_PREFIX", "Backbone",
+    "BackboneSpec", "BackboneUnavailableError", "CheckpointError", "ConvertReport", "FeatureInfo", "FuseReport",
+    "as_backbone", "available_devices", "backbone_info", "backbone_specs", "callable_identity", "check_backbone_name",
+    "check_safetensors_file", "convert_checkpoint", "create_autoattack_resnet18", "create_backbone",
+    "create_bundled_backbone", "create_timm_backbone", "create_torchvision_backbone", "default_device", "fused_copy",
+    "list_backbones", "load_safetensors", "load_state_dict_into", "module_fingerprint", "module_identity",
+    "read_card", "register_backbone", "resolve_device", "unregister_backbone",
 ]
