@@ -27,7 +27,7 @@ import pandas as pd
 
 from ._io import atomic_write
 from .attacks import STRENGTHS, describe
-from .config import NORMS
+from .config import NORMS, resolve_cache_dir
 from .data import list_tasks, task_info
 from .errors import RtcoreError
 from .models import backbone_specs
@@ -35,11 +35,11 @@ from .models.ref import BackboneRef
 from .probes import list_probes
 from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
 from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
-from .runs.estimate import Estimate, estimate
+from .runs.estimate import Estimate, estimate, estimate_specs
 from .runs.spec import eps_text
 from .runs.progress import fmt_seconds
 from .runs.fields import add_arguments, declared, namespace_values
-from .runs.sweep_spec import MAX_UNITS
+from .runs.sweep_spec import MAX_UNITS, load_sweep_spec
 from .sanity import SanityFlag
 from .transfer import TRANSFER_METHODS
 
@@ -236,9 +236,20 @@ class _SweepPrinter:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .runs.sweep import sweep
+    from .runs.sweep import sweep, sweeps_dir
+    from .runs.sweep_spec import slug
 
-    result = sweep(args.spec, args.out, engine=args.engine, address=args.address, workers=args.workers,
+    spec = load_sweep_spec(args.spec, args.max_units)
+    if args.cache_dir is not None:
+        resolve_cache_dir(args.cache_dir)  # a bad folder is refused before any backbone is loaded
+    est = estimate_specs([u.spec for u in spec.units], cache_dir=args.cache_dir,
+                         use_cache=not args.no_cache and not args.dry_run)
+    if args.dry_run:
+        print(json.dumps(est.to_dict()))
+        return 0
+    _print_estimate(est)
+    out = args.out or sweeps_dir(args.cache_dir) / slug(Path(args.spec).stem, 80)
+    result = sweep(spec, out, engine=args.engine, address=args.address, workers=args.workers,
                    cache_dir=args.cache_dir, use_cache=not args.no_cache, retries=args.retries,
                    samples_format=args.samples_format, progress=_SweepPrinter(), max_units=args.max_units)
     if result.rejected:
@@ -302,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "a folder every node sees")
     w.add_argument("--no-cache", action="store_true", help="no result cache (units share nothing)")
     _budget_flag(w)
+    w.add_argument("--dry-run", action="store_true",
+                   help="check the file, print the units, image-steps and time estimate as JSON, compute nothing")
     w.add_argument("--max-units", type=int, default=MAX_UNITS,
                    help=f"refuse a sweep that expands to more units than this (default {MAX_UNITS})")
     w.set_defaults(fn=_cmd_sweep)

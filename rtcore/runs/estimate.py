@@ -21,19 +21,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from ..attacks import AttackSettings
-from ..data import Task
+from ..data import Task, create_task
 from ..models import Backbone
+from ..models.ref import BackboneRef
 from ..numerics import chunk_rows, fixed_threads
 from ..steps import RADIUS_POINTS
 from ..transfer.recipe import transfer_info
-from .plan import Unit
+from .plan import Unit, plan
+from .resources import spec_device
+from .spec import EvalSpec
 
-__all__ = ["FORWARD", "Estimate", "calibrate", "estimate", "unit_steps"]
+__all__ = ["FORWARD", "Estimate", "calibrate", "estimate", "estimate_specs", "unit_steps"]
 
 #: a forward pass alone, in image-steps
 FORWARD = 1 / 3
@@ -135,3 +138,26 @@ def estimate(units: Sequence[Unit], backbone: Callable[[Unit], Backbone], task: 
     per = seconds / steps_total if steps_total else (next(iter(rates.values())) if rates else 0.0)
     return Estimate(units=len(units), image_steps=int(round(steps_total)), seconds_per_step=per,
                     estimated_seconds=seconds, device=device)
+
+
+def estimate_specs(specs: Sequence[EvalSpec], *, cache_dir: str | None = None, use_cache: bool = True,
+                   seconds_per_step: Callable[[Backbone, tuple[int, ...]], float] = calibrate) -> Estimate:
+    """The estimate of every unit of ``specs`` (a sweep's), creating each distinct backbone and task once."""
+    backbones: dict[tuple[BackboneRef, str], Backbone] = {}
+    tasks: dict[str, Task] = {}
+
+    def backbone(unit: Unit) -> Backbone:
+        key = (unit.spec.backbone, unit.spec.device)
+        if key not in backbones:
+            backbones[key] = unit.spec.backbone.create(spec_device(unit.spec.device), cache_dir=cache_dir,
+                                                       use_cache=use_cache)
+        return backbones[key]
+
+    def task(unit: Unit) -> Task:
+        if unit.task not in tasks:
+            tasks[unit.task] = create_task(unit.task, download=unit.spec.download, cache_dir=cache_dir,
+                                           use_cache=use_cache)
+        return tasks[unit.task]
+
+    est = estimate([u for s in specs for u in plan(s)], backbone, task, seconds_per_step)
+    return replace(est, units=len(specs))
