@@ -36,6 +36,7 @@ from .probes import list_probes
 from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
 from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
 from .runs.estimate import Estimate, estimate, estimate_specs
+from .export import latex_table
 from .runs.spec import eps_text
 from .runs.progress import fmt_seconds
 from .runs.fields import add_arguments, declared, namespace_values
@@ -46,6 +47,8 @@ from .transfer import TRANSFER_METHODS
 if TYPE_CHECKING:
     from .runs.sweep import SweepEvent
 
+#: the most a summary CSV read by `table` may hold
+MAX_TABLE_BYTES = 64 * 10**6
 SUMMARY_COLUMNS = ["backbone", "task", "probe", "norm", "eps", "n", "clean_acc", "robust_acc", "bound", "bound_head",
                    "mean_delta"]
 
@@ -147,7 +150,7 @@ def _spec_from_args(args: argparse.Namespace) -> EvalSpec:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
     outputs = [(p, f) for p, f in ((args.out, "--out"), (args.samples_out, "--samples-out"),
-                                   (args.save_spec, "--save-spec")) if p is not None]
+                                   (args.save_spec, "--save-spec"), (args.latex, "--latex")) if p is not None]
     paths = [check_output_file(p, f) for p, f in outputs]
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
@@ -174,6 +177,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for path, df in ((args.out, ev.summary), (args.samples_out, ev.samples)):
         if path:
             _write_csv(df, path)
+    if args.latex:
+        atomic_write(args.latex, latex_table(ev.summary).encode())
+    return 0
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    """A summary CSV (of evaluate or a sweep) as a LaTeX table."""
+    src = Path(args.summary).expanduser()
+    if not src.is_file():
+        raise ValueError(f"{args.summary!r} is not a file; give the summary CSV of `evaluate --out` or a sweep's "
+                         f"summary.csv")
+    if src.stat().st_size > MAX_TABLE_BYTES:
+        raise ValueError(f"{args.summary!r} has {src.stat().st_size / 1e6:.0f} MB; a summary table is far smaller "
+                         f"(at most {MAX_TABLE_BYTES / 1e6:.0f} MB read): give the summary, not the per-sample table")
+    try:
+        summary = pd.read_csv(src)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{args.summary!r} is not a CSV table ({e})") from None
+    text = latex_table(summary)
+    if args.out:
+        check_output_file(args.out, "--out")
+        atomic_write(args.out, text.encode())
+    else:
+        print(text, end="")
     return 0
 
 
@@ -289,10 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check everything, print the plan's size and time estimate as JSON, compute nothing")
     e.add_argument("--out", help="summary CSV")
     e.add_argument("--samples-out", help="per-sample CSV")
+    e.add_argument("--latex", help="also write the summary as a LaTeX table (booktabs)")
     e.add_argument("--save-spec", help="also write the spec (.toml or .json) that reproduces this run")
     e.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore)")
     e.add_argument("--no-cache", action="store_true", help="compute everything and write nothing to disk")
     e.set_defaults(fn=_cmd_evaluate)
+    t = sub.add_parser("table", help="a summary CSV (of evaluate --out or a sweep) as a LaTeX table")
+    t.add_argument("summary", help="the summary CSV")
+    t.add_argument("--out", help="the .tex file (default: print it)")
+    t.set_defaults(fn=_cmd_table)
     w = sub.add_parser("sweep", help="a sweep across backbones, tasks, probes and transfer methods (local or Ray)",
                        description="Run every unit of a sweep file; units already stored in --out are reused. "
                                    "Exit code 0: all done; 1: some units failed (see failures.csv); 2: bad input.")
