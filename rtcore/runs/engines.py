@@ -242,6 +242,7 @@ class RayEngine:
         self._remote = ray.remote(run_unit).options(num_cpus=cpus_per_unit, num_gpus=self.gpus_per_unit,
                                                     max_retries=max_retries, retry_exceptions=False)
         self._inflight: dict[Any, tuple[SweepUnit, float]] = {}
+        self._gpus = float(res.get("GPU", 0))
         self._slots_at = 0.0
         self._slots = 1
 
@@ -255,6 +256,10 @@ class RayEngine:
             by_gpu = int(res.get("GPU", 0) // self.gpus_per_unit) if self.gpus_per_unit else by_cpu
             self._slots, self._slots_at = max(1, min(by_cpu, by_gpu)), now
         return self._slots
+
+    def gpus_available(self) -> bool:
+        """Whether the cluster has a GPU for a unit that asks for one."""
+        return self._gpus >= max(self.gpus_per_unit, 1.0)
 
     def describe(self) -> str:
         res = self._ray.cluster_resources()

@@ -208,15 +208,21 @@ def n_problem(n: int | str, task: str, size: int | None) -> str | None:
 
 
 def check_device(value: object) -> str:
-    """``"auto"`` (CUDA when present, else the CPU) or a device this machine has (``cpu``, ``cuda``, ``cuda:N``)."""
-    from ..models import resolve_device
+    """``"auto"`` (CUDA when present, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, ``"mps"``. Whether the
+    machine that runs the spec has that device is checked where it runs, before any work (a sweep's driver
+    need not have the GPUs its workers have)."""
+    import torch
 
     if value == "auto":
         return "auto"
-    if not isinstance(value, str):
-        raise ValueError(f"device={value!r} must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    resolve_device(value)  # raises naming the devices this machine has and the fix
-    return value
+    try:
+        dev = torch.device(value) if isinstance(value, str) else None
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps") or (dev.type != "cuda" and dev.index is not None):
+        raise ValueError(f"device={value!r} must be 'auto' (CUDA when present, else the CPU), 'cpu', 'cuda', "
+                         f"'cuda:N' or 'mps'")
+    return str(dev)
 
 
 def check_batch_size(value: object) -> int | str:

@@ -34,6 +34,7 @@ from ..cache import check_cache_dir
 from ..config import resolve_cache_dir
 from .engines import Finished, LocalEngine, RayEngine, import_ray
 from .progress import TimeLeft, fmt_seconds
+from .resources import spec_device
 from .sweep_spec import MAX_UNITS, SweepSpec, SweepUnit, as_sweep_spec, load_sweep_spec, slug
 from .sweep_store import SAMPLE_FORMATS, SweepStore
 from .zoo import list_sweeps, load_sweep, pretraining_protocol
@@ -284,10 +285,19 @@ def sweep(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str], out_dir:
     eng: LocalEngine | RayEngine | None = None
     engine_info, init_seconds = "nothing to run", 0.0
     if run.todo:
+        devices = {u.spec.device for u in run.todo}
         if engine == "ray":
-            eng = RayEngine(cache_root, use_cache, address=address, workers=workers, runtime_env=runtime_env)
+            gpus = 1.0 if any(d.startswith("cuda") for d in devices) else 0.0 if devices == {"cpu"} else None
+            eng = RayEngine(cache_root, use_cache, address=address, workers=workers, runtime_env=runtime_env,
+                            gpus_per_unit=gpus)
             init_seconds = eng.init_seconds
+            if gpus and not eng.gpus_available():
+                eng.close()
+                raise ValueError(f"the sweep asks for device {sorted(d for d in devices if d.startswith('cuda'))} but "
+                                 f"the Ray cluster has no GPU; use device = \"auto\" or \"cpu\", or a cluster with GPUs")
         else:
+            for d in devices:  # this process runs every unit: it must have each device, before any work
+                spec_device(d)
             eng = LocalEngine(cache_root, use_cache, progress=lambda u, ev: run.event(
                 "unit-progress", unit=u.describe(), fraction=ev.fraction, message=ev.stage))
         engine_info = eng.describe()

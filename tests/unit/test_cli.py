@@ -91,3 +91,19 @@ def test_the_flags_are_the_spec_fields() -> None:
     assert hand_listed <= {d.key for d in fields}  # the fields every earlier version had are all declared
     assert {"backbone", "tasks", "norm", "n", "attack", "probe", "transfer", "seed"} <= set(sweep_axes(rtcore.EvalSpec))
     assert "eps" not in sweep_axes(rtcore.EvalSpec)  # a sweep's eps list is every unit's grid
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_work(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    t0 = time.perf_counter()
+    code = main(["evaluate", "--backbone", "fmnist-cnn-standard", "--tasks", "shapes", "--eps", "2/255", "--n", "8",
+                 "--device", "cuda", "--cache-dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2 and "CUDA is not available" in err and "device='cpu'" in err
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "c" / "results").exists()

@@ -58,7 +58,7 @@ def spec(**changes: object) -> EvalSpec:
     (dict(finetune={"epochs": 2}), "finetune settings apply to the transfer methods that train"),
     (dict(finetune={"epoch": 2}), "unknown finetune keys"),
     (dict(sanity_subset=64), "sanity_subset=64 applies to sanity = true"),
-    (dict(device="cuda:7"), "device"),
+    (dict(device="gpu"), "device=.gpu. must be"),
     (dict(batch_size=0), "batch_size"),
     (dict(precision="int8"), "precision='int8' is unknown"),
     (dict(transfer="ft-last-k", transfer_k=2.5), "not a whole number"),
