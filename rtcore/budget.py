@@ -5,7 +5,9 @@ its header (Pillow reads no pixels to open a file), an ``.npy`` array's shape an
 header, a safetensors file's from its JSON header. They compare that with :class:`MemoryBudget` and
 refuse, naming the file, the size, the budget and how to raise it, before any large allocation:
 
-* a task's images as they will be held, float32 (N x C x H x W x 4 bytes), at most ``max_bytes``;
+* a task's images as they will be held, float32 (N x C x H x W x 4 bytes), at most ``max_bytes`` (while a
+  folder is decoded its uint8 arrays and their cache file's bytes are held beside them for a moment: the
+  peak is up to 1.5 times that);
 * one image at most :attr:`MemoryBudget.max_image_pixels` pixels: every forward and backward pass
   runs on chunks of :data:`CHUNK_ROWS` images (:mod:`rtcore.numerics`), so a chunk of such images,
   float32 RGB, must fit the budget too (4 GB: about 10.4 megapixels, 3229 x 3229). Pillow's own
