@@ -27,7 +27,7 @@ import pandas as pd
 
 from ._io import atomic_write
 from .attacks import STRENGTHS, describe
-from .config import NORMS, resolve_cache_dir
+from .config import NORMS, eps_text, resolve_cache_dir
 from .data import list_tasks, task_info
 from .errors import RtcoreError
 from .models import backbone_specs
@@ -37,7 +37,6 @@ from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
 from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
 from .runs.estimate import Estimate, estimate, estimate_specs
 from .export import latex_table
-from .runs.spec import eps_text
 from .runs.progress import fmt_seconds
 from .runs.fields import add_arguments, declared, namespace_values
 from .runs.sweep_spec import MAX_UNITS, load_sweep_spec
@@ -182,6 +181,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """A RobustBench-style, DataParallel or plain checkpoint as a safetensors file of the backbone's weights."""
+    from .models.convert import convert_checkpoint
+
+    check_output_file(args.dst, "OUT")
+    report = convert_checkpoint(args.src, args.dst, args.backbone, key=args.key)
+    print(json.dumps(report.to_dict(), indent=2))
+    if report.mean is not None:
+        print(f"the checkpoint normalises its inputs: give the backbone mean = {list(report.mean)} and "
+              f"std = {list(report.std or ())} (--mean / --std, or in the spec file)", file=sys.stderr)
+    return 0
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
     """A summary CSV (of evaluate or a sweep) as a LaTeX table."""
     src = Path(args.summary).expanduser()
@@ -321,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache-dir", help="result cache (default $RTCORE_CACHE_DIR or ~/.cache/rtcore)")
     e.add_argument("--no-cache", action="store_true", help="compute everything and write nothing to disk")
     e.set_defaults(fn=_cmd_evaluate)
+    c = sub.add_parser("convert", help="a checkpoint (RobustBench-style, DataParallel, nested state_dict) as the "
+                                       "safetensors weights of a backbone, checked to load strictly")
+    c.add_argument("src", help="the checkpoint (.pt/.pth read with torch.load(weights_only=True), or .safetensors)")
+    c.add_argument("dst", metavar="OUT", help="the .safetensors file to write")
+    c.add_argument("--backbone", required=True, help="the architecture: a registry name, timm:<model> or "
+                                                     "torchvision:<model>")
+    c.add_argument("--key", help="where the state dict sits in the checkpoint (dotted, e.g. ema.model) when it "
+                                 "is not found on its own")
+    c.set_defaults(fn=_cmd_convert)
     t = sub.add_parser("table", help="a summary CSV (of evaluate --out or a sweep) as a LaTeX table")
     t.add_argument("summary", help="the summary CSV")
     t.add_argument("--out", help="the .tex file (default: print it)")

@@ -214,6 +214,13 @@ def eps_grid(norm: str | Norm, steps: tuple[int, ...] = GRID_STEPS) -> tuple[flo
     return tuple(eps_key(k * unit) for k in steps)
 
 
+def eps_text(e: float) -> str | float:
+    """An eps as a file, a command line or a table writes it: ``"8/255"`` where it is k/255 for a whole k > 0,
+    else the number (``0.0``, ``0.5``)."""
+    k = round(float(e) * 255)
+    return f"{k}/255" if k > 0 and eps_key(k / 255) == eps_key(e) else float(e)
+
+
 def eps_steps(eps: float, norm: str | Norm) -> float:
     """``eps`` in grid units: ``eps * 255`` (linf) or ``eps / 0.1`` (l2)."""
     return float(eps) * 255 if check_norm(norm) == "linf" else float(eps) / L2_UNIT

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .runs.spec import eps_text
+from .config import eps_text
 
 __all__ = ["latex_table"]
 

@@ -290,7 +290,7 @@ class Backbone(nn.Module):
         if not isinstance(f, torch.Tensor) or f.ndim < 2 or f.shape[0] != x.shape[0]:
             shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
             raise ValueError(
-                f"backbone {self.name!r} returned {shape} for {x.shape[0]} images; a backbone must return one "
+                f"backbone {self.name!r} returned {shape} for a chunk of {x.shape[0]} images; a backbone must return one "
                 f"feature vector per image, shape (N, m) (wrap a scalar output with .unsqueeze(1))"
             )
         return f.flatten(1)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import STRENGTHS, AttackSettings
-from ..config import NORMS, check_eps, check_norm, eps_key
+from ..config import NORMS, check_eps, check_norm, eps_key, eps_text
 from ..data import check_task_ref, task_display_name, task_test_size
 from ..models.ref import BackboneRef
 from ..probes import list_probes, probe_info
@@ -593,12 +593,6 @@ def _check_eps_list(eps: object, norm: str) -> tuple[float, ...]:
     if dups:
         raise SpecError(dups)
     return tuple(sorted(seen))
-
-
-def eps_text(e: float) -> str | float:
-    """An eps as a file or command line writes it: ``"8/255"`` where it is k/255 for a whole k, else the number."""
-    k = float(e) * 255
-    return f"{round(k)}/255" if round(k) > 0 and eps_key(round(k) / 255) == eps_key(e) else float(e)
 
 
 def _plain_value(value: Any, key: str = "") -> Any:

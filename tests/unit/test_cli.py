@@ -107,3 +107,28 @@ def test_a_device_this_machine_lacks_is_refused_before_any_work(tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2 and "CUDA is not available" in err and "device='cpu'" in err
     assert time.perf_counter() - t0 < 10 and not (tmp_path / "c" / "results").exists()
+
+
+def test_convert_a_dataparallel_checkpoint_and_evaluate_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A RobustBench-style checkpoint ({'state_dict': {'module.' + key: ...}}) of a bundled backbone converts, and
+    the converted weights give exactly the bundled backbone's numbers."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from rtcore.models import BUNDLED_DIR
+
+    state = load_file(str(BUNDLED_DIR / "fmnist-cnn-standard.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 7}, tmp_path / "ckpt.pt")
+    out = tmp_path / "converted.safetensors"
+    assert main(["convert", str(tmp_path / "ckpt.pt"), str(out), "--backbone", "fmnist-cnn-standard"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["found_at"] == ["state_dict"] and report["stripped"] == ["module."] and report["ignored"] == ["epoch"]
+    args = ["evaluate", "--backbone", "fmnist-cnn-standard", "--tasks", "shapes", "--eps", "2/255", "--n", "8",
+            "--attack", "fast", "--no-head-attack", "--no-loss-attack", "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--out", str(tmp_path / "a.csv")]) == 0
+    assert main([*args, "--weights", str(out), "--label", "fmnist-cnn-standard", "--out", str(tmp_path / "b.csv")]) == 0
+    a, b = (pd.read_csv(tmp_path / f).drop(columns=["seconds"]) for f in ("a.csv", "b.csv"))
+    pd.testing.assert_frame_equal(a, b)
+    assert main(["convert", str(tmp_path / "ckpt.pt"), str(tmp_path / "x.bin"), "--backbone", "fmnist-cnn-standard"]) == 2

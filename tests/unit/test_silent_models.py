@@ -236,8 +236,8 @@ def test_feature_info_reports_m_and_dtype_and_is_memoised(monkeypatch: pytest.Mo
             g.feature_info(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kind, words", [("flat", r"returned \(2,\) for 2 images"), ("tuple", "returned tuple"),
-                                         ("scalar", r"returned \(\) for 2 images"), ("nan", "NaN or inf")])
+@pytest.mark.parametrize("kind, words", [("flat", r"returned \(32,\) for a chunk of 32 images"), ("tuple", "returned tuple"),
+                                         ("scalar", r"returned \(\) for a chunk of 32 images"), ("nan", "NaN or inf")])
 def test_bad_outputs_are_refused_and_do_not_share_an_identity(kind: str, words: str) -> None:
     torch.manual_seed(0)
     bad = rtcore.as_backbone(_Out(kind), name="Out")
