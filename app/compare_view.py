@@ -29,9 +29,9 @@ def overlap_sentences(summary: pd.DataFrame, eps: float, metric: str = "robust_a
 
 
 def estimate(request: EvalRequest) -> str:
-    """How long ``request`` takes if nothing is cached, from the unit times measured on this server."""
+    """How long ``request`` takes if nothing is cached, from the unit times measured on this server: the one
+    estimate the progress bar's time left also comes from (no number before a step was measured)."""
     seconds = jobs.SCHEDULER.clock.left(request.workload())
     if seconds is None:
-        return ("time: measured after the first computed step (on 2 CPU cores with the fast attack, n = 200 and "
-                "5 tasks: about 1.5 min per backbone)")
+        return "a time measured on this server once its first step has computed"
     return f"up to about {fmt_seconds(seconds)} if nothing is cached (measured on this server)"

@@ -9,6 +9,7 @@ message and left at its default, never a crash.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -181,8 +182,10 @@ def share_url() -> str:
                                                                                  safe="/,:"), ""))
 
 
+@functools.lru_cache(maxsize=64)
 def qr_png(text: str) -> bytes:
-    """A QR code of ``text`` as PNG bytes (segno; large modules, so a phone reads it from the back of a room)."""
+    """A QR code of ``text`` as PNG bytes (segno; large modules, so a phone reads it from the back of a room);
+    made once per URL (a class opens the same view)."""
     buf = io.BytesIO()
     segno.make(text, error="m").save(buf, kind="png", scale=8, border=2)
     return buf.getvalue()
@@ -191,11 +194,10 @@ def qr_png(text: str) -> bytes:
 def controls() -> None:
     """The sidebar's view box: presenter mode, freeze, share (URL and QR code) and the charts' download format."""
     sb = st.sidebar
-    c1, c2 = sb.columns(2)
-    c1.toggle("Presenter", key="present", help="Large chart text (18 px and more), thicker lines, short captions: "
-                                               "readable from the back of a room. In the URL as present=1.")
-    c2.toggle("Freeze", key="frozen", help="Locks the sidebar's controls so the view stays as it is while you talk; "
-                                           "a shared link carries it (frozen=1).")
+    sb.toggle("Presenter mode", key="present", help="Large chart text (18 px and more), thicker lines, short "
+                                                    "captions: readable from the back of a room (present=1).")
+    sb.toggle("Freeze this view", key="frozen", help="Locks the sidebar's controls so the view stays as it is while "
+                                                     "you talk; a shared link carries it (frozen=1).")
     with sb.popover("Share this view", icon=":material/qr_code_2:", width="stretch"):
         url = share_url()
         st.code(url, language=None, wrap_lines=True)

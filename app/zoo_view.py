@@ -2,9 +2,9 @@
 backbone was pretrained.
 
 It reads a sweep folder with :func:`rtcore.runs.sweep.load_sweep` (a tidy frame with a ``protocol`` column) and
-draws with the dashboard's look (:mod:`app.figures.style`, :func:`app.view.chart`). The pure functions (:func:`filters`, :func:`calibration_figure`, :func:`curves_figure`,
-:func:`backbone_table`, :func:`rank_agreement`) take that frame and return figures or frames;
-:func:`render` draws the page.
+draws with the dashboard's look (:mod:`app.figures`, :func:`app.view.chart`). The pure functions
+(:func:`filters`, :func:`calibration_figure`, :func:`backbone_table`, :func:`rank_agreement`) take that frame
+and return figures or frames; :func:`render` draws the page.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from rtcore.runs.sweep import list_sweeps, load_sweep
 
-from .figures.style import PALETTE, layout
+from .figures import compare_curves
+from .figures.style import layout
 from .state import eps_short as eps_label
 from .view import chart
 
@@ -36,7 +36,8 @@ SWEEP = "assets/zoo.toml"
 HOW_TO = (f"This page draws a finished sweep. Run the small one that ships with the dashboard, offline (the five "
           f"bundled backbones on two tasks, no download), in a terminal in the repository:\n\n"
           f"    .venv/bin/python -m rtcore sweep {SWEEP}\n\n"
-          "Its results go to `<cache>/sweeps/zoo` and appear here (reload the page). Any other sweep works too: "
+          "It took 7.5 min on 2 CPU cores; its results go to `<cache>/sweeps/zoo` and appear here (reload the "
+          "page). Any other sweep works too: "
           "type its `--out` folder above.")
 
 
@@ -85,35 +86,6 @@ def calibration_figure(df: pd.DataFrame) -> go.Figure:
            "bound (ρ > Δ)", height=560, legend="bottom", legend_title="pretraining (colour), task (symbol)")
     fig.update_xaxes(range=[-0.03, 1.03])
     fig.update_yaxes(range=[-0.03, 1.03])
-    return fig
-
-
-def curves_figure(df: pd.DataFrame, backbones: Sequence[str]) -> go.Figure:
-    """Per chosen backbone: robust accuracy (solid) and bound (dashed) across eps, one panel per task."""
-    tasks = list(dict.fromkeys(df["task"]))
-    cols = min(len(tasks), 3) or 1
-    rows_n = math.ceil(len(tasks) / cols) or 1
-    fig = make_subplots(rows=rows_n, cols=cols, subplot_titles=tasks, shared_yaxes=True)
-    norm = str(df["norm"].iloc[0]) if "norm" in df.columns and len(df) else "linf"
-    for b_i, backbone in enumerate(backbones):
-        color = PALETTE[b_i % len(PALETTE)]
-        for t_i, task in enumerate(tasks):
-            rows = df[(df["backbone"] == backbone) & (df["task"] == task)].sort_values("eps")
-            if rows.empty:
-                continue
-            r, c = t_i // cols + 1, t_i % cols + 1
-            labels = [eps_label(e, norm) for e in rows["eps"]]
-            for col, dash, what in (("robust_acc", "solid", "robust"), ("bound", "dash", "bound")):
-                fig.add_scatter(x=rows["eps"], y=rows[col], mode="lines+markers", row=r, col=c,
-                                name=f"{backbone} · {what}", legendgroup=backbone, showlegend=t_i == 0,
-                                line={"color": color, "dash": dash}, customdata=labels,
-                                hovertemplate=f"{backbone} · {task}<br>ε %{{customdata}}<br>{what} %{{y:.3f}}"
-                                              "<extra></extra>")
-    grid = sorted(df["eps"].unique())
-    fig.update_yaxes(range=[-0.03, 1.03])
-    layout(fig, "Per backbone: robust accuracy (solid) and bound (dashed) across ε", "ε", "", height=320 * rows_n + 80,
-           legend="bottom")
-    fig.update_xaxes(tickvals=grid, ticktext=[eps_label(e, norm) for e in grid])
     return fig
 
 
@@ -219,4 +191,4 @@ def render() -> None:
     picked = st.multiselect("Curves across ε for the backbones", backbones, default=[], key="zoo_curves",
                             placeholder="choose backbones to draw their curves")
     if picked:
-        chart("zoo_curves_chart", curves_figure, shown, picked)
+        chart("zoo_curves_chart", compare_curves, shown[shown["backbone"].isin(picked)])

@@ -22,6 +22,8 @@ import rtcore.models.uploads
 from app import jobs, state, view
 from app.theory_ui import TOY_EXAMPLES, example_toy
 from rtcore.config import eps_grid
+from rtcore.models.ref import BackboneRef
+from rtcore.runs import fmt_seconds
 from tests.app.conftest import use_small_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,6 +247,9 @@ def test_compare_page_button_estimate_and_overlaps(small: None) -> None:
     button = at.button(key="compare_run")
     assert "(2 backbones × 1 task," in button.label and not button.disabled
     assert "Takes up to about" in text(at) and "measured on this server" in text(at), "an estimate from throughput"
+    refs = [BackboneRef(b) for b in state.bundled_backbones()[:2]]
+    left = jobs.SCHEDULER.clock.left(jobs.make_request(refs, ["shapes"], "linf", 20, "fast").workload())
+    assert f"up to about {fmt_seconds(left)}" in text(at), "one cost: the scheduler's estimate, as in the progress bar"
     cards = at.table[0].value
     assert len(cards) == 2 and not (cards.astype(str) == "None").any().any(), "the model cards, whole"
     at.button(key="compare_run").click().run()

@@ -43,8 +43,6 @@ def test_view_functions(cache: Path) -> None:
     assert len(table) == 3 and (table["robust − bound"] >= 0).all()  # bound <= robust on every row
     agree = zv.rank_agreement(df)
     assert list(agree["backbones"]) == [3, 3] and agree["spearman"].between(-1, 1).all()
-    curves = zv.curves_figure(df, ["fmnist-cnn-standard"])
-    assert [t.name for t in curves.data] == ["fmnist-cnn-standard · robust", "fmnist-cnn-standard · bound"]
     assert zv.eps_label(8 / 255, "linf") == "8/255" and zv.eps_label(0.5, "l2") == "0.5"
     assert len(zv.filters(df, {"probe": "logistic-std"}, ["fmnist-novel"], [8 / 255])) == 3
 
