@@ -76,3 +76,17 @@ class LinearCase:
 @pytest.fixture(params=[0, 1, 2])
 def linear_case(request: pytest.FixtureRequest) -> LinearCase:
     return LinearCase(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``npz:PATH`` of a small 3-class own-data task: 120 training and 24 test images of `shapes` (a fit, a
+    fine-tuning epoch and an attack on it stay quick)."""
+    import numpy as np
+
+    t = rtcore.create_task("shapes")
+    path = tmp_path_factory.mktemp("tiny-task") / "tiny.npz"
+    as_bytes = lambda x: (x * 255).round().to(torch.uint8).numpy()  # noqa: E731
+    np.savez(path, x_train=as_bytes(t.x_train[:120]), y_train=t.y_train[:120].numpy(), x_test=as_bytes(t.x_test[:24]),
+             y_test=t.y_test[:24].numpy())
+    return f"npz:{path}"

@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
 from ..attacks import AttackSettings
 from ..cache import ResultCache
-from ..config import eps_key
+from ..config import eps_key, eps_text
 from ..data import Task
 from ..models import Backbone
 from ..models.ref import BackboneRef
@@ -32,6 +32,25 @@ from ..transfer.recipe import TRANSFER_METHODS, FineTuneRecipe, check_method, me
 from .execute import Evaluation, execute
 from .progress import ProgressCallback, ProgressEvent
 from .spec import EvalSpec
+
+
+def comparison_sweep(backbone: BackboneRef, task: str, methods: Sequence[str], eps: Sequence[float], norm: str,
+                     n: int | str, *, k: int = 1, attack: str = "fast", seed: int = 0,
+                     recipe: FineTuneRecipe | None = None) -> dict[str, object]:
+    """The sweep file (a spec with ``transfers`` as a list) that computes what :func:`compare_methods` does for
+    these arguments: each method's rows of the comparison are the rows of its unit (``python -m rtcore sweep``
+    reproduces a comparison the dashboard showed)."""
+    table: dict[str, object] = {"backbones": [backbone.to_dict() if backbone.to_dict().keys() - {"backbone"}
+                                              else backbone.name],
+                                "tasks": [task], "eps": [eps_text(e) for e in eps], "norm": norm, "n": n,
+                                "attack": attack, "seed": seed, "transfers": list(methods)}
+    if "ft-last-k" in methods:
+        table["transfer_k"] = int(k)
+    rec = {key: v for key, v in asdict(recipe or FineTuneRecipe()).items()
+           if key != "seed" and v != getattr(FineTuneRecipe(), key)}
+    if rec and any(m != "lp" for m in methods):
+        table["finetune"] = rec
+    return table
 
 
 def evaluate_adapted(adapted: Adapted, task: Task, eps: float | Sequence[float], norm: str = "linf", n: int = 500, *,

@@ -15,12 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from rtcore.data import create_task
 from rtcore.numerics import by_rows, chunk_rows, fixed_threads
 from rtcore.probes import linear_rows
 
@@ -39,16 +37,6 @@ sweeps, task, out, extra = json.loads(sys.argv[1])
 for i, s in enumerate(sweeps):
     rtcore.sweep({**s, "tasks": [task], "n": 12, "attack": "fast", **extra}, f"{out}/{i}", **json.loads(sys.argv[2]))
 """
-
-
-@pytest.fixture(scope="module")
-def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A 3-class own-data task: 120 training and 24 test images of `shapes` (fine-tuning stays quick)."""
-    t = create_task("shapes")
-    path = tmp_path_factory.mktemp("task") / "tiny.npz"
-    np.savez(path, x_train=(t.x_train[:120] * 255).round().to(torch.uint8).numpy(), y_train=t.y_train[:120].numpy(),
-             x_test=(t.x_test[:24] * 255).round().to(torch.uint8).numpy(), y_test=t.y_test[:24].numpy())
-    return f"npz:{path}"
 
 
 def run(tmp: Path, name: str, task: str, threads: int, cache: Path, extra: dict | None = None,

@@ -357,3 +357,27 @@ def test_cli_takes_the_transfer_method() -> None:
 
     given = namespace_values(build_parser().parse_args(cmd.split()[3:]), rtcore.EvalSpec)
     assert given["transfer"] == "ft-last-k" and given["transfer_k"] == 2 and given["eps"] == ["2/255"]
+
+
+def test_a_comparison_reproduces_from_its_sweep_file(tiny_task: str, tmp_path: Path) -> None:
+    """What compare_methods (the dashboard's transfer page) shows for each method is what the sweep file
+    comparison_sweep writes computes: the same numbers, from a spec anyone can rerun."""
+    from rtcore.runs.compare import comparison_sweep, compare_methods
+    from rtcore.runs.sweep import sweep
+
+    cache = rtcore.ResultCache(str(tmp_path / "cache"))
+    g = rtcore.create_backbone("fmnist-cnn-standard", device="cpu")
+    task = rtcore.create_task(tiny_task, cache_dir=str(cache.root))
+    eps = [0.0, 2 / 255]
+    recipe = rtcore.FineTuneRecipe(epochs=1)
+    shown = compare_methods(g, task, eps, "linf", 24, methods=["lp", "ft"], attack="fast", cache=cache,
+                            recipe=recipe).summary
+    table = comparison_sweep(rtcore.BackboneRef("fmnist-cnn-standard"), tiny_task, ["lp", "ft"], eps, "linf", 24,
+                             recipe=recipe)
+    assert table["finetune"] == {"epochs": 1} and table["transfers"] == ["lp", "ft"]
+    rerun = sweep(table, tmp_path / "sweep", cache_dir=str(tmp_path / "fresh-cache")).summary
+    cols = ["clean_acc", "robust_acc", "bound", "bound_head", "mean_delta", "adv_loss"]
+    for method in ("lp", "ft"):
+        a = shown[shown["method"] == method].sort_values("eps")[cols].reset_index(drop=True)
+        b = rerun[rerun["transfer"] == method].sort_values("eps")[cols].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
