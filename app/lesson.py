@@ -93,12 +93,10 @@ def banner(page: str) -> None:
                     f"{step.do}")
         st.markdown("**Questions for the class**\n" + "\n".join(f"{i}. {q}" for i, q in
                                                               enumerate(step.questions, 1)))
-        if page == "bound":
-            st.markdown(f"*Why the bound sits below:* {state.WHY_BELOW}")
-        cols = st.columns(4)
+        cols = st.columns([1, 3, 2, 2], vertical_alignment="center")
         with cols[0]:
             if k > 0:
-                step_link(k - 1, f"Back: {STEPS[k - 1].title}", ":material/arrow_back:")
+                step_link(k - 1, "Back", ":material/arrow_back:")
         with cols[1]:
             if k + 1 < len(STEPS):
                 step_link(k + 1, f"Next: {STEPS[k + 1].title}", ":material/arrow_forward:")

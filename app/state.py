@@ -16,7 +16,7 @@ import pandas as pd
 
 from rtcore import BackboneUnavailableError, list_backbones, list_tasks, task_info
 from rtcore.attacks import STRENGTHS, describe
-from rtcore.config import NORMS, check_eps, eps_grid, eps_key, eps_steps
+from rtcore.config import NORMS, check_eps, default_cache_dir, eps_grid, eps_key, eps_steps
 from rtcore.models import BUNDLED_DIR, read_card
 from rtcore.models.registry import backbone_info
 from rtcore.models.uploads import MAX_UPLOAD_BYTES as CHECKPOINT_UPLOAD_BYTES
@@ -46,6 +46,14 @@ WHY_BELOW = ("A point counts for the bound only when its margin ρ(x) exceeds Δ
              "so a point any attack breaks is never counted: the bound is at most the robust accuracy.")
 PENDING = "computing…"
 MISSING = "—"
+
+
+def private(message: str) -> str:
+    """``message`` without the server's own folders (the result cache, the home folder), which students need not
+    see."""
+    for folder, name in ((str(default_cache_dir()), "<server cache>"), (os.path.expanduser("~"), "~")):
+        message = message.replace(folder, name)
+    return message
 
 
 def probes() -> list[str]:

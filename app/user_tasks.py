@@ -6,8 +6,6 @@ built-in tasks on every page and in the reproducing command."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from rtcore.config import default_cache_dir
@@ -22,7 +20,7 @@ from rtcore.data import (
 from rtcore.data.uploads import touch_task_upload
 from rtcore.runs.spec import task_identity
 
-from .state import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, task_label
+from .state import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, private, task_label
 
 UPLOAD_TYPES = ["zip", "npz"]
 
@@ -79,14 +77,6 @@ def _uploaded() -> None:
         st.session_state["user_task_msg"] = ("info", f"Added {task_label(done[up.file_id])}.")
     except (ValueError, TaskUnavailableError) as e:
         st.session_state["user_task_msg"] = ("error", private(str(e)))
-
-
-def private(message: str) -> str:
-    """``message`` without the server's own folders (the result cache, the home folder), which students need not
-    see."""
-    for folder, name in ((str(default_cache_dir()), "<server cache>"), (str(Path.home()), "~")):
-        message = message.replace(folder, name)
-    return message
 
 
 def controls() -> None:

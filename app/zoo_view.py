@@ -20,8 +20,9 @@ import streamlit as st
 from rtcore.runs.sweep import list_sweeps, load_sweep
 
 from .figures import compare_curves
-from .figures.style import layout
+from .figures.style import layout, look
 from .state import eps_short as eps_label
+from .state import private
 from .view import chart
 
 TITLE = "Backbone zoo: does the bound predict robustness across backbones?"
@@ -65,7 +66,7 @@ def calibration_figure(df: pd.DataFrame) -> go.Figure:
     one symbol per task; the diagonal is where the bound predicts the attack exactly."""
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="bound = empirical", hoverinfo="skip",
-                    line={"color": "#555555", "dash": "dot", "width": 1.2})
+                    line={"color": "#555555", "dash": "dot", "width": look().line})
     tasks = list(dict.fromkeys(df["task"]))
     symbol = {t: SYMBOLS[i % len(SYMBOLS)] for i, t in enumerate(tasks)}
     norm = str(df["norm"].iloc[0]) if "norm" in df.columns and len(df) else "linf"
@@ -74,16 +75,16 @@ def calibration_figure(df: pd.DataFrame) -> go.Figure:
         custom = list(zip(rows["backbone"], rows["task"], [eps_label(e, norm) for e in rows["eps"]],
                           rows["clean_acc"] if "clean_acc" in rows else [math.nan] * len(rows)))
         fig.add_scatter(x=rows["robust_acc"], y=rows["bound"], mode="markers", name=proto, customdata=custom,
-                        marker={"color": PROTOCOL_COLORS[proto], "size": 10, "opacity": 0.85,
+                        marker={"color": PROTOCOL_COLORS[proto], "size": look().marker + 2, "opacity": 0.85,
                                 "symbol": [symbol[t] for t in rows["task"]], "line": {"width": 0.5, "color": "white"}},
                         hovertemplate="%{customdata[0]}<br>%{customdata[1]} · ε %{customdata[2]}<br>"
                                       "empirical %{x:.3f}<br>bound %{y:.3f}<br>clean %{customdata[3]:.3f}"
                                       "<extra>%{fullData.name}</extra>")
     for task in tasks:  # the symbols' legend (no data)
         fig.add_scatter(x=[None], y=[None], mode="markers", name=f"task: {task}", hoverinfo="skip",
-                        marker={"color": "#999999", "size": 9, "symbol": symbol[task]})
-    layout(fig, "Calibration across the zoo: bound vs empirical robust accuracy", "empirical robust accuracy (attack)",
-           "bound (ρ > Δ)", height=560, legend="bottom", legend_title="pretraining (colour), task (symbol)")
+                        marker={"color": "#999999", "size": look().marker, "symbol": symbol[task]})
+    layout(fig, "Calibration across the zoo", "empirical robust accuracy (attack)", "bound (ρ > Δ)", height=560,
+           legend="bottom", subtitle="bound vs empirical robust accuracy · colour: pretraining · symbol: task")
     fig.update_xaxes(range=[-0.03, 1.03])
     fig.update_yaxes(range=[-0.03, 1.03])
     return fig
@@ -168,7 +169,7 @@ def render() -> None:
     tasks = st.multiselect("Tasks", tasks_all, default=tasks_all, key="zoo_tasks")
     shown = filters(df, choice, tasks)
     backbones = list(dict.fromkeys(shown["backbone"]))
-    st.caption(f"{folder} · {len(backbones)} backbones × {len(tasks)} tasks × {shown['eps'].nunique()} ε · "
+    st.caption(f"{private(str(folder))} · {len(backbones)} backbones × {len(tasks)} tasks × {shown['eps'].nunique()} ε · "
                + ", ".join(f"{k} {v}" for k, v in choice.items()))
     if shown.empty:
         st.info("No rows for this choice: pick at least one task.")

@@ -13,9 +13,11 @@ from plotly.subplots import make_subplots
 from ..state import eps_short
 from .style import (
     ACC_AXIS,
+    CURSOR,
     DASH,
     METRIC_NAMES,
     NEUTRAL,
+    PANEL_KEY,
     PLOT_PX,
     EpsAxis,
     at_eps,
@@ -81,7 +83,7 @@ def accuracy_curves(summary: pd.DataFrame, current_eps: float | None = None) -> 
         curves(fig, summary[summary["task"] == task], "task", DASH, METRIC_NAMES, axis, ci=("robust_acc", "bound"),
                legend=False, colours=colours, row=r, col=c)
     legend_key(fig, DASH, METRIC_NAMES, group="per panel")
-    layout(fig, "Robust accuracy and bounds across ε, one panel per task (dotted line: cursor ε)", "", "",
+    layout(fig, "Robust accuracy and bounds across ε", "", "", subtitle=PANEL_KEY,
            height=panel_height(cells), legend="bottom")
     panel_axes(fig, axis, cells, current_eps)
     fig.update_yaxes(range=[-0.02, 1.04])
@@ -115,8 +117,7 @@ def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None)
     return fig
 
 
-TRADEOFF_PANELS = (("robust_acc", "robust accuracy (attack)"), ("bound", "bound: ρ > Δ"),
-                   ("bound_head", "bound, head subspace: ρ > Δ_P"))
+TRADEOFF_PANELS = (("robust_acc", "robust accuracy"), ("bound", "bound: ρ > Δ"), ("bound_head", "bound: ρ > Δ_P"))
 
 
 def probe_tradeoff(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
@@ -128,7 +129,7 @@ def probe_tradeoff(summary: pd.DataFrame, current_eps: float | None = None) -> g
     for col, (metric, _) in enumerate(TRADEOFF_PANELS, start=1):
         curves(fig, summary, "probe", {metric: "solid"}, METRIC_NAMES, axis, ci=(metric,), legend=col == 1,
                row=1, col=col)
-    layout(fig, "What a Δ-aware head buys and costs (dotted line: cursor ε)", "", ACC_AXIS, height=460,
+    layout(fig, "What a Δ-aware head buys and costs", "", ACC_AXIS, height=460, subtitle=CURSOR,
            legend="bottom", legend_title="probe (colour)")
     panel_axes(fig, axis, [(1, 1), (1, 2), (1, 3)], current_eps)
     fig.update_yaxes(range=[-0.02, 1.04], title_text=None)

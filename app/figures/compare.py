@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from ..state import eps_short
 from .accuracy import ACC_RANGE
-from .style import ACC_AXIS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, EpsAxis, at_eps, bar_slot_px, ci_text, \
+from .style import ACC_AXIS, DASH, PANEL_KEY, METRIC_NAMES, NEUTRAL, PLOT_PX, EpsAxis, at_eps, bar_slot_px, ci_text, \
     colours_for, curves, fitted_labels, interval, layout, legend_key, look, norm_of, panel_axes, panel_grid, \
     panel_height, value_labels
 
@@ -64,7 +64,7 @@ def compare_curves(summary: pd.DataFrame, current_eps: float | None = None) -> g
         curves(fig, summary[summary["task"] == task], "backbone", dashes, METRIC_NAMES, axis, legend=i == 0,
                ci=tuple(dashes), colours=colours, row=r, col=c)
     legend_key(fig, dashes, METRIC_NAMES)
-    layout(fig, "Robust accuracy and bound against ε, per task (dotted line: cursor ε)", "", "",
+    layout(fig, "Robust accuracy and bound against ε", "", "", subtitle=PANEL_KEY,
            height=panel_height(cells), legend_title="backbone (colour)")
     panel_axes(fig, axis, cells, current_eps)
     fig.update_yaxes(range=[-0.02, 1.04])

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..state import eps_short
-from .style import LOSS_AXIS, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, colours_for, curves, layout, legend_key, \
+from .style import LOSS_AXIS, PANEL_KEY, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, colours_for, curves, layout, legend_key, \
     norm_of, panel_axes, panel_grid, panel_height, task_ticks
 
 LOSS_NAMES: dict[str, str] = {"clean_loss": "clean loss", "adv_loss": "adversarial loss (attack)",
@@ -53,7 +53,7 @@ def loss_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.F
         curves(fig, summary[summary["task"] == task], "task", LOSS_DASH, LOSS_NAMES, axis, fmt=".4g", legend=False,
                colours=colours, row=r, col=c)
     legend_key(fig, LOSS_DASH, LOSS_NAMES, group="per panel")
-    layout(fig, "Loss against ε, one panel per task (at ε = 0 all equal the clean loss)", "", "",
+    layout(fig, "Loss against ε (at ε = 0 all equal the clean loss)", "", "", subtitle=PANEL_KEY,
            height=panel_height(cells), legend="bottom")
     panel_axes(fig, axis, cells, current_eps)
     fig.update_yaxes(type="log", **LOG_TICKS)

@@ -40,6 +40,8 @@ RHO_AXIS = "ρ(x), margin (feature units)"
 LOSS_AXIS = "cross-entropy loss (nats, log scale)"
 METRIC_NAMES: dict[str, str] = {"clean_acc": "clean accuracy", "robust_acc": "robust accuracy (attack)",
                                 "bound": "bound (ρ > Δ)", "bound_head": "bound, head subspace (ρ > Δ_P)"}
+CURSOR = "dotted line: the cursor's ε"
+PANEL_KEY = f"one panel per task · {CURSOR}"
 #: line styles of the quantities on curves (colour is the task, backbone, probe or method)
 DASH: dict[str, str] = {"robust_acc": "solid", "bound": "dash", "bound_head": "dot"}
 #: every line style has its own marker, so two quantities differ in both (a dash alone is hard to tell apart)
@@ -118,13 +120,15 @@ def layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 420, leg
                "groupclick": "toggleitem"}
     leg.update(font={"size": lk.label}, title={"text": legend_title, "font": {"size": lk.label}}
                if legend_title else None, grouptitlefont={"size": lk.label})
+    subtitle = _wrapped(subtitle or "", PLOT_PX[plot] / (0.55 * lk.label))
     fig.update_layout(
         template="plotly_white", height=round(height * (1.15 if lk.present else 1)), hovermode="closest",
         legend=leg, font={"size": lk.font, "color": INK},
         title={"text": title, "x": 0, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top",
                "font": {"size": lk.title, "color": INK},
                "subtitle": {"text": subtitle or "", "font": {"size": lk.label, "color": NEUTRAL}}},
-        margin={"l": 10, "r": 10, "t": (lk.title + lk.label) * 2 + 30 if subtitle else lk.title * 2 + 24, "b": 10},
+        margin={"l": 10, "r": 10, "t": lk.title * 2 + 24 + (lk.label + 8) * (subtitle.count("<br>") + 1) * bool(subtitle),
+                "b": 10},
         meta={"plot_px": PLOT_PX[plot], "label_font": lk.label, "char_px": CHAR_PX, "present": lk.present},
         uniformtext={"minsize": lk.label, "mode": "hide"}, **kw)
     for update in (fig.update_xaxes, fig.update_yaxes):
@@ -132,6 +136,17 @@ def layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 420, leg
                title_font={"size": lk.font}, gridcolor=GRID, linecolor=NEUTRAL, zeroline=False, automargin=True)
     fig.update_annotations(font_size=lk.font)
     return fig
+
+
+def _wrapped(text: str, chars: float) -> str:
+    """``text`` broken into lines of at most ``chars`` characters at its " · " separators (subtitles do not wrap)."""
+    lines: list[str] = []
+    for part in text.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(part) <= chars:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "<br>".join(lines)
 
 
 def task_ticks(fig: go.Figure, names: Sequence[str], colours: dict[str, str], done: Iterable[str]) -> None:
@@ -265,7 +280,7 @@ class EpsAxis:
         xs = self.x(self.values)
         top = max(xs, default=1.0) or 1.0
         ticks = _spaced(xs, self.values, top, (0.1 if look().present else 0.06) if short else 0.045)
-        name = ("ε = k/255 (pixels in [0, 1])" if self.norm == "linf" else "ε (l2 radius)") if short else \
+        name = ("ε = k/255" if self.norm == "linf" else "ε (l2 radius)") if short else \
             eps_axis_title(self.norm)
         fig.update_xaxes(tickmode="array", tickvals=self.x(ticks), ticktext=[eps_tick(e, self.norm) for e in ticks],
                          range=[-0.03 * top, 1.03 * top], title_text=name if title else None, **where)

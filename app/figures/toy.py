@@ -40,7 +40,8 @@ def linear_toy_figure(toy: LinearToy) -> go.Figure:
     if toy.boundary_feature is not None:
         fig.add_scatter(x=toy.boundary_feature[:, 0], y=toy.boundary_feature[:, 1], mode="lines",
                         name="decision boundary w·z + b = 0", line={"color": boundary, "width": 3}, row=1, col=2)
-    layout(fig, "", "coordinate 1", "coordinate 2", height=520, legend="bottom")
+    layout(fig, "", "coordinate 1", "coordinate 2", height=640 if look().present else 520,
+           legend="bottom")  # presenter: the legend takes 8 rows
     for col, (lo, hi) in ((1, toy.view_input), (2, toy.view_feature)):
         fig.update_xaxes(range=[lo[0], hi[0]], row=1, col=col)
         fig.update_yaxes(range=[lo[1], hi[1]], row=1, col=col)

@@ -51,6 +51,7 @@ def test_page_draws_the_sweep_and_curves_on_demand(cache: Path, monkeypatch: pyt
     at = page(cache, monkeypatch).run()
     assert not at.exception
     assert at.selectbox(key="zoo_sweep").value == "tiny"
+    assert "<server cache>/sweeps/tiny" in at.caption[0].value and str(cache) not in at.caption[0].value
     assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 2
     shown = at.dataframe[0].value
     assert isinstance(shown, pd.DataFrame) and set(shown["protocol"]) == {"adversarial", "standard", "self-supervised"}
