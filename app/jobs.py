@@ -2,11 +2,10 @@
 only module of the app that deals with threads.
 
 Jobs run on the process's scheduler, shared by every session asking the same; a session's pages are owners
-(``"{session token}:{slot}"``), and :class:`StreamlitSessions` tells the scheduler which owners' browser tabs
-have closed. A page waiting on a job draws :func:`watch`: a fragment that reads the job's version every
-:data:`POLL_S` (a cheap read) and reruns the whole page when it changed (at once for the first results and at the
-end, else at most every :data:`RERUN_GAP_S`), and draws nothing more once the page shows the finished job: every
-session converges, whichever session started the job. Without a server (AppTest, a bare script) nobody reruns
+(:func:`owner`), and :func:`session_alive` tells the scheduler which owners' browser tabs have closed. A page waiting on a job draws :func:`watch`: a fragment that reads the job's version every
+:data:`POLL_S` (:data:`EAGER_POLL_S` while the page shows no results; a cheap read) and reruns the whole page
+when it changed (at once for the first results and at the end, else at most every :data:`RERUN_GAP_S`), and draws
+nothing more once the page shows the finished job: every session converges, whichever session started the job. Without a server (AppTest, a bare script) nobody reruns
 fragments, so :func:`settle` waits for the job there instead.
 """
 
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +28,7 @@ from . import backbones as bb
 from .state import SEED, default_eps, eps_short
 
 POLL_S = 1.0  # how often a page waiting on a job reads its version
+EAGER_POLL_S = 0.25  # ... while the page shows no results yet (its first chart waits for this)
 RERUN_GAP_S = 3.0  # while a job computes, a page reruns at most this often (its first results and the end at once)
 #: what a unit does, in the progress line (before it reports a stage, it may be all cached)
 UNIT_TEXT = {"fit": "probe fit and clean accuracy", "attack": "feature and end-to-end attacks",
@@ -41,65 +40,27 @@ STAGE_TEXT = {"linear probe": "fitting the linear probe", "feature attack": "fea
               "fine-tuning": "fine-tuning", "reading cached results": "read from the cache", "done": "stored"}
 
 
-class StreamlitSessions:
-    """Which Streamlit session each dashboard session token belongs to: the owners' liveness check.
-
-    Called with an owner ``"{session_token}:{slot}"``, it is False only when the token's registered Streamlit
-    session is known to have ended; an unregistered token, or no Streamlit runtime (AppTest, plain Python),
-    counts as alive. Ended tokens are remembered (a bounded number) so that every slot of an ended session is."""
-
-    def __init__(self, remember_ended: int = 1024) -> None:
-        self._ids: dict[str, str] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()
-        self._remember_ended = remember_ended
-        self._lock = threading.Lock()
-
-    def register(self, token: str, session_id: str | None) -> None:
-        """Remember that ``token`` belongs to the Streamlit session ``session_id`` (None: unknown)."""
-        if session_id:
-            with self._lock:
-                self._ids[token] = session_id
-                self._ended.pop(token, None)
-
-    def __call__(self, owner: str) -> bool:
-        token = owner.split(":", 1)[0]
-        with self._lock:
-            if token in self._ended:
-                return False
-            session_id = self._ids.get(token)
-        if session_id is None or _session_active(session_id) is not False:
-            return True
-        with self._lock:
-            if self._ids.get(token) == session_id:
-                del self._ids[token]
-                self._ended[token] = None
-                while len(self._ended) > self._remember_ended:
-                    self._ended.popitem(last=False)
-        return False
-
-
-def _session_active(session_id: str) -> bool | None:
-    """Whether Streamlit's runtime has ``session_id`` as an active session; None when it cannot tell."""
+def session_alive(owner: str) -> bool:
+    """The owners' liveness check: False only when Streamlit's runtime knows that the owner's session (an owner is
+    ``"{session id}|{session token}:{slot}"``) has ended; without a runtime (AppTest, plain Python), or with one
+    that cannot tell, alive."""
     try:
         from streamlit import runtime
 
-        active = runtime.get_instance().is_active_session(session_id) if runtime.exists() else None
+        active = runtime.get_instance().is_active_session(owner.split("|", 1)[0]) if runtime.exists() else None
     except Exception:  # noqa: BLE001 - no runtime, or one that cannot answer: assume the session lives
-        return None
-    return active if isinstance(active, bool) else None
+        return True
+    return active is not False
 
 
-SESSIONS = StreamlitSessions()
 SCHEDULER = default_scheduler()
-SCHEDULER.is_alive = SESSIONS
+SCHEDULER.is_alive = session_alive
 
 
 def owner(slot: str) -> str:
-    """This session's owner name for ``slot``, its token tied to the Streamlit session (pruned once it ends)."""
-    token = st.session_state["session_token"]
+    """This session's owner name for ``slot``: its Streamlit session (whose end releases its jobs) and its token."""
     ctx = get_script_run_ctx()
-    SESSIONS.register(token, ctx.session_id if ctx is not None else None)
-    return f"{token}:{slot}"
+    return f"{ctx.session_id if ctx is not None else ''}|{st.session_state['session_token']}:{slot}"
 
 
 def make_request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n: int, attack: str, *,
@@ -132,7 +93,8 @@ def submit_transfer(request: TransferRequest, g: Backbone) -> TransferJob:
 _LOADING = threading.Lock()
 
 
-@st.cache_resource(show_spinner="Loading the backbone (once per server process)…", max_entries=8)
+@st.cache_resource(show_spinner="Loading the backbone (once per server process)…", max_entries=8,
+                   hash_funcs={BackboneRef: repr})  # its fields, without Streamlit's deep copy of a dataclass
 def cached_backbone(ref: BackboneRef) -> Backbone:
     """Loaded once per process and shared by every session and executor: never mutate it."""
     with _LOADING:  # one load at a time: a cold server's first visitors share it instead of racing
@@ -165,17 +127,26 @@ def progress_text(state: JobState, describe: Callable[[Any], str]) -> str:
 
 def rerun_due(state: JobState, version: int, eager: bool, since: float) -> bool:
     """Whether a page that drew ``version`` of a job reruns now: the version moved on, and the job ended, the
-    page is ``eager`` (it has no results yet) or it was drawn :data:`RERUN_GAP_S` ago."""
+    page is ``eager`` (it shows no results yet) or it was drawn :data:`RERUN_GAP_S` ago."""
     return state.version != version and (state.done or eager or since >= RERUN_GAP_S)
 
 
-@st.fragment(run_every=POLL_S)
-def _watch(job: Job, version: int, eager: bool, drawn_at: float, describe: Callable[[Any], str]) -> None:
+def _follow(job: Job, version: int, eager: bool, drawn_at: float, describe: Callable[[Any], str]) -> None:
     state = job.state()
     if rerun_due(state, version, eager, time.monotonic() - drawn_at):
         st.rerun(scope="app")
     if not state.done:
         st.progress(state.progress.fraction, text=f"job #{job.id} · {progress_text(state, describe)}")
+
+
+@st.fragment(run_every=POLL_S)
+def _watch(job: Job, version: int, describe: Callable[[Any], str], drawn_at: float) -> None:
+    _follow(job, version, False, drawn_at, describe)
+
+
+@st.fragment(run_every=EAGER_POLL_S)
+def _watch_eager(job: Job, version: int, describe: Callable[[Any], str], drawn_at: float) -> None:
+    _follow(job, version, True, drawn_at, describe)
 
 
 def served() -> bool:
@@ -189,7 +160,7 @@ def watch(job: Job, version: int, describe: Callable[[Any], str], eager: bool = 
     """Where the page shows a job it drew at ``version``: its progress bar, and a rerun of the page whenever the
     job has advanced (see the module docstring). Nothing once the page shows the finished job."""
     if version != job.version or not job.done:
-        _watch(job, version, eager, time.monotonic(), describe)
+        (_watch_eager if eager else _watch)(job, version, describe, time.monotonic())
 
 
 def settle(job: Job, version: int) -> None:

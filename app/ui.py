@@ -163,8 +163,7 @@ def draw_status(run: Run) -> None:
     """While the job runs, its progress bar (the page reruns as it advances, :func:`app.jobs.watch`); after, the
     ready line; errors and skipped tasks."""
     snap, state_ = run.snapshot, run.snapshot.state
-    eager = snap.at_eps(run.eps).empty  # nothing at the cursor yet: rerun at the first results there
-    jobs.watch(run.job, snap.version, lambda unit: jobs.unit_label(unit, run.request), eager=eager)
+    jobs.watch(run.job, snap.version, lambda unit: jobs.unit_label(unit, run.request), eager=snap.empty)
     if not snap.done:
         added = [e for e in run.request.priority if snap.at_eps(e).empty]
         if added:

@@ -7,12 +7,16 @@ headless Chromium (Debian's, driven by Playwright), opens N sessions at once in 
 
 * cold: an empty ``RTCORE_CACHE_DIR`` and a fresh server;
 * warm: the same server, N new sessions (every result in memory);
-* new server: a fresh server on the now warm disk cache, first one visitor alone, then N at once.
+* new server: a fresh server on the now warm disk cache and one visitor alone; then another fresh server and
+  N sessions at once (the README's class: every session joins the one job while it runs).
 
 For each session: seconds to the first chart and to the complete landing page (every chart drawn and
-"All results ready"), the page's websocket bytes, and errors (an exception on the page, a timeout). For each
-phase: the server's CPU seconds (user + system, from /proc) per view and its peak memory (VmHWM). Prints a
-table and, with ``--out``, writes the numbers as JSON. The servers and the browser are always stopped.
+"All results ready"), whether the page then converged (two seconds later: no progress bar and nothing
+"computing…" left), the page's websocket bytes, and errors (an exception on the page, a timeout). For each
+phase: the server's CPU seconds (user + system, from /proc) per view, its CPU in the ten quiet seconds after
+every page finished (work done after the pages said complete), its peak memory (VmHWM), and the CPU seconds
+of the co-located headless browsers (the phase's reaped children). Prints a table and, with ``--out``, writes
+the numbers as JSON. The servers and the browser are always stopped.
 
     python scripts/classroom_load.py [--sessions 12] [--small] [--timeout 900] [--out FILE]
 """
@@ -24,6 +28,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -48,10 +53,16 @@ def _helpers() -> ModuleType:
 ttfp = _helpers()
 
 
+#: a page that still computes: a progress bar, or a value not computed yet (app.state.PENDING)
+PENDING = "computing…"
+QUIET_S = 10.0
+
+
 @dataclass
 class Session:
     first_chart: float | None = None
     complete: float | None = None
+    converged: bool = False
     ws_bytes: int = 0
     error: str | None = None
 
@@ -63,6 +74,8 @@ class Phase:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
+    quiet_cpu_s: float = 0.0
+    browser_cpu_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         first = [s.first_chart for s in self.sessions if s.first_chart is not None]
@@ -72,8 +85,10 @@ class Phase:
                 "first_chart_max_s": max(first) if first else None,
                 "complete_median_s": statistics.median(done) if done else None,
                 "complete_max_s": max(done) if done else None,
+                "converged": sum(s.converged for s in self.sessions),
                 "errors": [s.error for s in self.sessions if s.error],
                 "server_cpu_s": self.cpu_s, "server_cpu_per_view_s": self.cpu_s / max(len(self.sessions), 1),
+                "server_cpu_after_complete_s": self.quiet_cpu_s, "browsers_cpu_s": self.browser_cpu_s,
                 "server_peak_rss_mb": self.peak_rss_mb,
                 "ws_kb_median": statistics.median(s.ws_bytes for s in self.sessions) / 1024 if self.sessions else 0}
 
@@ -134,6 +149,9 @@ async def one_session(browser: Any, url: str, timeout_s: float) -> Session:
                  && document.body.innerText.includes(ready)""",
             arg=[ttfp.CHART, ttfp.READY, ttfp.LANDING_CHARTS], timeout=timeout_s * 1000, polling=250)
         s.complete = time.perf_counter() - t0
+        await page.wait_for_timeout(2000)
+        s.converged = (await page.query_selector(ttfp.PROGRESS) is None
+                       and PENDING not in await page.evaluate("document.body.innerText"))
         if await page.query_selector(ttfp.EXCEPTION) is not None:
             s.error = "the page shows an exception"
     except Exception as e:  # noqa: BLE001 - reported per session
@@ -148,6 +166,7 @@ async def phase(name: str, url: str, exe: str, n: int, timeout_s: float) -> Phas
 
     pid = server_pid(url)
     result = Phase(name)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=exe, args=ttfp.CHROMIUM_ARGS, headless=True)
         try:
@@ -156,6 +175,11 @@ async def phase(name: str, url: str, exe: str, n: int, timeout_s: float) -> Phas
             result.cpu_s, result.wall_s = cpu_seconds(pid) - cpu0, time.perf_counter() - t0
         finally:
             await browser.close()
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.browser_cpu_s = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
+    quiet0 = cpu_seconds(pid)
+    await asyncio.sleep(QUIET_S)
+    result.quiet_cpu_s = cpu_seconds(pid) - quiet0
     result.peak_rss_mb = peak_rss_mb(pid)
     return result
 
@@ -184,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(phase("warm-up", url, exe, 1, args.timeout))
             phases.append(asyncio.run(phase("warm: same server", url, exe, args.sessions, args.timeout)))
         with ttfp.streamlit_server(env) as url:
-            phases.append(asyncio.run(phase("new server, warm disk cache: first visitor", url, exe, 1,
+            phases.append(asyncio.run(phase("new server, warm disk cache: one visitor alone", url, exe, 1,
                                             args.timeout)))
-            phases.append(asyncio.run(phase("new server, warm disk cache: then N at once", url, exe,
+        with ttfp.streamlit_server(env) as url:  # the README's class: N at once on a new server, sharing one job
+            phases.append(asyncio.run(phase("new server, warm disk cache: N at once", url, exe,
                                             args.sessions, args.timeout)))
     rows = [p.summary() for p in phases]
     print(f"{args.sessions} sessions at once, {'small' if args.small else 'real'} defaults, "
@@ -195,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         fmt = (lambda v: "   -  " if v is None else f"{v:6.1f}")  # noqa: E731
         print(f"  {r['phase']:48s} first chart median {fmt(r['first_chart_median_s'])} s max "
               f"{fmt(r['first_chart_max_s'])} s | complete median {fmt(r['complete_median_s'])} s max "
-              f"{fmt(r['complete_max_s'])} s | server CPU {r['server_cpu_per_view_s']:.2f} s/view | peak "
+              f"{fmt(r['complete_max_s'])} s | converged {r['converged']}/{r['sessions']} | server CPU "
+              f"{r['server_cpu_per_view_s']:.2f} s/view, {r['server_cpu_after_complete_s']:.2f} s in the "
+              f"{QUIET_S:.0f} s after | browsers {r['browsers_cpu_s']:.0f} s CPU | peak "
               f"{r['server_peak_rss_mb']:.0f} MB | ws {r['ws_kb_median']:.0f} KB | errors {len(r['errors'])}")
         for e in r["errors"][:3]:
             print(f"      error: {e}")

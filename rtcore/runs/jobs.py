@@ -200,6 +200,7 @@ class EvalJob(Job):
         by_spec = dict(zip(request.specs, self.executors))
         self.units = request.units()
         self._tables: Tables | None = None
+        self._export: tuple[tuple[int, ...], Any] | None = None
         steps = [Step(*unit_kind(u), lambda report, u=u: by_spec[u.spec].run(u, report), what=u,
                       group=(u.spec, u.task)) for u in self.units]
         super().__init__(request.key, steps, delay=delay, tolerate=(TaskUnavailableError,))
@@ -236,15 +237,18 @@ class EvalJob(Job):
 
     def export(self) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[EvalSpec, tuple[str, ...]]]] | None:
         """Once finished: the summary and per-sample tables (exactly the executors' tables) and per spec the
-        tasks they hold, as the spec names them (unavailable tasks are left out); None before."""
+        tasks they hold, as the spec names them (unavailable tasks are left out); None before. Built once."""
         if not self.done or self.cancelled:
             return None
+        versions = tuple(ex.version for ex in self.executors)
+        if self._export is not None and self._export[0] == versions:
+            return self._export[1]
         evs = [ex.evaluation() for ex in self.executors]
-        parts = [(s, tuple(t for t in s.tasks if task_display_name(t) in set(ev.samples["task"])))
-                 for s, ev in zip(self.request.specs, evs) if not ev.samples.empty]
-        if not parts:
-            return None
-        return concat_tables(e.summary for e in evs), concat_tables(e.samples for e in evs), parts
+        parts = [(s, tuple(t for t in s.tasks if task_display_name(t) in set(ev.summary["task"])))
+                 for s, ev in zip(self.request.specs, evs) if not ev.summary.empty]
+        out = (concat_tables(e.summary for e in evs), concat_tables(e.samples for e in evs), parts) if parts else None
+        self._export = (versions, out)
+        return out
 
 
 @dataclass(frozen=True)

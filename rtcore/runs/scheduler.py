@@ -149,9 +149,11 @@ class Job:
         return ((self._t_end or time.monotonic()) - self._t0) if self._t0 else 0.0
 
     def wait(self, version: int, timeout: float | None = None) -> bool:
-        """Block until :attr:`version` differs from ``version`` (a step finished, or the job ended); True if so."""
+        """Block until :attr:`version` differs from ``version`` (a step finished, or the job ended); True if so
+        (at once False for a job that ended at ``version``: nothing will change)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._version != version, timeout=timeout)
+            self._cond.wait_for(lambda: self._version != version or self.done, timeout=timeout)
+            return self._version != version
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until the job ends; True if it did."""
@@ -176,7 +178,7 @@ class Job:
         if self._scheduler is not None:
             self._scheduler._cancelled(self)
 
-    # -- the worker's side (called with the scheduler's lock held, except _run_step)
+    # -- the worker's side (with the scheduler's lock held, except _report and _run_step, which take it as needed)
     def _work_weights(self) -> list[float]:
         return [max(s.work, 0.05) for s in self.steps]
 

@@ -79,25 +79,21 @@ class FakeRuntime:
         return session_id in self.active
 
 
-def test_streamlit_sessions_ask_the_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    sessions = jobs.StreamlitSessions()
-    sessions.register("tok", "sid-1")
+def test_an_owner_lives_as_long_as_its_streamlit_session(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Runtime, "_instance", None)
-    assert sessions("tok:main"), "no runtime (plain Python): alive"
+    assert jobs.session_alive("sid-1|tok:main"), "no runtime (plain Python): alive"
     monkeypatch.setattr(Runtime, "_instance", MagicMock(spec=Runtime))
-    assert sessions("tok:main"), "AppTest's mock runtime cannot tell: alive"
+    assert jobs.session_alive("sid-1|tok:main"), "AppTest's mock runtime cannot tell: alive"
     runtime = FakeRuntime({"sid-1"})
     monkeypatch.setattr(Runtime, "_instance", runtime)
-    assert sessions("tok:main") and sessions("unknown-token:main")
+    assert jobs.session_alive("sid-1|tok:main") and not jobs.session_alive("sid-2|tok:main")
     runtime.active.clear()
-    assert not sessions("tok:main") and not sessions("tok:compare"), "every slot of the ended session"
-    assert sessions("other:main"), "an unregistered token is never pruned"
-    runtime.active.add("sid-2")
-    sessions.register("tok", "sid-2")
-    assert sessions("tok:main")
+    assert not jobs.session_alive("sid-1|tok:main") and not jobs.session_alive("sid-1|tok:compare"), "every slot"
+    monkeypatch.setattr(FakeRuntime, "is_active_session", lambda self, sid: 1 / 0)
+    assert jobs.session_alive("sid-1|tok:main"), "a runtime that cannot answer: alive"
 
 
-def test_dashboard_registers_its_session_and_the_scheduler_prunes_it(monkeypatch: pytest.MonkeyPatch,
+def test_the_scheduler_forgets_the_owners_of_an_ended_session(monkeypatch: pytest.MonkeyPatch,
                                                                      tmp_path: Path) -> None:
     if BACKBONE not in state.backbone_choices():
         pytest.skip(f"{BACKBONE} is not bundled here")
@@ -120,16 +116,15 @@ def test_dashboard_registers_its_session_and_the_scheduler_prunes_it(monkeypatch
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("All results ready" in c.value for c in at.caption), "no server: the page waited for its job"
-    owner = f"{token}:main"
-    key = jobs.SCHEDULER.owners().get(owner)
-    assert key is not None, "evaluate() records the session's owner"
+    (owner,) = [o for o in jobs.SCHEDULER.owners() if o.endswith(f"|{token}:main")]
+    key = jobs.SCHEDULER.owners()[owner]
     try:
         monkeypatch.setattr(Runtime, "_instance", None)
         jobs.SCHEDULER.prune_owners()
         assert owner in jobs.SCHEDULER.owners(), "no runtime: the owner is kept"
         monkeypatch.setattr(Runtime, "_instance", FakeRuntime(set()))
         jobs.SCHEDULER.prune_owners()
-        assert owner not in jobs.SCHEDULER.owners(), "the session id was registered with the token"
+        assert owner not in jobs.SCHEDULER.owners(), "its Streamlit session ended: the owner is gone"
     finally:
         jobs.SCHEDULER.discard(key)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -37,7 +38,8 @@ class Recorder:
         self.hold: set[int] = set()
         self.unavailable: set[str] = set()
         self.created = 0
-        self.delay = 0.0
+        self.gate_at: int | None = None  # the unit (by start order) that waits for ``release``
+        self.on_tables: Callable[[], None] | None = None  # called while tables are built, after reading the rows
 
     def executor(self, spec, backbone=None, cache_dir=None) -> StubExecutor:  # noqa: ANN001
         with self.lock:
@@ -59,10 +61,10 @@ class StubExecutor:
         with rec.lock:
             first = not any(s[0] == unit.spec.n for s in rec.started)
             rec.started.append((unit.spec.n, unit.stage, unit.eps))
+            gated = (first and unit.spec.n in rec.hold) or len(rec.started) - 1 == rec.gate_at
         progress(rtcore.ProgressEvent("feature attack", 0.5, unit.task))
-        while first and unit.spec.n in rec.hold and not rec.release.wait(0.005):
+        while gated and not rec.release.wait(0.005):
             progress(rtcore.ProgressEvent("feature attack", 0.5, unit.task))  # raises once cancelled
-        time.sleep(rec.delay)
         for e in unit.eps or (0.0,):
             row = self.rows.setdefault((unit.task, e), {"head": False})
             row["head"] |= unit.stage == "head_loss"
@@ -73,6 +75,8 @@ class StubExecutor:
         s = self.spec
         rows = [{"backbone": s.backbone.display, "task": t, "probe": s.probe, "norm": s.norm, "eps": e, "n": s.n,
                  "robust_acc": 0.5, "head_attack": r["head"]} for (t, e), r in sorted(self.rows.items())]
+        if self.rec.on_tables is not None:
+            self.rec.on_tables()
         summary = pd.DataFrame(rows)
         samples = summary[["backbone", "task", "probe", "norm", "eps"]].assign(sample=0) if rows else pd.DataFrame()
         return Evaluation(summary, samples)
@@ -127,20 +131,27 @@ def test_sessions_asking_the_same_share_one_job_and_one_executor(rec: Recorder, 
 
 
 def test_a_snapshot_that_says_done_holds_every_result(rec: Recorder, tmp_path: Path) -> None:
-    """The state is read before the tables, so a page never says 'ready' above tables missing results (the
-    classroom's 'All results ready: 5 tasks x 2 eps' above bars still computing)."""
-    rec.delay = 0.002
-    s, req = Scheduler(), request(20, tmp_path, tasks=("fmnist-novel", "fmnist-seen", "fmnist-torso", "shapes", "glyphs"))
+    """The classroom's 'All results ready: 5 tasks x 2 eps' above bars still computing: a page built its tables,
+    the job ended meanwhile, and the page then read 'done'. A snapshot reads the state first, so the job ending
+    while its tables are built leaves a snapshot that is not done (and the page reruns), never a done one that
+    lacks results."""
+    s, req = Scheduler(), request(20, tmp_path)
+    rec.gate_at = UNITS - 1  # the last unit waits
     j = s.submit(req.key, make(rec)(req))
-    checked = 0
-    while not j.done or checked == 0:
-        snap = j.snapshot()
-        if snap.done:
-            assert len(snap.summary) == 5 * len(eps_grid("linf")) and not snap.preliminary
-            checked += 1
-        else:
-            assert snap.version <= j.version
-    assert checked
+    deadline = time.monotonic() + WAIT_S
+    while len(rec.started) < UNITS and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+    def job_ends_now() -> None:
+        rec.on_tables = None
+        rec.release.set()
+        assert j.join(WAIT_S)
+
+    rec.on_tables = job_ends_now
+    racing = j.snapshot()
+    assert j.done and not racing.done and racing.preliminary, "built before the end: not done, so the page reruns"
+    final = j.snapshot()
+    assert final.done and len(final.summary) == len(eps_grid("linf")) and not final.preliminary
 
 
 def test_an_added_eps_keeps_the_earlier_rows_on_screen(rec: Recorder, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from rtcore.runs import Job, ProgressEvent, Scheduler, Step, TimeLeft
+from rtcore.runs.progress import PRIOR_COST
 from rtcore.runs.scheduler import Cancelled
 
 WAIT_S = 10.0
@@ -180,7 +181,7 @@ def test_the_time_left_is_the_measured_unit_times() -> None:
     clock.record(fit, 1.0, 99.0, computed=False)  # all cached: only the overhead
     assert clock.rate(attack) == 3.0 and clock.cached_seconds() == 99.0
     assert clock.left([(attack, 4.0), (attack, 1.0)]) == 15.0
-    assert clock.left([(fit, 1.0)]) == 3.0 * 2.0, "an unmeasured stage: a measured one scaled by the prior"
+    assert clock.left([(fit, 1.0)]) == pytest.approx(3.0 * PRIOR_COST["fit"]), "a measured stage scaled by the prior"
     assert clock.left([(("fast", "resnet", "attack"), 1.0)]) == 3.0, "another backbone: this one's stage rate"
     assert clock.left([(("strong", "cnn", "attack"), 1.0)]) is None, "another strength is never guessed from this one"
     assert clock.left([(("fast", "resnet", "fit"), 1.0)]) is None, "nor a stage no backbone has measured"
@@ -223,6 +224,35 @@ def test_the_estimate_rises_smoothly_while_a_step_overruns() -> None:
     assert j.join(WAIT_S)
     assert early is not None and early >= 0.2, "the overrunning step's pace is the rate of the step after it"
     assert late >= early + 0.2
+
+
+def test_the_estimated_end_never_jumps_up_when_a_unit_ends() -> None:
+    """'63 s left' at 63 s, then '77 s left' at 173 s: a classroom job (5 tasks: fits, attacks, then head/loss
+    units) whose head/loss units cost twice what the prior says. The estimated end may rise while a unit overruns
+    (continuously: the overrun is the measurement), but never jumps up when a unit ends, and once a unit of every
+    stage has finished it is exact (the costs here are fixed)."""
+    cost = {"fit": 14.0, "attack": 4.0, "head_loss": 2 * 4.0 * PRIOR_COST["head_loss"]}  # per unit of work
+    units = [("fit", 1.0)] * 5 + [("attack", 2.0)] * 5 + [("attack", 8.0)] * 5 + [("head_loss", 2.0)] * 10
+    clock, t = TimeLeft(), 0.0
+
+    def end(i: int, elapsed: float) -> float | None:
+        name, work = units[i]
+        left = clock.left([(("fast", "cnn", n), w) for n, w in units[i + 1:]], [(("fast", "cnn", name), work, elapsed)])
+        return None if left is None else t + elapsed + left
+
+    rises, exact = [], []
+    for i, (name, work) in enumerate(units):
+        d = cost[name] * work
+        before = end(i, d - 1e-9)
+        clock.record(("fast", "cnn", name), work, d)
+        t += d
+        after = end(i + 1, 0.0) if i + 1 < len(units) else t
+        if before is not None:
+            rises.append(after - before)
+        if {k[2] for k in clock.measured()} == set(cost):
+            exact.append(after)
+    assert len(rises) == len(units) - 1 and max(rises) <= 1e-6, "no jump up when a unit ends"
+    assert exact and all(e == pytest.approx(t) for e in exact), "exact once every stage was measured"
 
 
 # ---------------------------------------------------------------- failures, cancelling, listeners
