@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 from rtcore import BackboneUnavailableError, list_backbones, list_tasks, task_info
+from rtcore.data import task_test_size
+from rtcore.data.refs import is_user_ref
 from rtcore.attacks import STRENGTHS, describe
 from rtcore.config import NORMS, check_eps, default_cache_dir, eps_grid, eps_key, eps_steps
 from rtcore.models import BUNDLED_DIR, read_card
@@ -86,8 +88,16 @@ def sample_sizes(summary: pd.DataFrame) -> str:
     return f"n = {top} test points per task" + (f" ({', '.join(fewer)}, its whole test split)" if fewer else "")
 
 
-def sample_size_options() -> list[int]:
-    return sorted({*SAMPLE_SIZES, default_n()})
+def sample_size_options(cap: int | None = None) -> list[int]:
+    """The choices of n, up to ``cap`` (the smallest test split of the tasks chosen, see :func:`n_cap`)."""
+    options = sorted({*SAMPLE_SIZES, default_n()})
+    return [o for o in options if cap is None or o <= cap] or options[:1]
+
+
+def n_cap(tasks: Iterable[str]) -> int | None:
+    """The smallest test split among your own tasks in ``tasks`` (n may not exceed it), None without one."""
+    sizes = [task_test_size(t) for t in tasks if is_user_ref(t)]
+    return min((k for k in sizes if k), default=None)
 
 
 def default_attack() -> str:

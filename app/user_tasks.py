@@ -20,7 +20,7 @@ from rtcore.data import (
 from rtcore.data.uploads import touch_task_upload
 from rtcore.runs.spec import task_identity
 
-from .state import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, private, task_label
+from .state import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, n_cap, private, sample_size_options, task_label
 
 UPLOAD_TYPES = ["zip", "npz"]
 
@@ -37,6 +37,9 @@ def add(ref: str) -> str:
         s["user_tasks"] = [*s["user_tasks"], canonical]
     if canonical not in s["tasks"]:
         s["tasks"] = [*s["tasks"], canonical]
+    options = sample_size_options(n_cap(s["tasks"]))
+    if s["n"] not in options:  # a small test split: n comes down to it for every task, the page keeps drawing
+        s["n"] = options[-1]
     return canonical
 
 
@@ -57,7 +60,7 @@ def _add_path() -> None:
     ref = path if path.startswith(("folder:", "npz:")) else \
         (f"npz:{path}" if path.lower().endswith(".npz") else f"{FOLDER_PREFIX}{path}")
     try:
-        st.session_state["user_task_msg"] = ("info", f"Added {task_label(add(ref))}.")
+        st.session_state["user_task_msg"] = ("info", _added(add(ref)))
     except (ValueError, TaskUnavailableError) as e:
         st.session_state["user_task_msg"] = ("error", private(str(e)))
 
@@ -74,9 +77,13 @@ def _uploaded() -> None:
             if up.size > MAX_UPLOAD_BYTES:
                 raise ValueError(f"{up.name!r} is {up.size / 1e6:.1f} MB, above the {MAX_UPLOAD_MB} MB limit")
             done[up.file_id] = add(save_upload(up.name, up.getvalue()))
-        st.session_state["user_task_msg"] = ("info", f"Added {task_label(done[up.file_id])}.")
+        st.session_state["user_task_msg"] = ("info", _added(done[up.file_id]))
     except (ValueError, TaskUnavailableError) as e:
         st.session_state["user_task_msg"] = ("error", private(str(e)))
+
+
+def _added(ref: str) -> str:
+    return f"Added {task_label(ref)}; n = {st.session_state['n']} test points per task."
 
 
 def controls() -> None:

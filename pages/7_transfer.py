@@ -43,9 +43,8 @@ ui.bound_note()
 job = jobs.SCHEDULER.get(request)
 if job is None:
     st.caption(f"{ui.plural(len(request.methods), 'method')} on {g.name} × {task}, n = {request.n}, {request.attack} "
-               f"attack, {request.norm}, {len(request.eps)} ε values. Fine-tuning takes about half a minute per "
-               "method on two CPU cores the first time; cached results appear at once. The time left is measured "
-               "after the first method.")
+               f"attack, {request.norm}, {len(request.eps)} ε values. Cached results appear at once; the time left "
+               "is measured on this server after the first method (one estimate, the progress bar's).")
     if not st.button("Adapt and evaluate", type="primary", key="transfer_run"):
         st.stop()
     job = jobs.submit_transfer(request, g)

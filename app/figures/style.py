@@ -127,8 +127,8 @@ def layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 420, leg
         title={"text": title, "x": 0, "xanchor": "left", "yref": "container", "y": 0.98, "yanchor": "top",
                "font": {"size": lk.title, "color": INK},
                "subtitle": {"text": subtitle or "", "font": {"size": lk.label, "color": NEUTRAL}}},
-        margin={"l": 10, "r": 10, "t": lk.title * 2 + 24 + (lk.label + 8) * (subtitle.count("<br>") + 1) * bool(subtitle),
-                "b": 10},
+        margin={"l": 10, "r": 10, "b": 10, "t": lk.title * 2 + 24 + (lk.label + 8) * (subtitle.count("<br>") + 1)
+                * bool(subtitle) + (lk.font + 10) * _has_panel_titles(fig)},
         meta={"plot_px": PLOT_PX[plot], "label_font": lk.label, "char_px": CHAR_PX, "present": lk.present},
         uniformtext={"minsize": lk.label, "mode": "hide"}, **kw)
     for update in (fig.update_xaxes, fig.update_yaxes):
@@ -136,6 +136,11 @@ def layout(fig: go.Figure, title: str, x: str, y: str, *, height: int = 420, leg
                title_font={"size": lk.font}, gridcolor=GRID, linecolor=NEUTRAL, zeroline=False, automargin=True)
     fig.update_annotations(font_size=lk.font)
     return fig
+
+
+def _has_panel_titles(fig: go.Figure) -> bool:
+    """Whether the figure has subplot titles (they sit in the top margin, above the first row)."""
+    return any(a.yref == "paper" and a.yanchor == "bottom" and a.y == 1.0 for a in fig.layout.annotations)
 
 
 def _wrapped(text: str, chars: float) -> str:

@@ -48,5 +48,4 @@ def linear_toy_figure(toy: LinearToy) -> go.Figure:
     fig.update_xaxes(constrain="domain")
     fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain", row=1, col=1)
     fig.update_yaxes(scaleanchor="x2", scaleratio=1, constrain="domain", row=1, col=2)
-    fig.update_layout(margin={"t": 40 + 2 * look().font})
     return fig

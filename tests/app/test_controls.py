@@ -52,7 +52,8 @@ def test_the_eps_cursor_offers_exactly_the_librarys_grid(small: None, norm: str)
     if norm == "l2":
         assert "1.6" in slider.options, "l2 1.6 is on the grid (the library accepts l2 eps up to 100)"
     assert at.session_state["eps"] == state.default_eps(norm) in grid
-    EvalSpec(BACKBONE, ("shapes",), state.eps_options(norm, [state.eps_from_input(3, norm)]), norm)  # accepted
+    EvalSpec(backbone=BACKBONE, tasks=("shapes",), eps=state.eps_options(norm, [state.eps_from_input(3, norm)]),
+             norm=norm)  # accepted
 
 
 @pytest.mark.parametrize("norm", NORMS)
@@ -71,7 +72,7 @@ def test_the_add_form_accepts_exactly_what_the_library_accepts(norm: str) -> Non
             assert str(err) in message, "the library's own words"
         assert (verdict != "error") == library_ok, (typed, verdict, message)
         if verdict in ("ok", "confirm"):
-            EvalSpec(BACKBONE, ("shapes",), state.eps_options(norm, [e]), norm)
+            EvalSpec(backbone=BACKBONE, tasks=("shapes",), eps=state.eps_options(norm, [e]), norm=norm)
         if verdict == "grid":
             assert eps_key(e) in eps_grid(norm)
 

@@ -18,8 +18,10 @@ import rtcore
 import rtcore.cli
 from app import backbones as bb
 from app import exports, jobs, state
+from rtcore.config import eps_key
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import EvalJob, Scheduler
+from rtcore.runs.spec import parse_eps_text
 from rtcore.tables import SHARES
 from tests.app.conftest import image_folder
 
@@ -74,7 +76,9 @@ def test_script_runs_with_the_dashboards_interpreter(finished: tuple[EvalJob, Pa
     listed = argv[argv.index("--tasks") + 1:argv.index("--eps")]
     assert listed == ["shapes", job.request.tasks[1]], "your folder by its reference; an unavailable task is not listed"
     assert listed[1].startswith("folder:/"), "an absolute path: the script runs from any folder"
-    assert [float(e) for e in argv[argv.index("--eps") + 1:argv.index("--norm")]] == list(job.request.eps)
+    start = argv.index("--eps") + 1
+    end = next(i for i in range(start, len(argv)) if argv[i].startswith("--"))
+    assert [eps_key(parse_eps_text(e)) for e in argv[start:end]] == list(job.request.eps), "every eps, as k/255"
     assert "--samples-out" in argv and "--out" in argv
 
 

@@ -412,6 +412,10 @@ def test_every_font_of_every_figure_is_large_enough(summary: pd.DataFrame, sampl
     for name, fig in figs.items():
         assert min(fonts(fig)) >= smallest, (name, sorted(set(fonts(fig))))
         assert fig.layout.meta is None or fig.layout.meta.get("present", present) == present
+        titles = [a for a in fig.layout.annotations if a.yref == "paper" and a.yanchor == "bottom" and a.y == 1]
+        stack = fig.layout.title.font.size + (fig.layout.title.subtitle.text.count("<br>") + 1) * smallest * bool(
+            fig.layout.title.subtitle.text) + (max((a.font.size for a in titles), default=0))
+        assert fig.layout.margin.t >= 1.2 * stack, f"{name}: title, subtitle and panel titles need room above the plot"
     widths = [t.line.width for t in figs["accuracy_curves"].data if t.line.width]
     assert min(widths) >= (4 if present else 2.5)
 

@@ -67,16 +67,20 @@ def test_a_bad_server_path_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert any("nowhere" in e.value for e in at.sidebar.error) and at.session_state["user_tasks"] == []
 
 
-def test_a_small_task_is_captioned_with_its_own_n(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
-    """An own-data task of 24 test images was captioned "n = 200 test points per task"."""
+def test_a_small_task_brings_n_down_instead_of_blanking_the_page(monkeypatch: pytest.MonkeyPatch,
+                                                                   cache_dir: Path) -> None:
+    """An own-data task of 24 test images with n = 50: n comes down to 20 for every task (the slider offers no
+    more), the message and the caption say so, the page draws, and no server folder is shown."""
     use_small_defaults(monkeypatch, cache_dir)
     at = AppTest.from_file(APP, default_timeout=300)
     at.session_state["n"] = 50  # more than the 24 test images of the uploaded task
     at.run()
     at.sidebar.file_uploader(key="user_task_file").upload("weather.zip", zipped_task(), "application/zip").run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not at.exception and not at.main.error, [e.value for e in [*at.exception, *at.main.error]]
+    assert at.session_state["n"] == 20 and max(at.sidebar.select_slider(key="n").options) == "20"
+    assert "n = 20 test points per task" in " ".join(c.value for c in at.sidebar.caption)
     caption = next(c.value for c in at.caption if "test points per task" in c.value)
-    assert "n = 50 test points per task" in caption and "weather: 24" in caption, caption
+    assert "n = 20 test points per task" in caption and str(cache_dir) not in caption, caption
 
 
 def test_the_same_folder_by_path_and_by_upload_is_one_task(monkeypatch: pytest.MonkeyPatch, cache_dir: Path,
