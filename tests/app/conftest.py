@@ -27,6 +27,18 @@ def use_small_defaults(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None
         monkeypatch.setenv(state.ENV_BACKBONE, BACKBONE)
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One private result cache per test file: its first evaluation warms it for the rest of the file."""
+    return tmp_path_factory.mktemp("dashboard-cache")
+
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
+    """The small defaults of :func:`use_small_defaults` on the file's cache."""
+    use_small_defaults(monkeypatch, cache_dir)
+
+
 def zipped_task(name: str = "weather") -> bytes:
     """A zip with one top-level folder: train/<class>/*.png and test/<class>/*.png (2 classes)."""
     rng = np.random.default_rng(0)

@@ -24,22 +24,10 @@ from app.theory_ui import TOY_EXAMPLES, example_toy
 from rtcore.config import eps_grid
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import fmt_seconds
-from tests.app.conftest import use_small_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One private result cache for the whole file: the first evaluation warms it for the rest."""
-    return tmp_path_factory.mktemp("dashboard-cache")
-
-
-@pytest.fixture
-def small(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
-    use_small_defaults(monkeypatch, cache_dir)
 
 
 def new_app(**values: object) -> AppTest:

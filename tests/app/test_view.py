@@ -15,23 +15,12 @@ from app import jobs, lesson, nav, state, ui, view
 from rtcore.config import eps_grid
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import load_spec
-from tests.app.conftest import use_small_defaults
 from tests.app.test_figures import fonts
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 ISSUE_URL = {"backbone": "fmnist-cnn-standard", "norm": "linf", "eps": "8/255", "tasks": "fmnist-novel,shapes",
              "n": "200", "attack": "fast"}
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("view-cache")
-
-
-@pytest.fixture
-def small(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
-    use_small_defaults(monkeypatch, cache_dir)
 
 
 def no_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:

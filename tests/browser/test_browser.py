@@ -1,10 +1,13 @@
-"""The dashboard in a real browser: `streamlit run app.py` + headless Chromium (Playwright).
+"""The dashboard in a real browser at 1280x720 (a projector): `streamlit run app.py` + headless Chromium (Playwright).
 
-Skips with a reason when Chromium or Playwright is missing, except under CI=true, where a
-missing browser is a failure. Small defaults through RTCORE_DASHBOARD_* and a private cache;
-every request the page makes is recorded and requests to hosts other than the app's are
-blocked and fail the test; every wait is bounded and the server is always stopped.
-Screenshots of every page go to $RTCORE_SCREENSHOT_DIR (if set) or to the test's tmp_path.
+Skips with a reason when Chromium or Playwright is missing, except under CI=true, where a missing browser is a
+failure. Small defaults through RTCORE_DASHBOARD_* and a private cache; every request the page makes is recorded
+and requests to hosts other than the app's are blocked and fail the test; every wait is bounded and the server
+is always stopped. What it checks: a link's view round trip through the URL, every page (and your own task and
+the zoo), every page again in presenter mode with every chart's text at 18 px or more, formulas not cut at
+1280 px, a chart downloaded as PNG and as SVG, and the guided lesson walked from its first step to its last.
+Screenshots (the top 1280x720 of each page, and each chart of it) go to $RTCORE_SCREENSHOT_DIR (if set) or to
+the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -13,16 +16,16 @@ import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from app import nav, state
+from app import lesson, nav, state
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_TIMEOUT_S = 300
-SHOT_HEIGHT = 3400  # tall enough that a screenshot shows a whole page (Streamlit scrolls inside the app)
+WIDTH, HEIGHT = 1280, 720
 PAGES = [  # (url path, file stem for the screenshot, charts expected, controls to click first)
-    ("compare", "compare", 2, ("compare_run",)),
     ("bound", "landing_own_task", 3, ("own_task",)),  # your own task joins the built-in one here
     ("vulnerability", "representation", 5, ("rep_show_box", "rep_show_gallery")),
     ("loss", "loss_bound", 2, ()),
@@ -30,8 +33,25 @@ PAGES = [  # (url path, file stem for the screenshot, charts expected, controls 
     ("classroom", "theory", 1, ("toy_example_3",)),
     ("transfer-methods", "transfer", 0, ()),
     ("backbone-zoo", "zoo", 1, ()),
+    ("guided-lesson", "lesson", 0, ()),
 ]
+#: charts on a page opened fresh (presenter mode, the lesson), and whether a job must finish first
+FRESH = {"compare": (2, True), "bound": (3, True), "vulnerability": (3, True), "loss": (2, True),
+         "tradeoff": (1, True), "classroom": (1, False), "transfer-methods": (0, False), "backbone-zoo": (1, False),
+         "guided-lesson": (0, False)}
+#: two backbones to compare (the page's default is every bundled one: too long for this test)
+COMPARE = f"{lesson.ROBUST},{lesson.STANDARD}"
 TITLES = {p.url_path: p.title for p in nav.PAGES}
+#: every chart's text (hover labels aside), as the browser draws it
+FONT_SIZES_JS = """() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"] svg text'))
+    .filter(t => !t.closest('.hoverlayer') && t.textContent.trim())
+    .map(t => [parseFloat(getComputedStyle(t).fontSize), t.textContent.trim().slice(0, 40)])"""
+#: formulas wider than the page's column (cut off, or behind a scroll bar) at this width; 4 px of slack for a
+#: subscript's overhang
+CUT_FORMULAS_JS = """() => Array.from(document.querySelectorAll('.katex-display')).filter(k => {
+    const box = (k.closest('[data-testid="stElementContainer"]') || k.parentElement).getBoundingClientRect();
+    return k.scrollWidth > k.clientWidth + 4 || k.getBoundingClientRect().right > box.right + 1;
+    }).map(k => k.textContent.slice(0, 60))"""
 
 
 def _load_helpers() -> ModuleType:
@@ -119,36 +139,85 @@ def tiny_sweep(cache: Path) -> None:
     assert not result.failed, result.failures
 
 
+def shoot(page: object, folder: Path, stem: str) -> None:
+    """The top 1280x720 of the page as the room sees it, then every chart of the page on its own."""
+    page.wait_for_timeout(600)  # type: ignore[attr-defined]  # plotly's transitions
+    page.screenshot(path=str(folder / f"{stem}.png"))  # type: ignore[attr-defined]
+    for attempt in range(3):  # a rerun re-draws charts as new elements: start again on the page as it is then
+        try:
+            charts = page.locator(ttfp.CHART)  # type: ignore[attr-defined]
+            for i in range(charts.count()):
+                charts.nth(i).screenshot(path=str(folder / f"{stem}-chart{i + 1}.png"), timeout=15_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's Error or TimeoutError: the chart went while it waited
+            if attempt == 2:
+                raise
+            ttfp.wait_idle(page, PAGE_TIMEOUT_S)
+            page.wait_for_timeout(1000)  # type: ignore[attr-defined]
+
+
+def wait_page(page: object, where: str, n_charts: int, job: bool = True) -> None:
+    """Until the page's job has finished and ``n_charts`` charts are drawn (without a job: its first chart)."""
+    if n_charts and not job:
+        ttfp.wait_first_chart(page, PAGE_TIMEOUT_S)
+    elif n_charts:
+        ttfp.wait_complete(page, PAGE_TIMEOUT_S, charts=n_charts)
+    ttfp.wait_idle(page, PAGE_TIMEOUT_S)
+    _no_exception(page, where)
+    assert not page.get_by_text("Page not found").count(), f"{where}: no such page"  # type: ignore[attr-defined]
+
+
+def go(page: object, url: str, path: str, params: dict[str, str]) -> None:
+    """Open ``/path?params`` in the same browser tab (a new session of the app; the default page is ``/``)."""
+    path = "" if path == next(p.url_path for p in nav.PAGES if p.default) else path
+    page.goto(f"{url}/{path}?{urlencode(params)}", wait_until="domcontentloaded")  # type: ignore[attr-defined]
+
+
+def query(page: object) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}  # type: ignore[attr-defined]
+
+
 def test_dashboard_in_chromium(browser_exe: str, tmp_path: Path, shot_dir: Path) -> None:
     env = {**ttfp.SMALL_ENV, "RTCORE_CACHE_DIR": str(tmp_path / "cache"), "RTCORE_DASHBOARD_ATTACK": "fast"}
     folder = own_task(tmp_path / "my-task")
     tiny_sweep(tmp_path / "cache")
-    server_log = tmp_path / "server.log"
     requests = ttfp.RequestLog()
-    with ttfp.streamlit_server(env, log_path=server_log) as url, ttfp.chromium(browser_exe) as browser:
-        page = ttfp.open_page(browser, url, height=SHOT_HEIGHT, log=requests)
+    link = {"backbone": "fmnist-cnn-standard", "norm": "linf", "eps": "8/255", "tasks": "shapes", "n": "20",
+            "attack": "fast"}
+    with ttfp.streamlit_server(env, log_path=tmp_path / "server.log") as url, ttfp.chromium(browser_exe) as browser:
+        page = ttfp.open_page(browser, f"{url}/?{urlencode(link)}", width=WIDTH, height=HEIGHT, log=requests)
         try:
-            ttfp.wait_first_chart(page, PAGE_TIMEOUT_S)
+            # a link's view: the page answers it and keeps it in the URL; moving eps rewrites the URL, no new job
             ttfp.wait_complete(page, PAGE_TIMEOUT_S)
             ttfp.wait_idle(page, PAGE_TIMEOUT_S)
             _no_exception(page, "the landing page")
-            assert "Bound vs empirical" in page.inner_text("h1")
-            assert "4/255" in ttfp.chart_titles(page)[0], "the default eps is an exact grid value"
-
-            # the eps cursor: every move re-draws the chart, no job starts, no progress bar appears
+            assert "8/255" in ttfp.chart_titles(page)[0], "the link's eps"
+            assert {k: query(page).get(k) for k in link} == link, "the URL keeps the view"
             job = ttfp.job_number(page)
-            assert job is not None, "the status line names its job"
-            for key, expected in (("ArrowRight", "8/255"), ("ArrowRight", "16/255"), ("ArrowLeft", "8/255"),
-                                  ("ArrowLeft", "4/255")):
+            for key, expected in (("ArrowRight", "16/255"), ("ArrowLeft", "8/255"), ("ArrowLeft", "4/255")):
                 seconds = ttfp.move_eps(page, key)
-                assert expected in ttfp.chart_titles(page)[0]
-                assert seconds < 10, f"re-plot took {seconds:.1f} s"
+                assert expected in ttfp.chart_titles(page)[0] and seconds < 10, f"re-plot took {seconds:.1f} s"
                 ttfp.wait_idle(page, PAGE_TIMEOUT_S)
-                assert page.query_selector(ttfp.PROGRESS) is None, "moving eps must not start a computation"
-                assert ttfp.job_number(page) == job, "moving eps must not start a new job"
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(shot_dir / "landing.png"))
-            assert (shot_dir / "landing.png").stat().st_size > 10_000
+                assert page.query_selector(ttfp.PROGRESS) is None and ttfp.job_number(page) == job
+                page.wait_for_function("(e) => location.search.includes(e)", arg=f"eps={expected.replace('/', '%2F')}",
+                                       timeout=10_000)
+            shoot(page, shot_dir, "landing")
+
+            # every chart downloads as PNG and as SVG (the camera button, drawn by the browser)
+            for fmt in ("png", "svg"):
+                if fmt == "svg":
+                    page.locator(".st-key-chart_format label", has_text="SVG").click()
+                    ttfp.wait_idle(page, PAGE_TIMEOUT_S)
+                chart = page.locator(ttfp.CHART).first
+                chart.hover()
+                with page.expect_download(timeout=30_000) as download:
+                    chart.locator('.modebar-btn[data-title^="Download plot"]').click()
+                assert download.value.suggested_filename == f"rtcore-landing_bars.{fmt}"
+
+            # a link that compares two backbones starts the comparison
+            go(page, url, "compare", {**link, "compare": COMPARE})
+            wait_page(page, "/compare", *FRESH["compare"])
+            shoot(page, shot_dir, "compare")
 
             for path, stem, n_charts, clicks in PAGES:
                 # the sidebar's navigation keeps the session (and your own task) across pages
@@ -166,19 +235,38 @@ def test_dashboard_in_chromium(browser_exe: str, tmp_path: Path, shot_dir: Path)
                     else:
                         page.locator(f".st-key-{key} button, .st-key-{key} label").first.click()
                     ttfp.wait_idle(page, PAGE_TIMEOUT_S)
-                if n_charts:
-                    if stem in ("theory", "zoo"):  # no job: a chart drawn from what is there
-                        ttfp.wait_first_chart(page, PAGE_TIMEOUT_S)
-                    else:
-                        ttfp.wait_complete(page, PAGE_TIMEOUT_S, charts=n_charts)
-                ttfp.wait_idle(page, PAGE_TIMEOUT_S)
-                _no_exception(page, f"page /{path}")
+                wait_page(page, f"/{path}", n_charts, FRESH[path][1])
+                assert not page.evaluate(CUT_FORMULAS_JS), f"a formula is cut at {WIDTH} px on /{path}"
                 if stem == "zoo":
                     assert page.locator(".st-key-zoo_calibration .js-plotly-plot").count(), "the zoo's calibration"
                 if stem in ("landing_own_task", "representation", "loss_bound"):
                     assert page.locator(f"{ttfp.CHART} svg text", has_text="my-task").count(), f"your task on /{path}"
-                page.wait_for_timeout(800)
-                page.screenshot(path=str(shot_dir / f"{stem}.png"))
+                    assert str(tmp_path) not in page.inner_text("body").replace(str(folder), ""), "no server folder"
+                shoot(page, shot_dir, stem)
+
+            # presenter mode: every chart's text at 18 px or more, on every page with charts
+            for path, (n_charts, job) in FRESH.items():
+                go(page, url, path, {**link, "present": "1", "eps": "4/255", "compare": COMPARE})
+                wait_page(page, f"/{path} (presenter)", n_charts, job)
+                sizes = page.evaluate(FONT_SIZES_JS)
+                assert not n_charts or sizes, f"no chart text found on /{path}"
+                small = [s for s in sizes if s[0] < 18]
+                assert not small, f"/{path} in presenter mode: text under 18 px: {small[:5]}"
+                shoot(page, shot_dir, f"{path}-presenter")
+
+            # the guided lesson, from the plan to its last step, through its own links
+            go(page, url, "guided-lesson", {})
+            ttfp.wait_idle(page, PAGE_TIMEOUT_S)
+            page.get_by_role("link", name=f"Start: {lesson.STEPS[0].title}").click()
+            for k, step in enumerate(lesson.STEPS):
+                banner = page.locator(".st-key-lesson_banner")
+                banner.get_by_text(f"step {k + 1} of {len(lesson.STEPS)}").wait_for(timeout=60_000)
+                wait_page(page, f"lesson step {k + 1}", *FRESH[step.page])
+                assert step.questions[0].split("*")[0][:30] in banner.inner_text()
+                assert query(page).get("lesson") == str(k + 1), "the step is in the URL: a link to share"
+                shoot(page, shot_dir, f"lesson-step{k + 1}")
+                if k + 1 < len(lesson.STEPS):
+                    banner.get_by_role("link", name=f"Next: {lesson.STEPS[k + 1].title}").click()
         finally:
             page.context.close()
     external = requests.external()
