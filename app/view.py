@@ -26,8 +26,6 @@ from rtcore.runs.spec import parse_eps_text
 from . import state
 from .figures import presenting
 
-#: the URL's keys, in the order they are written
-KEYS = ("backbone", "norm", "eps", "tasks", "n", "attack", "probe", "compare", "present", "frozen", "lesson")
 LISTS = {"tasks": "tasks", "compare": "compare_backbones"}
 FLAGS = ("present", "frozen")
 #: the view box's widget keys (on every page)
@@ -38,54 +36,41 @@ PRESENT_CSS = ("<style>.stMainBlockContainer p, .stMainBlockContainer li, .stMai
                "{font-size: 1.3rem !important; line-height: 1.45}</style>")
 
 
-def _choice(key: str, value: str, options: list[Any], label: str = "") -> tuple[Any, str | None]:
-    match = next((o for o in options if str(o) == value), None)
-    if match is not None:
-        return match, None
-    shown = ", ".join(map(str, options[:12])) + (", …" if len(options) > 12 else "")
-    return None, f"{key}={value!r} is not {label or 'one of ' + shown}"
-
-
 def decode(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     """Session values of a URL's query parameters, and one message per value that is not valid here (that
-    value keeps its default). Pure: no Streamlit."""
+    value keeps its default; a list keeps its valid items). Pure: no Streamlit."""
     out: dict[str, Any] = {}
     problems: list[str] = []
     names = [b for b in state.backbone_choices() if b != state.UPLOAD_CHOICE]
     singles = {"backbone": names, "norm": list(NORMS), "attack": list(rtcore.STRENGTHS), "probe": state.probes(),
-               "n": state.sample_size_options()}
+               "n": state.sample_size_options(), "lesson": list(range(1, 100))}
     for key, options in singles.items():
-        if key in params:
-            value, problem = _choice(key, params[key].strip(), options)
-            out.update({key: value} if problem is None else {})
-            problems += [problem] if problem else []
+        value = params.get(key, "").strip()
+        match = next((o for o in options if str(o) == value), None)
+        if match is not None:
+            out[key] = match
+        elif key in params:
+            shown = "a step number" if key == "lesson" else "one of " + ", ".join(map(str, options))
+            problems.append(f"{key}={value!r} is not {shown}; the default is used")
     known = {"tasks": rtcore.list_tasks(), "compare": names}
     for key, session_key in LISTS.items():
-        if key in params:
-            items = [t.strip() for t in params[key].split(",") if t.strip()]
-            bad = [t for t in items if t not in known[key]]
-            if bad:
-                problems.append(f"{key}: {', '.join(map(repr, bad))} not known here, left out (known: "
-                                f"{', '.join(known[key])})")
-            if [t for t in items if t not in bad]:
-                out[session_key] = [t for t in items if t not in bad]
-                out.update({"compare_active": True} if key == "compare" else {})
-    for key in FLAGS:
-        if key in params:
-            out[key] = params[key].strip().lower() in ("1", "true", "yes", "on")
-    if "lesson" in params:
-        step = params["lesson"].strip()
-        out.update({"lesson": int(step)} if step.isdigit() else {})
-        problems += [] if step.isdigit() else [f"lesson={step!r} is not a step number"]
+        items = [t.strip() for t in params.get(key, "").split(",") if t.strip()]
+        bad = [t for t in items if t not in known[key]]
+        if bad:
+            problems.append(f"{key}: {', '.join(map(repr, bad))} not known here, left out (known: "
+                            f"{', '.join(known[key])})")
+        if len(bad) < len(items):
+            out[session_key] = [t for t in items if t not in bad]
+            out.update({"compare_active": True} if key == "compare" else {})
+    out.update({k: params[k].strip().lower() in ("1", "true", "yes", "on") for k in FLAGS if k in params})
     if "eps" in params:
-        norm = out.get("norm", params.get("norm") if params.get("norm") in NORMS else None) or state.default_norm()
+        norm = out.get("norm") or state.default_norm()
         eps, extra, problem = _eps(params["eps"].strip(), norm)
         if problem:
-            problems.append(problem)
+            problems.append(f"{problem}; the default is used")
         else:
-            out["eps"] = eps
-            out["extra_eps"] = {norm: [extra]} if extra is not None else {}
-    return out, [p if "left out" in p else f"{p}; the default is used" for p in problems]
+            out.update(eps=eps, extra_eps={norm: [extra]} if extra is not None else {})
+    return out, problems
 
 
 def _eps(text: str, norm: str) -> tuple[float, float | None, str | None]:
