@@ -81,6 +81,8 @@ def test_landing_draws_its_charts_with_intervals(small: None) -> None:
     assert list(table["task"]) == ["shapes"] and "[" in table["robust (attack)"].iloc[0], "value [lo, hi]"
     no_none(at)
     assert "not a certificate" in text(at) and "Reading the curves" in text(at) and "95 %" in text(at)
+    assert "by construction" not in text(at) and "at most the robust accuracy" in text(at), \
+        "the calibration's text says what the chart measures, and students read why the bound sits below"
     assert not at.main.code, "the script's code block (and its highlighter) only on demand"
     at.toggle(key="landing_show_script").set_value(True).run()
     script = at.main.code[0].value
