@@ -99,6 +99,8 @@ def _print_estimate(est: Estimate) -> None:
     print(f"plan: {est.units} units, {est.image_steps:,} image-steps on {est.device} "
           f"({1000 * est.seconds_per_step:.3g} ms each, measured): about {fmt_seconds(est.estimated_seconds)} if "
           f"nothing is cached", file=sys.stderr, flush=True)
+    for why in est.skipped:
+        print(f"  not estimated (this unit will fail): {why}", file=sys.stderr, flush=True)
 
 
 def check_output_file(path: str, flag: str) -> Path:

@@ -27,6 +27,7 @@ import torch
 
 from ..attacks import AttackSettings
 from ..data import Task, create_task
+from ..errors import RtcoreError
 from ..models import Backbone
 from ..models.ref import BackboneRef
 from ..numerics import chunk_rows, fixed_threads
@@ -58,6 +59,8 @@ class Estimate:
     seconds_per_step: float
     estimated_seconds: float
     device: str
+    #: units left out of the estimate, with why (their backbone or task could not be loaded here)
+    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -159,5 +162,14 @@ def estimate_specs(specs: Sequence[EvalSpec], *, cache_dir: str | None = None, u
                                            use_cache=use_cache)
         return tasks[unit.task]
 
-    est = estimate([u for s in specs for u in plan(s)], backbone, task, seconds_per_step)
-    return replace(est, units=len(specs))
+    ok, skipped = [], []
+    for s in specs:
+        try:
+            backbone(plan(s)[0])
+            task(plan(s)[0])
+        except (ValueError, RtcoreError, OSError) as e:  # that unit will fail and say why; the others run
+            skipped.append(f"{s.backbone.display} · {s.tasks[0]}: {e}")
+            continue
+        ok.append(s)
+    est = estimate([u for s in ok for u in plan(s)], backbone, task, seconds_per_step)
+    return replace(est, units=len(ok), skipped=tuple(skipped))

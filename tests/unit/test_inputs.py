@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -54,8 +55,10 @@ def test_evaluate_takes_numpy_scalars_and_a_single_task_name(tmp_path) -> None: 
     assert df["task"].tolist() == ["shapes"] and df["n"].tolist() == [6]
     with pytest.raises(ValueError, match="seed"):
         rtcore.evaluate("fmnist-cnn-standard", "shapes", 0.01, n=4, seed=2**70, cache_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="string"):
-        rtcore.evaluate("fmnist-cnn-standard", "shapes", "0.01", n=4, cache_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="eps='one percent' is not a number"):
+        rtcore.evaluate("fmnist-cnn-standard", "shapes", "one percent", n=4, cache_dir=str(tmp_path))
+    text = rtcore.evaluate("fmnist-cnn-standard", "shapes", ["1/255"], "linf", 6, attack="fast", cache_dir=str(tmp_path))
+    pd.testing.assert_frame_equal(text.drop(columns="seconds"), df.drop(columns="seconds"))  # as in a spec file
 
 
 def test_eps_matching_is_one_rule() -> None:
