@@ -23,7 +23,10 @@ from .attacks import (
     FeatureAttackResult,
     attack,
     feature_attack,
-    resolve_settings,
+    create_strength,
+    list_strengths,
+    register_strength,
+    strength_info,
 )
 from .bounds import (
     bound_criterion,
@@ -45,14 +48,13 @@ from .data import (
     create_task,
     is_task_ref,
     list_tasks,
-    load_task,
     register_task,
     relabel_task,
     subset_task,
     task_display_name,
     task_info,
 )
-from .errors import BackboneUnavailableError, CacheDirError, CheckpointError, RtcoreError
+from .errors import BackboneUnavailableError, CacheDirError, CheckpointError, InputTooLargeError, RtcoreError
 from .models import (
     Backbone,
     as_backbone,
@@ -64,6 +66,7 @@ from .models import (
     register_backbone,
     resolve_device,
 )
+from .models.convert import convert_checkpoint
 from .models.ref import BackboneRef
 from .pipeline import cli_command, evaluate, run_evaluation
 from .probes import LinearHead, LinearProbe, ProbedModel, create_probe, list_probes, probe_info, register_probe
@@ -83,7 +86,11 @@ from .runs import (
 from .transfer import TRANSFER_METHODS, Adapted, FineTuneRecipe, adapt
 from .transfer.recipe import TransferMethod, list_transfers, register_transfer, transfer_info
 
-__version__ = "0.3.0"
+#: older names, kept for scripts written against earlier versions (the project itself calls the new ones)
+load_task = create_task
+resolve_settings = create_strength
+
+__version__ = "0.4.0"
 
 __all__ = [
     "NORMS", "PRESETS", "STRENGTHS", "TRANSFER_METHODS", "Adapted", "AttackResult", "AttackSettings", "Backbone",
@@ -91,9 +98,10 @@ __all__ = [
     "Executor", "FeatureAttackResult", "FineTuneRecipe", "LinearHead", "LinearProbe", "Norm", "ProbedModel",
     "ProgressEvent", "ResultCache", "RtcoreError", "SweepSpec", "Task", "TaskDataError", "TaskUnavailableError", "TransferMethod", "Unit", "adapt",
     "as_backbone", "attack", "backbone_info", "backbone_specs", "bound_criterion", "check_task_ref", "class_weight_spread",
-    "cli_command", "consistent_delta", "create_backbone", "create_probe", "create_task", "is_task_ref", "default_device", "evaluate", "execute", "feature_attack",
-    "list_backbones", "list_probes", "list_tasks", "list_transfers", "load_spec", "load_sweep", "load_task", "loss_bound",
-    "loss_gap_factor", "margins", "plan", "probe_info", "register_backbone", "register_probe", "register_task",
+    "cli_command", "consistent_delta", "convert_checkpoint", "create_backbone", "create_probe", "create_strength", "create_task", "is_task_ref", "default_device", "evaluate", "execute", "feature_attack",
+    "list_backbones", "list_probes", "list_strengths", "list_tasks", "list_transfers", "load_spec", "load_sweep", "load_task", "loss_bound",
+    "loss_gap_factor", "margins", "plan", "probe_info", "register_backbone", "register_probe", "register_strength",
+    "register_task", "strength_info", "InputTooLargeError",
     "register_transfer", "relabel_task", "resolve_device", "resolve_settings", "robust_accuracy_bound", "run_evaluation", "subset_task",
     "task_display_name", "task_info",
     "sweep", "transfer_info", "weight_diameter",

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import AttackSettings, resolve_settings, run_attack
+from .attacks import AttackSettings, create_strength, run_attack
 from .attacks.autoattack import AA_NORMS, autoattack_available
 from .attacks.engine import batched, model_device, project
 from .config import check_norm
@@ -171,7 +171,7 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
         raise ValueError(f"drop_threshold={drop_threshold!r} must be a fraction in [0, 1], e.g. 0.02")
     check_images(x)
     y = check_labels(y, x.shape[0])
-    cfg = resolve_settings(settings)
+    cfg = create_strength(settings)
     flags = _flags_by_eps(robust_by_eps, x.shape[0])
     missing = [e for e in eps_values if float(e) not in flags]
     if missing:

@@ -25,7 +25,7 @@ from torch import nn
 
 from ._io import atomic_write, file_sha256
 from .attacks import attack
-from .data import load_task, load_upstream
+from .data import create_task, load_upstream
 from .models import BUNDLED_DIR, TIMM_PREFIX, Backbone
 from .models.nets import ARCHS
 
@@ -201,7 +201,7 @@ def upstream_metrics(backbone: Backbone, recipe: Recipe, x_train: torch.Tensor, 
     the same protocol, so ERM, adversarial and SimCLR backbones are comparable)."""
     from .probes import LinearProbe, ProbedModel
 
-    seen = load_task("fmnist-seen")  # official test images of classes 0-4
+    seen = create_task("fmnist-seen")  # official test images of classes 0-4
     x_test, y_test = seen.x_test, seen.y_test
     with torch.no_grad():
         f_train = torch.cat([backbone(x_train[i:i + 1024]) for i in range(0, x_train.shape[0], 1024)])

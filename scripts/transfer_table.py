@@ -27,7 +27,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from rtcore import ResultCache, create_backbone, load_task
+from rtcore import ResultCache, create_backbone, create_task
 from rtcore._io import atomic_write
 from rtcore.config import eps_key
 from rtcore.runs import ProgressEvent, Verdict, compare_methods, method_table, ordering_verdict
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.backbones:
         g = create_backbone(name)
         for task_name in args.tasks:
-            task = load_task(task_name, cache_dir=cache.root)
+            task = create_task(task_name, cache_dir=cache.root)
             t0 = time.perf_counter()
             res = compare_methods(g, task, eps, "linf", args.n, methods=args.methods, k=args.k, attack=args.attack,
                                   seed=args.seed, cache=cache, recipe=recipe,

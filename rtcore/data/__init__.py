@@ -1,8 +1,8 @@
 """Downstream tasks and the upstream pretraining data.
 
 * :mod:`.task`: the :class:`Task` container and transforms (:func:`subset_task`, :func:`relabel_task`);
-* :mod:`.registry`: :func:`register_task`, :func:`list_tasks`, :func:`task_info`, :func:`create_task`
-  (alias :func:`load_task`), :func:`check_task_ref`, :func:`is_task_ref`;
+* :mod:`.registry`: :func:`register_task`, :func:`list_tasks`, :func:`task_info`, :func:`create_task`,
+  :func:`check_task_ref`, :func:`is_task_ref`;
 * :mod:`.user` (with :mod:`.refs`, :mod:`.folder`, :mod:`.npz`): your own data as ``folder:PATH``
   (ImageFolder layout) or ``npz:PATH`` (arrays); :mod:`.uploads`: zip/npz uploads for the dashboard;
 * :mod:`.fashion_mnist`: finding and reading Fashion-MNIST (bundled subset, Debian, local copies);
@@ -31,7 +31,6 @@ from .registry import (
     create_task,
     is_task_ref,
     list_tasks,
-    load_task,
     register_task,
     task_display_name,
     task_info,
@@ -44,7 +43,7 @@ __all__ = [
     "DOMAINS", "FASHION_MNIST_CLASSES", "FOLDER_PREFIX", "HELDOUT_START", "MIXED_SIZES", "NPZ_PREFIX",
     "UPSTREAM_CLASSES", "CIFARFormatError", "IDXFormatError", "Task", "TaskDataError", "TaskSpec",
     "TaskUnavailableError", "TaskUploadError", "check_task_ref", "clear_task_cache", "create_task", "is_task_ref",
-    "list_tasks", "load_task", "load_upstream", "prune_task_uploads", "read_cifar_bin", "read_idx",
+    "list_tasks", "load_upstream", "prune_task_uploads", "read_cifar_bin", "read_idx",
     "read_label_names", "register_task", "relabel_task", "subset_task", "task_display_name", "task_info", "task_test_size",
     "task_upload_dir",
     "unpack_task_upload", "write_cifar_bin", "write_idx",

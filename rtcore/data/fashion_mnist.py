@@ -223,7 +223,7 @@ def load_fashion_mnist(root: str | None, *, require_full: bool, data_dir: str | 
             f"{', '.join(searched)}. Fix: `apt-get install dataset-fashion-mnist`, or put the four "
             "IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
             "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in a folder and pass root= or "
-            "set RTCORE_FASHION_MNIST, or run load_task('fashion-mnist', download=True) once."
+            "set RTCORE_FASHION_MNIST, or run create_task('fashion-mnist', download=True) once."
         )
     bundled = _fmnist_folder_in(BUNDLED_FMNIST_DIR)
     if bundled is None:

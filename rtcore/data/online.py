@@ -37,7 +37,7 @@ def _unavailable(dataset: str, folder: Path, expected: str) -> TaskUnavailableEr
     """Error for an online dataset whose files are absent and download=False."""
     return TaskUnavailableError(
         f"{dataset} is not available offline: no files in {folder} (expected {expected}). "
-        f"Fix: load_task(..., download=True) (or --download on the command line) to fetch it "
+        f"Fix: create_task(..., download=True) (or --download on the command line) to fetch it "
         f"there, or copy the files into {folder} (choose the folder with root= or "
         "RTCORE_DATA_DIR)."
     )

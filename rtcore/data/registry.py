@@ -1,7 +1,7 @@
 """The task registry and task references.
 
 Verbs (the shape of :class:`rtcore.registry.Registry`): :func:`register_task`, :func:`list_tasks`,
-:func:`task_info`, :func:`create_task` (alias :func:`load_task`). Wherever a task name is accepted,
+:func:`task_info`, :func:`create_task`. Wherever a task name is accepted,
 a reference to your own data is too: ``folder:PATH`` (an ImageFolder layout) or ``npz:PATH`` (arrays),
 see :mod:`rtcore.data.user`. :func:`check_task_ref` checks a name or reference cheaply, before any
 long work; :func:`is_task_ref` only looks at the string.
@@ -29,7 +29,7 @@ from .task import Task
 from .user import check_user_ref, describe_user_ref, load_user_task, user_signature
 
 __all__ = ["DOMAINS", "MIXED_SIZES", "TASKS", "TaskSpec", "check_task_ref", "clear_task_cache", "create_task",
-           "is_task_ref", "list_tasks", "load_task", "register_task", "task_display_name", "task_info"]
+           "is_task_ref", "list_tasks", "register_task", "task_display_name", "task_info"]
 
 _CLEAR_HOOKS: list[Callable[[], None]] = []
 
@@ -264,10 +264,6 @@ def _create_user(ref: str, name: str | None, mixed_sizes: str, tcache: str | Non
         else:
             _MEMO[key] = (sig, task)  # replaces the entry of older content
     return task
-
-
-#: the former name of :func:`create_task`
-load_task = create_task
 
 
 def clear_task_cache() -> None:

@@ -21,7 +21,7 @@ class Task:
 
     Images are (N, C, H, W) float32 in [0, 1], contiguous; labels (N,) int64 in
     ``0..num_classes-1``; ``classes[i]`` names label ``i``.  Construction
-    validates all of this.  Tasks from :func:`load_task` are shared (memoised):
+    validates all of this.  Tasks from :func:`create_task` are shared (memoised):
     do not modify their tensors in place.
 
     :attr:`digest` is the task's content identity (class names and the four tensors, not

@@ -87,7 +87,7 @@ def _check_args(g: object, task: object, method: str, k: object, probe: object, 
         raise ValueError(f"g must be a rtcore Backbone, got {type(g).__name__}; create one with "
                          f"rtcore.create_backbone(name) or rtcore.as_backbone(module)")
     if not isinstance(task, Task):
-        raise ValueError(f"task must be a rtcore Task, got {type(task).__name__}; load one with rtcore.load_task(name)")
+        raise ValueError(f"task must be a rtcore Task, got {type(task).__name__}; load one with rtcore.create_task(name)")
     if probe not in list_probes():
         raise ValueError(f"probe={probe!r} is unknown; use one of {list_probes()}")
     blocks = network_blocks(g.net)
