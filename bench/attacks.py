@@ -22,6 +22,11 @@ Sections (see bench/README.md for what each row means):
 4. ``tasks``   the bound for K = 1..5 tasks sharing inputs vs K end-to-end attacks
 5. ``flops``   achieved model FLOP/s as a fraction of the measured float32 matmul peak
 6. ``sanity``  rtcore.sanity's flags for rtcore's own runs (not timed)
+7. ``rows``    the 'fast' strength at the peers' steps against the PGD peers on more models of bench/rows.py
+               (the ResNet-18, a 224-pixel ResNet-50; ``--rows``, eps ``--rows-eps``)
+
+Targets include: 'fast' with the peers' number of steps at least 5x faster than every PGD peer
+(torchattacks, foolbox, adv-lib where installed) and at least as strong, in section 1 and on every row.
 
 rtcore runs as it is (its iterations on a verified fused copy of the model); the "rtcore, unfused"
 rows are the same calls with ``AttackSettings(fuse=False)``, and a "on GPU (cuda)" row is added
@@ -63,6 +68,7 @@ from sections import (
     section_feature,
     section_flops,
     section_profile,
+    section_rows,
     section_single,
     section_sweep,
     section_tasks,
@@ -88,7 +94,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all logical cores)")
     p.add_argument("--train-n", type=int, default=None, help="train images for the probes (default: all)")
     p.add_argument("--tasks", type=int, default=5, help="K max for the shared-inputs section (1..5)")
-    p.add_argument("--sections", default="single,sweep,feature,tasks,sanity", help="comma list")
+    p.add_argument("--sections", default="single,sweep,feature,tasks,sanity,rows", help="comma list")
+    p.add_argument("--rows", nargs="*", default=None,
+                   help="rows of bench/rows.py for the rows section (default: the ResNet-18 and the 224-pixel "
+                        "ResNet-50; none with --quick)")
+    p.add_argument("--rows-eps", default="2/255", help="eps of the rows section (value or k/255)")
+    p.add_argument("--rows-n", type=int, default=None, help="test points per row (default: the row's)")
+    p.add_argument("--rows-reps", type=int, default=1, help="timed repetitions per contender on the rows")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-unfused", action="store_true",
                    help="skip the rows that time rtcore with AttackSettings(fuse=False)")
@@ -97,6 +109,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if a.quick:  # a smoke test of every code path, not a measurement
         a.n, a.reps, a.steps, a.tasks = min(a.n, 8), 1, min(a.steps, 3), min(a.tasks, 2)
         a.train_n = a.train_n or 200
+    if a.rows is None:
+        a.rows = [] if a.quick else ["resnet18", "resnet50-224"]
     return a
 
 
@@ -132,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> BenchResult:
         res.tasks = run_section("tasks", section_tasks, ctx)
     if "sanity" in sections:
         res.sanity = run_section("sanity", section_sanity, ctx)
+    if "rows" in sections and a.rows:
+        e = float(a.rows_eps.split("/")[0]) / float(a.rows_eps.split("/")[1]) if "/" in a.rows_eps else float(a.rows_eps)
+        res.rows = section_rows(a.rows, device, eps=e, steps=a.steps, reps=a.rows_reps, n=a.rows_n)
     log("[flops]")
     res.flops = section_flops(ctx)
     if not a.no_profile:

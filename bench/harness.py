@@ -196,12 +196,13 @@ class ContenderResult:
 def interleave(contenders: dict[str, Callable[[], Any]], reps: int, device: torch.device,
                count_on: nn.Module | Sequence[nn.Module] | None = None,
                after: Callable[[str, Any], Eval] | None = None,
-               count_on_for: dict[str, nn.Module | Sequence[nn.Module]] | None = None) -> dict[str, ContenderResult]:
+               count_on_for: dict[str, nn.Module | Sequence[nn.Module]] | None = None,
+               warm_up: bool = True) -> dict[str, ContenderResult]:
     """Warm up each contender once (untimed, counting passes through ``count_on``, or the
-    contender's own module in ``count_on_for``), then time ``reps`` rounds A B C A B C ...;
-    ``after(name, output)`` (untimed) evaluates each output."""
+    contender's own module in ``count_on_for``; not with ``warm_up=False``), then time ``reps`` rounds
+    A B C A B C ...; ``after(name, output)`` (untimed) evaluates each output."""
     out = {k: ContenderResult() for k in contenders}
-    for name, fn in contenders.items():
+    for name, fn in contenders.items() if warm_up else ():
         module = (count_on_for or {}).get(name, count_on)
         counter = PassCounter(module) if module is not None else None
         fn()

@@ -112,6 +112,14 @@ def adv_lib_available() -> bool:
     return "adv_lib" in sys.modules or _importable("adv_lib")
 
 
+def adv_lib_pgd(model: nn.Module, eps: float, steps: int, alpha: float) -> Callable[[torch.Tensor, torch.Tensor], Any]:
+    """adv-lib's linf PGD (``pgd_linf``: random start, cross-entropy, 1 restart) with the constant step ``alpha``."""
+    _stub_visdom()
+    from adv_lib.attacks import pgd_linf
+
+    return lambda x, y: pgd_linf(model, x, y, eps, steps=steps, absolute_step_size=alpha)
+
+
 def fmn_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 100) -> torch.Tensor:
     """adv-lib's fast minimum-norm attack (FMN, Pintor et al., NeurIPS 2021), linf, ``steps`` steps and
     the library's other defaults: per point the smallest breaking perturbation it found (x where none)."""

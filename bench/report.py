@@ -14,7 +14,22 @@ from typing import Any
 import torch
 from harness import ContenderResult, MachineInfo, ModelFlops, Profile, achieved, median
 from sanity_section import SanityRun
-from sections import AA, DEFAULT, GPU, UNFUSED, FeatureResult, FlopsResult, SingleResult, SweepResult, TasksResult
+from sections import (
+    AA,
+    DEFAULT,
+    FAST,
+    GPU,
+    PGD_PEERS,
+    UNFUSED,
+    FeatureResult,
+    FlopsResult,
+    RowResult,
+    SingleResult,
+    SweepResult,
+    TasksResult,
+)
+
+FAST_RATIO = 5.0  # 'fast' at the peers' steps: at least this many times faster than every PGD peer
 
 
 @dataclass
@@ -70,13 +85,14 @@ class BenchResult:
     flops: FlopsResult | None = None
     profile: dict[str, Profile] | None = None
     sanity: list[SanityRun] | None = None
+    rows: list[RowResult] | None = None  # 'fast' against the PGD peers on more rows of bench/rows.py
     targets: dict[str, Target] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)  # measured, not targets: fused vs unfused, GPU
     table: list[Row] = field(default_factory=list)
 
     def complete(self) -> bool:
-        """Whether the four timed sections ran (the report needs all of them)."""
-        return all(s is not None for s in (self.single, self.sweep, self.feature, self.tasks))
+        """Whether anything was timed (the report shows the sections that ran)."""
+        return self.single is not None or bool(self.rows)
 
 
 def fmt_s(v: float) -> str:
@@ -104,27 +120,33 @@ def section_rows(section: str, ref: str, contenders: dict[str, ContenderResult],
     return rows
 
 
+def _pct(evs: list[float]) -> str:
+    return f"{100 * median(evs):.1f}%"
+
+
 def table_rows(res: BenchResult) -> list[Row]:
-    assert res.single and res.sweep and res.feature and res.flops
+    """The main table's rows, of the sections that ran."""
+    assert res.flops
     peak = res.flops.matmul_peak.flops_per_s
     s, w, f = res.single, res.sweep, res.feature
+    out: list[Row] = []
+    if s is not None:
+        out += section_rows(f"1 single eps={s.eps}", "rtcore (same work)", s.contenders, "robust acc", _pct,
+                            res.flops.model, peak)
+    if w is not None:
+        def sweep_fmt(evs: list[list[float]]) -> str:
+            return " / ".join(f"{100 * median([e[i] for e in evs]):.1f}" for i in range(len(w.eps))) + " %"
 
-    def pct(evs: list[float]) -> str:
-        return f"{100 * median(evs):.1f}%"
-
-    def sweep_fmt(evs: list[list[float]]) -> str:
-        return " / ".join(f"{100 * median([e[i] for e in evs]):.1f}" for i in range(len(w.eps))) + " %"
-
-    return (section_rows(f"1 single eps={s.eps}", "rtcore (same work)", s.contenders, "robust acc", pct,
-                         res.flops.model, peak)
-            + section_rows("2 sweep eps=" + ",".join(str(e) for e in w.eps), "rtcore sweep (one call)",
-                           w.contenders, "robust acc per eps", sweep_fmt, res.flops.model, peak)
-            + section_rows(f"3 feature eps={f.eps}", "rtcore feature_attack (same work)", f.contenders,
-                           "mean Delta", lambda evs: f"{median(evs):.4f}", res.flops.backbone, peak))
+        out += section_rows("2 sweep eps=" + ",".join(str(e) for e in w.eps), "rtcore sweep (one call)",
+                            w.contenders, "robust acc per eps", sweep_fmt, res.flops.model, peak)
+    if f is not None:
+        out += section_rows(f"3 feature eps={f.eps}", "rtcore feature_attack (same work)", f.contenders,
+                            "mean Delta", lambda evs: f"{median(evs):.4f}", res.flops.backbone, peak)
+    return out
 
 
 def build_tables(res: BenchResult, rows: list[Row]) -> str:
-    assert res.tasks and res.flops
+    assert res.flops
     peak = res.flops.matmul_peak.flops_per_s
     m, cfg = res.machine, res.config
     lines = [
@@ -146,8 +168,18 @@ def build_tables(res: BenchResult, rows: list[Row]) -> str:
                      f"{r.ratio:.2f}x / {r.ratio_cpu:.2f}x | "
                      f"{r.metric}: {r.value} | {r.gflops:.2f} | {r.peak_pct:.1f}% | "
                      f"{r.min_cpu_util:.2f} |")
-    t = res.tasks
-    lines += [
+    lines += _tasks_lines(res.tasks) + _rows_lines(res)
+    if res.targets:
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        for k, v in res.targets.items():
+            lines.append(f"| {k} | {v.measured} | {'yes' if v.met else 'NO'} |")
+    return "\n".join(lines + _notes_lines(res)) + "\n"
+
+
+def _tasks_lines(t: TasksResult | None) -> list[str]:
+    if t is None:
+        return []
+    lines = [
         "",
         (f"Tasks sharing the inputs (eps {t.eps}, rtcore 'same work' settings): bound = one feature attack + per "
          f"task a probe fit and margins; end-to-end = per task a probe fit and one attack."),
@@ -167,10 +199,28 @@ def build_tables(res: BenchResult, rows: list[Row]) -> str:
         "Per task, bound RA vs end-to-end RA: " + ", ".join(
             f"{nm} {100 * b:.1f}/{100 * e:.1f}%" for nm, b, e in zip(t.tasks, t.bound_ra, t.e2e_ra)),
     ]
-    if res.targets:
-        lines += ["", "| target | measured | met |", "|---|---|---|"]
-        for k, v in res.targets.items():
-            lines.append(f"| {k} | {v.measured} | {'yes' if v.met else 'NO'} |")
+    return lines
+
+
+def _rows_lines(res: BenchResult) -> list[str]:
+    """'fast' against the PGD peers on the further rows: CPU medians and peer / fast ratios."""
+    if not res.rows:
+        return []
+    lines = ["", (f"'fast' at the peers' steps against the PGD peers on more models (bench/rows.py; medians of "
+                  f"{len(next(iter(res.rows[0].contenders.values())).cpu_times)} interleaved repetition(s), each "
+                  f"contender warmed up on two points):"), "",
+             "| row | backbone | n | eps | contender | CPU s (median) | contender / fast (CPU) | robust acc |",
+             "|---|---|---:|---|---|---:|---:|---:|"]
+    for r in res.rows:
+        t_fast = r.contenders[FAST].median_cpu_s
+        for name, c in r.contenders.items():
+            lines.append(f"| {r.row} | {r.backbone} | {r.n} | {r.eps * 255:.0f}/255 | {name} | {fmt_s(c.median_cpu_s)} | "
+                         f"{c.median_cpu_s / t_fast:.2f}x | {_pct(c.evals)} |")
+    return lines
+
+
+def _notes_lines(res: BenchResult) -> list[str]:
+    lines: list[str] = []
     if res.notes:
         fz = res.fuse
         lines += ["", (f"rtcore's fused copy (rtcore.models.fused: {fz.get('folded')} batch norms folded into the "
@@ -184,7 +234,7 @@ def build_tables(res: BenchResult, rows: list[Row]) -> str:
         for r in res.sanity:
             cells = [f"{f['status']} ({_flag_values(f)})" for f in r.flags]
             lines.append(f"| {r.run} | {', '.join(f'{e:g}' for e in r.eps)} | {r.summary} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _flag_values(f: dict[str, object]) -> str:
@@ -194,11 +244,33 @@ def _flag_values(f: dict[str, object]) -> str:
     return ", ".join(f"{k} {float(vals[k]):.3f}" for k in keys if k in vals)  # type: ignore[index,operator]
 
 
+def fast_target(label: str, contenders: dict[str, ContenderResult],
+                cost: Callable[[ContenderResult], float]) -> dict[str, Target]:
+    """'fast' at the peers' steps: at least FAST_RATIO x every PGD peer's time, and at least as strong as the
+    strongest of them (robust accuracy no higher)."""
+    peers = [p for p in PGD_PEERS if p in contenders]
+    ra = {k: median(contenders[k].evals) for k in [FAST, *peers]}
+    ratio = {p: cost(contenders[p]) / cost(contenders[FAST]) for p in peers}
+    worst = min(ratio.values())
+    return {f"{label}: 'fast' >= {FAST_RATIO:.0f}x every PGD peer, as strong": Target(
+        measured=", ".join(f"{r:.2f}x {p}" for p, r in ratio.items()) + f"; robust acc {100 * ra[FAST]:.1f}% vs "
+                 + " / ".join(f"{100 * ra[p]:.1f}%" for p in peers),
+        met=worst >= FAST_RATIO and ra[FAST] <= min(ra[p] for p in peers), value=worst)}
+
+
 def evaluate_targets(res: BenchResult) -> tuple[dict[str, Target], dict[str, str]]:
-    """The targets for rtcore, and notes: the fused engine against rtcore unfused, the GPU rows."""
-    assert res.single and res.sweep and res.tasks and res.feature
-    s, w, f = res.single.contenders, res.sweep.contenders, res.feature.contenders
+    """The targets for rtcore (of the sections that ran), and notes: the fused engine against rtcore unfused,
+    the GPU rows."""
     cost = _cost(res)
+    targets: dict[str, Target] = {}
+    notes: dict[str, str] = {}
+    for r in res.rows or []:
+        targets.update(fast_target(f"{r.row}, eps {r.eps * 255:.0f}/255", r.contenders, cost))
+    if not (res.single and res.sweep and res.tasks and res.feature):
+        if res.single:
+            targets.update(fast_target(f"single eps {res.single.eps}", res.single.contenders, cost))
+        return targets, notes
+    s, w, f = res.single.contenders, res.sweep.contenders, res.feature.contenders
     t_rt = cost(s["rtcore (same work)"])
     ra = {k: median(v.evals) for k, v in s.items()}
     peers = [k for k in ("torchattacks.PGD", "foolbox LinfPGD", AA) if k in ra]
@@ -207,7 +279,6 @@ def evaluate_targets(res: BenchResult) -> tuple[dict[str, Target], dict[str, str
     r_fb = cost(s["foolbox LinfPGD"]) / t_rt
     r_sw = cost(w["foolbox LinfPGD epsilons=[...]"]) / cost(w["rtcore sweep (one call)"])
     extra = res.tasks.extra_task_fraction_of_e2e_attack
-    notes: dict[str, str] = {}
     for label, section, ref in (("single eps", s, "rtcore (same work)"), ("sweep", w, "rtcore sweep (one call)"),
                                 ("feature attack", f, "rtcore feature_attack (same work)")):
         if UNFUSED + ref in section:
@@ -216,7 +287,7 @@ def evaluate_targets(res: BenchResult) -> tuple[dict[str, Target], dict[str, str
             notes[f"{label}: CPU / GPU time"] = f"{section[ref].median_s / section[ref + GPU].median_s:.2f}x"
     if AA in s:
         notes["single eps: AutoAttack APGD-CE / rtcore time"] = f"{cost(s[AA]) / t_rt:.2f}x"
-    targets = {
+    targets.update({
         "single eps, same work: >= 3x torchattacks": Target(measured=f"{r_ta:.2f}x", met=r_ta >= 3.0, value=r_ta),
         "single eps, same work: >= 3x foolbox": Target(measured=f"{r_fb:.2f}x", met=r_fb >= 3.0, value=r_fb),
         "robust acc <= strongest peer + 0.5 pt": Target(
@@ -224,9 +295,10 @@ def evaluate_targets(res: BenchResult) -> tuple[dict[str, Target], dict[str, str
                      f"({', '.join(peers)})",
             met=ra["rtcore (same work)"] <= strongest_peer + 0.005),
         **_default_target(s, ra, cost),
+        **fast_target(f"single eps {res.single.eps}", s, cost),
         "5-eps sweep: >= 3x foolbox multi-eps": Target(measured=f"{r_sw:.2f}x", met=r_sw >= 3.0, value=r_sw),
         "extra task < 5% of one e2e attack": Target(measured=f"{100 * extra:.1f}%", met=extra < 0.05, value=extra),
-    }
+    })
     return targets, notes
 
 

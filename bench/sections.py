@@ -26,6 +26,8 @@ from harness import (
     sync,
 )
 from peers import (
+    adv_lib_available,
+    adv_lib_pgd,
     autoattack_apgd_ce,
     autoattack_available,
     foolbox_feature_attack,
@@ -36,6 +38,7 @@ from peers import (
 )
 from torch import nn
 
+import rows
 import rtcore
 from rtcore import AttackSettings, LinearProbe, ProbedModel
 from rtcore.models.fused import FuseReport, fused_copy
@@ -53,6 +56,9 @@ RELABELLINGS: list[tuple[str, list[int], list[str]]] = [
 ]
 UNFUSED = "rtcore, unfused: "  # rows with AttackSettings(fuse=False): the engine without its fused copy
 AA = "AutoAttack APGD-CE"  # pyautoattack's APGD-CE with the same number of iterations
+ADV_LIB = "adv-lib PGD"  # adv-lib's pgd_linf with the peers' constant step
+PGD_PEERS = ("torchattacks.PGD", "foolbox LinfPGD", ADV_LIB)  # the PGD peers 'fast' is held against
+FAST = "rtcore ('fast', same steps)"  # rtcore.attack(..., settings="fast", steps=steps): the fast strength, peer steps
 GPU = " on GPU (cuda)"  # a contender run on CUDA while the main rows run on the CPU
 DEFAULT = "rtcore default ('standard')"  # rtcore.attack(model, x, y, eps) with no settings
 
@@ -189,20 +195,35 @@ class FeatureResult:
     contenders: dict[str, ContenderResult]
 
 
-def section_single(ctx: Context) -> SingleResult:
-    model, x, y, eps, steps, same = ctx.model, ctx.x, ctx.y, ctx.eps, ctx.steps, ctx.same
+def pgd_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+                   device: torch.device) -> dict[str, Callable[[], torch.Tensor]]:
+    """The 'fast' strength at the peers' number of steps, and the PGD peers (constant step 2.5 eps / steps,
+    random start, 1 restart; adv-lib where installed) and AutoAttack's APGD-CE with as many iterations."""
     alpha = 2.5 * eps / steps
     ta = make_torchattacks(model, eps, steps, alpha)
-    fmodel = foolbox_model(model, ctx.device)
+    fmodel = foolbox_model(model, device)
     fpgd = foolbox_linf_pgd(steps, abs_stepsize=alpha)
-    contenders: dict[str, Callable[[], torch.Tensor]] = {
-        "rtcore (same work)": lambda: rtcore.attack(model, x, y, eps, settings=same).x_adv,
+    out: dict[str, Callable[[], torch.Tensor]] = {
+        FAST: lambda: rtcore.attack(model, x, y, eps, settings="fast", steps=steps).x_adv,
         "torchattacks.PGD": lambda: ta(x, y),
         "foolbox LinfPGD": lambda: fpgd(fmodel, x, y, epsilons=eps)[1],
     }
+    if adv_lib_available():
+        pgd = adv_lib_pgd(model, eps, steps, alpha)
+        out[ADV_LIB] = lambda: pgd(x, y)
     if autoattack_available():
-        apgd = autoattack_apgd_ce(model, eps, steps, ctx.device)
-        contenders[AA] = lambda: apgd(x, y)
+        apgd = autoattack_apgd_ce(model, eps, steps, device)
+        out[AA] = lambda: apgd(x, y)
+    return out
+
+
+def section_single(ctx: Context) -> SingleResult:
+    model, x, y, eps, steps, same = ctx.model, ctx.x, ctx.y, ctx.eps, ctx.steps, ctx.same
+    alpha = 2.5 * eps / steps
+    contenders: dict[str, Callable[[], torch.Tensor]] = {
+        "rtcore (same work)": lambda: rtcore.attack(model, x, y, eps, settings=same).x_adv,
+        **pgd_contenders(model, x, y, eps, steps, ctx.device),
+    }
     contenders[DEFAULT] = lambda: rtcore.attack(model, x, y, eps).x_adv  # what a call without settings gets
     contenders["rtcore ('fast' preset)"] = lambda: rtcore.attack(model, x, y, eps, settings="fast").x_adv
     if ctx.unfused:
@@ -218,6 +239,40 @@ def section_single(ctx: Context) -> SingleResult:
     res = interleave(contenders, ctx.reps, ctx.device, count_on=model.head, count_on_for=counts,
                      after=lambda name, xa: robust_acc(model, x, y, xa, eps, name))
     return SingleResult(eps=eps, steps=steps, peer_alpha=alpha, rtcore_settings=same.key(), contenders=res)
+
+
+@dataclass
+class RowResult:
+    """The 'fast' strength against the PGD peers on one more row of bench/rows.py (single eps)."""
+
+    row: str
+    backbone: str
+    task: str
+    n: int
+    eps: float
+    steps: int
+    clean_acc: float
+    contenders: dict[str, ContenderResult]
+
+
+def section_rows(names: list[str], device: torch.device, *, eps: float, steps: int, reps: int,
+                 n: int | None = None) -> list[RowResult]:
+    """Per row: 'fast' at the peers' steps against the PGD peers and APGD-CE, interleaved; each contender warmed
+    up on two points only (a 224-pixel model makes a full warm-up call as long as a timed one)."""
+    out = []
+    for name in names:
+        row = rows.ROWS[name]
+        log(f"[row {name}] {row.backbone} / {row.task}")
+        model, x, y = rows.load(row, str(device), n)
+        with torch.no_grad():
+            clean = float((batched(model, x).argmax(1) == y).float().mean())
+        for warm in pgd_contenders(model, x[:2], y[:2], eps, steps, device).values():
+            warm()
+        res = interleave(pgd_contenders(model, x, y, eps, steps, device), reps, device, warm_up=False,
+                         after=lambda nm, xa: robust_acc(model, x, y, xa, eps, nm))
+        out.append(RowResult(row=name, backbone=row.backbone, task=row.task, n=x.shape[0], eps=eps, steps=steps,
+                             clean_acc=clean, contenders=res))
+    return out
 
 
 def section_sweep(ctx: Context) -> SweepResult:

@@ -1,14 +1,17 @@
-"""The APGD step-size rule (Croce & Hein, ICML 2020, Algorithm 1) as a :class:`~.engine.StepRule`.
+"""The APGD step-size rule (Croce & Hein, ICML 2020, Algorithm 1), per slot of the loop's pool.
 
 The step starts at ``2 eps`` with momentum 0.75, and at checkpoints (after 22% of the steps,
 then at shrinking intervals down to 6%) a row whose loss went up in at most 75% of the steps
 since the last checkpoint, or whose best loss did not improve since the last checkpoint (unless
 its step was just halved), halves its step and restarts from its best-loss point. This follows
 pyautoattack's ``APGDAttack.attack_single_run``; any loss can drive it, since the loop
-(:func:`.engine.descend`) hands the rule each step's loss.
+(:mod:`.engine`) hands the rule each step's loss. Every slot keeps its own state and its own step
+count, so runs at different steps share one pass.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -30,43 +33,75 @@ def checkpoints(steps: int) -> list[int]:
     return out
 
 
-class APGDRule:
-    """APGD's momentum step with per-row step halving at :func:`checkpoints`, for one batch."""
+@dataclass
+class APGDState:
+    """APGD's state of every slot (the slots that run another rule are never read). The next
+    checkpoint is kept per slot (``next_check``, the ``interval`` before it), so that slots at
+    different steps of runs of different lengths step together without the host looking."""
 
-    def __init__(self, steps: int, x_start: torch.Tensor) -> None:
+    x_prev: torch.Tensor  # (S, ...)
+    x_lbest: torch.Tensor  # (S, ...) the best-loss point
+    g_best: torch.Tensor  # (S, ...) its gradient
+    size: torch.Tensor  # (S,) step, a fraction of eps
+    loss_best: torch.Tensor
+    loss_prev: torch.Tensor
+    loss_at_check: torch.Tensor
+    rises: torch.Tensor  # (S,) steps whose loss went up since the last check
+    halved_last: torch.Tensor  # (S,) bool
+    last_check: torch.Tensor  # (S,) long
+    next_check: torch.Tensor  # (S,) long: the iteration (1-based) of the next checkpoint
+    interval: torch.Tensor  # (S,) long: the gap that led to it
+    shrink: torch.Tensor  # (S,) long: how much each gap shrinks
+    min_gap: torch.Tensor  # (S,) long
+
+    @staticmethod
+    def fresh(x_start: torch.Tensor, steps: torch.Tensor) -> APGDState:
+        """The state at the start of runs of ``steps`` steps from ``x_start`` (:func:`checkpoints`' schedule)."""
         n, dev = x_start.shape[0], x_start.device
-        self.x_prev = x_start.clone()
-        self.size = torch.full((n,), START_STEP, device=dev)
-        self.loss_best = torch.full((n,), float("-inf"), device=dev)
-        self.loss_prev = torch.full((n,), float("-inf"), device=dev)
-        self.loss_at_check = torch.full((n,), float("-inf"), device=dev)
-        self.x_lbest, self.g_best = x_start.clone(), torch.zeros_like(x_start)
-        self.rises = torch.zeros(n, device=dev)
-        self.halved_last = torch.ones(n, dtype=torch.bool, device=dev)
-        self.checks, self.last_check = set(checkpoints(steps)), 0
+        minus_inf = torch.full((n,), float("-inf"), device=dev)
+        s = steps.double()
+        first = (0.22 * s).floor().long().clamp_min(1)
+        return APGDState(x_prev=x_start.clone(), x_lbest=x_start.clone(), g_best=torch.zeros_like(x_start),
+                         size=torch.full((n,), START_STEP, device=dev), loss_best=minus_inf,
+                         loss_prev=minus_inf.clone(), loss_at_check=minus_inf.clone(), rises=torch.zeros(n, device=dev),
+                         halved_last=torch.ones(n, dtype=torch.bool, device=dev),
+                         last_check=torch.zeros(n, dtype=torch.long, device=dev), next_check=first, interval=first.clone(),
+                         shrink=(0.03 * s).floor().long().clamp_min(1), min_gap=(0.06 * s).floor().long().clamp_min(1))
 
-    def step(self, t: int, active: torch.Tensor, xd: torch.Tensor, grad: torch.Tensor, loss: torch.Tensor,
-             x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
-        a, dev = active, xd.device
+    def take(self, idx: torch.Tensor) -> APGDState:
+        return APGDState(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+
+    def cat(self, other: APGDState) -> APGDState:
+        return APGDState(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
+
+    def step(self, a: torch.Tensor, t: torch.Tensor, steps: torch.Tensor, xd: torch.Tensor, grad: torch.Tensor,
+             loss: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+        """The next iterate of the slots ``a`` at their steps ``t`` (of ``steps``), from iterate ``xd``,
+        its gradient and loss; ``x``, ``eps``: their clean inputs and radii. Updates the state in place."""
         self.rises[a] += (loss > self.loss_prev[a]).float()
         self.loss_prev[a] = loss
         up = loss > self.loss_best[a]
         self.loss_best[a] = torch.where(up, loss, self.loss_best[a])
         self.x_lbest[a] = torch.where(bshape(up, xd), xd, self.x_lbest[a])
         self.g_best[a] = torch.where(bshape(up, xd), grad, self.g_best[a])
-        mom = torch.full((a.numel(),), MOMENTUM if t > 0 else 1.0, device=dev)
-        if t + 1 in self.checks:
-            stalled = self.rises[a] <= RHO * (t + 1 - self.last_check)
-            no_gain = ~self.halved_last[a] & (self.loss_at_check[a] >= self.loss_best[a])
-            halve = stalled | no_gain
-            self.halved_last[a], self.loss_at_check[a], self.rises[a] = halve, self.loss_best[a], 0.0
-            self.size[a] = torch.where(halve, self.size[a] / 2, self.size[a])
-            xd = torch.where(bshape(halve, xd), self.x_lbest[a], xd)  # restart from the best-loss point
-            grad = torch.where(bshape(halve, xd), self.g_best[a], grad)
-            mom = torch.where(halve, 1.0, mom)
-            self.last_check = t + 1
-        e = eps[a]
-        z = project(xd + bshape(e * self.size[a], xd) * ascent_direction(grad, norm), x[a], e, norm)
-        new = project(xd + bshape(mom, xd) * (z - xd) + bshape(1 - mom, xd) * (xd - self.x_prev[a]), x[a], e, norm)
+        mom = torch.where(t > 0, MOMENTUM, 1.0).to(xd.dtype)
+        nxt = self.next_check[a]
+        check = (t + 1 == nxt) & (nxt < steps)
+        stalled = self.rises[a] <= RHO * (t + 1 - self.last_check[a])
+        no_gain = ~self.halved_last[a] & (self.loss_at_check[a] >= self.loss_best[a])
+        halve = check & (stalled | no_gain)
+        self.halved_last[a] = torch.where(check, halve, self.halved_last[a])
+        self.loss_at_check[a] = torch.where(check, self.loss_best[a], self.loss_at_check[a])
+        self.rises[a] = torch.where(check, 0.0, self.rises[a])
+        self.size[a] = torch.where(halve, self.size[a] / 2, self.size[a])
+        xd = torch.where(bshape(halve, xd), self.x_lbest[a], xd)  # restart from the best-loss point
+        grad = torch.where(bshape(halve, xd), self.g_best[a], grad)
+        mom = torch.where(halve, 1.0, mom)
+        self.last_check[a] = torch.where(check, t + 1, self.last_check[a])
+        gap = torch.maximum(self.interval[a] - self.shrink[a], self.min_gap[a])
+        self.interval[a] = torch.where(check, gap, self.interval[a])
+        self.next_check[a] = torch.where(check, nxt + gap, nxt)
+        z = project(xd + bshape(eps * self.size[a], xd) * ascent_direction(grad, norm), x, eps, norm)
+        new = project(xd + bshape(mom, xd) * (z - xd) + bshape(1 - mom, xd) * (xd - self.x_prev[a]), x, eps, norm)
         self.x_prev[a] = xd
         return new

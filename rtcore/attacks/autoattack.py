@@ -76,9 +76,11 @@ def make_autoattack(model: nn.Module, eps: float, norm: str, version: str, n_cla
 
 
 def autoattack_search(search: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str,
-                      cfg: AttackSettings, seed: int, progress: ProgressFn | None = None) -> torch.Tensor:
+                      cfg: AttackSettings, seed: int,
+                      progress: ProgressFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """AutoAttack at one eps on ``x`` (all points taken as candidates); returns one point per
-    input, inside the ball and [0, 1] (the input itself where nothing was found)."""
+    input, inside the ball and [0, 1] (the input itself where nothing was found), and whether
+    AutoAttack found it misclassified (on ``search``)."""
     with torch.no_grad():
         n_classes = int(search(x[:1]).shape[1])
     names = attacks_for(cfg.autoattack, n_classes)
@@ -101,4 +103,6 @@ def autoattack_search(search: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
     finally:
         sys.settrace(tracer)  # pyautoattack's dynamic-defence check clears any tracer
     eps_rows = torch.full((x.shape[0],), float(eps), device=x.device)
-    return project(x_adv.detach(), x, eps_rows, norm)
+    fooled = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    fooled[live] = False
+    return project(x_adv.detach(), x, eps_rows, norm), fooled

@@ -27,7 +27,7 @@ values) and names its :attr:`Attack.result_type`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from itertools import pairwise
 from typing import ClassVar, Generic, TypeVar
@@ -38,10 +38,9 @@ from torch import nn
 from ..config import check_eps, check_norm
 from ..numerics import with_fixed_threads
 from ..validation import check_eval_mode, check_images, check_labels
-from .apgd import APGDRule
-from .engine import CosineRule, StepRule, batched, descend, model_device, search_model
-from .geometry import Objective, check_inside, power_start, random_start, row_noise
-from .search import ProgressFn, Rows, Run, SearchState
+from .engine import Pool, batched, model_device, search_model
+from .geometry import check_inside
+from .search import Jobs, ProgressFn, RowPlan, Rows, RowView
 from .settings import AttackSettings
 
 
@@ -81,6 +80,8 @@ class Attack(ABC, Generic[R]):
     #: the result dataclass: its per-eps fields are filled from :meth:`evaluate`'s values of the same
     #: name, its per-point ones from :meth:`point_values`
     result_type: type[R]
+    #: the names of the losses its runs ascend (a run's ``loss``; the objective gets their indices)
+    losses: ClassVar[tuple[str, ...]]
     #: the model's name in error messages ("model", "backbone")
     checked_as: ClassVar[str] = "model"
     #: the attack takes labels (checked against the model's outputs)
@@ -94,6 +95,7 @@ class Attack(ABC, Generic[R]):
     def __init__(self, model: nn.Module, cfg: AttackSettings, norm: str, seed: int) -> None:
         self.model, self.cfg, self.norm, self.seed = model, cfg, norm, int(seed)
         self.search: nn.Module = model
+        self.eps_values: tuple[float, ...] = ()  # of the current call (a row's eps_index points into it)
 
     # ------------------------------------------------------------ what a subclass writes
 
@@ -105,14 +107,14 @@ class Attack(ABC, Generic[R]):
         """The score of each row's clean input: where the best iterate starts."""
 
     @abstractmethod
-    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
-        """The runs of one search. A generator: it resumes after each run, so it can look at
-        ``state`` (the best iterate and score per row so far) to decide what to run next."""
+    def plan(self, row: RowView) -> RowPlan:
+        """The plan of one row (:data:`.search.RowPlan`): a generator of runs, stages and probes that
+        resumes once what it asked for is done, so it can read ``row.best`` to decide what comes next."""
 
     @abstractmethod
-    def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
-        """The loss to ascend and the score to keep, for the rows ``idx`` of ``rows`` in one batch
-        (the objective is called with indices into that batch)."""
+    def objective(self, xa: torch.Tensor, rows: Rows, jobs: Jobs) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss to ascend, score to keep)`` per iterate ``xa``, each of the run ``jobs`` describes
+        (its row of ``rows``, its loss in :attr:`losses`, its target)."""
 
     @abstractmethod
     def evaluate(self, x_adv: torch.Tensor, rows: Rows) -> dict[str, torch.Tensor]:
@@ -154,7 +156,7 @@ class Attack(ABC, Generic[R]):
     def run(self, x: torch.Tensor, y: torch.Tensor | None, eps_values: Sequence[float],
             progress: ProgressFn | None = None) -> Outcome:
         """Attack checked inputs ``x`` (labels ``y``) at every eps; see the module docstring."""
-        eps_values = tuple(float(e) for e in eps_values)
+        eps_values = self.eps_values = tuple(float(e) for e in eps_values)
         device = model_device(self.model, x)
         x = x.to(device=device, dtype=torch.float32)
         y = None if y is None else y.to(device)
@@ -164,92 +166,81 @@ class Attack(ABC, Generic[R]):
             check_label_range(y, clean.shape[1])
         self.search = search_model(self.model, x, self.cfg.fuse)
         self.prepare(x, y, clean)
-        eps_rows = torch.tensor(eps_values, device=device, dtype=torch.float32).repeat_interleave(n)
+        order = sorted(range(n_eps), key=lambda i: eps_values[i])  # rows by increasing eps: row k * n + point
+        eps_index = torch.tensor(order, device=device).repeat_interleave(n)
         point = torch.arange(n, device=device).repeat(n_eps)
-        x_rows = x.repeat(n_eps, *([1] * (x.ndim - 1)))
-        best_x = x_rows.clone()
-        values: dict[str, torch.Tensor] = {}
-        broken = self.broken_clean(clean, y) if self.stops else None  # per point, at the eps done so far
-        carried = x.clone()  # their witnesses, valid in every larger ball
-
-        def rows_of(r: torch.Tensor) -> Rows:
-            shared = {eps_values[i] for i in set((r // n).tolist())}
-            return Rows(x=x[point[r]], eps=eps_rows[r], sample=point[r], y=None if y is None else y[point[r]],
-                        clean=clean[point[r]], eps_value=shared.pop() if len(shared) == 1 else None)
-
-        groups = self._groups(eps_values, n, device)
-        for j, (evaluate, search_mask) in enumerate(groups):
-            sub = None if progress is None else (lambda f, j=j: progress((j + f) / len(groups)))
-            if broken is not None:
-                best_x[evaluate] = carried
-                search_mask = search_mask & ~broken
-            todo = evaluate[search_mask]
-            if todo.numel():
-                best_x[todo] = self.search_rows(rows_of(todo), sub)
-            out = self.evaluate(best_x[evaluate], rows_of(evaluate))
-            for k, v in out.items():
-                if k not in values:
-                    values[k] = torch.empty((n * n_eps, *v.shape[1:]), dtype=v.dtype, device=v.device)
-                values[k][evaluate] = v
-            if broken is not None:
-                newly = search_mask & out["broken"]  # rows of this group = points
-                broken |= newly
-                carried[newly] = best_x[evaluate][newly]
-        check_inside(best_x, x_rows, eps_rows, self.norm)
-        shaped = {k: v.view(n_eps, n, *v.shape[1:]) for k, v in values.items()}
-        x_adv = best_x.view(n_eps, *x.shape)
+        rows = Rows(x=x[point], eps=torch.tensor(eps_values, device=device, dtype=torch.float32)[eps_index],
+                    sample=point, y=None if y is None else y[point], clean=clean[point], eps_index=eps_index)
+        broken = self.broken_clean(clean, y) if self.stops else torch.zeros(n, dtype=torch.bool, device=device)
+        todo = (rows.eps > 0) & ~broken[point]
+        best_x = rows.x.clone()
+        skipped = self._search(rows, todo, best_x, progress)
+        values = self._carry(rows, todo, skipped, best_x, broken) if self.stops else self.evaluate(best_x, rows)
+        check_inside(best_x, rows.x, rows.eps, self.norm)
+        back = torch.tensor(order, device=device).argsort()  # the caller's eps order
+        shaped = {k: v.view(n_eps, n, *v.shape[1:])[back] for k, v in values.items()}
+        x_adv = best_x.view(n_eps, *x.shape)[back]
         monotone(eps_values, self.better, shaped[self.carry_key], x_adv,
                  *[v for k, v in shaped.items() if k != self.carry_key])
         if progress is not None:
             progress(1.0)
         return Outcome(eps=eps_values, x_adv=x_adv, values=shaped, clean=clean, y=y)
 
-    def _groups(self, eps_values: tuple[float, ...], n: int,
-                device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(rows to evaluate, mask of those to search) per group: for attacks that stop, one group
-        per eps in increasing order (rows = the points); for the others one group of all rows.
-        Rows at eps 0 are never searched."""
-        if self.stops:
-            order = sorted(range(len(eps_values)), key=lambda i: eps_values[i])
-            return [(torch.arange(i * n, (i + 1) * n, device=device),
-                     torch.full((n,), eps_values[i] > 0, dtype=torch.bool, device=device)) for i in order]
-        eps = torch.tensor(eps_values, device=device).repeat_interleave(n)
-        return [(torch.arange(n * len(eps_values), device=device), eps > 0)]
+    def _search(self, rows: Rows, todo: torch.Tensor, best_x: torch.Tensor, progress: ProgressFn | None = None,
+                chained: bool = True) -> torch.Tensor:
+        """Search the rows ``todo`` (in place into ``best_x``); for attacks that stop and ``chained``, a
+        point that breaks at an eps is not searched further at larger eps. Returns the rows left unsearched so."""
+        idx = torch.nonzero(todo).flatten()
+        skipped = torch.zeros(len(rows), dtype=torch.bool, device=rows.x.device)
+        if not idx.numel():
+            return skipped
+        sub = rows.take(idx)
+        later: list[list[int]] | None = None
+        if self.stops and chained:  # rows come by increasing eps: the same point's later rows
+            by_point: dict[int, list[int]] = {}
+            for i, p in enumerate(sub.sample.tolist()):
+                by_point.setdefault(p, []).append(i)
+            later = [[]] * len(sub)
+            for members in by_point.values():
+                for j, i in enumerate(members):
+                    later[i] = members[j + 1:]
+        found, moot = self.search_rows(sub, later, progress)
+        best_x[idx] = found
+        skipped[idx] = moot
+        return skipped
 
-    def search_rows(self, rows: Rows, progress: ProgressFn | None = None) -> torch.Tensor:
-        """The best iterate per row over the runs of :meth:`plan` (the clean input where none beats it)."""
-        cfg = self.cfg
-        state = SearchState(best_x=rows.x.clone(), best=self.clean_score(rows))
-        best_x, best = state.best_x, state.best
-        done = 0.0
-        for run in self.plan(rows, state):
-            mask = torch.ones(len(rows), dtype=torch.bool, device=rows.x.device) if run.rows is None else run.rows.clone()
-            if self.stops:
-                mask &= best <= 0  # broken rows are done
-            if run.target is not None:
-                mask &= run.target >= 0
-            live = torch.nonzero(mask).flatten()
-            steps = run.steps or cfg.steps
-            for lo in range(0, live.numel(), cfg.batch_size):
-                idx = live[lo:lo + cfg.batch_size]
-                objective = self.objective(run, rows, idx)
-                bx, bs, xs, es = best_x[idx], best[idx], rows.x[idx], rows.eps[idx]
-                start = self._start(run, objective, xs, es, rows.sample[idx])
-                rule: StepRule = APGDRule(steps, start) if run.rule == "apgd" else CosineRule(steps, cfg.step_max)
-                descend(objective, xs, start, es, self.norm, steps, rule, bx, bs, stop_at_positive=self.stops)
-                best_x[idx], best[idx] = bx, bs
-                if progress is not None:
-                    progress(done + (run.done - done) * min(lo + cfg.batch_size, live.numel()) / live.numel())
-            done = run.done
-            if progress is not None:
-                progress(done)
-        return best_x
+    def _carry(self, rows: Rows, todo: torch.Tensor, skipped: torch.Tensor, best_x: torch.Tensor,
+               broken: torch.Tensor) -> dict[str, torch.Tensor]:
+        """For attacks that stop, by increasing eps and as the original model decides: a point broken at a
+        smaller eps takes that witness (it lies in every larger ball); a row the search left unsearched for a
+        break the original model does not confirm is searched now. Returns the values of the final witnesses."""
+        n = broken.shape[0]
+        carried = rows.x[:n].clone()
+        parts: list[dict[str, torch.Tensor]] = []
+        for k in range(len(rows) // n):
+            blk = torch.arange(k * n, (k + 1) * n, device=rows.x.device)
+            redo = skipped[blk] & ~broken
+            if bool(redo.any()):
+                mask = torch.zeros(len(rows), dtype=torch.bool, device=rows.x.device)
+                mask[blk[redo]] = True
+                self._search(rows, mask, best_x, chained=False)
+            best_x[blk[broken]] = carried[broken]
+            out = self.evaluate(best_x[blk], rows.take(blk))
+            newly = todo[blk] & ~broken & out["broken"]
+            broken |= newly
+            carried[newly] = best_x[blk[newly]]
+            parts.append(out)
+        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
-    def _start(self, run: Run, objective: Objective, xs: torch.Tensor, es: torch.Tensor,
-               sample: torch.Tensor) -> torch.Tensor:
-        if run.start == "power":
-            return power_start(objective, xs, es, self.norm, row_noise(xs, es, sample, self.seed, run.noise, True))
-        return random_start(xs, es, self.norm, row_noise(xs, es, sample, self.seed, run.noise, self.norm == "l2"))
+    def search_rows(self, rows: Rows, later: list[list[int]] | None = None,
+                    progress: ProgressFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best iterate per row over the runs of every row's :meth:`plan` (the clean input where none
+        beats it), all in one pool (:class:`.engine.Pool`); and the rows left unsearched because a row of
+        ``later`` broke (the same point at a smaller eps)."""
+        best_x, best = rows.x.clone(), self.clean_score(rows)
+        pool = Pool(self, rows, best_x, best, later, progress)
+        pool.run()
+        return best_x, pool.skipped
 
 
 def monotone(eps_values: Sequence[float], better: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -12,9 +12,8 @@ from torch import nn
 from .autoattack import autoattack_search
 from .base import Attack, Outcome, Result
 from .engine import batched
-from .geometry import Objective
 from .plans import create_plan
-from .search import ProgressFn, Rows, Run, SearchState
+from .search import Jobs, ProgressFn, RowPlan, Rows, RowView
 from .settings import AttackSettings, create_strength
 
 
@@ -36,23 +35,23 @@ def margin_scores(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return other.amax(dim=1) - z_y
 
 
-def class_losses(z: torch.Tensor, y: torch.Tensor, loss: str, target: torch.Tensor | None,
+#: the losses of the end-to-end runs (a run's ``loss``)
+LOSSES = ("ce", "margin", "target")
+
+
+def class_losses(z: torch.Tensor, y: torch.Tensor, loss: torch.Tensor, target: torch.Tensor,
                  dlr: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(loss to ascend, margin score)`` of logits ``z``: "ce" (cross-entropy), "margin"
-    (``max_{k != y} z_k - z_y``) or "target" (``z_t - z_y``, divided by ``z_(1) - (z_(3) + z_(4)) / 2``
-    when ``dlr``: APGD-T's scale-free targeted DLR loss)."""
+    """``(loss to ascend, margin score)`` of logits ``z``, per row the loss of index ``loss`` in
+    :data:`LOSSES`: "ce" (cross-entropy), "margin" (``max_{k != y} z_k - z_y``) or "target"
+    (``z_t - z_y`` for the row's ``target`` t, divided by ``z_(1) - (z_(3) + z_(4)) / 2`` when ``dlr``:
+    APGD-T's scale-free targeted DLR loss). Every row's values depend on its own logits only."""
     score = margin_scores(z, y)
-    if loss == "ce":
-        out = F.cross_entropy(z, y, reduction="none")
-    elif loss == "margin":
-        out = score
-    elif loss == "target" and target is not None:
-        out = z.gather(1, target[:, None]).squeeze(1) - z.gather(1, y[:, None]).squeeze(1)
-        if dlr:
-            top = z.topk(4, dim=1).values
-            out = out / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
-    else:
-        raise ValueError(f"unknown end-to-end loss {loss!r} (target {'given' if target is not None else 'missing'})")
+    z_y = z.gather(1, y[:, None]).squeeze(1)
+    toward = z.gather(1, target.clamp_min(0)[:, None]).squeeze(1) - z_y
+    if dlr:
+        top = z.topk(4, dim=1).values
+        toward = toward / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
+    out = torch.where(loss == 0, F.cross_entropy(z, y, reduction="none"), torch.where(loss == 1, score, toward))
     return out, score.detach()
 
 
@@ -65,6 +64,7 @@ class EndToEndAttack(Attack[AttackResult]):
     """
 
     result_type = AttackResult
+    losses = LOSSES
     labelled = True
     stops = True
     carry_key = "robust"
@@ -85,18 +85,12 @@ class EndToEndAttack(Attack[AttackResult]):
         assert rows.y is not None
         return margin_scores(rows.clean, rows.y)
 
-    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
-        return create_plan(self, rows, state)
+    def plan(self, row: RowView) -> RowPlan:
+        return create_plan(self, row)
 
-    def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
+    def objective(self, xa: torch.Tensor, rows: Rows, jobs: Jobs) -> tuple[torch.Tensor, torch.Tensor]:
         assert rows.y is not None
-        yy, g, dlr = rows.y[idx], self.search, self.dlr
-        tt = None if run.target is None else run.target[idx]
-
-        def objective(xa: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return class_losses(g(xa), yy[r], run.loss, None if tt is None else tt[r], dlr)
-
-        return objective
+        return class_losses(self.search(xa), rows.y[jobs.row], jobs.loss, jobs.target, self.dlr)
 
     def evaluate(self, x_adv: torch.Tensor, rows: Rows) -> dict[str, torch.Tensor]:
         assert rows.y is not None
@@ -108,11 +102,29 @@ class EndToEndAttack(Attack[AttackResult]):
         assert out.y is not None
         return {"clean_correct": out.clean.argmax(dim=1) == out.y}
 
-    def search_rows(self, rows: Rows, progress: ProgressFn | None = None) -> torch.Tensor:
+    def search_rows(self, rows: Rows, later: list[list[int]] | None = None,
+                    progress: ProgressFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.cfg.autoattack:
-            return super().search_rows(rows, progress)
-        assert rows.y is not None and rows.eps_value is not None
-        return autoattack_search(self.search, rows.x, rows.y, rows.eps_value, self.norm, self.cfg, self.seed, progress)
+            return super().search_rows(rows, later, progress)
+        return self._autoattack_rows(rows, later, progress)
+
+    def _autoattack_rows(self, rows: Rows, later: list[list[int]] | None,
+                         progress: ProgressFn | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """AutoAttack at one eps at a time, by increasing eps, on the points it has not broken at a smaller eps."""
+        assert rows.y is not None
+        best_x = rows.x.clone()
+        moot = torch.zeros(len(rows), dtype=torch.bool, device=rows.x.device)
+        groups = list(dict.fromkeys(rows.eps_index.tolist()))  # rows come by increasing eps
+        for j, e in enumerate(groups):
+            sub = torch.nonzero((rows.eps_index == e) & ~moot).flatten()
+            sub_progress = None if progress is None else (lambda f, j=j: progress((j + f) / len(groups)))
+            if sub.numel():
+                found, fooled = autoattack_search(self.search, rows.x[sub], rows.y[sub], self.eps_values[e], self.norm,
+                                                  self.cfg, self.seed, sub_progress)
+                best_x[sub] = found
+                for i in sub[fooled].tolist() if later is not None else []:
+                    moot[later[i]] = True
+        return best_x, moot
 
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | Sequence[float], *, norm: str = "linf",

@@ -3,7 +3,7 @@ head-subspace attack (the same with an orthogonal projection P: ``sup ||P (g(x')
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -12,8 +12,7 @@ from torch import nn
 from ..validation import check_features
 from .base import Attack, Outcome, Result
 from .engine import batched
-from .geometry import Objective
-from .search import ProgressFn, Rows, Run, SearchState
+from .search import Jobs, ProgressFn, RowPlan, Rows, RowView, Run, Stage
 from .settings import AttackSettings, create_strength
 
 
@@ -36,6 +35,7 @@ class FeatureAttack(Attack[FeatureAttackResult]):
     """
 
     result_type = FeatureAttackResult
+    losses = ("feature",)
     checked_as = "backbone"
     carry_key = "delta"
 
@@ -54,22 +54,17 @@ class FeatureAttack(Attack[FeatureAttackResult]):
     def clean_score(self, rows: Rows) -> torch.Tensor:
         return torch.zeros(len(rows), device=rows.x.device)
 
-    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
+    def plan(self, row: RowView) -> RowPlan:
         n = self.cfg.feature_restarts
-        for r in range(n):
-            yield Run("feature", noise=r if r else -1, start="random" if r else "power", done=(r + 1) / n)
+        yield Stage(tuple(Run("feature", noise=r if r else -1, start="random" if r else "power", done=(r + 1) / n)
+                          for r in range(n)))
 
-    def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
-        f_ref, P, g = self.f0_search[rows.sample[idx]], self.P, self.search
-
-        def objective(xa: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            d = g(xa) - f_ref[r]
-            if P is not None:
-                d = d @ P
-            sq = (d * d).sum(dim=1)
-            return 0.5 * sq, sq.detach().sqrt()
-
-        return objective
+    def objective(self, xa: torch.Tensor, rows: Rows, jobs: Jobs) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.search(xa) - self.f0_search[rows.sample[jobs.row]]
+        if self.P is not None:
+            d = d @ self.P
+        sq = (d * d).sum(dim=1)
+        return 0.5 * sq, sq.detach().sqrt()
 
     def evaluate(self, x_adv: torch.Tensor, rows: Rows) -> dict[str, torch.Tensor]:
         f_adv = batched(self.model, x_adv, self.cfg.batch_size)  # on the original backbone

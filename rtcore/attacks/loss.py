@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -11,8 +11,7 @@ from torch import nn
 
 from .base import Attack, Result
 from .engine import batched
-from .geometry import Objective
-from .search import ProgressFn, Rows, Run, SearchState
+from .search import Jobs, ProgressFn, RowPlan, Rows, RowView, Run, Stage
 from .settings import AttackSettings, create_strength
 
 
@@ -27,6 +26,7 @@ class LossAttack(Attack[LossAttackResult]):
     """Ascend and keep ``l(model(x'), y)`` (cross-entropy): ``settings.restarts`` random starts of the cosine schedule."""
 
     result_type = LossAttackResult
+    losses = ("ce",)
     labelled = True
     carry_key = "loss"
 
@@ -34,20 +34,14 @@ class LossAttack(Attack[LossAttackResult]):
         assert rows.y is not None
         return F.cross_entropy(rows.clean, rows.y, reduction="none")
 
-    def plan(self, rows: Rows, state: SearchState) -> Iterator[Run]:
+    def plan(self, row: RowView) -> RowPlan:
         n = self.cfg.restarts
-        for r in range(n):
-            yield Run("ce", noise=5000 + r, done=(r + 1) / n)
+        yield Stage(tuple(Run("ce", noise=5000 + r, done=(r + 1) / n) for r in range(n)))
 
-    def objective(self, run: Run, rows: Rows, idx: torch.Tensor) -> Objective:
+    def objective(self, xa: torch.Tensor, rows: Rows, jobs: Jobs) -> tuple[torch.Tensor, torch.Tensor]:
         assert rows.y is not None
-        yy, g = rows.y[idx], self.search
-
-        def objective(xa: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            ce = F.cross_entropy(g(xa), yy[r], reduction="none")
-            return ce, ce.detach()
-
-        return objective
+        ce = F.cross_entropy(self.search(xa), rows.y[jobs.row], reduction="none")
+        return ce, ce.detach()
 
     def evaluate(self, x_adv: torch.Tensor, rows: Rows) -> dict[str, torch.Tensor]:
         assert rows.y is not None

@@ -110,8 +110,8 @@ class AttackSettings:
                              f"{list(AUTOATTACK_VERSIONS)}")
 
     def key(self) -> dict[str, object]:
-        """What changes the results (not batch_size, not fuse); a field at its default is left
-        out where it was added later, so that older cache entries stay valid."""
+        """What changes the results (not batch_size, not fuse), and the plan's version; a field at its
+        default is left out where it was added later, so that older cache entries stay valid."""
         key: dict[str, object] = {"steps": self.steps, "restarts": self.restarts,
                                   "feature_restarts": self.feature_restarts, "losses": list(self.losses),
                                   "targets": self.targets, "step_max": self.step_max}
@@ -123,6 +123,8 @@ class AttackSettings:
             key["target_loss"] = self.target_loss
         if self.plan != "fixed":
             key["plan"] = self.plan
+        if plan_info(self.plan).version > 1:  # the plan computes something else than it did
+            key["plan_version"] = plan_info(self.plan).version
         if self.e2e_steps is not None:
             key["e2e_steps"] = self.e2e_steps
         if self.screen_steps is not None:
@@ -251,13 +253,13 @@ def describe(strength: str | AttackSettings) -> str:
 
 
 register_strength("fast", AttackSettings(steps=10, restarts=1, feature_restarts=1, losses=("margin",), targets=0))
-# end to end: the adaptive plan with one target per close survivor (within 0.5 pt of AutoAttack's APGD-CE +
-# APGD-T on the bundled backbones, bench/strength.py); feature and loss attacks: 30 steps as before
+# end to end: the adaptive plan of 'strong' with one target per close survivor, so a part of strong's runs (never
+# slower, never stronger; within a point of AutoAttack's APGD-CE + APGD-T, bench/strength.py); feature and loss
+# attacks: 30 steps as before
 register_strength("standard", AttackSettings(steps=30, restarts=1, feature_restarts=5, losses=("ce",), targets=1,
-                                             plan="adaptive", e2e_steps=100, screen_steps=100, step_rule="apgd",
-                                             target_loss="dlr"))
-# end to end: the adaptive plan with up to 9 targets per close survivor (at least as strong as AutoAttack's
-# APGD-CE + APGD-T in at most a third of its time, bench/strength.py); feature attack: 10 starts of 100 steps
+                                             plan="adaptive", e2e_steps=100, step_rule="apgd", target_loss="dlr"))
+# end to end: the adaptive plan with up to 9 targets per close survivor (as strong as AutoAttack's APGD-CE + APGD-T
+# in a tenth of its time, bench/strength.py); feature attack: 10 starts of 100 steps
 register_strength("strong", AttackSettings(steps=100, restarts=1, feature_restarts=10, losses=("ce",), targets=9,
                                            plan="adaptive", step_rule="apgd", target_loss="dlr"))
 # AutoAttack end to end; the feature, head-subspace and loss attacks as 'strong'

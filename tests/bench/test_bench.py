@@ -10,6 +10,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
+
+import rtcore
 
 pytest.importorskip("torchattacks")
 pytest.importorskip("foolbox")
@@ -37,15 +40,29 @@ def _load_harness() -> ModuleType:
     return importlib.import_module("harness")  # imported (from bench/) by bench/attacks.py
 
 
-def test_bench_quick_runs_on_a_random_model(tmp_path: Path) -> None:
+def test_bench_quick_runs_on_a_random_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _load_bench()
+    rows = importlib.import_module("rows")  # imported (from bench/) by bench/attacks.py
+    sections = importlib.import_module("sections")
+    tiny = sections.random_backbone(torch.device("cpu"))
+    model = rtcore.ProbedModel(tiny, rtcore.LinearHead(torch.randn(5, 32), torch.zeros(5))).eval()
+    x = torch.rand(6, 1, 28, 28)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    monkeypatch.setitem(rows.ROWS, "tiny", rows.Row("tiny", "random"))
+    monkeypatch.setattr(rows, "load", lambda row, device, n=None: (model, x, y))
     out = tmp_path / "out"
-    res = bench.main(["--quick", "--backbone", "random", "--threads", "1", "--out", str(out)])
+    res = bench.main(["--quick", "--backbone", "random", "--threads", "1", "--out", str(out), "--rows", "tiny"])
     assert res.single and res.sweep and res.feature and res.tasks and res.flops and res.profile and res.targets
     single = res.single.contenders
     assert {"rtcore (same work)", "torchattacks.PGD", "foolbox LinfPGD", "AutoAttack APGD-CE",
-            "rtcore, unfused: rtcore (same work)", "rtcore default ('standard')", "rtcore ('fast' preset)"} <= set(single)
+            "rtcore, unfused: rtcore (same work)", "rtcore default ('standard')", "rtcore ('fast' preset)",
+            "rtcore ('fast', same steps)"} <= set(single)
     assert "single eps, rtcore default: >= 3x both at equal or better strength" in res.targets
+    assert "single eps 0.1: 'fast' >= 5x every PGD peer, as strong" in res.targets
+    (row,) = res.rows
+    assert row.n == 6 and {"rtcore ('fast', same steps)", "torchattacks.PGD", "foolbox LinfPGD"} <= set(row.contenders)
+    assert "tiny, eps 2/255: 'fast' >= 5x every PGD peer, as strong" in res.targets
     for c in single.values():
         assert len(c.times) == 1 and c.median_s > 0
         assert 0.0 <= c.evals[0] <= 1.0  # robust accuracy recomputed from the returned images
@@ -67,11 +84,10 @@ def test_bench_quick_runs_on_a_random_model(tmp_path: Path) -> None:
     assert "| section | contender |" in md and "torchattacks.PGD" in md
     assert "rtcore/attacks/engine.py" in md  # the line tracer times the PGD engine
     assert "Sanity flags" in md and "AutoAttack APGD-CE" in md and "fused copy" in md
+    assert "| tiny | random | 6 | 2/255 | rtcore ('fast', same steps) |" in md
 
 
 def test_check_ball_rejects_a_perturbation_outside_the_ball() -> None:
-    import torch
-
     harness = _load_harness()
     x = torch.full((2, 1, 4, 4), 0.5)
     assert harness.check_ball(x + 0.1, x, 0.1, "ok") <= 0.1 + 1e-6

@@ -39,19 +39,25 @@ def _setting(mod: ModuleType, strong: list[bool], aa: list[bool], t_strong: floa
 def test_the_table_counts_disagreements_and_checks_the_targets() -> None:
     mod = _load()
     aa = [True] * 150 + [False] * 50
-    same = _setting(mod, list(aa), list(aa), 10.0, 40.0)
+    same = _setting(mod, list(aa), list(aa), 1.0, 12.0)
     md, ok = mod.table([same], "AA custom")
-    assert ok and "| 0 / 0 |" in md and "4.00x" in md
+    assert ok and "| 0 / 0 |" in md and "12.00x" in md
     weaker = list(aa)
-    weaker[150:153] = [True, True, True]  # AA breaks 3 points strong does not: +1.5 pt > 0.5 pt
-    md, ok = mod.table([_setting(mod, weaker, aa, 10.0, 40.0)], "AA custom")
-    assert not ok and "| 0 / 3 |" in md and "NO" in md
-    slow = _setting(mod, list(aa), list(aa), 20.0, 40.0)  # only 2x faster
-    assert not mod.table([slow], "AA custom")[1]
+    weaker[150:152] = [True, True]  # AA breaks 2 points strong does not: 2 test points above, more than 1
+    md, ok = mod.table([_setting(mod, weaker, aa, 1.0, 12.0)], "AA custom")
+    assert not ok and "| 0 / 2 |" in md and "+2 points | NO" in md
+    one = list(aa)
+    one[150] = True  # one test point above AA: allowed, and the union adds 1 of 200 points = 0.5 % of n
+    assert mod.table([_setting(mod, one, aa, 1.0, 12.0)], "AA custom")[1]
+    slow = _setting(mod, list(aa), list(aa), 2.0, 12.0)  # 6x: enough for a row, not summed over the rows
+    md, ok = mod.table([slow], "AA custom")
+    assert not ok and "6.00x | NO" in md
+    fast = _setting(mod, list(aa), list(aa), 1.0, 30.0)  # 30x and 6x: every row >= 5x, the sum 42 / 3 = 14x
+    assert mod.table([slow, fast], "AA custom")[1]
     trade = list(aa)
     trade[150], trade[0] = True, False  # one each way: equal robust accuracy, the union adds 0.5 % of n
-    md, ok = mod.table([_setting(mod, trade, aa, 10.0, 40.0)], "AA custom")
-    assert ok and "| 1 / 1 |" in md and "+0.5" in md
+    md, ok = mod.table([_setting(mod, trade, aa, 1.0, 12.0)], "AA custom")
+    assert ok and "| 1 / 1 |" in md and "+1 (0.5%)" in md
 
 
 def test_a_smoke_run_on_a_tiny_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +67,7 @@ def test_a_smoke_run_on_a_tiny_model(tmp_path: Path, monkeypatch: pytest.MonkeyP
     net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 5)).eval()
     x = torch.rand(8, 1, 8, 8)
     y = net(x).argmax(1)
-    monkeypatch.setattr(mod, "load", lambda backbone, task, n, device: (net, x[:n], y[:n]))
+    monkeypatch.setattr(mod.rows_mod, "load", lambda row, device, n=None: (net, x[:row.n], y[:row.n]))
     names = ["strong", "standard", "AA custom"] + (["FMN"] if mod.adv_lib_available() else [])
     mod.main(["--n", "8", "--chunks", "2", "--backbones", "tiny", "--tasks", "t", "--eps", "2/255", "0.1",
               "--contenders", *names, "--out", str(tmp_path)])
@@ -72,4 +78,4 @@ def test_a_smoke_run_on_a_tiny_model(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert len(flags[0]) == 8 and all(b >= a for a, b in zip(flags[1], flags[0])), "monotone in eps"
     assert not any(setting["robust"]["strong"][1]), "a random CNN is not robust at linf 0.1"
     md = (tmp_path / "strength.md").read_text()
-    assert "AA custom / strong (cpu)" in md and "| tiny | t | 2/255 |" in md
+    assert "AA custom / strong (cpu)" in md and "| tiny | t | 8 | 2/255 |" in md and "Summed over the rows" in md

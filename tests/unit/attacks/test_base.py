@@ -13,8 +13,6 @@ from torch import nn
 
 import rtcore
 from rtcore.attacks import AttackSettings, attack, feature_attack, loss_attack
-from rtcore.attacks.apgd import APGDRule
-from rtcore.attacks.engine import CosineRule, descend
 from rtcore.bounds import head_projector
 
 EPS = [0.2, 0.0, 0.02, 0.1, 0.05]  # unsorted on purpose
@@ -176,42 +174,41 @@ def test_end_to_end_attacks_never_work_on_broken_points(settings: AttackSettings
     assert counted.grad_rows == 0 and not bool(res.robust.any())
 
 
-def test_descend_keeps_the_best_iterate_and_stops_a_row_once_it_breaks() -> None:
-    """The shared loop with either step rule: the score of a row that is > 0 freezes it (early stop)."""
-    for make_rule in (lambda s, x0: CosineRule(s, 0.5), lambda s, x0: APGDRule(s, x0)):
-        x = torch.full((3, 1, 2, 2), 0.5)
-        eps = torch.full((3,), 0.1)
-        calls: list[torch.Tensor] = []
-
-        def objective(xa: torch.Tensor, rows: torch.Tensor, calls: list[torch.Tensor] = calls
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-            calls.append(rows.clone())
-            s = (xa - 0.5).flatten(1).sum(1)  # ascends by moving every pixel up
-            score = s - torch.tensor([-1.0, 0.05, 10.0])[rows]  # row 0 breaks at once, row 2 never
-            return s, score.detach()
-
-        best_x, best = x.clone(), torch.full((3,), -100.0)
-        descend(objective, x, x.clone(), eps, "linf", 10, make_rule(10, x), best_x, best, stop_at_positive=True)
-        assert all(0 not in c.tolist() for c in calls[1:]), "row 0 broke at its start: no step taken"
-        assert sum(1 in c.tolist() for c in calls) < len(calls), "row 1 stops once broken"
-        assert any(2 in c.tolist() for c in calls[-1:]), "row 2 runs to the end"
-        assert float(best[2]) == pytest.approx(0.4 - 10.0, abs=1e-5), "keep-best: the best iterate of row 2"
-        assert float((best_x - x).abs().max()) <= 0.1 + 1e-7
+def _plain(net: nn.Module, W: torch.Tensor, b: torch.Tensor) -> nn.Module:
+    """``W net(x) + b`` as plain modules: no backbone pads the chunks, so no later run starts early and
+    the rows counted are exactly those of the runs the plan asks for."""
+    head = nn.Linear(W.shape[1], W.shape[0])
+    with torch.no_grad():
+        head.weight.copy_(W)
+        head.bias.copy_(b)
+    return nn.Sequential(net, head).eval()
 
 
-def test_the_adaptive_plan_spends_its_runs_only_on_points_close_to_a_boundary() -> None:
-    """A far-robust point (huge margin) gets the screen only; one close to the boundary also gets targeted runs."""
+@pytest.fixture
+def no_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The adaptive plan without its give-up rules, so that every run goes its full length."""
+    from rtcore.attacks import adaptive
+
+    monkeypatch.setattr(adaptive, "SCREEN_GIVE_UP", ())
+    monkeypatch.setattr(adaptive, "TARGET_GIVE_UP", ())
+
+
+def _far_and_close() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     from tests.conftest import LinearNet
 
     W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [-1.0, -1.0]])
     A = torch.zeros(2, 4)
     A[0, 0], A[1, 1] = 1.0, 1.0
-
-    bb = rtcore.as_backbone(LinearNet(A))
-    model = rtcore.ProbedModel(bb, rtcore.LinearHead(W, torch.tensor([0.0, 0.0, 0.0, 0.0]))).eval()
     x = torch.full((2, 1, 2, 2), 0.5)
     x[0, 0, 0, 0], x[1, 0, 0, 0] = 0.99, 0.525  # class 0 by 0.49 (far) and by 0.025 (close) over class 1
-    y = torch.zeros(2, dtype=torch.long)
+    return _plain(LinearNet(A), W, torch.zeros(4)), x, torch.zeros(2, dtype=torch.long)
+
+
+@pytest.mark.usefixtures("no_give_up")
+def test_the_adaptive_plan_spends_its_runs_only_on_points_close_to_a_boundary() -> None:
+    """A far-robust point (huge margin) gets the screen only; one close to the boundary also gets targeted runs."""
+
+    model, x, y = _far_and_close()
     counted = _Counting(model).eval()
     cfg = AttackSettings(e2e_steps=8, losses=("ce",), targets=3, plan="adaptive", step_rule="apgd", fuse=False)
     rows_per_point = []
@@ -227,6 +224,24 @@ def test_the_adaptive_plan_spends_its_runs_only_on_points_close_to_a_boundary() 
     assert rows_per_point[1] == screen + 1 + 8, "close point: one targeted run (the only class within reach)"
 
 
+def test_the_screen_gives_up_on_a_point_whose_margin_holds() -> None:
+    """After a fifth of a 10-step screen the far point has kept more than 70 % of its margin: it gives up at its
+    third iterate (two steps), with no ranking and no targets; the close point (0.02 of 0.025 can go) runs on."""
+    from rtcore.attacks import adaptive
+
+    model, x, y = _far_and_close()
+    counted = _Counting(model).eval()
+    cfg = AttackSettings(e2e_steps=8, screen_steps=10, losses=("ce",), targets=3, plan="adaptive", step_rule="apgd",
+                         fuse=False)
+    counted.grad_rows = 0
+    attack(counted, x[:1], y[:1], 0.01, settings=cfg)
+    assert adaptive.SCREEN_GIVE_UP[0] == (0.2, 0.7) and counted.grad_rows == 3
+    counted.grad_rows = 0
+    attack(counted, x[1:], y[1:], 0.01, settings=cfg)
+    assert counted.grad_rows > 10, "the close point: the whole screen, the ranking and a targeted run"
+
+
+@pytest.mark.usefixtures("no_give_up")
 def test_further_targets_only_for_points_the_nearest_target_run_brought_close() -> None:
     """Two classes are within linearised reach, but the box [0, 1] blocks half the way: the run on the nearest
     target leaves 35 % of the clean margin (more than FOLLOW_UP), so the second target is not tried."""
@@ -236,8 +251,7 @@ def test_further_targets_only_for_points_the_nearest_target_run_brought_close() 
     W = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.99], [-1.0, -1.0]])
     A = torch.zeros(2, 4)
     A[0, 0], A[1, 1] = 1.0, 1.0
-    model = rtcore.ProbedModel(rtcore.as_backbone(LinearNet(A)),
-                               rtcore.LinearHead(W, torch.tensor([0.52, 0.0, 0.0, 0.0]))).eval()
+    model = _plain(LinearNet(A), W, torch.tensor([0.52, 0.0, 0.0, 0.0]))
     x = torch.full((1, 1, 2, 2), 0.5)
     x[0, 0, 0, 0] = 0.0  # z = (0.52, 0.5, 0.495, -0.5): class 0 by 0.02 over class 1, by 0.025 over class 2
     y = torch.zeros(1, dtype=torch.long)

@@ -80,7 +80,7 @@ def test_the_plans_are_a_registry_the_settings_and_describe_use(monkeypatch: pyt
     monkeypatch.setattr(plans_mod, "_REGISTRY", plans_mod.Registry("attack plan"))
     seen: list[str] = []
 
-    def one_run(target, rows, state):  # type: ignore[no-untyped-def]
+    def one_run(target, row):  # type: ignore[no-untyped-def]
         seen.append(target.cfg.plan)
         yield from ()
 
@@ -94,4 +94,4 @@ def test_the_plans_are_a_registry_the_settings_and_describe_use(monkeypatch: pyt
     class Target:
         cfg, norm, n_classes, search = s, "linf", 3, None
 
-    assert list(create_plan(Target(), None, None)) == [] and seen == ["greedy"]  # type: ignore[arg-type]
+    assert list(create_plan(Target(), None)) == [] and seen == ["greedy"]  # type: ignore[arg-type]
