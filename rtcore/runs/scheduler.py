@@ -213,7 +213,8 @@ class Scheduler:
 
     ``keep``: finished jobs kept (least recently asked for out); ``is_alive(owner)``: whether an owner still
     exists (a check that raises counts as alive); ``replace_delay``: seconds a job that replaces an owner's
-    earlier request waits before its first step."""
+    earlier request waits before its first step; ``clock``: the measured unit times (``clock.left(workload)``
+    estimates a workload not submitted yet)."""
 
     def __init__(self, slots: int = 1, *, keep: int = 32, is_alive: Callable[[str], bool] | None = None,
                  replace_delay: float = REPLACE_DELAY_S, clock: TimeLeft | None = None) -> None:
@@ -290,10 +291,6 @@ class Scheduler:
             for o in gone:
                 del self._owners[o]
         return len(gone)
-
-    def estimate(self, steps: Sequence[Step]) -> float | None:
-        """Seconds ``steps`` take if each computes, from the unit times measured so far (None before)."""
-        return self.clock.left([(s.kind, s.work) for s in steps])
 
     # -- inside
     def _alive(self, owner: str) -> bool:
