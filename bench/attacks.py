@@ -33,8 +33,8 @@ rows are the same calls with ``AttackSettings(fuse=False)``, and a "on GPU (cuda
 when CUDA is present while the main rows run on the CPU.
 
 Writes ``bench/out/results.json`` and ``bench/out/results.md`` (``--out`` to change), plus a
-profile of one call each (torch.profiler, inclusive time per line of the PGD engine
-``rtcore/attacks/engine.py``, cProfile) unless ``--no-profile``.
+profile of one call each (torch.profiler, inclusive time per line of the PGD loop
+``rtcore/attacks/pool.py``, cProfile) unless ``--no-profile``.
 
 Modules: ``bench/harness.py`` (timing, checks, FLOPs, profilers), ``bench/peers.py`` (torchattacks,
 foolbox, pyautoattack), ``bench/sections.py`` (the shared context and the timed sections),

@@ -24,10 +24,10 @@ from peers import PEER_MODULES, peer_version
 from torch import nn
 
 import rtcore.attacks
-import rtcore.attacks.engine
+import rtcore.attacks.pool
 
 TOL = 1e-6  # float32 slack for the eps-ball check
-ENGINE_PY = rtcore.attacks.engine.__file__  # the PGD engine: the file the line tracer times
+ENGINE_PY = rtcore.attacks.pool.__file__  # the PGD loop: the file the line tracer times
 
 Eval = float | list[float]  # what a section's check returns for one output: one number or one per eps
 
@@ -368,7 +368,7 @@ def line_times(fn: Callable[[], Any], filename: str) -> tuple[float, list[LineTi
 
 def profile_call(fn: Callable[[], Any], top: int = 12) -> Profile:
     """One call under torch.profiler (top aten ops by self time), one under a line timer of
-    rtcore/attacks/engine.py (inclusive time per line), one under cProfile (Python functions)."""
+    rtcore/attacks/pool.py (inclusive time per line), one under cProfile (Python functions)."""
     from torch.profiler import ProfilerActivity, profile
 
     t0 = time.perf_counter()

@@ -334,7 +334,7 @@ def profile_markdown(prof: dict[str, Profile]) -> str:
                   "| op | self s | calls | share of wall |", "|---|---:|---:|---:|"]
         lines += [f"| `{o.op}` | {o.self_s:.3f} | {o.calls} | {100 * o.share:.1f}% |" for o in p.top_ops[:8]]
         if p.engine_py_lines:
-            lines += ["", ("Inclusive time per line of rtcore/attacks/engine.py, the PGD engine (line tracer, wall "
+            lines += ["", ("Inclusive time per line of rtcore/attacks/pool.py, the PGD loop (line tracer, wall "
                            f"{p.line_timer_wall_s:.3f} s):"),
                       "", "| line | code | s | share |", "|---|---|---:|---:|"]
             lines += [f"| {d.line} | `{d.code}` | {d.s:.3f} | {100 * d.share:.1f}% |" for d in p.engine_py_lines[:12]]

@@ -3,7 +3,8 @@
 * :mod:`.base`: :class:`Attack`, everything an attack shares (the input checks, device and dtype,
   one eps or several per call, the search over runs, witness carry-over, the inside-the-ball check,
   results recomputed on the original model and packaged as a :class:`Result`);
-* :mod:`.engine`: the one projected-gradient loop (keep-best, early stop) and the cosine step rule;
+* :mod:`.pool`: the one projected-gradient loop, a pool of runs stepped together in full chunks (keep-best,
+  early stop, give-up); :mod:`.engine`: the cosine step rule and the device helpers;
   :mod:`.apgd`: APGD's step rule; :mod:`.geometry`: starts, projection, norms;
 * :mod:`.feature`: :func:`feature_attack`, ``Delta(x; eps) = sup ||g(x') - g(x)||_2`` from below,
   and with a projector the head-subspace shift;

@@ -5,13 +5,13 @@ An :class:`Attack` takes checked inputs and a list of eps and does, for every at
 * device and dtype (the model's device, float32), the clean outputs on the original model and
   the module the iterations run on (a verified fused copy, :func:`.engine.search_model`);
 * eps expansion: one row per (eps, point), each with its own eps, so several eps share a call;
-* the search: the runs the attack's :meth:`Attack.plan` yields, each over the live rows in
-  batches, from a seeded random (or power) start, through the one loop
-  :func:`.engine.descend` with the run's step rule, keeping the best iterate per row and, for
-  attacks that :attr:`Attack.stops`, stopping a row once it breaks;
-* witness carry-over: for attacks that stop, eps are attacked in increasing order and a point
-  broken at a smaller eps is not attacked again (its witness lies in every larger ball); for all,
-  a smaller eps's witness replaces a worse larger-eps one (results monotone in eps);
+* the search: every row's runs, as its :meth:`Attack.plan` asks for them, from seeded random (or
+  power) starts, in the one loop (:class:`.pool.Pool`) with each run's step rule, keeping the best
+  iterate per row and, for attacks that :attr:`Attack.stops`, stopping a row once it breaks;
+* witness carry-over: for attacks that stop, a point's row at an eps waits for its row at the next
+  smaller eps (running early only in a chunk's spare room), and a point broken at a smaller eps is
+  not attacked further: its witness lies in every larger ball; for all, a smaller eps's witness
+  replaces a worse larger-eps one (results monotone in eps);
 * the inside-the-ball-and-[0, 1] check of every returned point, and every reported number
   recomputed on the original model (:meth:`Attack.evaluate`).
 
@@ -38,8 +38,9 @@ from torch import nn
 from ..config import check_eps, check_norm
 from ..numerics import with_fixed_threads
 from ..validation import check_eval_mode, check_images, check_labels
-from .engine import Pool, batched, model_device, search_model
+from .engine import batched, model_device, search_model
 from .geometry import check_inside
+from .pool import Pool
 from .search import Jobs, ProgressFn, RowPlan, Rows, RowView
 from .settings import AttackSettings
 
@@ -235,7 +236,7 @@ class Attack(ABC, Generic[R]):
     def search_rows(self, rows: Rows, later: list[list[int]] | None = None,
                     progress: ProgressFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The best iterate per row over the runs of every row's :meth:`plan` (the clean input where none
-        beats it), all in one pool (:class:`.engine.Pool`); and the rows left unsearched because a row of
+        beats it), all in one pool (:class:`.pool.Pool`); and the rows left unsearched because a row of
         ``later`` broke (the same point at a smaller eps)."""
         best_x, best = rows.x.clone(), self.clean_score(rows)
         pool = Pool(self, rows, best_x, best, later, progress)

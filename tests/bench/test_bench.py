@@ -82,7 +82,7 @@ def test_bench_quick_runs_on_a_random_model(tmp_path: Path, monkeypatch: pytest.
     assert data["tasks"]["rows"][0]["K"] == 1 and data["table"][0]["contender"] == "rtcore (same work)"
     md = (out / "results.md").read_text()
     assert "| section | contender |" in md and "torchattacks.PGD" in md
-    assert "rtcore/attacks/engine.py" in md  # the line tracer times the PGD engine
+    assert "rtcore/attacks/pool.py" in md  # the line tracer times the PGD loop
     assert "Sanity flags" in md and "AutoAttack APGD-CE" in md and "fused copy" in md
     assert "| tiny | random | 6 | 2/255 | rtcore ('fast', same steps) |" in md
 

@@ -1,4 +1,4 @@
-"""The pool every search runs in (rtcore.attacks.engine.Pool): keep-best, early stop, give-up, stages run as if
+"""The pool every search runs in (rtcore.attacks.pool.Pool): keep-best, early stop, give-up, stages run as if
 one after another (later runs started early never change a result), probes batched, moot rows skipped, and a
 row's result independent of the rows it shares the pool with."""
 
@@ -13,7 +13,7 @@ from torch import nn
 
 import rtcore
 from rtcore.attacks import AttackSettings
-from rtcore.attacks.engine import Pool
+from rtcore.attacks.pool import Pool
 from rtcore.attacks.search import Jobs, Probe, RowPlan, Rows, RowView, Run, Stage
 from rtcore.models import BUNDLED_DIR
 
