@@ -2,11 +2,12 @@
 only module of the app that deals with threads.
 
 Jobs run on the process's scheduler, shared by every session asking the same; a session's pages are owners
-(:func:`owner`), and :func:`session_alive` tells the scheduler which owners' browser tabs have closed. A page waiting on a job draws :func:`watch`: a fragment that reads the job's version every
-:data:`POLL_S` (:data:`EAGER_POLL_S` while the page shows no results; a cheap read) and reruns the whole page
-when it changed (at once for the first results and at the end, else at most every :data:`RERUN_GAP_S`), and draws
-nothing more once the page shows the finished job: every session converges, whichever session started the job. Without a server (AppTest, a bare script) nobody reruns
-fragments, so :func:`settle` waits for the job there instead.
+(:func:`owner`), and :func:`session_alive` tells the scheduler which owners' browser tabs have closed. A page
+waiting on a job draws :func:`watch`: a fragment that reads the job's version every :data:`POLL_S`
+(:data:`EAGER_POLL_S` while the page shows no results; a cheap read) and reruns the whole page when it changed
+(at once for the first results and at the end, else at most every :data:`RERUN_GAP_S`), and draws nothing more
+once the page shows the finished job: every session converges, whichever session started the job. Without a
+server (AppTest, a bare script) nobody reruns fragments, so :func:`settle` waits for the job there instead.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def submit(request: EvalRequest, loaded: Mapping[BackboneRef, Backbone], slot: s
 
 def submit_transfer(request: TransferRequest, g: Backbone) -> TransferJob:
     """Start or attach to the comparison of ``request`` (slot ``transfer``)."""
-    return SCHEDULER.submit(request, lambda old, delay: TransferJob(request, g, delay=delay),  # type: ignore[return-value]
-                            owner("transfer"))
+    make: Callable[[Job | None, float], Job] = lambda old, delay: TransferJob(request, g, delay=delay)
+    return SCHEDULER.submit(request, make, owner("transfer"))  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- backbones: one per process, shared
@@ -122,7 +123,8 @@ def progress_text(state: JobState, describe: Callable[[Any], str]) -> str:
         now = STAGE_TEXT.get(p.stage, p.stage) or "checking the cache"
     left = f"about {fmt_seconds(p.left)} left" if p.left is not None else \
         "time left: measured after the first computed step"
-    return f"step {state.step + 1}/{p.total} · {describe(state.what)} · {now} · {fmt_seconds(p.seconds)} elapsed, {left}"
+    where = f"step {state.step + 1}/{p.total} · {describe(state.what)}"
+    return f"{where} · {now} · {fmt_seconds(p.seconds)} elapsed, {left}"
 
 
 def rerun_due(state: JobState, version: int, eager: bool, since: float) -> bool:

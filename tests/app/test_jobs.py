@@ -33,10 +33,9 @@ WAIT_S = 20.0
 
 # ---------------------------------------------------------------- following a job
 
-def finished_job(steps: int = 2) -> Job:
-    s = Scheduler()
-    return s.run(Job("k", [Step(("fast", "cnn", "attack"), 1.0, lambda report: None, what=f"s{i}") for i in range(steps)]),
-                 timeout=WAIT_S)
+def finished_job(n: int = 2) -> Job:
+    steps = [Step(("fast", "cnn", "attack"), 1.0, lambda report: None, what=f"s{i}") for i in range(n)]
+    return Scheduler().run(Job("k", steps), timeout=WAIT_S)
 
 
 def test_a_page_reruns_when_the_job_moved_on_and_at_once_at_the_end() -> None:
@@ -57,7 +56,8 @@ def test_the_progress_line_names_the_step_the_stage_and_the_measured_time_left()
     p = ProgressEvent("feature attack", 0.4, done=1, total=3, seconds=63.0, left=None)
     waiting = replace(st, phase="running", step=1, what="s1", progress=p)
     text = jobs.progress_text(waiting, str)
-    assert text == "step 2/3 · s1 · feature attack (Δ) · 63 s elapsed, time left: measured after the first computed step"
+    assert text == ("step 2/3 · s1 · feature attack (Δ) · 63 s elapsed, "
+                    "time left: measured after the first computed step")
     measured = replace(waiting, progress=ProgressEvent("", 0.4, total=3, seconds=63.0, left=95.0))
     assert jobs.progress_text(measured, str).endswith("· checking the cache · 63 s elapsed, about 1 min 35 s left")
     queued = replace(measured, phase="waiting", others=2)

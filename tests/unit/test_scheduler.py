@@ -215,7 +215,8 @@ def test_the_estimate_rises_smoothly_while_a_step_overruns() -> None:
     def slow(report: Callable[[ProgressEvent], None]) -> None:
         release.wait(WAIT_S)
 
-    j = s.submit("slow", job("slow", [Step(("fast", "cnn", "attack"), 1.0, slow), Step(("fast", "cnn", "attack"), 1.0, lambda r: None)]))
+    attack = ("fast", "cnn", "attack")
+    j = s.submit("slow", job("slow", [Step(attack, 1.0, slow), Step(attack, 1.0, lambda r: None)]))
     time.sleep(0.25)
     early = j.state().progress.left
     time.sleep(0.25)
