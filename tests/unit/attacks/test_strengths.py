@@ -67,7 +67,7 @@ def test_a_registered_strength_shows_up_everywhere_and_keys_differ(monkeypatch: 
 
 def test_top_level_names_are_the_same_objects() -> None:
     assert rtcore.STRENGTHS is STRENGTHS and rtcore.PRESETS is PRESETS
-    assert "adaptive" in describe("strong") and "100 steps" in describe("standard")
+    assert "adaptive" in describe("strong") and "40-step CE screen" in describe("standard")
 
 
 @pytest.mark.parametrize("settings", [None, "standard", "strong", "fast"])
