@@ -21,6 +21,8 @@ view.read_url()
 ui.init_session()
 page = st.navigation(PAGES)
 spec = BY_TITLE.get(page.title, SPECS[0])
+if spec.evaluates:
+    ui.prestart()  # a warm cache is read while the sidebar draws
 view.controls()
 sidebar.sidebar(spec.controls, spec.note)
 view.write_url()

@@ -22,14 +22,15 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError, TaskUnavailableError
 from rtcore.models.ref import BackboneRef
-from rtcore.runs import EvalJob, EvalRequest, Job, JobState, TransferJob, TransferRequest, Unit, default_scheduler, \
-    fmt_seconds
+from rtcore.runs import EvalJob, EvalRequest, Job, JobState, Snapshot, TransferJob, TransferRequest, Unit, \
+    default_scheduler, fmt_seconds
 
 from . import backbones as bb
 from .state import SEED, default_eps, eps_short
 
 POLL_S = 1.0  # how often a page waiting on a job reads its version
 EAGER_POLL_S = 0.25  # ... while the page shows no results yet (its first chart waits for this)
+FIRST_WAIT_S = 1.0  # a page with nothing to show waits this long for a warm cache's first results (no empty frame)
 RERUN_GAP_S = 3.0  # while a job computes, a page reruns at most this often (its first results and the end at once)
 #: what a unit does, in the progress line (before it reports a stage, it may be all cached)
 UNIT_TEXT = {"fit": "probe fit and clean accuracy", "attack": "feature and end-to-end attacks",
@@ -81,6 +82,15 @@ def submit(request: EvalRequest, loaded: Mapping[BackboneRef, Backbone], slot: s
         return EvalJob(request, loaded, delay=delay, fallback=fallback)
 
     return SCHEDULER.submit(request.key, make, owner(slot))  # type: ignore[return-value]
+
+
+def first_snapshot(job: EvalJob) -> Snapshot:
+    """The job's snapshot; one with no results yet waits up to :data:`FIRST_WAIT_S` for the first step (a warm
+    cache's results are then drawn in this run, instead of an empty frame and a rerun)."""
+    snap = job.snapshot()
+    if snap.empty and not snap.done and job.wait(snap.version, FIRST_WAIT_S):
+        snap = job.snapshot()
+    return snap
 
 
 def submit_transfer(request: TransferRequest, g: Backbone) -> TransferJob:

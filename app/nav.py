@@ -28,13 +28,16 @@ class PageSpec:
     controls: tuple[str, ...]
     default: bool = False
     note: str = ""
+    #: the page draws the sidebar selection's evaluation (started before the sidebar: :func:`app.ui.prestart`)
+    evaluates: bool = False
 
 
 PAGES: tuple[PageSpec, ...] = (
-    PageSpec("pages/1_bound_vs_empirical.py", "Bound vs empirical", ":material/insights:", "bound", ALL, default=True),
+    PageSpec("pages/1_bound_vs_empirical.py", "Bound vs empirical", ":material/insights:", "bound", ALL, default=True,
+             evaluates=True),
     PageSpec("pages/2_representation.py", "Representation vulnerability", ":material/scatter_plot:",
-             "vulnerability", ALL),
-    PageSpec("pages/3_loss_bound.py", "Loss bound", ":material/trending_up:", "loss", ALL),
+             "vulnerability", ALL, evaluates=True),
+    PageSpec("pages/3_loss_bound.py", "Loss bound", ":material/trending_up:", "loss", ALL, evaluates=True),
     PageSpec("pages/4_compare_backbones.py", "Compare backbones", ":material/compare:", "compare",
              ("norm", "eps", "tasks", "n", "attack")),
     PageSpec("pages/6_probes.py", "Probe trade-off", ":material/tune:", "tradeoff",

@@ -153,7 +153,7 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
         st.error(str(e))
         return None
     job = jobs.submit(request, loaded, slot)
-    run = Run(request, job, job.snapshot(), float(st.session_state["eps"]),
+    run = Run(request, job, jobs.first_snapshot(job), float(st.session_state["eps"]),
               bb.describe_device(next(iter(loaded.values()))))
     draw_status(run)
     return run
@@ -185,6 +185,19 @@ def draw_status(run: Run) -> None:
     if not snap.done and snap.preliminary:
         st.caption("Preliminary: the head-subspace and loss attacks run last; until then 'bound Δ_P' and the loss "
                    "bounds use the other attacks' estimates and robust accuracy may still drop slightly.")
+
+
+def prestart() -> None:
+    """Start (or attach to) the sidebar selection's evaluation (slot ``main``) before the sidebar draws, so a warm
+    cache is read while it does; draws nothing: :func:`main_run` attaches to the job and shows any problem."""
+    ref = current_ref() if st.session_state["backbone"] != state.UPLOAD_CHOICE else None
+    if ref is None or not st.session_state["tasks"]:
+        return
+    try:
+        request = request_for([ref], st.session_state["tasks"], (st.session_state["probe"],))
+        jobs.submit(request, {ref: jobs.cached_backbone(ref)}, "main")
+    except (ValueError, CacheDirError, BackboneUnavailableError, CheckpointError):
+        return  # main_run draws the message
 
 
 def follow(run: Run) -> None:
