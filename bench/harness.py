@@ -86,6 +86,7 @@ class MachineInfo:
     eagerpy: str | None
     rtcore_attacks_sha256: str
     pyautoattack: str | None
+    adv_lib: str | None = None
 
 
 def machine_info(device: torch.device, threads: int) -> MachineInfo:
@@ -95,7 +96,7 @@ def machine_info(device: torch.device, threads: int) -> MachineInfo:
         python=platform.python_version(), device=str(device), platform=platform.platform(),
         gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         torchattacks=versions["torchattacks"], foolbox=versions["foolbox"], eagerpy=versions["eagerpy"],
-        rtcore_attacks_sha256=attacks_sha256(), pyautoattack=versions["pyautoattack"],
+        rtcore_attacks_sha256=attacks_sha256(), pyautoattack=versions["pyautoattack"], adv_lib=versions["adv_lib"],
     )
 
 

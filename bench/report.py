@@ -152,7 +152,7 @@ def build_tables(res: BenchResult, rows: list[Row]) -> str:
     lines = [
         (f"Machine: {m.cpu}, {m.logical_cores} logical cores, torch {m.torch} ({m.torch_threads} threads), "
          f"device {m.device}{' (' + m.gpu + ')' if m.gpu else ''}; torchattacks {m.torchattacks}, "
-         f"foolbox {m.foolbox}; pyautoattack {m.pyautoattack}."),
+         f"foolbox {m.foolbox}, adv-lib {m.adv_lib}; pyautoattack {m.pyautoattack}."),
         (f"Model: backbone `{cfg.backbone}` + LinearProbe (C=1) on `{cfg.task}` train "
          f"features; {cfg.n} test images; medians of {cfg.reps} interleaved repetitions "
          f"after one warm-up each. Ratio = contender time / rtcore time (>1: rtcore faster), by wall and by process "
