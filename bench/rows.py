@@ -48,7 +48,7 @@ def create(backbone: str, pretrained: bool, device: str) -> rtcore.Backbone:
 
 def load(row: Row, device: str, n: int | None = None) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """The row's classifier (the pipeline's cached logistic probe on the backbone) and its seeded test points."""
-    from rtcore import steps
+    from rtcore import cached as steps
     from rtcore.runs import test_indices
 
     g = create(row.backbone, row.pretrained, device)

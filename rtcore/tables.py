@@ -7,7 +7,7 @@ its projected shift; a point counts as robust only if no witness flips it. This 
 ``bound <= bound_head <= robust_acc <= clean_acc`` and
 ``clean_loss <= adv_loss <= loss_bound_lse <= loss_bound`` hold on every row by construction.
 
-Monotone in eps: each eps is attacked on its own (:mod:`rtcore.steps`); a witness found at a
+Monotone in eps: each eps is attacked on its own (:mod:`rtcore.cached`); a witness found at a
 smaller eps lies in every larger ball, so :func:`carry_witnesses` lets it replace a larger eps'
 witness of the same attack wherever it is better (larger shift, projected shift or loss; a flip
 where the larger eps found none). The result depends only on the set of eps in the table, never

@@ -33,7 +33,7 @@ library without a new release is not seen; global hooks
 tensor is kept until the tensor changes in place or gets new storage, and a write through
 ``tensor.data`` bypasses the version counter that tells; a module-level tensor, list, dict or
 object that a function reads is not digested (only plain constants are). Behind every limit stands
-the read-back check of :mod:`rtcore.steps`: cached features are used only if the current model
+the read-back check of :mod:`rtcore.cached`: cached features are used only if the current model
 reproduces their first rows, and otherwise nothing cached for that fingerprint is used again.
 """
 

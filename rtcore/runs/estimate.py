@@ -12,7 +12,7 @@ adaptive plan: the screen on every point, then targeted runs on the share of poi
 close to a boundary, :data:`SURVIVORS`, most of which stop after the nearest target,
 :data:`FURTHER`); the head-subspace attack as the feature attack; the loss attack, ``restarts`` runs;
 the fit, a forward pass over the training split (plus the robust probe's feature attack on
-:data:`~rtcore.steps.RADIUS_POINTS` training points, plus fine-tuning's epochs). End-to-end runs stop
+:data:`~rtcore.cached.RADIUS_POINTS` training points, plus fine-tuning's epochs). End-to-end runs stop
 a point once it is broken, so the count is an upper bound there; units read from the cache cost
 nothing, so on a warm cache the run takes less.
 """
@@ -31,7 +31,7 @@ from ..errors import RtcoreError
 from ..models import Backbone
 from ..models.ref import BackboneRef
 from ..numerics import chunk_rows, fixed_threads
-from ..steps import RADIUS_POINTS
+from ..cached import RADIUS_POINTS
 from ..transfer.recipe import transfer_info
 from .plan import Unit, plan
 from .resources import spec_device

@@ -3,7 +3,7 @@
 :class:`Executor` holds one spec's state: the backbone (created once, or given), the tasks, per
 task the seeded test subset, the clean features and the fitted head, and the attack results of
 every (task, eps) done so far. :meth:`Executor.run` runs one :class:`~rtcore.runs.plan.Unit`
-(cached steps of :mod:`rtcore.steps`: a second run computes nothing); :meth:`Executor.evaluation`
+(cached steps of :mod:`rtcore.cached`: a second run computes nothing); :meth:`Executor.evaluation`
 builds the tables of :mod:`rtcore.tables` from the finished units at any time (the dashboard draws
 them while the rest runs); :func:`execute` runs a whole plan and returns the final tables.
 """
@@ -27,7 +27,7 @@ from ..models import Backbone, resolve_device
 from ..numerics import chunk_rows, positional_batch, row_invariant, set_positional_batch, with_fixed_threads
 from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
-from ..steps import (
+from ..cached import (
     GALLERY,
     attack_cached,
     feature_attack_cached,

@@ -3,7 +3,7 @@
 :func:`adapt` turns a frozen :class:`~rtcore.models.Backbone` and a task into an :class:`Adapted`
 model (a frozen backbone plus a fitted linear head) by one of :data:`TRANSFER_METHODS`:
 
-* ``lp``: the base backbone unchanged and a linear probe (:func:`rtcore.steps.fit_probe`);
+* ``lp``: the base backbone unchanged and a linear probe (:func:`rtcore.cached.fit_probe`);
 * ``ft``: fine-tune every parameter of g with a fresh zero-initialised head;
 * ``lp-ft``: fit the probe, then fine-tune everything starting from it;
 * ``ft-last-k``: fine-tune the last k blocks only (:mod:`.blocks` defines blocks), fresh head.

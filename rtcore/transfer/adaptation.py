@@ -17,7 +17,7 @@ from ..errors import CheckpointError
 from ..models import Backbone, load_state_dict_into
 from ..numerics import numerics_tag, positional_batch, with_fixed_threads
 from ..probes import LinearProbe, list_probes
-from ..steps import fit_probe
+from ..cached import fit_probe
 from ..validation import check_seed
 from .blocks import count_params, feature_param_names, network_blocks, trainable_names, weight_distances
 from .finetune import feature_fn, finetune

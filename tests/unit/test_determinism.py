@@ -114,7 +114,7 @@ def test_a_model_that_computes_rows_by_position_is_found_and_its_batch_enters_th
     from rtcore.numerics import positional_batch, row_invariant
     from rtcore.runs import EvalSpec, Executor
     from rtcore.runs.execute import FIXED_BATCH
-    from rtcore.steps import backbone_key
+    from rtcore.cached import backbone_key
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 37), torch.nn.ReLU(), torch.nn.Linear(37, 5))
     g = rtcore.as_backbone(net, name="mlp37")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rtcore
-from rtcore import steps as E
+from rtcore import cached as E
 from rtcore.data import Task
 from rtcore.models import BUNDLED_DIR
 

@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import rtcore
-from rtcore import steps
+from rtcore import cached as steps
 from rtcore.errors import CacheDirError, CheckpointError
 from rtcore.models import registry as R
 from rtcore.models.wrapper import FeatureInfo, resolve_device

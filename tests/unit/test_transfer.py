@@ -25,7 +25,7 @@ from rtcore._io import tensor_digest
 from rtcore.models import Backbone, load_safetensors, load_state_dict_into, module_fingerprint
 from rtcore.models.nets import SmallCNN
 from rtcore.models.wrapper import _forward_features
-from rtcore.steps import fit_probe
+from rtcore.cached import fit_probe
 from rtcore.runs.compare import compare_methods, kendall_tau_b, ordering_verdict
 from rtcore.transfer import (
     TRANSFER_METHODS,

@@ -1,4 +1,4 @@
-"""The cached steps of the pipeline: features, probes, and the four attacks, each stored per eps.
+"""The cached computations of the pipeline: features, probes, and the four attacks, each stored per eps.
 
 Every step is keyed by everything that changes its result (backbone fingerprint, input digest,
 head digest, eps, norm, settings, seed, code version) and every hit is verified against a
