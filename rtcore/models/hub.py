@@ -213,7 +213,8 @@ def create_timm_backbone(
     from its data config (``timm.data.resolve_model_data_config``): mean, std and input size (unless
     given), the interpolation (bicubic for most models), the centre crop (``crop_pct``) and
     antialiasing (timm resizes with PIL, which antialiases). A ``crop_mode`` other than ``center``
-    resizes straight to the input size.
+    resizes straight to the input size. A model with a ``card`` (trained by :mod:`rtcore.train`) keeps the
+    transform it was trained with: a plain bilinear resize to its input size.
     """
     import timm
     from timm.data import resolve_model_data_config
@@ -243,6 +244,10 @@ def create_timm_backbone(
         source = f"timm {model_name} (random init)"
     cfg = resolve_model_data_config(net)
     center = cfg.get("crop_mode", "center") == "center"
+    # a model rtcore trained (it has a card) keeps the transform it was trained with: a plain bilinear resize
+    resize: dict[str, Any] = {} if card is not None else dict(
+        interpolation=cfg["interpolation"] if cfg.get("interpolation") in INTERPOLATIONS else "bilinear",
+        crop_pct=float(cfg["crop_pct"]) if center and cfg.get("crop_pct") else None, antialias=True)
     return Backbone(
         net,
         name=name or f"{TIMM_PREFIX}{model_name}",
@@ -252,7 +257,5 @@ def create_timm_backbone(
         features=_timm_pre_logits,
         card=card,
         source=source,
-        interpolation=cfg["interpolation"] if cfg.get("interpolation") in INTERPOLATIONS else "bilinear",
-        crop_pct=float(cfg["crop_pct"]) if center and cfg.get("crop_pct") else None,
-        antialias=True,
+        **resize,
     )

@@ -19,6 +19,7 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+import rtcore
 from rtcore.errors import BackboneUnavailableError, CheckpointError
 from rtcore.models.features import pool_tokens
 from rtcore.models.ref import PREPROCESSING_FIELDS, BackboneRef
@@ -163,3 +164,17 @@ def test_torchvision_models_load_local_weights_and_never_download(tmp_path: Path
     torch.save({"state": g.net.state_dict(), "code": Path}, ckpt)  # a pickle weights_only refuses
     with pytest.raises(CheckpointError, match="cannot be read with torch.load\\(weights_only=True\\)"):
         BackboneRef("torchvision:resnet18").create("cpu")
+
+
+def test_a_bundled_timm_backbone_keeps_the_transform_it_was_trained_with() -> None:
+    """A model rtcore trained resizes as in training (bilinear, no crop, no antialiasing), whatever timm's data
+    config says for its architecture; its features are the network's on exactly that input."""
+    import torch.nn.functional as F
+
+    g = rtcore.create_backbone("fmnist-timm-resnet-standard", device="cpu")
+    assert (g.interpolation, g.crop_pct, g.antialias) == ("bilinear", None, False)
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    c, h, w = g.input_size
+    manual = (F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False) - g.mean) / g.std
+    with torch.no_grad():
+        assert torch.allclose(g(x), g._features(g.net, manual).flatten(1), atol=1e-5)
