@@ -21,12 +21,13 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError, TaskUnavailableError
+from rtcore.config import default_eps, eps_text
 from rtcore.models.ref import BackboneRef
+from rtcore.models.uploads import load_ref
 from rtcore.runs import EvalJob, EvalRequest, Job, JobState, Snapshot, TransferJob, TransferRequest, Unit, \
     default_scheduler, fmt_seconds
 
-from . import backbones as bb
-from .state import SEED, default_eps, eps_short
+from .state import classroom
 
 POLL_S = 1.0  # how often a page waiting on a job reads its version
 EAGER_POLL_S = 0.25  # ... while the page shows no results yet (its first chart waits for this)
@@ -70,7 +71,8 @@ def make_request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n
                  sanity: bool = False) -> EvalRequest:
     """The dashboard's request: the library's grid plus ``extras``, the cursor's default eps first, its seed."""
     return EvalRequest.over_grid(refs, tasks, norm, n, attack, probes=probes, extras=extras,
-                                 first=(default_eps(norm),), seed=SEED, cache_dir=cache_dir, sanity=sanity)
+                                 first=(default_eps(norm),), seed=classroom().seed, cache_dir=cache_dir,
+                                 sanity=sanity)
 
 
 def submit(request: EvalRequest, loaded: Mapping[BackboneRef, Backbone], slot: str) -> EvalJob:
@@ -109,7 +111,7 @@ _LOADING = threading.Lock()
 def cached_backbone(ref: BackboneRef) -> Backbone:
     """Loaded once per process and shared by every session and executor: never mutate it."""
     with _LOADING:  # one load at a time: a cold server's first visitors share it instead of racing
-        return bb.load_backbone(ref)
+        return load_ref(ref)
 
 
 # ---------------------------------------------------------------- following a job
@@ -120,7 +122,7 @@ def unit_label(unit: Unit, request: EvalRequest) -> str:
     who = (f"{unit.spec.backbone.display} · " if len({s.backbone for s in specs}) > 1 else "") + \
         (f"probe {unit.spec.probe} · " if len({s.probe for s in specs}) > 1 else "")
     eps = [e for e in unit.eps if e > 0]
-    where = f" · ε {', '.join(eps_short(e, unit.spec.norm) for e in eps)}" if eps and unit.stage != "sanity" else ""
+    where = f" · ε {', '.join(eps_text(e, unit.spec.norm) for e in eps)}" if eps and unit.stage != "sanity" else ""
     return f"{who}{unit.task}{where} · {UNIT_TEXT[unit.stage]}"
 
 

@@ -1,6 +1,6 @@
-"""The 20-minute guided lesson: five steps, each a view (a page and its selection, as URL parameters), what to
-do there and questions for the students. A banner on top of every page follows the step; its Back and Next
-links open the other steps' views. Warm the cache for it with the command in :data:`WARM_UP`."""
+"""The 20-minute guided lesson: five steps (``assets/text/lesson.toml``), each a view (a page and its selection, as
+URL parameters), what to do there and questions for the students. A banner on top of every page follows the step;
+its Back and Next links open the other steps' views. Warm the cache for it with the command of :data:`WARM_UP`."""
 
 from __future__ import annotations
 
@@ -9,62 +9,30 @@ from dataclasses import dataclass
 import streamlit as st
 
 from . import nav, state
+from .texts import texts
 from .view import encode
-
-ROBUST, STANDARD = "fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard"
-WARM_UP = 'for f in assets/classroom.toml assets/lesson/*.toml; do .venv/bin/python -m rtcore evaluate --spec "$f"; done'
-#: measured: 363 s on an empty cache, 2 CPU cores shared with other work (186 s of it is assets/classroom.toml)
-WARM_UP_TIME = "about 6 min on 2 CPU cores, on an empty cache"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One step: the page (its URL path), the selection it sets, minutes, what to do and the questions."""
+    """One step: the page (its URL path), minutes, what to do, the questions and the URL parameters it sets."""
 
     title: str
     page: str
     minutes: int
     do: str
     questions: tuple[str, ...]
-    view: tuple[tuple[str, object], ...] = ()
+    view: dict[str, str]
 
 
-STEPS: tuple[Step, ...] = (
-    Step("Two dimensions, exactly", "classroom", 5,
-         "Press the four example buttons under the picture, one after the other, and read the verdict below it.",
-         ("In *loose*, ρ ≤ Δ and yet no point of the ball is misclassified: why is the criterion not an "
-          "equivalence?",
-          "What changes between *loose* and *worst direction*: the representation, or the head?",
-          "Why does the contracting A certify a point that the same head did not certify before?")),
-    Step("A robust backbone at ε = 4/255", "bound", 5,
-         "Read the bars per task, then move the ε cursor in the sidebar to 8/255 and back.",
-         ("On which task does the bound come closest to the robust accuracy, and on which is it far below?",
-          "The hatched bar (bound) is never taller than the solid one (robust accuracy): why must it be so?",
-          "What happens to both when ε doubles?"),
-         (("backbone", ROBUST), ("eps", 4 / 255), ("probe", "logistic"))),
-    Step("Robust vs standard pretraining", "compare", 4,
-         "Compare the two backbones' bars, then the curves against ε.",
-         ("Does adversarial pretraining upstream make the downstream probe robust?",
-          "Does the bound tell the two backbones apart where the attack does?",
-          "Where do the 95 % intervals overlap, so that n test points cannot decide?"),
-         (("compare_backbones", [ROBUST, STANDARD]), ("compare_active", True), ("eps", 4 / 255))),
-    Step("What a Δ-aware head buys", "tradeoff", 3,
-         "Compare the three heads in the three panels and read the sentence under the table.",
-         ("How much bound does the robust head buy, and how much clean accuracy does it cost?",
-          "Is the change larger than the intervals?"),
-         (("backbone", ROBUST), ("eps", 4 / 255))),
-    Step("Your own data", "bound", 3,
-         "In the sidebar open *Add a task from your own data*: type a folder with train/<class>/ and "
-         "test/<class>/ images, or upload a .zip of that layout.",
-         ("Is your task as robust as the built-in ones on this backbone?",
-          "Does the bound predict its robustness as well as for the built-in tasks?"),
-         (("backbone", ROBUST), ("eps", 4 / 255))),
-)
+STEPS: tuple[Step, ...] = tuple(Step(**{**s, "questions": tuple(s["questions"])}) for s in texts("lesson")["steps"])
+WARM_UP: str = texts("lesson")["warm_up"]
+WARM_UP_TIME: str = texts("lesson")["warm_up_time"]
 
 
 def step_params(k: int) -> dict[str, str]:
     """The URL parameters of step ``k``: the session defaults with the step's own values, and ``lesson=k``."""
-    return encode({**state.session_defaults(), **dict(STEPS[k].view), "lesson": k + 1})
+    return {**encode(state.session_defaults()), **STEPS[k].view, "lesson": str(k + 1)}
 
 
 def step_link(k: int, label: str, icon: str | None = None) -> None:

@@ -13,27 +13,17 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import streamlit as st
 
+from rtcore.export import csv_bytes
 from rtcore.models.ref import BackboneRef
-from rtcore.sanity import FLAG_NAMES, SanityFlag, summary_text
-
 from rtcore.runs import EvalJob, EvalRequest
+from rtcore.runs.reproduce import spec_download_name
+from rtcore.sanity import FLAG_NAMES, SanityFlag, flag_table, summary_text
 
-from . import exports, jobs, ui
+from . import jobs, ui
+from .texts import text
 
 FAILED_NOTE = "the robust accuracy may be an overestimate"
 Flags = Mapping[str, Sequence[SanityFlag]]
-
-
-def values_text(values: Mapping[str, float]) -> str:
-    """The measured values, compact: ``drop=0.05, eps=0.0157, steps=40``."""
-    return ", ".join(f"{k}={v:.3g}" for k, v in values.items())
-
-
-def flag_table(flags: Flags) -> pd.DataFrame:
-    """One row per task and check: status (ok / failed / skipped), measured values, threshold, meaning."""
-    rows = [{"task": task, "check": f.name, "status": f.status, "measured": values_text(f.values),
-             "threshold": f.threshold, "if it fails": f.meaning} for task, fl in flags.items() for f in fl]
-    return pd.DataFrame(rows, columns=["task", "check", "status", "measured", "threshold", "if it fails"])
 
 
 def verdict(flags: Sequence[SanityFlag]) -> tuple[bool, str]:
@@ -80,13 +70,7 @@ def current(ref: BackboneRef, run: ui.Run) -> dict[str, list[SanityFlag]]:
 def section(ref: BackboneRef, run: ui.Run) -> None:
     """The opt-in section: what the checks are, the button, progress, then the flags, verdicts and CSV."""
     st.subheader("Is the attack trustworthy? (sanity flags)")
-    st.markdown(
-        "A robust accuracy measured by an attack is only an upper estimate. Four checks from RobustBench / "
-        "AutoAttack practice look for a weak attack or masked gradients: robust accuracy never rises with ε and is "
-        "(nearly) zero at a huge ε (`monotone_large_eps`); random noise in the ball is weaker than the attack "
-        "(`noise_weaker`); 4× the steps and ≥ 2 restarts barely lower it (`more_steps`); the gradient-free Square "
-        "attack breaks (almost) nothing more (`gradient_free`). They cost extra attack work, so they run only "
-        "when asked.")
+    st.markdown(text("sanity_intro"))
     tasks = ready_tasks(run)
     job = sanity_job(ref, run)
     label = "Run the sanity checks again" if job is not None and job.done else "Run the sanity checks"
@@ -114,9 +98,10 @@ def section(ref: BackboneRef, run: ui.Run) -> None:
         ok, line = verdict(fl)
         (st.success if ok else st.warning)(f"**{task}**: {line}")
     if flags:
-        ui.table(flag_table(flags))
-        st.download_button("Sanity flags CSV", data=exports.csv_bytes(flag_table(flags)), mime="text/csv",
-                           file_name=exports.download_name(run.request, "sanity"), key="sanity_dl", on_click="ignore",
+        table = flag_table(flags).rename(columns={"meaning": "if it fails"})
+        ui.table(table)
+        st.download_button("Sanity flags CSV", data=csv_bytes(table), mime="text/csv", key="sanity_dl",
+                           file_name=spec_download_name(run.request.specs, "sanity"), on_click="ignore",
                            icon=":material/download:")
         st.caption(f"Checks: {', '.join(FLAG_NAMES)}. A skipped check counts as passed (e.g. Square needs "
                    "pyautoattack).")

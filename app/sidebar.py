@@ -10,9 +10,13 @@ from __future__ import annotations
 import streamlit as st
 
 import rtcore
-from rtcore.config import NORMS, eps_grid
+from rtcore import BackboneUnavailableError
+from rtcore.attacks import describe
+from rtcore.config import NORMS, default_eps, eps_grid, eps_text, nearest_eps
+from rtcore.models.registry import backbone_info
+from rtcore.models.uploads import CheckpointUploadError, checkpoint_ref, save_checkpoint_upload
+from rtcore.probes import list_probes
 
-from . import backbones as bb
 from . import state, user_tasks
 from .nav import ALL
 from .ui import task_choices
@@ -49,10 +53,10 @@ def sidebar(controls: tuple[str, ...] = ALL, note: str = "") -> None:
                               "longer runs.")
     if "attack" in controls:
         sb.radio("Attack strength", list(rtcore.STRENGTHS), key="attack", horizontal=True, disabled=off,
-                 help="\n\n".join(f"**{k}**: {state.attack_summary(k)}" for k in rtcore.STRENGTHS))
-        sb.caption(f"**{st.session_state['attack']}**: {state.attack_summary(st.session_state['attack'])}")
+                 help="\n\n".join(f"**{k}**: {describe(k)}" for k in rtcore.STRENGTHS))
+        sb.caption(f"**{st.session_state['attack']}**: {describe(st.session_state['attack'])}")
     if "probe" in controls:
-        sb.radio("Linear probe (head)", state.probes(), key="probe", horizontal=True, disabled=off,
+        sb.radio("Linear probe (head)", list_probes(), key="probe", horizontal=True, disabled=off,
                  help="The head trained on the frozen features; the Probe trade-off page compares them all.")
 
 
@@ -65,13 +69,14 @@ def _backbone(off: bool) -> None:
         _upload_controls()
     else:
         st.session_state["upload_ref"] = None
-        desc = state.backbone_description(st.session_state["backbone"])
-        if desc:
-            sb.caption(desc)
+        try:
+            sb.caption(backbone_info(st.session_state["backbone"]).description)
+        except (ValueError, BackboneUnavailableError):
+            pass  # a name the registry cannot describe here: no caption
 
 
 def _reset_eps() -> None:
-    st.session_state["eps"] = state.default_eps(st.session_state["norm"])
+    st.session_state["eps"] = default_eps(st.session_state["norm"])
     for key in ("eps_confirm", "eps_msg"):
         st.session_state.pop(key, None)
 
@@ -84,15 +89,17 @@ def eps_control(off: bool = False) -> None:
     norm = st.session_state["norm"]
     added = st.session_state["extra_eps"].setdefault(norm, [])
     options = state.eps_options(norm, added)
-    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], options)
-    sb.select_slider("ε (perturbation budget)", options, key="eps", format_func=lambda e: state.eps_short(e, norm),
+    st.session_state["eps"] = nearest_eps(st.session_state["eps"], options)
+    sb.select_slider("ε (perturbation budget)", options, key="eps", format_func=lambda e: eps_text(e, norm),
                      disabled=off,
                      help="A cursor over computed results: the grid doubles (0, 1, 2, 4, 8, 16 steps) and every "
                           "value is computed once, so moving the cursor only re-draws. ε is in the images' own "
                           "[0,1] pixel scale.")
-    grid = ", ".join(state.eps_short(e, norm) for e in eps_grid(norm))
-    sb.caption(f"ε = **{state.eps_label(st.session_state['eps'], norm)}** · computed grid: {grid}"
-               + (f" · added: {', '.join(state.eps_short(e, norm) for e in sorted(added))}" if added else ""))
+    eps = st.session_state["eps"]
+    grid = ", ".join(eps_text(e, norm) for e in eps_grid(norm))
+    value = f"{eps_text(eps, norm)} = {eps:.4f}" if norm == "linf" and eps else eps_text(eps, norm)
+    sb.caption(f"ε = **{value}** · computed grid: {grid}"
+               + (f" · added: {', '.join(eps_text(e, norm) for e in sorted(added))}" if added else ""))
     if not off:
         with sb.expander("Add an ε off the grid", expanded=bool(st.session_state.get("eps_form_open"))):
             _add_eps_form(norm, added)
@@ -101,10 +108,11 @@ def eps_control(off: bool = False) -> None:
 def _add_eps_form(norm: str, added: list[float]) -> None:
     key = f"eps_new_{norm}"
     st.session_state.setdefault(key, 3.0 if norm == "linf" else 0.3)
-    st.number_input(state.eps_unit_label(norm), min_value=0.0, max_value=255.0 if norm == "linf" else 100.0,
+    label = "k (ε = k/255)" if norm == "linf" else "ε (l2 radius, [0,1] pixel units)"
+    st.number_input(label, min_value=0.0, max_value=255.0 if norm == "linf" else 100.0,
                     step=0.5 if norm == "linf" else 0.05, key=key, format="%.4g", on_change=_clear_msg)
     e = state.eps_from_input(st.session_state[key], norm)
-    st.button(f"Add ε = {state.eps_short(e, norm)}", key="eps_add", on_click=_ask_add, args=(e, norm),
+    st.button(f"Add ε = {eps_text(e, norm)}", key="eps_add", on_click=_ask_add, args=(e, norm),
               help="Computes this one ε for every task (and keeps every cached curve on screen).")
     pending = st.session_state.get("eps_confirm")
     if pending is not None:
@@ -133,7 +141,7 @@ def _ask_add(eps: float, norm: str) -> None:
     elif verdict == "confirm":
         st.session_state["eps_confirm"] = eps
     elif verdict == "grid":
-        st.session_state["eps"] = state.snap_eps(eps, eps_grid(norm))
+        st.session_state["eps"] = nearest_eps(eps, eps_grid(norm))
         st.session_state["eps_msg"] = ("info", text)
     else:
         st.session_state["eps_msg"] = ("error", text)
@@ -145,7 +153,7 @@ def _add(eps: float, norm: str) -> None:
         st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: sorted([*added, eps])}
     st.session_state["eps"] = eps
     st.session_state.pop("eps_confirm", None)
-    st.toast(f"Computing ε = {state.eps_label(eps, norm)} for every task; the cached curves stay on screen.")
+    st.toast(f"Computing ε = {eps_text(eps, norm)} for every task; the cached curves stay on screen.")
 
 
 def _cancel_add() -> None:
@@ -155,7 +163,7 @@ def _cancel_add() -> None:
 
 def _clear_added(norm: str) -> None:
     st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: []}
-    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], eps_grid(norm))
+    st.session_state["eps"] = nearest_eps(st.session_state["eps"], eps_grid(norm))
     st.session_state.pop("eps_msg", None)
 
 
@@ -174,10 +182,8 @@ def _upload_controls() -> None:
     try:
         saved: dict[str, str] = st.session_state.setdefault("upload_paths", {})
         if up.file_id not in saved:
-            if up.size > state.MAX_UPLOAD_BYTES:
-                raise bb.UploadError(f"{up.name!r} is {up.size / 1e6:.0f} MB, above the {state.MAX_UPLOAD_MB} MB limit")
-            saved[up.file_id] = str(bb.save_upload(up.name, up.getvalue()))
-        st.session_state["upload_ref"] = bb.upload_ref(st.session_state["upload_arch"], saved[up.file_id], up.name)
-    except ValueError as e:  # UploadError is a ValueError; so is an unknown timm architecture
+            saved[up.file_id] = str(save_checkpoint_upload(up.name, up.getvalue()))
+        st.session_state["upload_ref"] = checkpoint_ref(st.session_state["upload_arch"], saved[up.file_id], up.name)
+    except (CheckpointUploadError, ValueError) as e:  # a refused file; an unknown timm architecture
         st.session_state["upload_error"] = str(e)
         sb.error(str(e))

@@ -1,8 +1,8 @@
 """The "Transfer methods" page's request, tables and words: linear probing vs fine-tuning on one backbone and task.
 
 The comparison runs as a job of the library's scheduler (:class:`rtcore.runs.TransferJob`: one step per method,
-taking turns on the device with every other job, shared by every session asking the same); the page draws what
-this module returns.
+taking turns on the device with every other job, shared by every session asking the same); its tables come from
+:mod:`rtcore.runs.compare` and are written here as text for the page.
 """
 
 from __future__ import annotations
@@ -13,13 +13,17 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from rtcore import Backbone, list_tasks
-from rtcore.config import default_cache_dir
+from rtcore.config import default_cache_dir, eps_text
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import MethodComparison, TransferRequest, Verdict, ordering_verdict
+from rtcore.runs.compare import movement_table as movements
 from rtcore.transfer import METHOD_DESCRIPTIONS, FineTuneRecipe, method_label, network_blocks
 
-from .figures import at_eps
-from .state import MISSING, eps_label
+from .figures import MISSING, at_eps, ci_text
+from .texts import text
+
+MOVEMENT_COLUMNS = {"weight_distance": "total", "head_distance": "head (from its start)", "head_init": "head start",
+                    "params_trained": "parameters trained", "params_frozen": "parameters frozen"}
 
 
 def make_request(g: Backbone, ref: BackboneRef, task: str, methods: Sequence[str], k: int, current_eps: float,
@@ -37,11 +41,6 @@ def method_text(request: TransferRequest) -> Callable[[str], str]:
 
 # ---------------------------------------------------------------- tables and words
 
-def nearest_eps(summary: pd.DataFrame, eps: float) -> float:
-    """The eps of the summary closest to ``eps``."""
-    return min(summary["eps"].unique(), key=lambda e: abs(float(e) - eps))
-
-
 def _num(v: float, digits: int = 3) -> str:
     return MISSING if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
@@ -49,12 +48,10 @@ def _num(v: float, digits: int = 3) -> str:
 def method_summary(comparison: MethodComparison, eps: float) -> pd.DataFrame:
     """One row per method at ``eps``: accuracies and bounds with 95 % intervals, mean Δ before and after, and
     how far the weights moved (text; a dash where a value does not apply)."""
-    from .ui import with_interval
-
     rows = at_eps(comparison.summary, eps)
     return pd.DataFrame({
-        "method": rows["method"].tolist(), "clean": with_interval(rows, "clean_acc"),
-        "robust (attack)": with_interval(rows, "robust_acc"), "bound": with_interval(rows, "bound"),
+        "method": rows["method"].tolist(), "clean": ci_text(rows, "clean_acc"),
+        "robust (attack)": ci_text(rows, "robust_acc"), "bound": ci_text(rows, "bound"),
         "bound with base Δ": [_num(v) for v in rows["bound_pre"]],
         "mean Δ": [_num(v) for v in rows["mean_delta"]], "mean Δ before (base)": [_num(v) for v in rows["mean_delta_base"]],
         "relative Δ": [_num(v) for v in rows["mean_relative_delta"]],
@@ -64,22 +61,11 @@ def method_summary(comparison: MethodComparison, eps: float) -> pd.DataFrame:
 
 
 def movement_table(comparison: MethodComparison) -> pd.DataFrame:
-    """Per method: distance of the fine-tuned weights from the pretrained ones per block and in total, the head's
-    distance from its start, and the parameters trained and frozen."""
-    rows = []
-    for label, info in comparison.infos.items():
-        row: dict[str, object] = {"method": label, "total": round(info.weight_distance, 4)}
-        row.update({f"block {b}": round(d, 4) for b, d in info.block_distance.items() if b != "total"})
-        row.update({"head (from its start)": round(info.head_distance, 4), "head start": info.head_init or "probe",
-                    "parameters trained": info.params_trained, "parameters frozen": info.params_frozen,
-                    "epochs": info.epochs, "cached": "yes" if info.from_cache else "no"})
-        rows.append(row)
-    return pd.DataFrame(rows).fillna(MISSING)
-
-
-def block_distances(comparison: MethodComparison) -> dict[str, dict[str, float]]:
-    return {label: {b: d for b, d in info.block_distance.items() if b != "total"}
-            for label, info in comparison.infos.items()}
+    """Per method (:func:`rtcore.runs.compare.movement_table`): how far fine-tuning moved the weights, per block and
+    in total, the head's distance from its start, the parameters trained and frozen; 4 decimals."""
+    t = movements(comparison)
+    t = t.assign(head_init=t["head_init"].fillna("probe"), cached=t["cached"].map({True: "yes", False: "no"}))
+    return t.round(4).rename(columns=MOVEMENT_COLUMNS).fillna(MISSING)
 
 
 def verdict_text(comparison: MethodComparison, eps: float, norm: str) -> str:
@@ -87,7 +73,7 @@ def verdict_text(comparison: MethodComparison, eps: float, norm: str) -> str:
     written as on every page)."""
     v: Verdict = ordering_verdict(comparison.summary, eps)
     tau = "undefined (ties)" if math.isnan(v.kendall_tau) else f"{v.kendall_tau:+.2f}"
-    return (f"At ε = {eps_label(eps, norm)}: most robust **{' = '.join(v.best)}** (robust accuracy "
+    return (f"At ε = {eps_text(eps, norm)}: most robust **{' = '.join(v.best)}** (robust accuracy "
             f"{v.robust_acc:.3f}); the pre-fine-tuning Δ ranks {' = '.join(v.predicted_best)} first: "
             f"**{'predicted' if v.agrees else 'not predicted'}**; Kendall's τ of the two orderings {tau}.")
 
@@ -97,9 +83,7 @@ def method_help() -> str:
 
 
 def recipe_note() -> str:
-    return (f"Fine-tuning recipe (defaults): {FineTuneRecipe()}; BatchNorm keeps its running statistics and frozen "
-            "parts stay bit-identical. Adapted models are cached on disk with a JSON card, and a fine-tune that was "
-            "stopped resumes from its last finished epoch.")
+    return text("transfer_recipe", recipe=FineTuneRecipe())
 
 
 def block_names(g: Backbone) -> list[str]:

@@ -18,14 +18,18 @@ import streamlit as st
 
 import rtcore
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError
-from rtcore.config import default_cache_dir
+from rtcore.config import default_cache_dir, eps_text, nearest_eps
 from rtcore.errors import CacheDirError
+from rtcore.export import csv_bytes
 from rtcore.models.ref import BackboneRef
+from rtcore.models.wrapper import device_name
+from rtcore.probes import list_probes
 from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds
+from rtcore.runs.reproduce import reproduce_script, spec_download_name
 
-from . import backbones as bb
-from . import exports, jobs, state
-from .figures import at_eps
+from . import jobs, state
+from .figures import PENDING, at_eps, ci_text
+from .texts import text, texts
 
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
 #: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of a keyed
@@ -33,12 +37,6 @@ READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_p
 PERSISTENT = ("backbone", "norm", "eps", "tasks", "n", "attack", "probe", "upload_arch", "probes_task")
 TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "bound", "bound_head": "bound Δ_P",
                "mean_delta": "mean Δ"}
-COLUMN_HELP = {
-    "robust (attack)": "not broken by any attack tried",
-    "bound": "share of points with margin ρ(x) > Δ(x), a prediction",
-    "bound Δ_P": "the same with the shift in the head's subspace",
-    "mean Δ": "mean feature shift ‖g(x′) − g(x)‖₂, in the backbone's feature units",
-    "sanity": "the sanity checks of the attack (section below): ok, or the checks that failed"}
 
 
 # ---------------------------------------------------------------- session
@@ -59,10 +57,10 @@ def init_session() -> None:
         st.session_state["n"] = state.default_n()
     if st.session_state["attack"] not in rtcore.STRENGTHS:
         st.session_state["attack"] = state.default_attack()
-    if st.session_state["probe"] not in state.probes():
-        st.session_state["probe"] = state.probes()[0]
+    if st.session_state["probe"] not in list_probes():
+        st.session_state["probe"] = state.classroom().probe
     norm = st.session_state["norm"]
-    st.session_state["eps"] = state.snap_eps(st.session_state["eps"], state.eps_options(norm, extras()))
+    st.session_state["eps"] = nearest_eps(st.session_state["eps"], state.eps_options(norm, extras()))
 
 
 def task_choices() -> list[str]:
@@ -154,7 +152,7 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
         return None
     job = jobs.submit(request, loaded, slot)
     run = Run(request, job, jobs.first_snapshot(job), float(st.session_state["eps"]),
-              bb.describe_device(next(iter(loaded.values()))))
+              device_name(next(iter(loaded.values())).device))
     draw_status(run)
     return run
 
@@ -167,7 +165,7 @@ def draw_status(run: Run) -> None:
     if not snap.done:
         added = [e for e in run.request.priority if snap.at_eps(e).empty]
         if added:
-            st.caption(f"Computing the added ε = {', '.join(state.eps_short(e, run.request.norm) for e in added)} "
+            st.caption(f"Computing the added ε = {', '.join(eps_text(e, run.request.norm) for e in added)} "
                        "for every task; the cached curves stay on screen.")
     elif state_.phase == "done":
         st.caption(f"{READY} {results_text(snap)} in {fmt_seconds(state_.progress.seconds)} on {run.device} "
@@ -180,11 +178,10 @@ def draw_status(run: Run) -> None:
     if snap.errors and st.button("Try again", key="retry_job"):
         jobs.SCHEDULER.discard(run.request.key)
         st.rerun()
-    for text in dict.fromkeys(f"Task {task!r} skipped: {e}" for (_, task), e in state_.skipped):
-        st.warning(text)
+    for warning in dict.fromkeys(f"Task {task!r} skipped: {e}" for (_, task), e in state_.skipped):
+        st.warning(warning)
     if not snap.done and snap.preliminary:
-        st.caption("Preliminary: the head-subspace and loss attacks run last; until then 'bound Δ_P' and the loss "
-                   "bounds use the other attacks' estimates and robust accuracy may still drop slightly.")
+        st.caption(text("preliminary"))
 
 
 def prestart() -> None:
@@ -216,27 +213,10 @@ def main_run() -> tuple[BackboneRef, Run]:
 
 
 def waiting_note(run: Run) -> None:
-    st.info("Fitting the first linear probe… every finished task and ε appears here as soon as it is ready: "
-            f"clean accuracy first, then ε = {state.eps_label(run.request.first[0], run.request.norm)} for every "
-            "task, then the rest of the grid (results are cached on disk: a second visit is instant).")
+    st.info(text("waiting", eps=eps_text(run.request.first[0], run.request.norm)))
 
 
 # ---------------------------------------------------------------- tables
-
-def with_interval(rows: pd.DataFrame, metric: str) -> list[str]:
-    """``0.912 [0.87, 0.94]`` per row, ``—`` where the value is missing."""
-    lo, hi = f"{metric}_lo", f"{metric}_hi"
-    out = []
-    for _, r in rows.iterrows():
-        v = r.get(metric)
-        if v is None or pd.isna(v):
-            out.append(state.MISSING)
-        elif lo in r and not pd.isna(r[lo]):
-            out.append(f"{v:.3f} [{r[lo]:.2f}, {r[hi]:.2f}]")
-        else:
-            out.append(f"{v:.3f}")
-    return out
-
 
 def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: str = "task") -> pd.DataFrame:
     """The numbers at one eps as text with 95 % intervals, one row per task (and ``by``); a task not computed
@@ -250,15 +230,15 @@ def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: s
         elif len(rows):
             vals = rows.assign(**{metric: rows[metric].where(rows["head_attack"].astype(bool))}) \
                 if metric == "bound_head" else rows
-            out[name] = with_interval(vals, metric)
+            out[name] = ci_text(vals, metric)
         else:
             out[name] = []
     pending = [t for t in tasks if t not in set(out["task"])] if by == "task" else []
     if pending:
         clean = summary[summary["eps"] == 0].drop_duplicates("task").set_index("task") if len(summary) else None
-        extra = pd.DataFrame({"task": pending, **{n: state.PENDING for n in TABLE_NAMES.values()}})
+        extra = pd.DataFrame({"task": pending, **{n: PENDING for n in TABLE_NAMES.values()}})
         if clean is not None:
-            extra["clean"] = [with_interval(clean.loc[[t]], "clean_acc")[0] if t in clean.index else state.PENDING
+            extra["clean"] = [ci_text(clean.loc[[t]], "clean_acc")[0] if t in clean.index else PENDING
                               for t in pending]
         out = pd.concat([out, extra], ignore_index=True)
         out = out.set_index("task").loc[[t for t in tasks if t in set(out["task"])]].reset_index()
@@ -267,9 +247,10 @@ def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: s
 
 def table(df: pd.DataFrame, key: str | None = None, **kw: Any) -> None:
     """A static table (plain HTML: light for a browser, large on a projector; the interactive grid's code is
-    never loaded); the column names of :data:`COLUMN_HELP` are explained below it."""
+    never loaded); with a ``key``, the column names assets/text/dashboard.toml explains are explained below it."""
     st.table(df, hide_index=True)
-    helps = [f"*{c}*: {COLUMN_HELP[c]}" for c in df.columns if c in COLUMN_HELP]
+    explained = texts()["column_help"]
+    helps = [f"*{c}*: {explained[c]}" for c in df.columns if c in explained]
     if helps and key is not None:
         st.caption(" · ".join(helps))
 
@@ -284,44 +265,30 @@ def downloads(run: Run, prefix: str) -> None:
         st.caption("The downloads appear when every step has finished (until then the numbers can still change).")
         return
     summary, samples, parts = export
-    req = run.request
-    script = exports.repro_script(req, parts)
-    c1, c2, c3, _ = st.columns([1, 1, 1, 2])
-    c1.download_button("Summary CSV", data=lambda: exports.csv_bytes(summary), mime="text/csv",
-                       file_name=exports.download_name(req, "summary"), key=f"{prefix}_dl_summary", on_click="ignore",
-                       icon=":material/download:")
-    c2.download_button("Per-sample CSV", data=lambda: exports.csv_bytes(samples), mime="text/csv",
-                       file_name=exports.download_name(req, "samples"), key=f"{prefix}_dl_samples", on_click="ignore",
-                       icon=":material/download:")
-    c3.download_button("Reproduce (.sh)", data=script.encode(), file_name=exports.download_name(req, "reproduce", "sh"),
-                       mime="text/x-shellscript", key=f"{prefix}_dl_script", on_click="ignore",
-                       icon=":material/terminal:")
-    st.caption("Plain CSVs (`pandas.read_csv` reads them) with 95 % interval columns (`*_lo`, `*_hi`). The script "
-               "reproduces them: run it with `bash` in any folder. Every ε is attacked on its own, so one command "
-               "gives the numbers the dashboard computed in stages; on an empty cache it writes the same per-sample "
-               "CSV byte for byte, with the dashboard's cache it is instant.")
+    specs = run.request.specs
+    script = reproduce_script(specs, parts)
+    download_row(prefix, [("Summary CSV", lambda: csv_bytes(summary), spec_download_name(specs, "summary")),
+                          ("Per-sample CSV", lambda: csv_bytes(samples), spec_download_name(specs, "samples")),
+                          ("Reproduce (.sh)", script.encode(), spec_download_name(specs, "reproduce", "sh"))])
+    st.caption(text("downloads"))
     if st.toggle("Show the reproducing script", key=f"{prefix}_show_script"):
         st.code(script, language="bash", wrap_lines=True)
 
 
+MIME = {"csv": "text/csv", "sh": "text/x-shellscript", "toml": "application/toml"}
+
+
+def download_row(prefix: str, files: Sequence[tuple[str, Any, str]]) -> None:
+    """Download buttons side by side: (label, bytes or a function that makes them, file name) each."""
+    for col, (label, data, name) in zip(st.columns([1] * len(files) + [2]), files):
+        ext = name.rsplit(".", 1)[-1]
+        col.download_button(label, data=data, mime=MIME[ext], file_name=name, on_click="ignore",
+                            key=f"{prefix}_dl_{label.split()[0].lower()}",
+                            icon=":material/terminal:" if ext == "sh" else ":material/download:")
+
+
 def bound_note() -> None:
-    st.caption(f"⚠️ {state.BOUND_NOTE}")
-
-
-def activate(flag: str) -> None:
-    """Button callback: set a session flag (e.g. opt in to a long computation)."""
-    st.session_state[flag] = True
-
-
-def persistent_multiselect(label: str, options: Sequence[str], key: str, **kw: Any) -> list[str]:
-    """A multiselect whose choice survives page switches (value under ``key``, widget under ``key + '_w'``)."""
-    wkey = f"{key}_w"
-    st.session_state[wkey] = [o for o in st.session_state.get(key, []) if o in options]
-
-    def keep() -> None:
-        st.session_state[key] = st.session_state[wkey]
-
-    return st.multiselect(label, options, key=wkey, on_change=keep, **kw)
+    st.caption(f"⚠️ {text('bound_note')}")
 
 
 def plural(k: int, word: str, prefix: str = "") -> str:

@@ -18,9 +18,10 @@ from rtcore.data import (
     unpack_task_upload,
 )
 from rtcore.data.uploads import touch_task_upload
+from rtcore.models.uploads import MAX_UPLOAD_BYTES
 from rtcore.runs.spec import task_identity
 
-from .state import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, n_cap, private, sample_size_options, task_label
+from .state import MAX_UPLOAD_MB, n_cap, private, sample_size_options, task_label
 
 UPLOAD_TYPES = ["zip", "npz"]
 
@@ -74,8 +75,6 @@ def _uploaded() -> None:
     done: dict[str, str] = st.session_state.setdefault("user_task_uploads", {})
     try:
         if up.file_id not in done:
-            if up.size > MAX_UPLOAD_BYTES:
-                raise ValueError(f"{up.name!r} is {up.size / 1e6:.1f} MB, above the {MAX_UPLOAD_MB} MB limit")
             done[up.file_id] = add(save_upload(up.name, up.getvalue()))
         st.session_state["user_task_msg"] = ("info", _added(done[up.file_id]))
     except (ValueError, TaskUnavailableError) as e:

@@ -20,7 +20,8 @@ import segno
 import streamlit as st
 
 import rtcore
-from rtcore.config import NORMS, eps_key
+from rtcore.config import NORMS, eps_key, eps_text
+from rtcore.probes import list_probes
 from rtcore.runs.spec import parse_eps_text
 
 from . import state
@@ -42,7 +43,7 @@ def decode(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     problems: list[str] = []
     names = [b for b in state.backbone_choices() if b != state.UPLOAD_CHOICE]
-    singles = {"backbone": names, "norm": list(NORMS), "attack": list(rtcore.STRENGTHS), "probe": state.probes(),
+    singles = {"backbone": names, "norm": list(NORMS), "attack": list(rtcore.STRENGTHS), "probe": list_probes(),
                "n": state.sample_size_options(), "lesson": list(range(1, 100))}
     for key, options in singles.items():
         value = params.get(key, "").strip()
@@ -97,7 +98,7 @@ def encode(s: Mapping[str, Any]) -> dict[str, str]:
     if "norm" in s:
         out["norm"] = s["norm"]
         if "eps" in s:
-            out["eps"] = state.eps_short(s["eps"], s["norm"])
+            out["eps"] = str(eps_text(s["eps"], s["norm"]))
     known = {"tasks": set(rtcore.list_tasks()), "compare": set(state.backbone_choices())}
     for key, session_key in LISTS.items():
         items = [t for t in s.get(session_key, []) if t in known[key]]

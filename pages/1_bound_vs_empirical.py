@@ -6,6 +6,8 @@ import streamlit as st
 
 from app import figures as fx
 from app import sanity_view, state, ui, view
+from app.texts import text
+from rtcore.config import eps_text
 
 st.title("Bound vs empirical robust accuracy")
 view.note(
@@ -21,12 +23,12 @@ if snap.empty:
     ui.waiting_note(run)
     view.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, snap.tasks, "full", norm)  # every task computing
 else:
-    st.subheader(f"{ref.display} at ε = {state.eps_label(eps, norm)} · {state.NORM_LABELS[norm]}")
+    st.subheader(f"{ref.display} at ε = {eps_text(eps, norm)} · {state.NORM_LABELS[norm]}")
     view.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, snap.tasks, cache=key)
-    st.markdown(f"**Why the bound sits below.** {state.WHY_BELOW}")
+    st.markdown(f"**Why the bound sits below.** {text('why_below')}")
     table = ui.display_table(snap.summary, eps, snap.tasks)
     ui.table(sanity_view.with_flags(table, sanity_view.current(ref, run)), "landing_table")
-    view.note(f"At ε = {state.eps_label(eps, norm)}; {state.sample_sizes(snap.summary)}; brackets: 95 % Wilson "
+    view.note(f"At ε = {eps_text(eps, norm)}; {state.sample_sizes(snap.summary)}; brackets: 95 % Wilson "
               "intervals; Δ is in the backbone's feature units.")
     view.chart("landing_curves", fx.accuracy_curves, snap.summary, eps, cache=key)
     view.note("**Reading the curves.** One panel per task, in its colour. Solid line, circles: robust accuracy under "

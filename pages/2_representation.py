@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import figures as fx
 from app import state, ui, view
+from rtcore.config import eps_text
 
 st.title("Representation vulnerability Δ")
 view.note(
@@ -31,7 +32,7 @@ else:
     rows = snap.samples[snap.samples["task"] == task]
     at = fx.at_eps(rows, eps)
     if at.empty:
-        st.info(f"ε = {state.eps_label(eps, norm)} is still being computed for {task}.")
+        st.info(f"ε = {eps_text(eps, norm)} is still being computed for {task}.")
     else:
         left, right = st.columns([3, 2])
         with left:

@@ -2,10 +2,52 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from app import figures as fx
-from app import probes_view, state, ui, view
+from app import state, ui, view
+from rtcore.config import eps_text
+from rtcore.probes import list_probes
+from rtcore.stats import intervals_overlap
+
+
+def tradeoff_table(summary: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """One row per probe kind at ``eps`` (the library's order): C, radius r, and clean, robust, bound and bound
+    (head subspace) with 95 % intervals; a probe not computed yet reads "computing…"."""
+    rows = fx.at_eps(summary, eps).drop_duplicates("probe").set_index("probe")
+    out = []
+    for p in list_probes():
+        if p not in rows.index:
+            out.append({"probe": p, **dict.fromkeys(("C", "radius r", "clean", "robust (attack)", "bound",
+                                                      "bound (head subspace)"), fx.PENDING)})
+            continue
+        r = rows.loc[[p]]
+        head = r.assign(bound_head=r["bound_head"].where(r["head_attack"].astype(bool)))
+        out.append({"probe": p, "C": f"{r['probe_C'].iloc[0]:g}",
+                    "radius r": f"{r['probe_radius'].iloc[0]:.3f}" if r["probe_radius"].iloc[0] else fx.MISSING,
+                    "clean": fx.ci_text(r, "clean_acc")[0], "robust (attack)": fx.ci_text(r, "robust_acc")[0],
+                    "bound": fx.ci_text(r, "bound")[0], "bound (head subspace)": fx.ci_text(head, "bound_head")[0]})
+    return pd.DataFrame(out)
+
+
+def verdict(summary: pd.DataFrame, eps: float, norm: str) -> str:
+    """What the robust head buys in bound and costs in clean accuracy against logistic, and whether the change
+    is larger than the intervals."""
+    rows = fx.at_eps(summary, eps).set_index("probe")
+    if not {"logistic", "robust"} <= set(rows.index):
+        return "The comparison sentence appears when the logistic and the robust probe are both computed at this ε."
+    a, b = rows.loc["logistic"], rows.loc["robust"]
+
+    def change(m: str) -> str:
+        sep = not intervals_overlap((a[f"{m}_lo"], a[f"{m}_hi"]), (b[f"{m}_lo"], b[f"{m}_hi"]))
+        return (f"**{b[m] - a[m]:+.3f}** ({a[m]:.3f} → {b[m]:.3f}; "
+                f"{'intervals apart' if sep else 'intervals overlap: not told apart at this n'})")
+
+    return (f"At ε = {eps_text(eps, norm)} the robust head changes the bound by {change('bound')}, robust accuracy "
+            f"under attack by {change('robust_acc')} and clean accuracy by {change('clean_acc')}, compared with "
+            "the logistic head.")
+
 
 st.title("Probe trade-off")
 st.markdown(
@@ -23,7 +65,7 @@ default = next((t for t in st.session_state["tasks"] if t in tasks), tasks[0])
 st.session_state.setdefault("probes_task", default)
 task = st.selectbox("Downstream task", tasks, key="probes_task", format_func=state.task_label,
                     help="One task at a time: every probe kind, each with its own end-to-end attacks.")
-run = ui.evaluate([ref], slot="probes", tasks=[task], probes=state.probes())
+run = ui.evaluate([ref], slot="probes", tasks=[task], probes=list_probes())
 if run is None:
     st.stop()
 ui.bound_note()
@@ -37,7 +79,7 @@ else:
                "Δ_P, the shift inside the head's subspace (after the head-subspace attack has run). Whiskers: 95 % "
                "intervals. A head that raises the middle and right curves while its left curve starts lower buys "
                "predicted robustness with clean accuracy.", "One colour per head; whiskers: 95 % intervals.")
-    ui.table(probes_view.tradeoff_table(snap.summary, eps), "probes_table")
-    st.markdown(probes_view.verdict(snap.summary, eps, norm))
+    ui.table(tradeoff_table(snap.summary, eps), "probes_table")
+    st.markdown(verdict(snap.summary, eps, norm))
     ui.downloads(run, "probes")
 ui.follow(run)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures as fx
-from app import jobs, state, ui, view
+from app import jobs, ui, view
 from app import transfer_view as tv
+from app.texts import text
+from rtcore.config import eps_text, nearest_eps
+from rtcore.export import csv_bytes
 from rtcore.runs import fmt_seconds
+from rtcore.runs.compare import block_distances
+from rtcore.runs.reproduce import comparison_toml, download_name
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 
 st.title("Transfer methods")
@@ -61,16 +66,25 @@ if result is None:
         st.rerun()
     st.stop()
 
-eps = tv.nearest_eps(result.summary, s["eps"])
+eps = nearest_eps(s["eps"], result.summary["eps"].unique())
 st.caption(f"{ui.READY} {len(result.summary)} (method, ε) results in {fmt_seconds(job.elapsed())}, "
            "kept in the on-disk cache.")
 st.info(tv.verdict_text(result, eps, request.norm))
 ui.table(tv.method_summary(result, eps), "transfer_table")
-st.caption(f"At ε = {state.eps_label(eps, request.norm)}; brackets: 95 % intervals. 'bound with base Δ' uses each "
+st.caption(f"At ε = {eps_text(eps, request.norm)}; brackets: 95 % intervals. 'bound with base Δ' uses each "
            "method's own margins with the base backbone's Δ (as if fine-tuning had left the representation's "
            "vulnerability unchanged): ranking the methods by it is what the pre-fine-tuning Δ predicts.")
 view.chart("transfer_acc_curves", fx.method_curves, result.summary, eps)
 view.chart("transfer_delta_curves", fx.method_delta_curves, result.summary, eps)
 st.subheader("How far fine-tuning moved the representation")
-view.chart("transfer_block_bars", fx.block_distance_bars, tv.block_distances(result))
+view.chart("transfer_block_bars", fx.block_distance_bars, block_distances(result))
 ui.table(tv.movement_table(result))
+
+st.markdown("**Download and reproduce**")
+r = request
+names = {kind: download_name(f"transfer-{kind}-{r.task}", [r.backbone.display], r.norm, r.n, r.attack, ext=ext)
+         for kind, ext in (("summary", "csv"), ("samples", "csv"), ("sweep", "toml"))}
+ui.download_row("transfer", [("Summary CSV", lambda: csv_bytes(result.summary), names["summary"]),
+                             ("Per-sample CSV", lambda: csv_bytes(result.samples), names["samples"]),
+                             ("Sweep file (.toml)", comparison_toml(r).encode(), names["sweep"])])
+st.caption(text("transfer_downloads"))

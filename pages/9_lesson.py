@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import lesson, state
+from app import lesson
+from app.texts import text
 
 st.title("A 20-minute lesson: does a robust backbone make a robust linear probe?")
 st.markdown(
@@ -15,7 +16,7 @@ st.markdown(
 plan = pd.DataFrame([{"step": i, "minutes": s.minutes, "what": s.title, "page": s.page, "students do": s.do}
                      for i, s in enumerate(lesson.STEPS, 1)])
 st.table(plan.set_index("step"))
-st.markdown(f"**The one sentence to remember.** {state.WHY_BELOW}")
+st.markdown(f"**The one sentence to remember.** {text('why_below')}")
 lesson.step_link(0, f"Start: {lesson.STEPS[0].title}", ":material/play_arrow:")
 st.subheader("Before the class: warm the cache")
 st.code(lesson.WARM_UP, language="bash", wrap_lines=True)

@@ -36,7 +36,7 @@ from .probes import list_probes
 from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
 from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
 from .runs.estimate import Estimate, estimate, estimate_specs
-from .export import latex_table
+from .export import csv_bytes, latex_table
 from .runs.progress import fmt_seconds
 from .runs.fields import add_arguments, declared, namespace_values
 from .runs.sweep_spec import MAX_UNITS, load_sweep_spec
@@ -220,7 +220,7 @@ def _cmd_table(args: argparse.Namespace) -> int:
 
 def _write_csv(df: pd.DataFrame, path: str) -> None:
     try:
-        atomic_write(path, df.to_csv(index=False).encode())
+        atomic_write(path, csv_bytes(df))
     except OSError as e:
         raise ValueError(f"could not write {path!r} ({e}); the table above is the result") from None
 

@@ -214,11 +214,30 @@ def eps_grid(norm: str | Norm, steps: tuple[int, ...] = GRID_STEPS) -> tuple[flo
     return tuple(eps_key(k * unit) for k in steps)
 
 
-def eps_text(e: float) -> str | float:
+def eps_text(e: float, norm: str | Norm | None = None) -> str | float:
     """An eps as a file, a command line or a table writes it: ``"8/255"`` where it is k/255 for a whole k > 0,
-    else the number (``0.0``, ``0.5``)."""
+    else the number (``0.0``, ``0.5``). With its ``norm``, always text, as titles and links name it: ``"4/255"``
+    or ``"12.75/255"`` (linf, in 1/255 steps), ``"0.4"`` (l2), ``"0"``; the shortest that
+    :func:`rtcore.runs.parse_eps_text` reads back to the same eps."""
     k = round(float(e) * 255)
-    return f"{k}/255" if k > 0 and eps_key(k / 255) == eps_key(e) else float(e)
+    if norm is None:
+        return f"{k}/255" if k > 0 and eps_key(k / 255) == eps_key(e) else float(e)
+    if float(e) == 0:
+        return "0"
+    scale = 255.0 if check_norm(norm) == "linf" else 1.0
+    texts = [f"{float(e) * scale:.{digits}g}" for digits in range(3, 16)]
+    text = next((t for t in texts if eps_key(float(t) / scale) == eps_key(e)), texts[-1])
+    return f"{text}/255" if scale == 255.0 else text
+
+
+def default_eps(norm: str | Norm) -> float:
+    """The paper's budget on this grid: 4/255 (linf) or 0.4 (l2)."""
+    return eps_grid(norm, (4,))[0]
+
+
+def nearest_eps(eps: float, options: Iterable[float]) -> float:
+    """The value of ``options`` nearest to ``eps`` (a cursor that only sits on computed values)."""
+    return min(options, key=lambda o: abs(float(o) - float(eps)))
 
 
 def eps_steps(eps: float, norm: str | Norm) -> float:

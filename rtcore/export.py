@@ -1,5 +1,6 @@
-"""Tables for papers: an evaluation's summary as a LaTeX table (booktabs), one row per backbone, task and probe,
-one column group per eps with the empirical robust accuracy (its 95 % interval when present) and the bound.
+"""Tables as files: plain CSV bytes (:func:`csv_bytes`, what ``--out`` writes and the dashboard downloads), and for
+papers an evaluation's summary as a LaTeX table (booktabs), one row per backbone, task and probe, one column group
+per eps with the empirical robust accuracy (its 95 % interval when present) and the bound.
 
 Nothing but the summary's own numbers: eps are written as ``k/255`` where they are one; text cells are
 escaped for LaTeX.
@@ -14,11 +15,16 @@ import pandas as pd
 
 from .config import eps_text
 
-__all__ = ["latex_table"]
+__all__ = ["csv_bytes", "latex_table"]
 
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 KEYS = ("backbone", "task", "probe")
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as plain CSV (no index, no comments): what ``pandas.read_csv`` reads back."""
+    return df.to_csv(index=False).encode()
 
 
 def _escape(text: object) -> str:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -90,6 +91,19 @@ def summary_text(flags: Sequence[SanityFlag]) -> str:
     """``"ok"`` when every check passed, else the failed checks' names, comma-separated."""
     failed = [f.name for f in flags if not f.passed]
     return ",".join(failed) if failed else "ok"
+
+
+def values_text(values: Mapping[str, float]) -> str:
+    """A flag's measured values, compact: ``drop=0.05, eps=0.0157, steps=40``."""
+    return ", ".join(f"{k}={v:.3g}" for k, v in values.items())
+
+
+def flag_table(flags: Mapping[str, Sequence[SanityFlag]]) -> pd.DataFrame:
+    """One row per task and check: ``task``, ``check``, ``status`` (ok / failed / skipped), ``measured``
+    (:func:`values_text`), ``threshold`` and ``meaning`` (what a failure means)."""
+    rows = [{"task": task, "check": f.name, "status": f.status, "measured": values_text(f.values),
+             "threshold": f.threshold, "meaning": f.meaning} for task, fl in flags.items() for f in fl]
+    return pd.DataFrame(rows, columns=["task", "check", "status", "measured", "threshold", "meaning"])
 
 
 def large_eps(norm: str, x: torch.Tensor) -> float:

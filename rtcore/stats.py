@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import overload
 
 import numpy as np
+import pandas as pd
 
 #: the two-sided 95 % quantile of the standard normal distribution
 Z95 = 1.959963984540054
@@ -75,4 +76,13 @@ def overlapping(lo: Sequence[float], hi: Sequence[float], groups: Sequence[objec
              and intervals_overlap((lo[i], hi[i]), (lo[j], hi[j]))] for i in range(len(lo))]
 
 
-__all__ = ["Z95", "intervals_overlap", "overlapping", "wilson_interval"]
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of two equally long sequences: Pearson's correlation of their ranks (ties
+    share their mean rank); NaN when either is constant (no order to compare)."""
+    if len(a) != len(b):
+        raise ValueError(f"a and b must be equally long, got {len(a)} and {len(b)}")
+    ra, rb = (pd.Series(np.asarray(x, dtype=np.float64)).rank() for x in (a, b))
+    return float(ra.corr(rb))
+
+
+__all__ = ["Z95", "intervals_overlap", "overlapping", "spearman", "wilson_interval"]

@@ -10,7 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..state import eps_short
+from rtcore.config import eps_text
+
 from .style import (
     ACC_AXIS,
     CURSOR,
@@ -64,7 +65,7 @@ def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = ()
     colours = colours_for(tasks)
     fig = go.Figure()
     bars(fig, values, tasks, BAR_STYLE, METRIC_NAMES, bar_slot_px(PLOT_PX[plot], len(tasks), len(BAR_STYLE)), colours)
-    layout(fig, f"Per task at ε = {eps_short(eps, norm)} ({norm})", "downstream task", ACC_AXIS, barmode="group",
+    layout(fig, f"Per task at ε = {eps_text(eps, norm)} ({norm})", "downstream task", ACC_AXIS, barmode="group",
            height=460, bargap=0.2, showlegend=False, plot=plot, subtitle=BAR_KEY)
     task_ticks(fig, tasks, colours, rows.index)
     fig.update_yaxes(range=ACC_RANGE, tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])

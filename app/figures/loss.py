@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..state import eps_short
+from rtcore.config import eps_text
+
 from .style import LOSS_AXIS, PANEL_KEY, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, colours_for, curves, layout, legend_key, \
     norm_of, panel_axes, panel_grid, panel_height, task_ticks
 
@@ -33,7 +34,7 @@ def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), pl
     fig = go.Figure()
     bars(fig, rows, tasks, LOSS_BARS, LOSS_NAMES, bar_slot_px(PLOT_PX[plot], len(tasks), len(LOSS_BARS)), colours,
          fmt="{:.3g}", ci=False)
-    layout(fig, f"Mean loss per task at ε = {eps_short(eps, norm_of(summary))}", "downstream task", LOSS_AXIS,
+    layout(fig, f"Mean loss per task at ε = {eps_text(eps, norm_of(summary))}", "downstream task", LOSS_AXIS,
            barmode="group", height=460, showlegend=False, plot=plot,
            subtitle="light = clean loss · solid = adversarial loss (attack) · dotted = bound (ii) log-sum-exp · "
                     "hatched = bound (i)")

@@ -23,13 +23,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..state import eps_axis_title, eps_short, eps_tick
+from rtcore.config import eps_text
 
 #: Okabe-Ito (colour-blind safe; yellow left out: too light on white), then two dark greys
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#666666")
 INK, GRID, NEUTRAL = "#1a1a1a", "#d0d0d0", "#555555"
-#: palette colours on which white text has the higher contrast; ink on the others
-WHITE_TEXT_ON = frozenset({"#0072B2", "#000000", "#666666"})
+PENDING = "computing…"  # a value not computed yet (the browser test and scripts/classroom_load.py look for it)
+MISSING = "—"  # a value that does not apply
 #: the plot-area width (px) bar labels are sized for: a 1280 px window with the sidebar open
 PLOT_PX = {"full": 760, "half": 360}
 CHAR_PX = 0.62  # width of a digit in units of the font size (label width estimate)
@@ -157,8 +157,6 @@ def _wrapped(text: str, chars: float) -> str:
 def task_ticks(fig: go.Figure, names: Sequence[str], colours: dict[str, str], done: Iterable[str]) -> None:
     """Category ticks that show each name's colour (a square before it) and "computing…" under a name
     whose values are not there yet, so a name never disappears from the axis."""
-    from ..state import PENDING
-
     ready = set(done)
     text = [f'<span style="color:{colours[n]}">■</span> {n}' + ("" if n in ready else f"<br><i>{PENDING}</i>")
             for n in names]
@@ -286,7 +284,8 @@ class EpsAxis:
         top = max(xs, default=1.0) or 1.0
         ticks = _spaced(xs, self.values, top, (0.1 if look().present else 0.06) if short else 0.045)
         name = ("ε = k/255" if self.norm == "linf" else "ε (l2 radius)") if short else \
-            eps_axis_title(self.norm)
+            ("ε in steps of 1/255 (linf, pixels in [0, 1])" if self.norm == "linf" else
+             "ε (l2 radius, pixels in [0, 1])")
         fig.update_xaxes(tickmode="array", tickvals=self.x(ticks), ticktext=[eps_tick(e, self.norm) for e in ticks],
                          range=[-0.03 * top, 1.03 * top], title_text=name if title else None, **where)
 
@@ -296,7 +295,7 @@ class EpsAxis:
             return
         fig.add_vline(x=self.x([eps])[0], line_dash="dot", line_color=NEUTRAL, line_width=2, **where)
         if label:
-            fig.add_annotation(x=self.x([eps])[0], y=1, yref="paper", text=f" ε = {eps_short(eps, self.norm)}",
+            fig.add_annotation(x=self.x([eps])[0], y=1, yref="paper", text=f" ε = {eps_text(eps, self.norm)}",
                                showarrow=False, xanchor="left", yanchor="bottom",
                                font={"size": look().label, "color": NEUTRAL})
 
@@ -314,7 +313,12 @@ def _spaced(xs: Sequence[float], values: Sequence[float], top: float, min_gap: f
 
 
 def hover_eps(rows: pd.DataFrame, norm: str) -> list[str]:
-    return [eps_short(e, norm) for e in rows["eps"]]
+    return [str(eps_text(e, norm)) for e in rows["eps"]]
+
+
+def eps_tick(eps: float, norm: str) -> str:
+    """An eps axis tick: the number of 1/255 steps (linf) or the radius (l2)."""
+    return str(eps_text(eps, norm)).removesuffix("/255")
 
 
 def interval(rows: pd.DataFrame, metric: str, colour: str | None = None) -> dict[str, Any] | None:
@@ -330,11 +334,17 @@ def interval(rows: pd.DataFrame, metric: str, colour: str | None = None) -> dict
 
 
 def ci_text(rows: pd.DataFrame, metric: str) -> list[str]:
-    """``0.912 [0.87, 0.94]`` per row (value and 95 % interval), for hover text."""
+    """``0.912 [0.87, 0.94]`` per row (the value and its 95 % interval; the value alone without one, a dash where it
+    is missing): hover text and tables."""
     lo, hi = f"{metric}_lo", f"{metric}_hi"
-    if lo not in rows:
-        return [f"{v:.3f}" for v in rows[metric]]
-    return [f"{v:.3f} [{a:.2f}, {b:.2f}]" for v, a, b in zip(rows[metric], rows[lo], rows[hi])]
+    out = []
+    for _, r in rows.iterrows():
+        v = r.get(metric)
+        if v is None or pd.isna(v):
+            out.append(MISSING)
+        else:
+            out.append(f"{v:.3f} [{r[lo]:.2f}, {r[hi]:.2f}]" if lo in r and not pd.isna(r[lo]) else f"{v:.3f}")
+    return out
 
 
 def label_width(text: str, font: int | None = None) -> float:

@@ -19,17 +19,18 @@ import dataclasses
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from torch import nn
 
 from ..config import resolve_cache_dir
 from ..errors import BackboneUnavailableError
 from ..registry import Registry
-from .bundled import BUNDLED_DIR, create_bundled_backbone
+from .bundled import BUNDLED_DIR, create_bundled_backbone, read_card
 from .checkpoints import load_safetensors, load_state_dict_into
 from .hub import TIMM_PREFIX, create_timm_backbone, timm_weights_available_offline
 from .tvmodels import TORCHVISION_PREFIX, create_torchvision_backbone, torchvision_arch
@@ -167,16 +168,40 @@ def unregister_backbone(name: str) -> None:
         BACKBONES.unregister(name)
 
 
-def list_backbones(offline_only: bool = False) -> list[str]:
+def list_backbones(offline_only: bool = False, kind: str | None = None) -> list[str]:
     """Registry names: bundled, from installed packages, user-registered, then the timm examples; any
     ``"timm:<model>"`` name also works in :func:`create_backbone`.
 
     ``offline_only``: only entries that can be created with no network (bundled, registered, and timm
-    names whose pretrained weights are already in the local cache)."""
-    entries = _ordered()
+    names whose pretrained weights are already in the local cache); ``kind``: only entries of that kind
+    (``bundled``, ``package``, ``custom``, ``timm``)."""
+    entries = [e for e in _ordered() if kind is None or e.kind == kind]
     if offline_only:
         entries = [e for e in entries if _current(e).offline]
     return [e.name for e in entries]
+
+
+#: the model-card fields :func:`card_table` shows, in order
+CARD_FIELDS = ("method", "train_norm", "train_eps", "upstream_clean_acc", "upstream_robust_acc", "upstream_eval_eps",
+               "description")
+
+
+def card_table(names: Sequence[str]) -> pd.DataFrame:
+    """One row per backbone: ``backbone`` and the :data:`CARD_FIELDS` of its model card (None where it has no
+    value; a backbone without a card has its registry description only)."""
+    rows = []
+    for name in names:
+        try:
+            card = read_card(name) if (BUNDLED_DIR / f"{name}.json").is_file() else {}
+        except BackboneUnavailableError:
+            card = {}
+        row = {"backbone": name, **{k: card.get(k) for k in CARD_FIELDS}}
+        try:
+            row["description"] = row["description"] or backbone_info(name).description
+        except (ValueError, BackboneUnavailableError):
+            pass  # a name the registry cannot describe here: no description
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["backbone", *CARD_FIELDS])
 
 
 def backbone_info(name: str) -> BackboneSpec:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from .._io import TMP_PREFIX, UPLOAD_TTL_S, atomic_write, prune_unused, upload_size_problem
 from ..config import resolve_cache_dir
-from ..errors import CheckpointError
+from ..errors import BackboneUnavailableError, CheckpointError
 from .checkpoints import check_safetensors_file
 from .hub import TIMM_PREFIX, hub_reachable, timm_weights_available_offline
+from .ref import BackboneRef
+from .wrapper import Backbone
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +129,28 @@ def offline_problem(name: str, weights: str | None = None) -> str | None:
             f"reached, so this backbone is unavailable offline. Fix: run once with network to fill the Hugging "
             f"Face cache, or pick 'upload a checkpoint' and give a local .safetensors file with the architecture "
             f"{model.split('.')[0]!r}, or choose a bundled backbone.")
+
+
+def checkpoint_ref(arch: str, path: str | os.PathLike[str], filename: str) -> BackboneRef:
+    """The reference of an uploaded checkpoint of the timm architecture ``arch``, labelled with its file name
+    (:class:`CheckpointUploadError` once the pruning removed it: upload it again)."""
+    a = timm_arch(arch)
+    if is_checkpoint_upload(path):
+        if not Path(path).is_file():
+            raise CheckpointUploadError(f"the uploaded checkpoint {Path(filename).name!r} is no longer stored on the "
+                                        f"server (unused for more than {UPLOAD_TTL_S / 3600:.0f} hours); upload it "
+                                        f"again")
+        touch_checkpoint_upload(path)
+    return BackboneRef(f"{TIMM_PREFIX}{a}", str(path), label=f"{TIMM_PREFIX}{a} + {Path(filename).name}")
+
+
+def load_ref(ref: BackboneRef, device: str | None = None) -> Backbone:
+    """Create the backbone of ``ref`` (CUDA when present), marking an uploaded checkpoint as in use:
+    BackboneUnavailableError at once for timm weights that cannot be had offline (:func:`offline_problem`),
+    CheckpointError for a checkpoint that does not fit, ValueError for a bad name."""
+    problem = offline_problem(ref.name, ref.weights)
+    if problem:
+        raise BackboneUnavailableError(problem)
+    if ref.weights is not None and is_checkpoint_upload(ref.weights):
+        touch_checkpoint_upload(ref.weights)
+    return ref.create(device)

@@ -57,6 +57,15 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def device_name(device: str | torch.device) -> str:
+    """``cuda (NVIDIA H100)`` or ``cpu (2 threads)``: the device and what it is."""
+    d = torch.device(device)
+    if d.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(d)})"
+    threads = torch.get_num_threads()
+    return f"{d.type} ({threads} thread{'' if threads == 1 else 's'})"
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The device a backbone runs on: ``None`` is :func:`default_device`; anything else must be a device
     torch can compute on here (``"meta"``, a CUDA device without a GPU, an index past the last GPU, or a

@@ -209,6 +209,24 @@ def ordering_verdict(summary: pd.DataFrame, eps: float, tol: float = 1e-9) -> Ve
     return Verdict(float(eps), best, float(max(ra)), predicted, kendall_tau_b(pre, ra))
 
 
+def block_distances(comparison: MethodComparison) -> dict[str, dict[str, float]]:
+    """Per method label, per block (forward order): the L2 distance of the fine-tuned weights from the pretrained."""
+    return {label: {b: d for b, d in info.block_distance.items() if b != "total"}
+            for label, info in comparison.infos.items()}
+
+
+def movement_table(comparison: MethodComparison) -> pd.DataFrame:
+    """Per method: ``weight_distance`` (all blocks), each block's distance (column ``block <name>``), the head's
+    distance from its start (``head_distance``; ``head_init``: None for the probe), the parameters trained and
+    frozen, the epochs and whether it was read from the cache (``cached``)."""
+    rows = [{"method": label, "weight_distance": info.weight_distance,
+             **{f"block {b}": d for b, d in info.block_distance.items() if b != "total"},
+             "head_distance": info.head_distance, "head_init": info.head_init, "params_trained": info.params_trained,
+             "params_frozen": info.params_frozen, "epochs": info.epochs, "cached": info.from_cache}
+            for label, info in comparison.infos.items()]
+    return pd.DataFrame(rows)
+
+
 def method_table(comparison: MethodComparison, eps_values: Sequence[float]) -> pd.DataFrame:
     """One row per (backbone, task, method): clean accuracy, then robust accuracy, bound, mean Delta
     and the base backbone's mean Delta at each of ``eps_values`` (columns suffixed ``@<eps>``), then

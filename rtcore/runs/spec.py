@@ -47,7 +47,7 @@ from ..probes import list_probes, probe_info
 from ..transfer.recipe import FineTuneRecipe, list_transfers, transfer_info
 from ..validation import check_count, check_seed
 from .fields import Declared, declared, flag_text, groups, option
-from .spec_files import file_digest, interpreter, read_spec_file, task_identity, toml_value
+from .spec_files import file_digest, interpreter, read_spec_file, task_identity, toml_text
 
 __all__ = ["PRECISIONS", "RULES", "EvalSpec", "Rule", "SpecError", "check_attack", "check_backbone_ref",
            "check_batch_size", "check_device", "check_n", "check_probe_c", "check_tasks", "check_transfer_k",
@@ -493,12 +493,7 @@ class EvalSpec:
 
     def to_toml(self) -> str:
         """The spec as TOML (flat keys, then the tables: ``[attack]`` custom settings, ``[finetune]``)."""
-        items = self.to_dict().items()
-        lines = [f"{k} = {toml_value(v)}" for k, v in items if not isinstance(v, dict)]
-        for k, v in items:
-            if isinstance(v, dict):
-                lines += ["", f"[{k}]", *(f"{kk} = {toml_value(vv)}" for kk, vv in v.items())]
-        return "\n".join(lines) + "\n"
+        return toml_text(self.to_dict())
 
     def digest(self) -> str:
         """sha256 of what changes the numbers (the fields declared ``digest=True``): stable across processes

@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from ..data.folder import scan_folder
@@ -39,6 +41,9 @@ def read_spec_file(path: Path) -> dict[str, Any]:
 
 
 def toml_value(v: Any) -> str:
+    """One TOML value: a boolean, number, string, list or inline table of them."""
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -48,6 +53,19 @@ def toml_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
     raise ValueError(f"cannot write {v!r} ({type(v).__name__}) to TOML")
+
+
+def _toml_key(key: object) -> str:
+    return str(key) if re.fullmatch(r"[A-Za-z0-9_-]+", str(key)) else json.dumps(str(key))
+
+
+def toml_text(table: Mapping[str, Any]) -> str:
+    """``table`` as TOML: its plain keys, then each nested table (``[attack]``, ``[finetune]``) under its header."""
+    lines = [f"{_toml_key(k)} = {toml_value(v)}" for k, v in table.items() if not isinstance(v, Mapping)]
+    for k, v in table.items():
+        if isinstance(v, Mapping):
+            lines += ["", f"[{_toml_key(k)}]", *(f"{_toml_key(kk)} = {toml_value(vv)}" for kk, vv in v.items())]
+    return "\n".join(lines) + "\n"
 
 
 _FILE_DIGESTS: dict[str, str] = {}

@@ -4,13 +4,16 @@
 not merged yet, its stored unit files) and adds ``protocol``: how the backbone was pretrained, from
 its model card (:func:`pretraining_protocol`: ``adversarial``, ``standard``, ``self-supervised``,
 ``random init``, or ``unknown`` for timm and user backbones, whose cards rtcore does not have).
-:func:`list_sweeps` finds the sweep folders under ``<cache>/sweeps``.
+:func:`list_sweeps` finds the sweep folders under ``<cache>/sweeps``. On that frame: the settings a sweep varies
+(:func:`sweep_settings`), the rows of one of them (:func:`select_rows`), each backbone's means
+(:func:`backbone_means`) and whether the bound orders the backbones as the attack does (:func:`rank_agreement`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from .._io import file_sha256
-from ..config import resolve_cache_dir
+from ..config import eps_key, resolve_cache_dir
+from ..stats import spearman
 from .sweep_store import read_csv
 
 PROTOCOLS: tuple[str, ...] = ("adversarial", "standard", "self-supervised", "random init", "unknown")
@@ -31,6 +35,8 @@ METHOD_PROTOCOL: dict[str, str] = {
 }
 #: columns :func:`load_sweep` needs in a summary
 NEEDED = ("backbone", "task", "eps", "robust_acc", "bound")
+#: columns that identify a setting of a sweep other than backbone, task and eps
+SETTINGS = ("norm", "probe", "transfer", "attack", "n", "seed")
 
 
 def protocol_of_card(card: dict[str, Any]) -> str:
@@ -124,3 +130,48 @@ def list_sweeps(cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if (p / "sweep.json").is_file()]
     return sorted(found, key=lambda p: (p / "sweep.json").stat().st_mtime, reverse=True)
+
+
+def sweep_stamp(path: str | os.PathLike[str]) -> float:
+    """Changes whenever the sweep folder gets new results (a rerun, a unit landing): a key for re-reading it."""
+    files = [Path(path) / "summary.csv", Path(path) / "units"]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+def sweep_settings(df: pd.DataFrame) -> dict[str, list[object]]:
+    """The values of each :data:`SETTINGS` column present in the frame (those with more than one are a choice)."""
+    return {c: list(dict.fromkeys(df[c].tolist())) for c in SETTINGS if c in df.columns}
+
+
+def select_rows(df: pd.DataFrame, choice: Mapping[str, object], tasks: Sequence[str] | None = None,
+                eps: Sequence[float] | None = None) -> pd.DataFrame:
+    """The rows of one setting (``choice``: column -> value) and of ``tasks`` and ``eps`` (all when None)."""
+    keep = pd.Series(True, index=df.index)
+    for col, value in choice.items():
+        if col in df.columns:
+            keep &= df[col] == value
+    if tasks is not None:
+        keep &= df["task"].isin(list(tasks))
+    if eps is not None:
+        keep &= df["eps"].map(eps_key).isin([eps_key(e) for e in eps])
+    return df[keep]
+
+
+def backbone_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Per backbone (and its protocol), most robust first: the means over the rows of ``clean_acc``, ``robust_acc``
+    and ``bound``, ``gap`` = robust_acc - bound (how conservative the bound is for it) and ``points`` (rows)."""
+    cols = [c for c in ("clean_acc", "robust_acc", "bound") if c in df.columns]
+    out = df.groupby(["backbone", "protocol"], sort=False)[cols].mean().reset_index()
+    out["gap"] = out["robust_acc"] - out["bound"]
+    out["points"] = df.groupby(["backbone", "protocol"], sort=False).size().to_numpy()
+    return out.sort_values("robust_acc", ascending=False).reset_index(drop=True)
+
+
+def rank_agreement(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, eps) with at least three backbones: ``spearman``, the rank correlation of the backbones' bound
+    and robust accuracy (1: the bound orders them as the attack does; NaN where either is the same for every
+    backbone, e.g. a bound of 0 everywhere)."""
+    rows = [{"task": task, "eps": eps, "backbones": int(g["backbone"].nunique()),
+             "spearman": spearman(g["bound"].tolist(), g["robust_acc"].tolist())}
+            for (task, eps), g in df.groupby(["task", "eps"], sort=False) if g["backbone"].nunique() >= 3]
+    return pd.DataFrame(rows, columns=["task", "eps", "backbones", "spearman"])

@@ -20,8 +20,11 @@ from streamlit.testing.v1 import AppTest
 import rtcore
 import rtcore.models.uploads
 from app import jobs, state, view
-from app.theory_ui import TOY_EXAMPLES, example_toy
-from rtcore.config import eps_grid
+from app.texts import texts
+from rtcore.config import default_eps, eps_grid, eps_text
+from rtcore.models.registry import list_backbones
+from rtcore.probes import list_probes
+from rtcore.theory import linear_toy
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import fmt_seconds
 
@@ -109,7 +112,7 @@ def test_moving_eps_replots_without_a_new_job(small: None) -> None:
         at.sidebar.select_slider(key="eps").set_value(e).run()
         times.append(time.perf_counter() - t0)
         assert_clean(at)
-        assert state.eps_short(e) in titles(at)[0], "the bars follow the cursor"
+        assert eps_text(e, "linf") in titles(at)[0], "the bars follow the cursor"
         assert not at.get("progress"), "no progress bar: nothing is computed"
     assert jobs.SCHEDULER.created == created, "moving the cursor started no job"
     assert next(c.value for c in at.caption if "All results ready" in c.value) == job_line, "the same job"
@@ -165,7 +168,7 @@ def test_changing_norm_moves_eps_to_the_norms_default(small: None) -> None:
     at = new_app(tasks=[]).run()  # the sidebar only: nothing to compute
     at.sidebar.radio(key="norm").set_value("l2").run()
     assert_clean(at)
-    assert at.session_state["eps"] == state.default_eps("l2") == 0.4
+    assert at.session_state["eps"] == default_eps("l2") == 0.4
     assert at.sidebar.select_slider(key="eps").options == ["0", "0.1", "0.2", "0.4", "0.8", "1.6"]
 
 
@@ -208,10 +211,10 @@ def test_probe_tradeoff_page(small: None) -> None:
     at.switch_page("pages/6_probes.py").run()
     assert_clean(at)
     fig = next(f for f in charts(at) if "Δ-aware" in f["layout"]["title"]["text"])
-    assert {t["legendgroup"] for t in fig["data"]} == set(state.probes())
+    assert {t["legendgroup"] for t in fig["data"]} == set(list_probes())
     assert all("error_y" in t for t in fig["data"]), "intervals on the probe page"
     table = at.table[0].value
-    assert list(table["probe"]) == state.probes()
+    assert list(table["probe"]) == list_probes()
     assert "robust head changes the bound" in text(at) and "interval" in text(at)
     no_none(at)
 
@@ -230,14 +233,14 @@ def test_each_page_shows_only_its_controls(small: None) -> None:
 
 
 def test_compare_page_button_estimate_and_overlaps(small: None) -> None:
-    at = new_app(compare_backbones=state.bundled_backbones()[:2]).run()
+    at = new_app(compare_backbones=list_backbones(kind="bundled")[:2]).run()
     at.switch_page("pages/4_compare_backbones.py").run()
     assert_clean(at)
     assert not charts(at), "nothing heavy runs before the user asks"
     button = at.button(key="compare_run")
     assert "(2 backbones × 1 task," in button.label and not button.disabled
     assert "Takes up to about" in text(at) and "measured on this server" in text(at), "an estimate from throughput"
-    refs = [BackboneRef(b) for b in state.bundled_backbones()[:2]]
+    refs = [BackboneRef(b) for b in list_backbones(kind="bundled")[:2]]
     left = jobs.SCHEDULER.clock.left(jobs.make_request(refs, ["shapes"], "linf", 20, "fast").workload())
     assert f"up to about {fmt_seconds(left)}" in text(at), "one cost: the scheduler's estimate, as in the progress bar"
     cards = at.table[0].value
@@ -251,7 +254,7 @@ def test_compare_page_button_estimate_and_overlaps(small: None) -> None:
 
 
 def test_compare_button_says_why_it_is_disabled(small: None) -> None:
-    at = new_app(tasks=[], compare_backbones=state.bundled_backbones()[:2]).run()
+    at = new_app(tasks=[], compare_backbones=list_backbones(kind="bundled")[:2]).run()
     at.switch_page("pages/4_compare_backbones.py").run()
     button = at.button(key="compare_run")
     assert button.disabled and "2 backbones × 0 tasks" in button.label
@@ -263,23 +266,23 @@ def test_compare_button_says_why_it_is_disabled(small: None) -> None:
 def test_toy_examples_show_what_their_labels_say(small: None) -> None:
     at = new_app().run()
     at.switch_page("pages/5_theory.py").run()
-    for i, ex in enumerate(TOY_EXAMPLES):
-        tm = example_toy(ex)
-        assert (tm.certified, tm.robust) == (ex.certified, ex.robust), ex.label
-        if "loose" in ex.label:
+    for i, ex in enumerate(texts("theory")["examples"]):  # the page's examples (assets/text/theory.toml)
+        tm = linear_toy(**ex["values"])
+        assert (tm.certified, tm.robust) == (ex["certified"], ex["robust"]), ex["label"]
+        if "loose" in ex["label"]:
             assert not tm.certified and tm.robust
-        if "broken" in ex.label:
+        if "broken" in ex["label"]:
             assert tm.correct and not tm.robust
-        if "exact" in ex.label:
+        if "exact" in ex["label"]:
             assert tm.certified == tm.robust and tm.delta == pytest.approx(tm.required)
-        if "contracting" in ex.label:
+        if "contracting" in ex["label"]:
             assert tm.certified and np.linalg.svd(tm.A, compute_uv=False)[0] < 1
         at.button(key=f"toy_example_{i}").click().run()
         assert_clean(at)
         shown = {m.label: m.value for m in at.metric}
-        assert shown["criterion ρ > Δ"] == ("certified" if ex.certified else "not certified"), ex.label
-        assert shown["exact end-to-end"] == ("robust" if ex.robust else "broken"), ex.label
-        assert ex.lesson in text(at)
+        assert shown["criterion ρ > Δ"] == ("certified" if ex["certified"] else "not certified"), ex["label"]
+        assert shown["exact end-to-end"] == ("robust" if ex["robust"] else "broken"), ex["label"]
+        assert ex["lesson"] in text(at)
 
 
 # ---------------------------------------------------------------- messages instead of tracebacks

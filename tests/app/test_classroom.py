@@ -14,9 +14,9 @@ from types import ModuleType
 import pytest
 
 import rtcore.cli
-from app import backbones as bb
 from app import jobs, state
 from rtcore.models.ref import BackboneRef
+from rtcore.models.uploads import load_ref
 from rtcore.runs import EvalJob, EvalRequest, Scheduler, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def test_the_classroom_spec_is_the_landing_pages_default() -> None:
 def test_a_spec_run_by_the_command_line_warms_the_dashboard(warm: EvalRequest) -> None:
     """The same spec through `python -m rtcore evaluate --spec` and then the dashboard: nothing left to compute."""
     ref = warm.specs[0].backbone
-    job = Scheduler().run(EvalJob(warm, {ref: bb.load_backbone(ref, device="cpu")}), timeout=300)
+    job = Scheduler().run(EvalJob(warm, {ref: load_ref(ref, device="cpu")}), timeout=300)
     now = job.state()
     assert now.phase == "done" and now.computed == 0, "every unit read from the warm cache"
 

@@ -16,11 +16,13 @@ import pytest
 
 import rtcore
 import rtcore.cli
-from app import backbones as bb
-from app import exports, jobs, state
+from app import jobs, state
+from rtcore.export import csv_bytes
 from rtcore.config import eps_key
 from rtcore.models.ref import BackboneRef
+from rtcore.models.uploads import load_ref
 from rtcore.runs import EvalJob, Scheduler
+from rtcore.runs.reproduce import reproduce_script, script_commands, spec_download_name
 from rtcore.runs.spec import parse_eps_text
 from rtcore.tables import SHARES
 from tests.app.conftest import image_folder
@@ -42,7 +44,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[EvalJob, Path]:
         tasks.append("mnist")  # offline: skipped with a warning, and left out of the exports
     ref = BackboneRef(BACKBONE)
     req = jobs.make_request([ref], tasks, "linf", 20, "fast", extras=[0.05], cache_dir=str(tmp / "dashboard-cache"))
-    job = Scheduler().run(EvalJob(req, {ref: bb.load_backbone(ref, device="cpu")}), timeout=600)
+    job = Scheduler().run(EvalJob(req, {ref: load_ref(ref, device="cpu")}), timeout=600)
     snap = job.snapshot()
     assert snap.done and not snap.errors, snap.errors
     return job, tmp
@@ -56,7 +58,7 @@ def test_csvs_are_plain_with_interval_columns(finished: tuple[EvalJob, Path]) ->
     job, _ = finished
     summary, samples, parts = job.export()
     for df in (summary, samples):
-        data = exports.csv_bytes(df)
+        data = csv_bytes(df)
         assert not data.startswith(b"#") and b"\n#" not in data
         back = pd.read_csv(io.BytesIO(data))
         assert list(back.columns) == list(df.columns) and len(back) == len(df)
@@ -69,7 +71,7 @@ def test_csvs_are_plain_with_interval_columns(finished: tuple[EvalJob, Path]) ->
 
 def test_script_runs_with_the_dashboards_interpreter(finished: tuple[EvalJob, Path]) -> None:
     job, _ = finished
-    script = exports.repro_script(job.request, job.export()[2])
+    script = reproduce_script(job.request.specs, job.export()[2])
     assert script.startswith("#!/usr/bin/env bash") and "bash rtcore-reproduce-" in script, "says how to run it"
     assert f'PYTHON="${{PYTHON:-{sys.executable}}}"' in script, "the interpreter that produced it, overridable"
     (argv,) = commands(script)  # the dashboard computed in stages; one command reproduces them
@@ -94,12 +96,12 @@ def test_the_script_reproduces_the_per_sample_csv_bit_for_bit(finished: tuple[Ev
     out.mkdir()
     monkeypatch.chdir(out)
     _, samples_dash, parts = job.export()
-    for argv in commands(exports.repro_script(job.request, parts)):
+    for argv in commands(reproduce_script(job.request.specs, parts)):
         assert rtcore.cli.main(argv[3:] + ["--cache-dir", str(fresh)]) == 0, argv
-    written = (out / exports.download_name(job.request, "samples")).read_bytes()
-    assert written == exports.csv_bytes(samples_dash), "the CLI's per-sample CSV equals the dashboard's byte for byte"
-    summary = pd.read_csv(out / exports.download_name(job.request, "summary"))
-    dash = pd.read_csv(io.BytesIO(exports.csv_bytes(job.export()[0])))
+    written = (out / spec_download_name(job.request.specs, "samples")).read_bytes()
+    assert written == csv_bytes(samples_dash), "the CLI's per-sample CSV equals the dashboard's byte for byte"
+    summary = pd.read_csv(out / spec_download_name(job.request.specs, "summary"))
+    dash = pd.read_csv(io.BytesIO(csv_bytes(job.export()[0])))
     cols = [c for c in dash.columns if c != "seconds"]
     pd.testing.assert_frame_equal(summary[cols], dash[cols])
 
@@ -110,12 +112,12 @@ def test_the_downloaded_script_runs_outside_the_repository(finished: tuple[EvalJ
     folder = tmp / "elsewhere"
     folder.mkdir()
     script = folder / "reproduce.sh"
-    script.write_text(exports.repro_script(job.request, job.export()[2]))
+    script.write_text(reproduce_script(job.request.specs, job.export()[2]))
     env = {**os.environ, "RTCORE_CACHE_DIR": job.request.cache_dir, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(["bash", str(script)], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    written = (folder / exports.download_name(job.request, "samples")).read_bytes()
-    assert written == exports.csv_bytes(job.export()[1])
+    written = (folder / spec_download_name(job.request.specs, "samples")).read_bytes()
+    assert written == csv_bytes(job.export()[1])
 
 
 def test_concatenating_the_parts_gives_the_dashboards_csv(tmp_path: Path) -> None:
@@ -129,12 +131,12 @@ def test_concatenating_the_parts_gives_the_dashboards_csv(tmp_path: Path) -> Non
                                                                                           ("robust", 0.0837))]
     names = []
     for i, df in enumerate(parts):
-        (tmp_path / f"part{i}.csv").write_bytes(exports.csv_bytes(df))
+        (tmp_path / f"part{i}.csv").write_bytes(csv_bytes(df))
         names.append(f"part{i}.csv")
     subprocess.run(["bash", "-c", f"{{ head -n 1 {names[0]}; tail -q -n +2 {' '.join(names)}; }} > all.csv"],
                    cwd=tmp_path, check=True)
-    assert (tmp_path / "all.csv").read_bytes() == exports.csv_bytes(pd.concat(parts, ignore_index=True))
+    assert (tmp_path / "all.csv").read_bytes() == csv_bytes(pd.concat(parts, ignore_index=True))
     ref = BackboneRef(BACKBONE)
     req = jobs.make_request([ref], ["shapes"], "linf", 20, "fast", probes=["logistic", "robust"])
-    lines = exports.script_commands([(s, ("shapes",)) for s in req.specs], "summary.csv", "samples.csv")
+    lines = script_commands([(s, ("shapes",)) for s in req.specs], "summary.csv", "samples.csv")
     assert len(lines) == 4 and lines[-1].endswith("> samples.csv") and "--probe robust" in lines[1]

@@ -11,8 +11,9 @@ import torch
 
 from app import figures as fx
 from app.figures import style
-from app.theory_ui import TOY_EXAMPLES, example_toy
+from app.texts import texts
 from rtcore.config import eps_grid
+from rtcore.theory import linear_toy
 from rtcore.stats import wilson_interval
 
 TASKS = ("shapes", "glyphs")
@@ -258,7 +259,7 @@ def test_calibration_scatter(summary: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("build", [lambda s: fx.calibration_scatter(s), lambda s: fx.linear_toy_figure(
-    example_toy(TOY_EXAMPLES[0]))])
+    linear_toy(**texts("theory")["examples"][0]["values"]))])
 def test_equal_scale_axes_keep_their_ranges(summary: pd.DataFrame, build) -> None:  # noqa: ANN001
     """The calibration's share axis once ran from -0.2 to 1.2: with equal scales both axes must give way in
     their domain (the plot shrinks), never in their range."""
@@ -354,7 +355,7 @@ def test_compare_bars_at_the_default_selection_never_overlap(summary: pd.DataFra
     import rtcore
     from app import state
 
-    backbones, tasks = state.default_compare_backbones(), rtcore.list_tasks(offline_only=True)
+    backbones, tasks = state.session_defaults()["compare_backbones"], rtcore.list_tasks(offline_only=True)
     row = summary[summary["eps"] == EPS[1]].iloc[0]
     rows = [{**row.to_dict(), "backbone": b, "task": t, "robust_acc": 0.98 - 0.01 * i, "bound": 0.0}
             for i, b in enumerate(backbones) for t in tasks]
@@ -396,7 +397,7 @@ def every_figure(summary: pd.DataFrame, samples: pd.DataFrame) -> dict[str, go.F
         "delta_curves": fx.delta_curves(summary, EPS[1]), "relative": fx.relative_delta_curves(summary, EPS[1]),
         "delta_box": fx.delta_distribution(samples), "rho_delta": fx.rho_delta_scatter(samples, EPS[1]),
         "gallery": fx.gallery(x, x.clamp(0, 0.9), 0.05, ["a", "b"]),
-        "toy": fx.linear_toy_figure(example_toy(TOY_EXAMPLES[0])),
+        "toy": fx.linear_toy_figure(linear_toy(**texts("theory")["examples"][0]["values"])),
         "method_curves": fx.method_curves(summary.assign(method="lp", mean_delta_base=1.0), EPS[1]),
         "method_delta": fx.method_delta_curves(summary.assign(method="lp", mean_delta_base=1.0), EPS[1]),
         "blocks": fx.block_distance_bars({"ft": {"b1": 0.5}})}
@@ -437,7 +438,7 @@ def test_a_task_keeps_its_colour_whatever_else_is_chosen() -> None:
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_linear_toy_figure(norm: str) -> None:
-    tm = example_toy(TOY_EXAMPLES[0]) if norm == "linf" else example_toy(TOY_EXAMPLES[2])
+    tm = linear_toy(**texts("theory")["examples"][0 if norm == "linf" else 2]["values"])
     fig = fx.linear_toy_figure(tm)
     labels = " | ".join(names(fig))
     for part in ("ε-ball", "radius Δ", "image of the ε-ball", "ρ (margin)", "decision boundary w·z + b = 0"):

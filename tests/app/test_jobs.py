@@ -22,9 +22,10 @@ from streamlit.runtime import Runtime
 from streamlit.testing.v1 import AppTest
 
 import rtcore
-from app import backbones as bb
 from app import jobs, state
 from rtcore.config import default_cache_dir
+from rtcore.models.uploads import CheckpointUploadError, checkpoint_ref, checkpoint_upload_dir, load_ref, \
+    save_checkpoint_upload
 from rtcore.runs import Job, ProgressEvent, Scheduler, Step
 
 BACKBONE = "fmnist-cnn-standard"
@@ -154,8 +155,8 @@ def stored(folder: Path) -> list[Path]:
 
 def test_uploads_are_stored_in_the_cache_folder(cache: Path, tmp_path: Path) -> None:
     data = checkpoint_bytes(tmp_path)
-    path = bb.save_upload("my model.safetensors", data)
-    assert bb.upload_dir() == default_cache_dir() / "uploads" == cache / "uploads"
+    path = save_checkpoint_upload("my model.safetensors", data)
+    assert checkpoint_upload_dir() == default_cache_dir() / "uploads" == cache / "uploads"
     assert path.parent == cache / "uploads" and path.read_bytes() == data
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert stored(path.parent) == [path], "no temporary left behind"
@@ -163,8 +164,8 @@ def test_uploads_are_stored_in_the_cache_folder(cache: Path, tmp_path: Path) -> 
 
 def test_unused_uploads_are_pruned_on_save(cache: Path, tmp_path: Path) -> None:
     folder = cache / "uploads"
-    old = bb.save_upload("old.safetensors", checkpoint_bytes(tmp_path, "a.safetensors"))
-    recent = bb.save_upload("recent.safetensors", checkpoint_bytes(tmp_path, "b.safetensors"))
+    old = save_checkpoint_upload("old.safetensors", checkpoint_bytes(tmp_path, "a.safetensors"))
+    recent = save_checkpoint_upload("recent.safetensors", checkpoint_bytes(tmp_path, "b.safetensors"))
     age(old, 25 * 3600)
     age(recent, 23 * 3600)
     foreign = folder / "notes.txt"
@@ -175,43 +176,43 @@ def test_unused_uploads_are_pruned_on_save(cache: Path, tmp_path: Path) -> None:
     age(leftover, 48 * 3600)
     src = tmp_path / "c.safetensors"
     save_file({"v": torch.ones(5)}, str(src))
-    new = bb.save_upload("new.safetensors", src.read_bytes())
+    new = save_checkpoint_upload("new.safetensors", src.read_bytes())
     assert not old.exists(), "unused for more than 24 hours"
     assert recent.exists() and new.exists() and foreign.exists() and not leftover.exists()
 
 
 def test_an_upload_in_use_is_touched_and_kept(cache: Path, tmp_path: Path) -> None:
-    path = bb.save_upload("mine.safetensors", checkpoint_bytes(tmp_path))
+    path = save_checkpoint_upload("mine.safetensors", checkpoint_bytes(tmp_path))
     age(path, 25 * 3600)
-    ref = bb.upload_ref("resnet18", path, "mine.safetensors")  # every script run of a session using it
+    ref = checkpoint_ref("resnet18", path, "mine.safetensors")  # every script run of a session using it
     assert time.time() - path.stat().st_mtime < 60
     assert ref.display == "timm:resnet18 + mine.safetensors" and ref.weights == str(path)
     age(path, 25 * 3600)
     with pytest.raises(rtcore.CheckpointError):  # the wrong architecture, but the file was used
-        bb.load_backbone(ref, device="cpu")
+        load_ref(ref, device="cpu")
     assert time.time() - path.stat().st_mtime < 60
     src = tmp_path / "other.safetensors"
     save_file({"v": torch.ones(5)}, str(src))
-    bb.save_upload("other.safetensors", src.read_bytes())
+    save_checkpoint_upload("other.safetensors", src.read_bytes())
     assert path.exists()
     age(path, 25 * 3600)
-    bb.save_upload("other.safetensors", src.read_bytes())
+    save_checkpoint_upload("other.safetensors", src.read_bytes())
     assert not path.exists()
-    with pytest.raises(bb.UploadError, match="upload it again"):
-        bb.upload_ref("resnet18", path, "mine.safetensors")
+    with pytest.raises(CheckpointUploadError, match="upload it again"):
+        checkpoint_ref("resnet18", path, "mine.safetensors")
 
 
 def test_a_reupload_refreshes_the_stored_file(cache: Path, tmp_path: Path) -> None:
     data = checkpoint_bytes(tmp_path)
-    path = bb.save_upload("mine.safetensors", data)
+    path = save_checkpoint_upload("mine.safetensors", data)
     age(path, 25 * 3600)
-    assert bb.save_upload("mine.safetensors", data) == path
+    assert save_checkpoint_upload("mine.safetensors", data) == path
     assert path.exists() and time.time() - path.stat().st_mtime < 60
 
 
 def refused(cache: Path, data: bytes, match: str) -> str:
-    with pytest.raises(bb.UploadError, match=match) as info:
-        bb.save_upload("model.safetensors", data)
+    with pytest.raises(CheckpointUploadError, match=match) as info:
+        save_checkpoint_upload("model.safetensors", data)
     assert "model.safetensors" in str(info.value), "the message names the file"
     assert isinstance(info.value.__cause__, rtcore.CheckpointError)
     assert stored(cache / "uploads") == [], "nothing refused is stored, no temporary is left"

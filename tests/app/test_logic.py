@@ -11,27 +11,24 @@ import torch
 from safetensors.torch import save_file
 
 import rtcore
-from app import backbones as bb
 from app import jobs, state
-from rtcore.config import eps_grid, eps_key
+from app.figures.style import eps_tick
+from rtcore.config import default_eps, eps_grid, eps_key, nearest_eps
 from rtcore.models.ref import BackboneRef
+from rtcore.models.registry import list_backbones
+from rtcore.models.uploads import CheckpointUploadError, checkpoint_ref, load_ref, save_checkpoint_upload
 
 
-def test_eps_labels_and_default() -> None:
-    grid = eps_grid("linf")
-    assert state.default_eps("linf") == grid[3] and state.eps_label(grid[3]) == "4/255 = 0.0157"
-    assert state.eps_label(grid[2]) == "2/255 = 0.0078" and state.eps_label(8 / 255) == "8/255 = 0.0314"
-    assert state.default_eps("l2") == 0.4 and state.eps_label(0.4, "l2") == "0.4"
-    assert state.eps_short(grid[5]) == "16/255" and state.eps_short(0.05) == "12.8/255"
-    assert state.eps_tick(grid[5], "linf") == "16" and state.eps_tick(1.6, "l2") == "1.6"
-    assert state.eps_label(0.05) == "12.8/255 = 0.0500"
+def test_eps_ticks() -> None:
+    assert eps_tick(eps_grid("linf")[5], "linf") == "16" and eps_tick(1.6, "l2") == "1.6" and eps_tick(0, "l2") == "0"
+    assert eps_tick(0.05, "linf") == "12.75"
 
 
 def test_eps_options_snap_and_input() -> None:
     e = state.eps_from_input(3, "linf")
     assert e == eps_key(3 / 255)
     assert state.eps_options("linf", [e]) == sorted([*eps_grid("linf"), e])
-    assert state.snap_eps(0.03, eps_grid("linf")) == eps_grid("linf")[4]
+    assert nearest_eps(0.03, eps_grid("linf")) == eps_grid("linf")[4]
     assert state.eps_from_input(0.3, "l2") == 0.3
 
 
@@ -53,7 +50,7 @@ def test_the_cursor_is_not_part_of_a_request() -> None:
     ref = BackboneRef("fmnist-cnn-standard")
     a = jobs.make_request([ref], ["shapes", "glyphs"], "linf", 20, "fast", cache_dir="/tmp/c")
     assert not hasattr(a, "cursor") and a.eps == eps_grid("linf")
-    assert a.first == (state.default_eps("linf"),) and a.priority == ()
+    assert a.first == (default_eps("linf"),) and a.priority == ()
     b = jobs.make_request([ref], ["shapes", "glyphs"], "linf", 20, "fast", extras=[0.05, 8 / 255, 0.05],
                           cache_dir="/tmp/c")
     assert b.priority == (0.05,), "grid values and duplicates are dropped"
@@ -74,13 +71,13 @@ def test_a_bad_request_names_the_value(kw: dict, match: str) -> None:
 
 
 def test_defaults_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defaults are assets/classroom.toml's selection (200 points, fast, the offline tasks, the robust CNN)."""
     for var in (state.ENV_N, state.ENV_TASKS, state.ENV_ATTACK, state.ENV_BACKBONE, state.ENV_NORM):
         monkeypatch.delenv(var, raising=False)
-    assert state.default_n() == 200 and state.default_attack() == "fast"
+    assert state.default_n() == 200 and state.default_attack() == "fast" and state.default_norm() == "linf"
     assert state.default_tasks() == rtcore.list_tasks(offline_only=True)
-    names = state.backbone_choices()
-    expected = state.PREFERRED_BACKBONE if state.PREFERRED_BACKBONE in names else state.bundled_backbones()[0]
-    assert state.default_backbone(names) == expected
+    assert state.default_backbone(state.backbone_choices()) == "fmnist-cnn-pgd-linf-0.1"
+    assert state.default_backbone(["a", "fmnist-cnn-standard"]) == "fmnist-cnn-standard", "else a bundled one"
     monkeypatch.setenv(state.ENV_N, "20")
     monkeypatch.setenv(state.ENV_TASKS, "shapes, nonsense")
     monkeypatch.setenv(state.ENV_ATTACK, "strong")
@@ -91,36 +88,39 @@ def test_defaults_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_model_cards_have_no_empty_cells() -> None:
-    table = state.card_table(state.bundled_backbones())
-    assert len(table) == len(state.bundled_backbones())
+    bundled = list_backbones(kind="bundled")
+    table = state.card_columns([*bundled, "timm:resnet18"])
+    assert len(table) == len(bundled) + 1 and list(table.columns) == ["backbone", *state.CARD_COLUMNS.values()]
     assert not table.isna().any().any() and not (table.astype(str) == "None").any().any()
+    assert table.iloc[-1]["method"] == "—" and "resnet18" in table.iloc[-1]["description"], "no card: the registry's"
 
 
 def test_upload_refuses_pickles_and_non_safetensors(tmp_path: Path) -> None:
     pickled = pickle.dumps({"weight": [1.0, 2.0]})
-    with pytest.raises(bb.UploadError, match="pickled"):
-        bb.save_upload("model.pt", pickled, dest=tmp_path)
-    with pytest.raises(bb.UploadError, match="not a safetensors file"):
-        bb.save_upload("model.safetensors", pickled, dest=tmp_path)
-    with pytest.raises(bb.UploadError, match="empty"):
-        bb.save_upload("model.safetensors", b"", dest=tmp_path)
-    with pytest.raises(bb.UploadError, match="limit"):
-        bb.save_upload("model.safetensors", b"x" * 2048, dest=tmp_path, max_bytes=1024)
+    with pytest.raises(CheckpointUploadError, match="pickled"):
+        save_checkpoint_upload("model.pt", pickled, dest=tmp_path)
+    with pytest.raises(CheckpointUploadError, match="not a safetensors file"):
+        save_checkpoint_upload("model.safetensors", pickled, dest=tmp_path)
+    with pytest.raises(CheckpointUploadError, match="empty"):
+        save_checkpoint_upload("model.safetensors", b"", dest=tmp_path)
+    with pytest.raises(CheckpointUploadError, match="limit"):
+        save_checkpoint_upload("model.safetensors", b"x" * 2048, dest=tmp_path, max_bytes=1024)
     assert not list(tmp_path.glob("*.safetensors")), "nothing refused is kept"
 
 
 def test_upload_accepts_safetensors_and_a_wrong_architecture_is_a_checkpoint_error(tmp_path: Path) -> None:
     src = tmp_path / "src.safetensors"
     save_file({"not_a_resnet.weight": torch.zeros(3, 3)}, str(src))
-    path = bb.save_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up")
+    path = save_checkpoint_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up")
     assert path.is_file() and path.suffix == ".safetensors"
-    assert bb.save_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up") == path, "content-addressed"
-    ref = bb.upload_ref("timm:resnet18", path, "mine.safetensors")
+    again = save_checkpoint_upload("mine.safetensors", src.read_bytes(), dest=tmp_path / "up")
+    assert again == path, "content-addressed"
+    ref = checkpoint_ref("timm:resnet18", path, "mine.safetensors")
     assert ref.name == "timm:resnet18" and ref.weights == str(path) and isinstance(ref, BackboneRef)
     with pytest.raises(rtcore.CheckpointError):
-        bb.load_backbone(ref, device="cpu")
+        load_ref(ref, device="cpu")
     with pytest.raises(ValueError, match="no architecture"):
-        bb.upload_ref("not-a-timm-model", path, "mine.safetensors")
+        checkpoint_ref("not-a-timm-model", path, "mine.safetensors")
 
 
 def test_no_numeric_work_and_no_copies_of_library_lists_in_the_app() -> None:
@@ -128,7 +128,7 @@ def test_no_numeric_work_and_no_copies_of_library_lists_in_the_app() -> None:
     root = Path(__file__).resolve().parents[2]
     for path in [*root.glob("app/**/*.py"), *root.glob("pages/*.py")]:
         text = path.read_text()
-        assert "import torch" not in text or path.name == "backbones.py", path  # only to name the device
+        assert "import torch" not in text, path
         assert "import numpy" not in text, path
         for copy in ('("logistic", "logistic-std", "robust")', '("fast", "standard"', '("linf", "l2")'):
             assert copy not in text, (path, copy)

@@ -14,9 +14,9 @@ from streamlit.testing.v1 import AppTest
 
 import rtcore.sanity
 from rtcore.config import eps_grid
-from app import exports
 from app import sanity_view as sv
-from rtcore.sanity import FLAG_NAMES, SanityFlag
+from rtcore.export import csv_bytes
+from rtcore.sanity import FLAG_NAMES, SanityFlag, flag_table, values_text
 from tests.app.conftest import use_small_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,19 +41,19 @@ FLAGGED = [
 # ---------------------------------------------------------------- pure functions
 
 def test_values_text_is_compact() -> None:
-    assert sv.values_text({"eps": 0.0156862745, "steps": 40.0, "gap": -0.1}) == "eps=0.0157, steps=40, gap=-0.1"
-    assert sv.values_text({}) == ""
+    assert values_text({"eps": 0.0156862745, "steps": 40.0, "gap": -0.1}) == "eps=0.0157, steps=40, gap=-0.1"
+    assert values_text({}) == ""
 
 
 def test_flag_table_has_one_row_per_task_and_check() -> None:
-    table = sv.flag_table({"shapes": PASSED, "digits": FLAGGED})
-    assert list(table.columns) == ["task", "check", "status", "measured", "threshold", "if it fails"]
+    table = flag_table({"shapes": PASSED, "digits": FLAGGED})
+    assert list(table.columns) == ["task", "check", "status", "measured", "threshold", "meaning"]
     assert len(table) == 8 and list(table["task"]) == ["shapes"] * 4 + ["digits"] * 4
     assert list(table["check"][:4]) == list(FLAG_NAMES)
     assert list(table["status"]) == ["ok", "ok", "ok", "skipped", "ok", "failed", "failed", "skipped"]
     row = table.iloc[6]
-    assert (row["measured"], row["threshold"], row["if it fails"]) == ("drop=0.125", "drop <= 2%", "had not converged")
-    assert sv.flag_table({}).empty and list(sv.flag_table({}).columns) == list(table.columns)
+    assert (row["measured"], row["threshold"], row["meaning"]) == ("drop=0.125", "drop <= 2%", "had not converged")
+    assert flag_table({}).empty and list(flag_table({}).columns) == list(table.columns)
 
 
 def test_verdict_names_failed_and_skipped_checks() -> None:
@@ -78,7 +78,7 @@ def test_with_flags_adds_the_sanity_column() -> None:
 def test_flags_csv_reads_back() -> None:
     import io
 
-    back = pd.read_csv(io.BytesIO(exports.csv_bytes(sv.flag_table({"digits": FLAGGED}))))
+    back = pd.read_csv(io.BytesIO(csv_bytes(flag_table({"digits": FLAGGED}))))
     assert list(back["status"]) == ["ok", "failed", "failed", "skipped"] and set(back["task"]) == {"digits"}
 
 

@@ -17,8 +17,10 @@ from app import jobs
 from app import transfer_view as tv
 from app.figures import block_distance_bars, method_curves, method_delta_curves
 from rtcore import ResultCache, create_backbone
+from rtcore.config import nearest_eps
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import MethodComparison, ProgressEvent, Scheduler, compare_methods
+from rtcore.runs.compare import block_distances
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 from tests.app.conftest import use_small_defaults
 from tests.unit.test_transfer import tiny_backbone, tiny_task
@@ -37,7 +39,7 @@ def comparison(tmp_path_factory: pytest.TempPathFactory) -> MethodComparison:
 
 
 def test_tables_figures_and_words(comparison: MethodComparison) -> None:
-    eps = tv.nearest_eps(comparison.summary, 0.028)
+    eps = nearest_eps(0.028, comparison.summary["eps"].unique())
     assert eps == 0.03
     table = tv.method_summary(comparison, eps)
     assert list(table["method"]) == ["lp", "ft", "lp-ft", "ft-last-2"] and "[" in table["robust (attack)"].iloc[0]
@@ -47,7 +49,7 @@ def test_tables_figures_and_words(comparison: MethodComparison) -> None:
     words = tv.verdict_text(comparison, eps, "linf")
     assert "most robust" in words and "ε" in words and "Δ" in words and "eps" not in words and "Delta" not in words
     acc, delta = method_curves(comparison.summary, eps), method_delta_curves(comparison.summary, eps)
-    bars = block_distance_bars(tv.block_distances(comparison))
+    bars = block_distance_bars(block_distances(comparison))
     assert len(acc.data) == 8 + 2 and len(delta.data) == 5 and len(bars.data) == 4
     assert delta.data[-1].name == "base backbone (before)"
     assert acc.layout.legend.x >= 1, "the legend sits right of the plot, never over the title"
@@ -116,3 +118,6 @@ def test_page_runs_one_job_step_per_method_and_draws_it(page: AppTest) -> None:
     assert any("moved each block" in t for t in titles)
     assert len(page.table) == 2 and "most robust" in page.info[0].value
     assert "All results ready" in " ".join(c.value for c in page.caption)
+    labels = [el.proto.label for el in page.get("download_button")]
+    assert labels == ["Summary CSV", "Per-sample CSV", "Sweep file (.toml)"], "the comparison reproduces from its file"
+    assert "rtcore sweep FILE" in " ".join(c.value for c in page.caption)

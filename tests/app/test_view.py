@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from app import jobs, lesson, nav, state, ui, view
 from rtcore.config import eps_grid
 from rtcore.models.ref import BackboneRef
+from rtcore.probes import list_probes
 from rtcore.runs import load_spec
 from tests.app.test_figures import fonts
 
@@ -145,7 +146,7 @@ def test_the_lesson_takes_20_minutes_and_asks_at_every_step() -> None:
     pages = [s.page for s in lesson.STEPS]
     assert pages == ["classroom", "bound", "compare", "tradeoff", "bound"], "theory, landing, compare, probes, own data"
     assert lesson.step_params(1)["eps"] == "4/255" and lesson.step_params(2)["compare"] == \
-        f"{lesson.ROBUST},{lesson.STANDARD}"
+        "fmnist-cnn-pgd-linf-0.1,fmnist-cnn-standard", "robust vs standard pretraining"
 
 
 def test_the_warm_up_covers_every_page_the_lesson_opens(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,7 +162,7 @@ def test_the_warm_up_covers_every_page_the_lesson_opens(monkeypatch: pytest.Monk
         if step.page == "compare":
             refs, probes, tasks = v["compare_backbones"], ("logistic",), v["tasks"]
         elif step.page == "tradeoff":
-            refs, probes, tasks = [v["backbone"]], state.probes(), v["tasks"][:1]
+            refs, probes, tasks = [v["backbone"]], list_probes(), v["tasks"][:1]
         elif step.page == "bound":
             refs, probes, tasks = [v["backbone"]], (v["probe"],), v["tasks"]
         else:

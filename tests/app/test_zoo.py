@@ -1,4 +1,5 @@
-"""The backbone-zoo page (pages/8_zoo.py) and its logic (app/zoo_view.py), on a tiny real sweep made here:
+"""The backbone-zoo page (pages/8_zoo.py), its figure and the library's sweep tables (rtcore.runs.zoo), on a tiny
+real sweep made here:
 three bundled backbones (adversarial, standard, self-supervised) x one task x two eps, n = 8, `fast`."""
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import zoo_view as zv
+from app import figures as fx
 from rtcore.runs.sweep import load_sweep, sweep
+from rtcore.runs.zoo import backbone_means, rank_agreement, select_rows, sweep_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "pages" / "8_zoo.py")
+SWEEP = "assets/zoo.toml"  # the sweep the page's empty state names
 TINY = {"backbones": ["fmnist-cnn-pgd-linf-0.1", "fmnist-cnn-standard", "fmnist-cnn-simclr"],
         "tasks": ["fmnist-novel"], "eps": ["2/255", "8/255"], "n": 8, "attack": "fast", "probes": ["logistic-std"]}
 
@@ -32,19 +35,24 @@ def page(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=60)
 
 
-def test_view_functions(cache: Path) -> None:
+def test_figure_and_tables(cache: Path) -> None:
     df = load_sweep(cache / "sweeps" / "tiny")
     assert set(df["protocol"]) == {"adversarial", "standard", "self-supervised"}
-    fig = zv.calibration_figure(df)
+    fig = fx.calibration_figure(df)
     names = [t.name for t in fig.data]
     assert names == ["bound = empirical", "adversarial", "standard", "self-supervised", "task: fmnist-novel"]
     assert all(len(t.x) == 2 for t in fig.data[1:4])  # one dot per (backbone, task, eps)
-    table = zv.backbone_table(df)
-    assert len(table) == 3 and (table["robust − bound"] >= 0).all()  # bound <= robust on every row
-    agree = zv.rank_agreement(df)
+    table = backbone_means(df)
+    assert len(table) == 3 and (table["gap"] >= 0).all()  # bound <= robust on every row
+    assert list(table["robust_acc"]) == sorted(table["robust_acc"], reverse=True) and set(table["points"]) == {2}
+    one = df[df["backbone"] == table["backbone"][0]]
+    assert table["bound"][0] == one["bound"].mean()
+    assert table["gap"][0] == one["robust_acc"].mean() - one["bound"].mean()
+    agree = rank_agreement(df)
     assert list(agree["backbones"]) == [3, 3] and agree["spearman"].between(-1, 1).all()
-    assert zv.eps_label(8 / 255, "linf") == "8/255" and zv.eps_label(0.5, "l2") == "0.5"
-    assert len(zv.filters(df, {"probe": "logistic-std"}, ["fmnist-novel"], [8 / 255])) == 3
+    assert sweep_settings(df)["probe"] == ["logistic-std"] and sweep_settings(df)["n"] == [8]
+    assert len(select_rows(df, {"probe": "logistic-std"}, ["fmnist-novel"], [8 / 255])) == 3
+    assert select_rows(df, {"probe": "logistic"}).empty and len(select_rows(df, {})) == len(df)
 
 
 def test_page_draws_the_sweep_and_curves_on_demand(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +69,7 @@ def test_page_draws_the_sweep_and_curves_on_demand(cache: Path, monkeypatch: pyt
 
 def test_page_without_a_sweep_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = page(tmp_path, monkeypatch).run()
-    assert not at.exception and f"rtcore sweep {zv.SWEEP}" in at.info[0].value and "offline" in at.info[0].value
+    assert not at.exception and f"rtcore sweep {SWEEP}" in at.info[0].value and "offline" in at.info[0].value
     at.text_input(key="zoo_path").set_value(str(tmp_path)).run()
     assert not at.exception and "no finished units" in at.warning[0].value
 
@@ -79,7 +87,7 @@ def test_the_bundled_sweep_runs_offline() -> None:
     from rtcore.models.registry import backbone_info
     from rtcore.runs.sweep_spec import load_sweep_spec
 
-    spec = load_sweep_spec(ROOT / zv.SWEEP)
+    spec = load_sweep_spec(ROOT / SWEEP)
     units = spec.units
     bundled = {b for b in rtcore.list_backbones() if backbone_info(b).kind == "bundled"}
     assert {u.backbone for u in units} == bundled

@@ -40,7 +40,7 @@ FRESH = {"compare": (2, True), "bound": (3, True), "vulnerability": (3, True), "
          "tradeoff": (1, True), "classroom": (1, False), "transfer-methods": (0, False), "backbone-zoo": (1, False),
          "guided-lesson": (0, False)}
 #: two backbones to compare (the page's default is every bundled one: too long for this test)
-COMPARE = f"{lesson.ROBUST},{lesson.STANDARD}"
+COMPARE = "fmnist-cnn-pgd-linf-0.1,fmnist-cnn-standard"
 TITLES = {p.url_path: p.title for p in nav.PAGES}
 #: every chart's text (hover labels aside), as the browser draws it
 FONT_SIZES_JS = """() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"] svg text'))

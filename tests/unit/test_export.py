@@ -38,3 +38,30 @@ def test_the_table_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert (tmp_path / "t.tex").read_text() == latex_table(pd.read_csv(src))
     assert main(["table", str(tmp_path / "missing.csv")]) == 2
     assert "is not a file" in capsys.readouterr().err
+
+
+def test_csv_bytes_read_back() -> None:
+    from rtcore.export import csv_bytes
+
+    df = pd.DataFrame({"task": ["shapes", "a,b"], "eps": [0.0, 0.0156862745], "robust": [True, False]})
+    data = csv_bytes(df)
+    assert not data.startswith(b",") and b"\n#" not in data, "no index, no comments"
+    import io
+
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(data)), df)
+
+
+def test_eps_text_with_its_norm_reads_back() -> None:
+    """With a norm, eps is always text: k/255 (linf, a fraction of a step where it is one), the radius (l2), "0";
+    the shortest text that parse_eps_text reads back to the same eps. Without one, as files write it."""
+    from rtcore.config import default_eps, eps_grid, eps_key, eps_text
+    from rtcore.runs import parse_eps_text
+
+    grid = eps_grid("linf")
+    assert [eps_text(e, "linf") for e in grid] == ["0", "1/255", "2/255", "4/255", "8/255", "16/255"]
+    assert [eps_text(e, "l2") for e in eps_grid("l2")] == ["0", "0.1", "0.2", "0.4", "0.8", "1.6"]
+    assert eps_text(0.05, "linf") == "12.75/255" and eps_text(3.5 / 255, "linf") == "3.5/255"
+    assert eps_text(0.4) == "102/255" and eps_text(0.5) == 0.5, "without a norm: unchanged (files)"
+    for e, norm in [(0.05, "linf"), (1 / 3, "linf"), (0.123456789, "l2"), (2.5, "l2"), *((g, "linf") for g in grid)]:
+        assert eps_key(parse_eps_text(eps_text(e, norm))) == eps_key(e), (e, norm)
+    assert default_eps("linf") == grid[3] and default_eps("l2") == 0.4

@@ -77,3 +77,15 @@ def test_summary_has_an_interval_per_share() -> None:
             n = row.n
             assert getattr(row, share) == pytest.approx(k / n)
             assert (getattr(row, f"{share}_lo"), getattr(row, f"{share}_hi")) == wilson_interval(k, n)
+
+
+def test_spearman_exact_answers() -> None:
+    """Rank correlation: 1 for any increasing relation, -1 for a decreasing one, ties share their mean rank, and a
+    constant sequence (no order) is NaN."""
+    from rtcore.stats import spearman
+
+    assert spearman([1, 2, 3, 4], [10, 20, 300, 4000]) == 1.0 and spearman([1, 2, 3], [3, 2, 1]) == -1.0
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1])
+    assert math.isnan(spearman([0, 0, 0], [1, 2, 3]))
+    with pytest.raises(ValueError, match="equally long"):
+        spearman([1, 2], [1])

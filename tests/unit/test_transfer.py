@@ -362,7 +362,11 @@ def test_cli_takes_the_transfer_method() -> None:
 def test_a_comparison_reproduces_from_its_sweep_file(tiny_task: str, tmp_path: Path) -> None:
     """What compare_methods (the dashboard's transfer page) shows for each method is what the sweep file
     comparison_sweep writes computes: the same numbers, from a spec anyone can rerun."""
+    import tomllib
+
+    from rtcore.runs import TransferRequest
     from rtcore.runs.compare import comparison_sweep, compare_methods
+    from rtcore.runs.reproduce import comparison_toml
     from rtcore.runs.sweep import sweep
 
     cache = rtcore.ResultCache(str(tmp_path / "cache"))
@@ -375,7 +379,12 @@ def test_a_comparison_reproduces_from_its_sweep_file(tiny_task: str, tmp_path: P
     table = comparison_sweep(rtcore.BackboneRef("fmnist-cnn-standard"), tiny_task, ["lp", "ft"], eps, "linf", 24,
                              recipe=recipe)
     assert table["finetune"] == {"epochs": 1} and table["transfers"] == ["lp", "ft"]
-    rerun = sweep(table, tmp_path / "sweep", cache_dir=str(tmp_path / "fresh-cache")).summary
+    # the file the dashboard's transfer page downloads for the same comparison, run from disk
+    request = TransferRequest(rtcore.BackboneRef("fmnist-cnn-standard"), tiny_task, ("lp", "ft"), 1, tuple(eps), "linf",
+                              24, "fast", 1, str(cache.root))
+    (tmp_path / "comparison.toml").write_text(comparison_toml(request))
+    assert tomllib.loads((tmp_path / "comparison.toml").read_text()) == table
+    rerun = sweep(tmp_path / "comparison.toml", tmp_path / "sweep", cache_dir=str(tmp_path / "fresh-cache")).summary
     cols = ["clean_acc", "robust_acc", "bound", "bound_head", "mean_delta", "adv_loss"]
     for method in ("lp", "ft"):
         a = shown[shown["method"] == method].sort_values("eps")[cols].reset_index(drop=True)
