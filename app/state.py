@@ -180,6 +180,12 @@ def card_columns(names: Sequence[str]) -> pd.DataFrame:
     return table.where(table.notna() & (table != ""), "—")
 
 
+def choices() -> dict[str, list[Any]]:
+    """The values each single-valued key of the selection may take here (what the sidebar offers, a link may set)."""
+    return {"backbone": [b for b in backbone_choices() if b != UPLOAD_CHOICE], "norm": list(NORMS),
+            "attack": list(STRENGTHS), "probe": list_probes(), "n": sample_size_options()}
+
+
 def session_defaults() -> dict[str, Any]:
     """Keys and their starting values (set once per session)."""
     choices = backbone_choices()

@@ -23,7 +23,6 @@ from rtcore.errors import CacheDirError
 from rtcore.export import csv_bytes
 from rtcore.models.ref import BackboneRef
 from rtcore.models.wrapper import device_name
-from rtcore.probes import list_probes
 from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds
 from rtcore.runs.reproduce import reproduce_script, spec_download_name
 
@@ -43,22 +42,17 @@ TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "
 
 def init_session() -> None:
     """Session-state defaults, set once per session; values that must outlive a page are re-assigned."""
-    for key, value in state.session_defaults().items():
+    defaults = state.session_defaults()
+    for key, value in defaults.items():
         st.session_state.setdefault(key, value)
     for key in PERSISTENT:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
-    choices = state.backbone_choices()
-    if st.session_state["backbone"] not in choices:
-        st.session_state["backbone"] = state.default_backbone(choices)
+    for key, options in state.choices().items():  # a value no longer offered here (e.g. an unregistered backbone)
+        if st.session_state[key] not in [*options, *([state.UPLOAD_CHOICE] if key == "backbone" else [])]:
+            st.session_state[key] = defaults[key]
     known = set(task_choices())
     st.session_state["tasks"] = [t for t in st.session_state["tasks"] if t in known]
-    if st.session_state["n"] not in state.sample_size_options():
-        st.session_state["n"] = state.default_n()
-    if st.session_state["attack"] not in rtcore.STRENGTHS:
-        st.session_state["attack"] = state.default_attack()
-    if st.session_state["probe"] not in list_probes():
-        st.session_state["probe"] = state.classroom().probe
     norm = st.session_state["norm"]
     st.session_state["eps"] = nearest_eps(st.session_state["eps"], state.eps_options(norm, extras()))
 

@@ -20,8 +20,7 @@ import segno
 import streamlit as st
 
 import rtcore
-from rtcore.config import NORMS, eps_key, eps_text
-from rtcore.probes import list_probes
+from rtcore.config import eps_key, eps_text
 from rtcore.runs.spec import parse_eps_text
 
 from . import state
@@ -42,9 +41,7 @@ def decode(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
     value keeps its default; a list keeps its valid items). Pure: no Streamlit."""
     out: dict[str, Any] = {}
     problems: list[str] = []
-    names = [b for b in state.backbone_choices() if b != state.UPLOAD_CHOICE]
-    singles = {"backbone": names, "norm": list(NORMS), "attack": list(rtcore.STRENGTHS), "probe": list_probes(),
-               "n": state.sample_size_options(), "lesson": list(range(1, 100))}
+    singles = {**state.choices(), "lesson": list(range(1, 100))}
     for key, options in singles.items():
         value = params.get(key, "").strip()
         match = next((o for o in options if str(o) == value), None)
@@ -53,7 +50,7 @@ def decode(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         elif key in params:
             shown = "a step number" if key == "lesson" else "one of " + ", ".join(map(str, options))
             problems.append(f"{key}={value!r} is not {shown}; the default is used")
-    known = {"tasks": rtcore.list_tasks(), "compare": names}
+    known = {"tasks": rtcore.list_tasks(), "compare": singles["backbone"]}
     for key, session_key in LISTS.items():
         items = [t.strip() for t in params.get(key, "").split(",") if t.strip()]
         bad = [t for t in items if t not in known[key]]
