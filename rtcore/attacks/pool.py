@@ -155,6 +155,7 @@ class Pool:
         self.progress, self.reported = progress, 0.0
         dev = rows.x.device
         self.chunk = chunk_rows(dev)
+        self.autocast = att.cfg.autocast_dtype  # the search's arithmetic (None: float32)
         self.compact_every = 1 if dev.type == "cpu" else COMPACT_EVERY
         self.capacity = max(att.cfg.batch_size, 1)
         # later runs of a stage start early only where the room is free: a backbone pads every chunk anyway
@@ -199,7 +200,8 @@ class Pool:
             live = ~sl.ended[part]
             with_grad = accelerator or bool((live & (sl.t[part] < sl.steps[part])).any())
             xa = sl.x[part].detach().requires_grad_(with_grad)
-            with torch.set_grad_enabled(with_grad):
+            with torch.set_grad_enabled(with_grad), torch.autocast(xa.device.type, dtype=self.autocast,
+                                                                    enabled=self.autocast is not None):
                 lp, score = self.att.objective(xa, self.rows, sl.jobs[part])
             with torch.no_grad():
                 score = score.detach()

@@ -16,9 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, overload
 
+import torch
+
 from ..registry import Registry
 from .plans import list_plans, plan_info
 
+#: the arithmetic of an attack's search: float32, or autocast to bfloat16 / float16 (reported numbers stay float32)
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
 E2E_LOSSES = ("ce", "margin")
 STEP_RULES = ("cosine", "apgd")
 TARGET_LOSSES = ("margin", "dlr")
@@ -51,7 +55,9 @@ class AttackSettings:
     ``fuse``: run the iterations on a fused copy of the model (:func:`rtcore.models.fused.fused_copy`;
     batch norm folded, channels_last); every reported number is recomputed on the original
     model, so it is not part of :meth:`key`, and neither is ``batch_size`` (random starts are
-    drawn per row)."""
+    drawn per row). ``precision``: the arithmetic of the search's forward and backward passes, "float32"
+    or an autocast dtype of :data:`PRECISIONS` (the witnesses are then found in reduced precision;
+    every reported number is still recomputed in float32 on the original model)."""
 
     steps: int = 30
     restarts: int = 1
@@ -67,6 +73,7 @@ class AttackSettings:
     plan: str = "fixed"
     e2e_steps: int | None = None
     screen_steps: int | None = None
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         for name in ("steps", "restarts", "feature_restarts", "targets", "batch_size", "e2e_steps", "screen_steps"):
@@ -105,6 +112,8 @@ class AttackSettings:
             raise ValueError(f"step_rule={self.step_rule!r} is unknown; use one of {list(STEP_RULES)}")
         if self.plan not in list_plans():
             raise ValueError(f"plan={self.plan!r} is unknown; use one of {list_plans()}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is unknown; use one of {list(PRECISIONS)}")
         if self.autoattack and self.autoattack not in AUTOATTACK_VERSIONS:
             raise ValueError(f"autoattack={self.autoattack!r} is unknown; use '' (rtcore's engine) or one of "
                              f"{list(AUTOATTACK_VERSIONS)}")
@@ -129,7 +138,14 @@ class AttackSettings:
             key["e2e_steps"] = self.e2e_steps
         if self.screen_steps is not None:
             key["screen_steps"] = self.screen_steps
+        if self.precision != "float32":
+            key["precision"] = self.precision
         return key
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The dtype the search's forward and backward passes autocast to (None: float32, no autocast)."""
+        return None if self.precision == "float32" else getattr(torch, self.precision)
 
     @property
     def end_to_end_steps(self) -> int:

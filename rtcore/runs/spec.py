@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import STRENGTHS, AttackSettings
+from ..attacks.settings import PRECISIONS
 from ..config import NORMS, check_eps, check_norm, eps_key, eps_text
 from ..data import check_task_ref, task_display_name, task_test_size
 from ..models.ref import BackboneRef
@@ -55,8 +56,6 @@ __all__ = ["PRECISIONS", "RULES", "EvalSpec", "Rule", "SpecError", "check_attack
 
 #: bump when the meaning of a spec field changes (it enters :meth:`EvalSpec.digest`)
 SPEC_VERSION = 2
-#: the arithmetic of the attacks' forward and backward passes (reported numbers are always recomputed in float32)
-PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "float16")
 
 
 class SpecError(ValueError):
@@ -411,6 +410,9 @@ class EvalSpec:
             if rule is not None and getattr(self, name) != kind() and not rule.test(self):
                 problems.append(f"{name} settings apply to {rule.where}; transfer={self.transfer!r} trains nothing: "
                                 f"drop the [{name}] table (--ft-* flags)")
+        if isinstance(self.attack, AttackSettings) and self.attack.precision != "float32":
+            problems.append(f"the [attack] table sets precision={self.attack.precision!r}; the spec's own key sets "
+                            f"it: write precision = {self.attack.precision!r} at the top of the spec instead")
         pair = pair_problem(self.probe, self.transfer)
         if pair:
             problems.append(pair)
@@ -445,7 +447,7 @@ class EvalSpec:
         from ..attacks import create_strength
 
         s = create_strength(self.attack) if isinstance(self.attack, str) else self.attack
-        return s
+        return s if s.precision == self.precision else replace(s, precision=self.precision)
 
     def with_(self, **changes: Any) -> EvalSpec:
         """A copy with ``changes`` (checked again)."""
