@@ -47,7 +47,7 @@ from ..models.ref import BackboneRef
 from ..probes import list_probes, probe_info
 from ..transfer.recipe import FineTuneRecipe, list_transfers, transfer_info
 from ..validation import check_count, check_seed
-from .fields import Declared, declared, flag_text, groups, option
+from .fields import declared, flag_text, groups, option
 from .spec_files import file_digest, interpreter, read_spec_file, task_identity, toml_text
 
 __all__ = ["PRECISIONS", "RULES", "EvalSpec", "Rule", "SpecError", "check_attack", "check_backbone_ref",
@@ -610,13 +610,13 @@ def load_spec(path: str | os.PathLike[str]) -> EvalSpec:
     data = read_spec_file(p)
     try:
         return EvalSpec.from_dict(data)
-    except SpecError as e:
-        raise SpecError(e.problems, f"spec file {str(p)!r}") if len(e.problems) > 1 else \
-            SpecError([f"spec file {str(p)!r}: {e.problems[0]}"]) from None
     except ValueError as e:
-        raise ValueError(f"spec file {str(p)!r}: {e}") from None
+        raise named_in(e, f"spec file {str(p)!r}") from None
 
 
-def declared_fields() -> list[Declared]:
-    """The declared fields of :class:`EvalSpec` (for the command line and the docs)."""
-    return declared(EvalSpec)
+def named_in(err: ValueError, where: str) -> ValueError:
+    """``err`` with ``where`` (a file) named in its message, every problem still listed."""
+    if isinstance(err, SpecError):
+        return SpecError(err.problems, where) if len(err.problems) > 1 else SpecError([f"{where}: {err.problems[0]}"])
+    return ValueError(f"{where}: {err}")
+

@@ -44,7 +44,7 @@ from typing import Any
 from ..models.ref import BackboneRef
 from ..transfer.recipe import transfer_info
 from .fields import declared, sweep_axes
-from .spec import RULES, EvalSpec, SpecError, keywords, pair_problem
+from .spec import RULES, EvalSpec, SpecError, keywords, named_in, pair_problem
 from .spec_files import read_spec_file
 
 #: at most this many distinct problems are listed in one error
@@ -322,11 +322,8 @@ def load_sweep_spec(path: str | os.PathLike[str], max_units: int = MAX_UNITS) ->
     data = read_spec_file(p)
     try:
         return SweepSpec.from_dict(data, max_units)
-    except SpecError as e:
-        raise SpecError(e.problems, f"sweep file {str(p)!r}") if len(e.problems) > 1 else \
-            SpecError([f"sweep file {str(p)!r}: {e.problems[0]}"]) from None
     except ValueError as e:
-        raise ValueError(f"sweep file {str(p)!r}: {e}") from None
+        raise named_in(e, f"sweep file {str(p)!r}") from None
 
 
 def as_sweep_spec(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str],
