@@ -86,13 +86,10 @@ def submit(request: EvalRequest, loaded: Mapping[BackboneRef, Backbone], slot: s
     return SCHEDULER.submit(request.key, make, owner(slot))  # type: ignore[return-value]
 
 
-def first_snapshot(job: EvalJob) -> Snapshot:
-    """The job's snapshot; one with no results yet waits up to :data:`FIRST_WAIT_S` for the first step (a warm
-    cache's results are then drawn in this run, instead of an empty frame and a rerun)."""
-    snap = job.snapshot()
-    if snap.empty and not snap.done and job.wait(snap.version, FIRST_WAIT_S):
-        snap = job.snapshot()
-    return snap
+def first_snapshot(job: EvalJob, snap: Snapshot) -> Snapshot:
+    """After ``snap`` with no results: the job's snapshot once its first step ended, or ``snap`` after
+    :data:`FIRST_WAIT_S` (a warm cache's results are then drawn in this run, not after a rerun)."""
+    return job.snapshot() if job.wait(snap.version, FIRST_WAIT_S) else snap
 
 
 def submit_transfer(request: TransferRequest, g: Backbone) -> TransferJob:

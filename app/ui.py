@@ -9,7 +9,7 @@ Computing is the library's (through :mod:`app.jobs`); drawing is :mod:`app.figur
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,9 +126,12 @@ def request_for(refs: Sequence[BackboneRef], tasks: Sequence[str], probes: Seque
 
 
 def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None = None,
-             probes: Sequence[str] = ("logistic",)) -> Run | None:
+             probes: Sequence[str] = ("logistic",), frame: Callable[[Snapshot], None] | None = None) -> Run | None:
     """Start or attach to the evaluation of the sidebar selection for ``refs``; None (with a message) on bad
-    input. The eps cursor is not part of the request: moving it re-draws the same job's results."""
+    input. The eps cursor is not part of the request: moving it re-draws the same job's results. While it has no
+    results, it waits up to :data:`app.jobs.FIRST_WAIT_S` for a warm cache's (drawn in this run, not after a
+    rerun), showing ``frame(snapshot)`` meanwhile (the empty frame of the page's first chart: the browser gets its
+    chart code ready)."""
     tasks = list(st.session_state["tasks"] if tasks is None else tasks)
     if not tasks:
         st.warning("Choose at least one downstream task in the sidebar.")
@@ -145,8 +148,15 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
         st.error(str(e))
         return None
     job = jobs.submit(request, loaded, slot)
-    run = Run(request, job, jobs.first_snapshot(job), float(st.session_state["eps"]),
-              device_name(next(iter(loaded.values())).device))
+    snap = job.snapshot()
+    if snap.empty and not snap.done:
+        holder = st.empty()
+        if frame is not None:
+            with holder.container():
+                frame(snap)
+        snap = jobs.first_snapshot(job, snap)
+        holder.empty()
+    run = Run(request, job, snap, float(st.session_state["eps"]), device_name(next(iter(loaded.values())).device))
     draw_status(run)
     return run
 
@@ -196,10 +206,11 @@ def follow(run: Run) -> None:
     jobs.settle(run.job, run.snapshot.version)
 
 
-def main_run() -> tuple[BackboneRef, Run]:
-    """The sidebar's backbone and its evaluation (slot ``main``); stops the page when there is nothing to show."""
+def main_run(frame: Callable[[Snapshot], None] | None = None) -> tuple[BackboneRef, Run]:
+    """The sidebar's backbone and its evaluation (slot ``main``; ``frame``: see :func:`evaluate`); stops the page
+    when there is nothing to show."""
     ref = current_ref()
-    run = evaluate([ref], slot="main", probes=(st.session_state["probe"],)) if ref is not None else None
+    run = evaluate([ref], slot="main", probes=(st.session_state["probe"],), frame=frame) if ref is not None else None
     if ref is None or run is None:
         st.stop()
     bound_note()
