@@ -1,5 +1,6 @@
-"""The Streamlit dashboard's code: widgets and session state, jobs that run the library's planned units under
-the device lock, uploads, exports, and the figures (:mod:`app.figures`). Every number comes from ``rtcore``.
+"""The Streamlit dashboard's code: widgets and session state, the session's side of the library's scheduler
+(:mod:`app.jobs`), the view in the URL, uploads and the figures (:mod:`app.figures`); its longer prose is in
+``assets/text/``. Every number, table and file to download comes from ``rtcore``.
 
 The pages in ``pages/`` only draw; ``app.py`` is the entry point.
 """
