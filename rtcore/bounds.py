@@ -228,6 +228,13 @@ def head_projector(weight: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor:
     return basis @ basis.T
 
 
+def projector_basis(P: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis ``U`` (m, r) of the range of an orthogonal projection ``P = U U^T``, so that
+    ``||P d|| = ||U^T d||`` (r <= K - 1 numbers per shift instead of m)."""
+    evals, evecs = torch.linalg.eigh(P.double())
+    return evecs[:, evals > 0.5]
+
+
 def loss_bound_lse(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                    delta: torch.Tensor) -> torch.Tensor:
     """``log sum_k exp(z_k - z_y + Delta ||w_k - w_y||_2)`` per sample: the log-sum-exp loss bound.

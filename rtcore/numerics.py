@@ -52,7 +52,7 @@ from typing import ParamSpec, TypeVar
 
 import torch
 
-__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "numerics_tag", "positional_batch", "row_invariant", "set_positional_batch",
+__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "linear_rows", "numerics_tag", "positional_batch", "row_invariant", "set_positional_batch",
            "with_fixed_threads"]
 
 #: intra-op threads every computation runs on
@@ -142,6 +142,14 @@ def row_invariant(fn: Callable[[torch.Tensor], torch.Tensor], row: torch.Tensor)
         out.square().sum().backward()
     same = bool((out.detach() == out.detach()[:1]).all()) and bool((x.grad == x.grad[:1]).all())
     return same
+
+
+def linear_rows(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``z @ weight.T (+ bias)`` as a product and a sum along each row: every row is computed alike wherever it
+    sits in its batch (a matrix product's kernels may treat rows by their position, see the module docstring).
+    Holds rows x outputs x inputs numbers at once: for the small outputs of heads and projections."""
+    out = (z[:, None, :] * weight[None]).sum(-1)
+    return out if bias is None else out + bias
 
 
 def by_rows(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .numerics import by_rows, with_fixed_threads
+from .numerics import by_rows, linear_rows, with_fixed_threads
 from .registry import Registry
 from .validation import check_features, check_labels
 
@@ -197,12 +197,6 @@ class LinearProbe:
         probe.n_features_in_ = weight.shape[1]
         probe.n_iter_ = 0
         return probe
-
-
-def linear_rows(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``z @ weight.T + bias`` as a product and a sum along each row: every row is computed alike wherever
-    it sits in its batch (a matrix product's kernels may treat rows by position, :mod:`rtcore.numerics`)."""
-    return (z[:, None, :] * weight[None]).sum(-1) + bias
 
 
 def _pairwise(w_raw: torch.Tensor) -> torch.Tensor:

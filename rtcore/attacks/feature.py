@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..bounds import projector_basis
+from ..numerics import linear_rows
 from ..validation import check_features
 from .base import Attack, Outcome, Result
 from .engine import batched
@@ -49,6 +51,8 @@ class FeatureAttack(Attack[FeatureAttackResult]):
     def prepare(self, x: torch.Tensor, y: torch.Tensor | None, clean: torch.Tensor) -> None:
         check_features(clean, "backbone features")
         self.P = _check_projector(self.projector, clean.shape[1], clean.device)
+        # the search ascends ||U^T d|| = ||P d|| row by row (U: P's basis), the same bits in any batch
+        self.basis = None if self.P is None else projector_basis(self.P).T.to(self.P.dtype).contiguous()
         self.f0_search = clean if self.search is self.model else batched(self.search, x, self.cfg.batch_size)
 
     def clean_score(self, rows: Rows) -> torch.Tensor:
@@ -61,8 +65,8 @@ class FeatureAttack(Attack[FeatureAttackResult]):
 
     def objective(self, xa: torch.Tensor, rows: Rows, jobs: Jobs) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.search(xa) - self.f0_search[rows.sample[jobs.row]]
-        if self.P is not None:
-            d = d @ self.P
+        if self.basis is not None:
+            d = linear_rows(d, self.basis)
         sq = (d * d).sum(dim=1)
         return 0.5 * sq, sq.detach().sqrt()
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from rtcore.numerics import by_rows, chunk_rows, fixed_threads
-from rtcore.probes import linear_rows
+from rtcore.numerics import linear_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ import json, sys
 import rtcore
 sweeps, task, out, extra = json.loads(sys.argv[1])
 for i, s in enumerate(sweeps):
-    rtcore.sweep({**s, "tasks": [task], "n": 12, "attack": "fast", **extra}, f"{out}/{i}", **json.loads(sys.argv[2]))
+    rtcore.sweep({**s, "tasks": [task], "n": 10, "attack": "fast", **extra}, f"{out}/{i}", **json.loads(sys.argv[2]))
 """
 
 
@@ -72,15 +72,32 @@ def assert_identical(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame], wha
                 assert x[col].tolist() == y[col].tolist(), f"{what}: {key} column {col!r} differs"
 
 
-def test_the_same_specs_give_the_same_bits_everywhere(tmp_path: Path, tiny_task: str) -> None:
-    one = run(tmp_path, "one-thread", tiny_task, 1, tmp_path / "cache-1")
+@pytest.fixture(scope="module")
+def one_thread(tmp_path_factory: pytest.TempPathFactory, tiny_task: str) -> tuple[Path, dict[str, pd.DataFrame]]:
+    """The matrix on one thread, on a fresh cache: the reference every other condition must equal bit for bit."""
+    tmp = tmp_path_factory.mktemp("determinism")
+    one = run(tmp, "one-thread", tiny_task, 1, tmp / "cache-1")
     assert len(one) == 4 and len(one["0/summary"]) == 2 * 2 * 3  # 2 norms x 2 eps x (lp logistic, lp robust, ft)
-    two = run(tmp_path, "two-threads", tiny_task, 2, tmp_path / "cache-2", extra={"batch_size": 8})
+    return tmp, one
+
+
+def test_the_same_specs_give_the_same_bits_everywhere(one_thread: tuple[Path, dict[str, pd.DataFrame]],
+                                                      tiny_task: str) -> None:
+    tmp, one = one_thread
+    two = run(tmp, "two-threads", tiny_task, 2, tmp / "cache-2", extra={"batch_size": 8})
     assert_identical(one, two, "1 thread vs 2 threads with batch size 8, each on a fresh cache")
-    warm = run(tmp_path, "warm", tiny_task, 2, tmp_path / "cache-1")
+    warm = run(tmp, "warm", tiny_task, 2, tmp / "cache-1")
     assert_identical(one, warm, "2 threads reading the cache 1 thread filled")
+
+
+@pytest.mark.slow
+def test_the_same_specs_give_the_same_bits_on_ray(one_thread: tuple[Path, dict[str, pd.DataFrame]],
+                                                  tiny_task: str) -> None:
+    """The matrix on a real local Ray instance (two workers, two threads each) equals one thread locally
+    (`make test-all`; the suite checks Ray against the local engine on a smaller sweep, tests/unit/test_sweep.py)."""
     pytest.importorskip("ray")
-    ray = run(tmp_path, "ray", tiny_task, 2, tmp_path / "cache-ray", engine={"engine": "ray", "workers": 2})
+    tmp, one = one_thread
+    ray = run(tmp, "ray", tiny_task, 2, tmp / "cache-ray", engine={"engine": "ray", "workers": 2})
     assert_identical(one, ray, "a local Ray instance (2 workers) on a fresh cache")
 
 
@@ -146,3 +163,33 @@ def test_fixed_threads_restores_the_callers_setting() -> None:
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("which", ["feature", "head", "end-to-end", "loss"])
+def test_every_attack_gives_the_same_bits_with_any_batch_size(which: str, norm: str) -> None:
+    """Each attack's reported numbers for the same points are bit-identical with a batch of 8 and of 512 (which
+    points share a chunk, and how many runs wait for room, never changes a row)."""
+    import dataclasses
+
+    import rtcore
+    from rtcore.attacks import attack, create_strength, feature_attack, loss_attack
+    from rtcore.bounds import head_projector
+
+    g = rtcore.create_backbone("fmnist-cnn-pgd-linf-0.1", device="cpu")
+    t = rtcore.create_task("shapes")
+    x, y = t.x_test[:20], t.y_test[:20]
+    head = rtcore.LinearProbe(C=1.0).fit(g(t.x_train[:300]).detach(), t.y_train[:300])
+    model = rtcore.ProbedModel(g, head.as_module())
+    eps = [2 / 255, 8 / 255] if norm == "linf" else [0.1, 0.5]
+    out = []
+    for batch in (8, 512):
+        cfg = dataclasses.replace(create_strength("fast"), batch_size=batch)
+        if which in ("feature", "head"):
+            proj = head_projector(head.weight_) if which == "head" else None
+            out.append(feature_attack(g, x, eps, norm=norm, settings=cfg, projector=proj).delta)
+        elif which == "end-to-end":
+            out.append(attack(model, x, y, eps, norm=norm, settings=cfg).robust)
+        else:
+            out.append(loss_attack(model, x, y, eps, norm=norm, settings=cfg).loss)
+    assert torch.equal(out[0], out[1])
