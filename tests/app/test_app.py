@@ -70,6 +70,27 @@ def no_none(at: AppTest) -> None:
 
 # ---------------------------------------------------------------- landing page and the eps cursor
 
+def test_the_landing_page_starts_its_evaluation_once_before_the_sidebar(small: None,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """app.py starts the selection's job before the sidebar draws (a warm cache is read meanwhile); the page then
+    attaches to that same job: one job, whose request is the page's."""
+    from rtcore.runs import Scheduler
+
+    from app import sidebar
+
+    monkeypatch.setattr(jobs, "SCHEDULER", Scheduler())
+    order: list[object] = []
+    monkeypatch.setattr(jobs, "submit", lambda request, loaded, slot, submit=jobs.submit: order.append(
+        (request.key, slot)) or submit(request, loaded, slot))
+    monkeypatch.setattr(sidebar, "sidebar", lambda *a, draw=sidebar.sidebar: order.append("sidebar") or draw(*a))
+    at = new_app().run()
+    assert_clean(at)
+    asked = [o for o in order if o != "sidebar"]
+    assert order.index("sidebar") > order.index(asked[0]), "the job starts before the sidebar draws"
+    assert jobs.SCHEDULER.created == 1 and len(set(asked)) == 1 and asked[0][1] == "main", order
+    assert "All results ready" in " ".join(c.value for c in at.caption)
+
+
 def test_landing_draws_its_charts_with_intervals(small: None) -> None:
     at = new_app().run()
     assert_clean(at)

@@ -87,11 +87,12 @@ def test_choices_are_the_librarys_lists(small: None) -> None:
 def test_the_probe_page_asks_for_every_probe_kind(small: None, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[str, ...]] = []
 
-    def record(refs, slot, tasks=None, probes=("logistic",)):  # noqa: ANN001, ANN202
+    def record(refs, slot, tasks=None, probes=("logistic",), **kw):  # noqa: ANN001, ANN202
         seen.append(tuple(probes))
         return None
 
     monkeypatch.setattr(ui, "evaluate", record)
+    monkeypatch.setattr(ui, "prestart", lambda: None)
     at = AppTest.from_file(APP, default_timeout=120).run()
     at.switch_page("pages/6_probes.py").run()
     assert not at.exception, [e.value for e in at.exception]

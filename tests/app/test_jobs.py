@@ -51,6 +51,35 @@ def test_a_page_reruns_when_the_job_moved_on_and_at_once_at_the_end() -> None:
     assert jobs.rerun_due(running, running.version - 1, eager=False, since=jobs.RERUN_GAP_S)
 
 
+class Shown(Job):
+    """A job whose snapshot is its state (what first_snapshot reads)."""
+
+    def snapshot(self):  # noqa: ANN201
+        return self.state()
+
+
+def test_a_page_with_nothing_to_show_waits_briefly_for_the_first_results() -> None:
+    """A warm cache answers at once: the page draws its first step's results in the same run; a computing job is
+    not waited for longer than FIRST_WAIT_S (the page shows its empty frame and follows the job)."""
+    import threading
+
+    for answers_in in (0.05, None):
+        go = threading.Event()
+        step = Step(("fast", "cnn", "attack"), 1.0, lambda report, go=go: go.wait(WAIT_S), what="s0")
+        job = Scheduler().submit("k", lambda old, delay, step=step: Shown("k", [step]))
+        first = job.snapshot()
+        timer = threading.Timer(answers_in, go.set) if answers_in is not None else None
+        if timer is not None:
+            timer.start()
+        got = jobs.first_snapshot(job, first)
+        if answers_in is None:
+            assert got is first, "still computing after FIRST_WAIT_S: the page draws what it has"
+        else:
+            assert got.version > first.version and got.done, "the warm step's results, in this run"
+        go.set()
+        assert job.join(WAIT_S)
+
+
 def test_the_progress_line_names_the_step_the_stage_and_the_measured_time_left() -> None:
     j = finished_job(3)
     st = j.state()

@@ -38,6 +38,7 @@ def test_an_uploaded_task_joins_every_page_and_the_script(monkeypatch: pytest.Mo
     at.switch_page("pages/3_loss_bound.py").run()
     assert not at.exception and "weather" in at.table[0].value["task"].tolist()
     monkeypatch.setattr(ui, "evaluate", lambda *args, **kw: None)  # the task choice only, no probe evaluation
+    monkeypatch.setattr(ui, "prestart", lambda: None)
     at.switch_page("pages/6_probes.py").run()
     assert "folder: weather (your data)" in at.selectbox(key="probes_task").options
 

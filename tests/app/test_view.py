@@ -25,8 +25,10 @@ ISSUE_URL = {"backbone": "fmnist-cnn-standard", "norm": "linf", "eps": "8/255", 
 
 
 def no_evaluation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pages stop before computing: these tests look at the selection only."""
+    """Pages stop before computing (nor is the landing page's evaluation started early): these tests look at the
+    selection only."""
     monkeypatch.setattr(ui, "evaluate", lambda *a, **k: None)
+    monkeypatch.setattr(ui, "prestart", lambda: None)
 
 
 def opened(params: dict[str, str], page: str | None = None) -> AppTest:
