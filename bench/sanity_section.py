@@ -31,7 +31,7 @@ class SanityRun:
 def section_sanity(ctx: Context, n_subset: int = 128) -> list[SanityRun]:
     model, x, y = ctx.model, ctx.x, ctx.y
     runs = [("rtcore sweep (one call), 'same work'", ctx.same, list(ctx.sweep_eps)),
-            ("rtcore ('standard' preset)", rtcore.resolve_settings("standard"), [ctx.eps])]
+            ("rtcore ('standard' preset)", rtcore.create_strength("standard"), [ctx.eps])]
     out = []
     for name, cfg, eps in runs:
         res = rtcore.attack(model, x, y, eps, settings=cfg)

@@ -39,7 +39,6 @@ from .settings import (
     describe,
     list_strengths,
     register_strength,
-    resolve_settings,
     strength_info,
 )
 
@@ -48,4 +47,4 @@ __all__ = ["AUTOATTACK_VERSIONS", "PRESETS", "STRENGTHS", "Attack", "AttackResul
            "LossAttackResult", "PlanInfo", "ProgressFn", "Result", "Rows", "Run", "StrengthInfo", "attack",
            "autoattack_available", "create_plan", "create_strength", "describe", "feature_attack", "list_plans",
            "list_strengths", "loss_attack", "margin_scores", "plan_info", "register_plan", "register_strength",
-           "resolve_settings", "run_attack", "strength_info"]
+           "run_attack", "strength_info"]

@@ -2,7 +2,7 @@
 
 The strengths live in one :class:`rtcore.registry.Registry` with the four verbs of every kind:
 :func:`register_strength`, :func:`list_strengths`, :func:`strength_info` and
-:func:`create_strength` (``resolve_settings`` is its older name). :data:`STRENGTHS` (the names,
+:func:`create_strength`. :data:`STRENGTHS` (the names,
 weakest first: the CLI's ``--attack`` choices, the dashboard's attack list) and :data:`PRESETS`
 (name -> :class:`AttackSettings`) are live read-only views of the registry; :func:`describe`
 says in words what a strength runs (the end-to-end part in the words of its plan, :mod:`.plans`,
@@ -209,7 +209,6 @@ def create_strength(strength: str | AttackSettings | None = None, **overrides: A
 
 
 #: the older name of :func:`create_strength`
-resolve_settings = create_strength
 
 
 class _StrengthNames(Sequence[str]):

@@ -318,7 +318,7 @@ def test_offline_timm_backbone_is_a_message(small: None, monkeypatch: pytest.Mon
 
 def test_task_needing_download_is_a_warning(small: None) -> None:
     try:
-        rtcore.load_task("mnist")
+        rtcore.create_task("mnist")
         pytest.skip("MNIST is on this machine, so it needs no download here")
     except rtcore.TaskUnavailableError:
         pass

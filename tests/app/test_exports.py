@@ -39,7 +39,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[EvalJob, Path]:
     tmp = tmp_path_factory.mktemp("exports")
     tasks = ["shapes", f"folder:{image_folder(tmp)}"]
     try:
-        rtcore.load_task("mnist")
+        rtcore.create_task("mnist")
     except rtcore.TaskUnavailableError:
         tasks.append("mnist")  # offline: skipped with a warning, and left out of the exports
     ref = BackboneRef(BACKBONE)

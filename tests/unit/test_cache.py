@@ -162,14 +162,14 @@ def test_cache_dir_that_is_a_file_is_a_clear_error(tmp_path: Path, capsys: pytes
 
 
 def test_generated_task_data_goes_under_the_chosen_cache_dir(tmp_path: Path) -> None:
-    rtcore.load_task("shapes", cache_dir=tmp_path / "mine")
+    rtcore.create_task("shapes", cache_dir=tmp_path / "mine")
     assert list((tmp_path / "mine" / "tasks").glob("shapes-*.safetensors"))
 
 
 def test_generated_task_cache_with_changed_bytes_is_regenerated(tmp_path: Path) -> None:
     from rtcore.data import clear_task_cache
 
-    ref = rtcore.load_task("shapes", cache_dir=tmp_path)
+    ref = rtcore.create_task("shapes", cache_dir=tmp_path)
     (path,) = (tmp_path / "tasks").glob("shapes-*.safetensors")
     from safetensors import safe_open
 
@@ -181,7 +181,7 @@ def test_generated_task_cache_with_changed_bytes_is_regenerated(tmp_path: Path) 
 
     save_np(arrays, str(path), metadata=meta)
     clear_task_cache()
-    again = rtcore.load_task("shapes", cache_dir=tmp_path)
+    again = rtcore.create_task("shapes", cache_dir=tmp_path)
     assert torch.equal(again.x_test, ref.x_test)
 
 
@@ -194,7 +194,7 @@ def test_a_root_system_or_home_cache_dir_is_refused_before_any_work(
     with pytest.raises(rtcore.CacheDirError, match="Fix: give a folder of rtcore's own"):
         resolve_cache_dir(folder)
     with pytest.raises(rtcore.CacheDirError, match="root of the file system|system folder|home folder itself"):
-        rtcore.load_task("shapes", cache_dir=folder)
+        rtcore.create_task("shapes", cache_dir=folder)
     monkeypatch.setenv("RTCORE_CACHE_DIR", folder)
     with pytest.raises(rtcore.CacheDirError, match="RTCORE_CACHE_DIR="):
         resolve_cache_dir(None)

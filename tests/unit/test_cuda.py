@@ -35,7 +35,7 @@ def test_backbones_compute_on_cuda_as_on_the_cpu_within_float_tolerance() -> Non
 
 def test_attacks_on_cuda_stay_in_the_ball_and_the_box() -> None:
     g = rtcore.create_backbone("fmnist-cnn-standard", device="cuda")
-    task = rtcore.load_task("fmnist-novel")
+    task = rtcore.create_task("fmnist-novel")
     x, y = task.x_test[:64].cuda(), task.y_test[:64].cuda()
     head = torch.nn.Linear(g.feature_dim((1, 28, 28)), task.num_classes).cuda().eval().requires_grad_(False)
     model = rtcore.ProbedModel(g, rtcore.LinearHead(head.weight, head.bias))

@@ -40,8 +40,8 @@ def test_dry_run_computes_nothing_and_the_estimate_is_within_3x(tmp_path: Path,
     cache = tmp_path / "cache"
     assert main(["evaluate", *ARGS, "--cache-dir", str(cache), "--dry-run"]) == 0
     est = json.loads(capsys.readouterr().out)
-    assert set(est) == {"units", "image_steps", "seconds_per_step", "estimated_seconds", "device"}
-    assert est["units"] == 6 and est["image_steps"] > 0 and est["device"] == "cpu"
+    assert set(est) == {"units", "image_steps", "seconds_per_step", "estimated_seconds", "device", "skipped"}
+    assert est["units"] == 6 and est["skipped"] == [] and est["image_steps"] > 0 and est["device"] == "cpu"
     assert not (cache / "results").exists()  # nothing was computed or stored
     t0 = time.perf_counter()
     assert main(["evaluate", *ARGS, "--cache-dir", str(cache), "--out", str(tmp_path / "r.csv")]) == 0

@@ -109,7 +109,7 @@ def test_quiet_on_the_bundled_backbones(name: str) -> None:
     from rtcore.runs import test_indices
 
     g = rtcore.create_backbone(name, device="cpu")
-    task = rtcore.load_task("fmnist-novel")
+    task = rtcore.create_task("fmnist-novel")
     with torch.no_grad():
         probe = rtcore.LinearProbe(C=1.0).fit(g(task.x_train[:1000]), task.y_train[:1000])
     model = rtcore.ProbedModel(g, probe.as_module())

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import rtcore
-from rtcore.attacks import AUTOATTACK_VERSIONS, PRESETS, STRENGTHS, AttackUnavailableError, describe, resolve_settings
+from rtcore.attacks import AUTOATTACK_VERSIONS, PRESETS, STRENGTHS, AttackUnavailableError, describe, create_strength
 from rtcore.attacks import autoattack as aa_mod
 from rtcore.attacks import end_to_end as e2e_mod
 
@@ -21,7 +21,7 @@ EPS = [0.0, 0.05, 0.1, 0.2]
 def test_one_list_of_strengths() -> None:
     assert STRENGTHS == tuple(PRESETS) == ("fast", "standard", "strong", "autoattack")
     assert rtcore.STRENGTHS is STRENGTHS
-    aa = resolve_settings("autoattack")
+    aa = create_strength("autoattack")
     assert aa.autoattack == "custom" and AUTOATTACK_VERSIONS["custom"] == ("apgd-ce", "apgd-t")
     assert aa.key() != PRESETS["strong"].key() and aa.key()["autoattack"] == "custom"
     assert "AutoAttack" in describe("autoattack") and "APGD-T" in describe("autoattack")

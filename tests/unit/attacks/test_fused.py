@@ -139,7 +139,7 @@ def test_fused_bundled_backbone_matches_on_real_images() -> None:
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_apgd_step_rule_reaches_the_exact_robust_accuracy(linear_case, norm: str) -> None:
     """The 'strong' preset (APGD step rule, adaptive targeted runs) is exact on the linear models of THEORY.md."""
-    assert rtcore.resolve_settings("strong").step_rule == "apgd"
+    assert rtcore.create_strength("strong").step_rule == "apgd"
     eps = [0.0, 0.05, 0.1, 0.2]
     res = rtcore.attack(linear_case.model, linear_case.x, linear_case.y, eps, norm=norm, settings="strong")
     for i, e in enumerate(eps):
@@ -155,6 +155,6 @@ def test_apgd_checkpoints_follow_the_paper() -> None:
         AttackSettings(step_rule="adam")
     with pytest.raises(ValueError, match="target_loss"):
         AttackSettings(target_loss="hinge")
-    strong = rtcore.resolve_settings("strong")
+    strong = rtcore.create_strength("strong")
     assert strong.key()["step_rule"] == "apgd" and strong.key()["target_loss"] == "dlr"
-    assert "step_rule" not in rtcore.resolve_settings("fast").key(), "fields at their default stay out of the key"
+    assert "step_rule" not in rtcore.create_strength("fast").key(), "fields at their default stay out of the key"

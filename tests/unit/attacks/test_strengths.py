@@ -13,7 +13,6 @@ from rtcore.attacks import (
     describe,
     list_strengths,
     register_strength,
-    resolve_settings,
     strength_info,
 )
 from rtcore.attacks import settings as settings_mod
@@ -24,7 +23,7 @@ def test_the_built_in_strengths_weakest_first() -> None:
     assert tuple(STRENGTHS) == tuple(PRESETS) == tuple(list_strengths())
     info = strength_info("strong")
     assert info.name == "strong" and info.settings is PRESETS["strong"] and info.description == describe("strong")
-    assert resolve_settings is create_strength
+    assert rtcore.resolve_settings is create_strength  # the older name, kept in rtcore only
     assert create_strength() == PRESETS["standard"], "no name: the standard strength"
 
 

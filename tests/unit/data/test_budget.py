@@ -32,7 +32,7 @@ PEAK = """
 import json, resource, sys
 import rtcore
 try:
-    rtcore.load_task(sys.argv[1], use_cache=False)
+    rtcore.create_task(sys.argv[1], use_cache=False)
     out = {"error": None}
 except Exception as e:
     out = {"type": type(e).__name__, "error": str(e)}

@@ -25,7 +25,7 @@ from rtcore.data import (
     Task,
     TaskUnavailableError,
     list_tasks,
-    load_task,
+    create_task,
     load_upstream,
     relabel_task,
     subset_task,
@@ -122,7 +122,7 @@ def test_registry_lists_all_tasks() -> None:
 
 def test_unknown_task_lists_valid_names() -> None:
     with pytest.raises(ValueError) as exc:
-        load_task("no-such-task")
+        create_task("no-such-task")
     msg = str(exc.value)
     assert "no-such-task" in msg
     for name in OFFLINE + ONLINE:
@@ -131,7 +131,7 @@ def test_unknown_task_lists_valid_names() -> None:
 
 def test_bad_seed_rejected() -> None:
     with pytest.raises(ValueError, match="-1"):
-        load_task("shapes", seed=-1)
+        create_task("shapes", seed=-1)
 
 
 def test_register_duplicate_name_rejected() -> None:
@@ -159,14 +159,14 @@ def _check_task(t: Task, name: str) -> None:
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_task_loads(name: str) -> None:
-    t = load_task(name)
+    t = create_task(name)
     _check_task(t, name)
-    assert load_task(name) is t  # memoised
+    assert create_task(name) is t  # memoised
 
 
 @pytest.mark.parametrize("name", FMNIST_TASKS)
 def test_fmnist_tasks_from_bundled_subset(name: str, bundled_only: None) -> None:
-    t = load_task(name)
+    t = create_task(name)
     _check_task(t, name)
     assert t.source.startswith("bundled subset")
     assert "50000-55999" in t.source
@@ -175,13 +175,13 @@ def test_fmnist_tasks_from_bundled_subset(name: str, bundled_only: None) -> None
 
 
 def test_fmnist_task_classes() -> None:
-    assert load_task("fmnist-novel").classes == ("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-    assert load_task("fmnist-seen").classes == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
-    assert load_task("fmnist-torso").classes == ("torso garment", "other")
+    assert create_task("fmnist-novel").classes == ("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    assert create_task("fmnist-seen").classes == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat")
+    assert create_task("fmnist-torso").classes == ("torso garment", "other")
 
 
 def test_fmnist_torso_grouping(full_copy: Path) -> None:
-    torso = load_task("fmnist-torso", root=str(full_copy))
+    torso = create_task("fmnist-torso", root=str(full_copy))
     data = fm._read_fmnist_folder(str(full_copy.resolve()))
     y10 = data.y_test
     expected = np.where(np.isin(y10, [0, 2, 3, 4, 6]), 0, 1)
@@ -190,7 +190,7 @@ def test_fmnist_torso_grouping(full_copy: Path) -> None:
 
 def test_generated_tasks_are_balanced() -> None:
     for name, (n_tr, n_te, k) in {"shapes": (3000, 1500, 3), "glyphs": (5000, 2000, 10)}.items():
-        t = load_task(name)
+        t = create_task(name)
         assert t.x_train.shape[0] == n_tr and t.x_test.shape[0] == n_te
         for y, n in ((t.y_train, n_tr), (t.y_test, n_te)):
             counts = torch.bincount(y, minlength=k)
@@ -198,7 +198,7 @@ def test_generated_tasks_are_balanced() -> None:
 
 
 def test_generated_images_are_antialiased_not_binary() -> None:
-    x = load_task("shapes").x_train
+    x = create_task("shapes").x_train
     frac = ((x > 0) & (x < 1)).float().mean()
     assert float(frac) > 0.005  # grey edge pixels exist
 
@@ -208,7 +208,7 @@ def test_root_with_torchvision_layout_and_raw_files(tmp_path: Path) -> None:
     raw.mkdir(parents=True)
     for f in fm.BUNDLED_FMNIST_DIR.glob("*.gz"):  # decompressed copies: tests the raw naming
         (raw / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
-    t = load_task("fmnist-seen", root=str(tmp_path))
+    t = create_task("fmnist-seen", root=str(tmp_path))
     ref = fm._read_fmnist_folder(str(fm.BUNDLED_FMNIST_DIR.resolve()))
     assert str(raw.resolve()) in t.source
     assert t.x_train.shape[0] == int(np.isin(ref.y_train, [0, 1, 2, 3, 4]).sum())
@@ -218,7 +218,7 @@ def test_env_var_pointing_nowhere_is_clear_error(monkeypatch: pytest.MonkeyPatch
                                                   tmp_path: Path) -> None:
     monkeypatch.setenv("RTCORE_FASHION_MNIST", str(tmp_path / "empty"))
     with pytest.raises(TaskUnavailableError, match="RTCORE_FASHION_MNIST"):
-        load_task("fmnist-novel")
+        create_task("fmnist-novel")
 
 
 def test_corrupt_fmnist_file_is_clear_error(tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_corrupt_fmnist_file_is_clear_error(tmp_path: Path) -> None:
         shutil.copy(f, tmp_path / f.name)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x01\x02\x08\x03junk"))
     with pytest.raises(TaskUnavailableError, match="corrupt"):
-        load_task("fmnist-novel", root=str(tmp_path))
+        create_task("fmnist-novel", root=str(tmp_path))
 
 
 def test_bundled_subset_checksums_and_indices() -> None:
@@ -264,13 +264,13 @@ def test_split_integrity_no_upstream_image_downstream(full_copy: Path) -> None:
     assert upstream <= pretrain_range
     for name in FMNIST_TASKS:
         for root in (str(full_copy), None):
-            t = load_task(name, root=root)
+            t = create_task(name, root=root)
             for x in (t.x_train, t.x_test):
                 hashes = _row_hashes(x)
                 assert not hashes & upstream, name
                 assert not hashes & pretrain_range, name
     # and the held-out train split really is index range [50000, 60000)
-    assert _row_hashes(load_task("fmnist-torso", root=str(full_copy)).x_train) == _row_hashes(
+    assert _row_hashes(create_task("fmnist-torso", root=str(full_copy)).x_train) == _row_hashes(
         full.x_train[HELDOUT_START:])
 
 
@@ -278,7 +278,7 @@ def test_split_integrity_bundled_indices(bundled_only: None) -> None:
     """With only the bundled subset, downstream train images are exactly indices 50000-55999."""
     sub = fm._read_fmnist_folder(str(fm.BUNDLED_FMNIST_DIR.resolve()))
     assert sub.i_train.min() >= HELDOUT_START
-    t = load_task("fmnist-torso")
+    t = create_task("fmnist-torso")
     assert _row_hashes(t.x_train) == _row_hashes(sub.x_train)
 
 
@@ -331,8 +331,8 @@ def test_generators_pinned_output() -> None:
 
 
 def test_load_task_seed_changes_generated_data() -> None:
-    a = load_task("shapes", seed=0)
-    b = load_task("shapes", seed=1)
+    a = create_task("shapes", seed=0)
+    b = create_task("shapes", seed=1)
     assert a is not b and not torch.equal(a.x_train, b.x_train)
 
 
@@ -454,7 +454,7 @@ def test_task_validation() -> None:
 @pytest.mark.parametrize("name", ONLINE)
 def test_online_task_without_files(name: str, tmp_path: Path, bundled_only: None) -> None:
     with pytest.raises(TaskUnavailableError) as exc:
-        load_task(name, root=str(tmp_path), download=False)
+        create_task(name, root=str(tmp_path), download=False)
     msg = str(exc.value)
     assert str(tmp_path) in msg and "download=True" in msg
     assert name in msg
@@ -488,7 +488,7 @@ def test_online_download_failure_is_task_unavailable(name: str, error: Exception
     monkeypatch.setattr(tvu, "download_and_extract_archive", offline_download)
     monkeypatch.setattr(tvd, "SVHN", Offline)
     with pytest.raises(TaskUnavailableError) as exc:
-        load_task(name, root=str(tmp_path), download=True)
+        create_task(name, root=str(tmp_path), download=True)
     msg = str(exc.value)
     if "scipy" not in msg:  # svhn stops earlier when scipy is absent
         assert exc.value.__cause__ is error
@@ -499,7 +499,7 @@ def test_online_download_failure_is_task_unavailable(name: str, error: Exception
 
 
 def test_fashion_mnist_online_task_uses_local_full_copy(full_copy: Path) -> None:
-    t = load_task("fashion-mnist", root=str(full_copy))
+    t = create_task("fashion-mnist", root=str(full_copy))
     assert t.x_train.shape == (60000, 1, 28, 28) and t.x_test.shape == (10000, 1, 28, 28)
     assert t.num_classes == 10
 
@@ -554,7 +554,7 @@ def _write_fake_cifar100(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray
 
 def test_cifar10_binary_loader(tmp_path: Path) -> None:
     written = _write_fake_cifar10(tmp_path)
-    t = load_task("cifar10", root=str(tmp_path))
+    t = create_task("cifar10", root=str(tmp_path))
     assert t.x_train.shape == (15, 3, 32, 32) and t.x_test.shape == (3, 3, 32, 32)
     assert t.x_train.dtype == torch.float32 and t.x_train.is_contiguous()
     assert 0.0 <= float(t.x_train.min()) and float(t.x_train.max()) <= 1.0
@@ -584,7 +584,7 @@ def test_cifar_record_layout_is_r_plane_first(tmp_path: Path) -> None:
 
 def test_cifar100_binary_loader_uses_fine_labels(tmp_path: Path) -> None:
     written = _write_fake_cifar100(tmp_path)
-    t = load_task("cifar100", root=str(tmp_path))
+    t = create_task("cifar100", root=str(tmp_path))
     assert t.x_train.shape == (5, 3, 32, 32) and t.x_test.shape == (3, 3, 32, 32)
     assert t.num_classes == 100 and t.classes[0] == "fine0" and t.classes[99] == "fine99"
     assert t.y_train.tolist() == [99, 0, 42, 7, 63] and t.y_test.tolist() == [99, 0, 42]
@@ -605,7 +605,7 @@ def test_cifar_truncated_file_is_clear_error(name: str, cut: int, tmp_path: Path
     data = path.read_bytes()
     path.write_bytes(data[:cut] if cut > 0 else data + b"\x00")
     with pytest.raises(TaskUnavailableError) as exc:
-        load_task(name, root=str(tmp_path))
+        create_task(name, root=str(tmp_path))
     msg = str(exc.value)
     assert str(path) in msg and "truncated or corrupt" in msg and "download=True" in msg
     assert isinstance(exc.value.__cause__, CIFARFormatError)
@@ -628,14 +628,14 @@ def test_cifar_bad_names_file(tmp_path: Path) -> None:
     _write_fake_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-bin" / "batches.meta.txt").write_text("cat\ndog\n")
     with pytest.raises(TaskUnavailableError, match="expected 10 distinct class names"):
-        load_task("cifar10", root=str(tmp_path))
+        create_task("cifar10", root=str(tmp_path))
 
 
 def test_cifar_partial_folder_reported(tmp_path: Path) -> None:
     _write_fake_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-bin" / "data_batch_4.bin").unlink()
     with pytest.raises(TaskUnavailableError) as exc:
-        load_task("cifar10", root=str(tmp_path))
+        create_task("cifar10", root=str(tmp_path))
     assert "data_batch_4.bin" in str(exc.value) and "download=True" in str(exc.value)
 
 
@@ -647,7 +647,7 @@ def test_python_cifar_layout_is_not_used(tmp_path: Path) -> None:
               "test_batch", "batches.meta"):
         (py / f).write_bytes(b"\x80\x04not-a-real-pickle")
     with pytest.raises(TaskUnavailableError, match="cifar-10-batches-bin"):
-        load_task("cifar10", root=str(tmp_path))
+        create_task("cifar10", root=str(tmp_path))
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -662,7 +662,7 @@ def test_cifar_download_extracts_official_archive(name: str, tmp_path: Path,
         (_write_fake_cifar10 if name == "cifar10" else _write_fake_cifar100)(Path(download_root))
 
     monkeypatch.setattr(tvu, "download_and_extract_archive", fake_download)
-    t = load_task(name, root=str(tmp_path), download=True)
+    t = create_task(name, root=str(tmp_path), download=True)
     assert t.image_shape == (3, 32, 32)
     expected = {"cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
                             "c32a1d4ab5d03f1284b67883e8d87530"),
@@ -670,7 +670,7 @@ def test_cifar_download_extracts_official_archive(name: str, tmp_path: Path,
                              "03b5dce01913d631647c71ecec9e9cb8")}[name]
     assert calls == [(expected[0], tmp_path, expected[1])]
     registry._MEMO.clear()
-    load_task(name, root=str(tmp_path), download=True)  # files present: no second download
+    create_task(name, root=str(tmp_path), download=True)  # files present: no second download
     assert len(calls) == 1
 
 
@@ -679,7 +679,7 @@ def test_cifar_download_without_expected_files(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(tvu, "download_and_extract_archive", lambda *a, **k: None)
     with pytest.raises(TaskUnavailableError, match="still missing"):
-        load_task("cifar10", root=str(tmp_path), download=True)
+        create_task("cifar10", root=str(tmp_path), download=True)
 
 
 # --------------------------------------------------------------------------- MNIST, SVHN
@@ -721,7 +721,7 @@ def test_mnist_download_reads_idx_without_torch_load(tmp_path: Path,
         raise AssertionError("torch.load must not be called on downloaded data")
 
     monkeypatch.setattr(torch, "load", no_torch_load)
-    t = load_task("mnist", root=str(tmp_path), download=True)
+    t = create_task("mnist", root=str(tmp_path), download=True)
     assert t.x_train.shape == (20, 1, 28, 28) and t.x_test.shape == (20, 1, 28, 28)
     assert t.classes == tuple(str(i) for i in range(10))
     assert len(urls) == 4 and all(u.endswith(".gz") for u in urls)
@@ -741,7 +741,7 @@ def test_svhn_native_rgb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             self.labels = np.arange(n) % 10
 
     monkeypatch.setattr(tvd, "SVHN", FakeSVHN)
-    t = load_task("svhn", root=str(tmp_path), download=True)
+    t = create_task("svhn", root=str(tmp_path), download=True)
     assert t.x_train.shape == (12, 3, 32, 32) and t.x_test.shape == (10, 3, 32, 32)
     assert 0.0 <= float(t.x_train.min()) and float(t.x_train.max()) <= 1.0
     assert round(float(t.x_train[0, 0, 5, 5]) * 255) == 1 and round(float(t.x_train[0, 2, 5, 5]) * 255) == 3
