@@ -128,7 +128,7 @@ def make_context(backbone: str, task_name: str, n: int, device: torch.device, *,
     """Load the backbone and task, fit the probe on the train features, pick the n test images."""
     torch.manual_seed(0)
     g = load_backbone(backbone, device)
-    task = rtcore.load_task(task_name)
+    task = rtcore.create_task(task_name)
     ntr = min(train_n or task.x_train.shape[0], task.x_train.shape[0])
     idx = test_indices(task.x_test.shape[0], n, seed=0)
     x = task.x_test[idx].to(device, torch.float32).contiguous()
