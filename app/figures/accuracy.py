@@ -33,6 +33,7 @@ from .style import (
     legend_key,
     look,
     norm_of,
+    accuracy_panels,
     panel_axes,
     panel_grid,
     panel_height,
@@ -86,9 +87,7 @@ def accuracy_curves(summary: pd.DataFrame, current_eps: float | None = None) -> 
     legend_key(fig, DASH, METRIC_NAMES, group="per panel")
     layout(fig, "Robust accuracy and bounds across ε", "", "", subtitle=PANEL_KEY,
            height=panel_height(cells), legend="bottom")
-    panel_axes(fig, axis, cells, current_eps)
-    fig.update_yaxes(range=[-0.02, 1.04])
-    fig.update_yaxes(title_text="accuracy", col=1)
+    accuracy_panels(fig, axis, cells, current_eps)
     return fig
 
 

@@ -12,7 +12,7 @@ from rtcore.config import eps_text
 
 from .accuracy import ACC_RANGE
 from .style import ACC_AXIS, DASH, PANEL_KEY, METRIC_NAMES, NEUTRAL, PLOT_PX, EpsAxis, at_eps, bar_slot_px, ci_text, \
-    colours_for, curves, fitted_labels, interval, layout, legend_key, look, norm_of, panel_axes, panel_grid, \
+    colours_for, curves, fitted_labels, interval, layout, legend_key, look, norm_of, accuracy_panels, panel_grid, \
     panel_height, value_labels
 
 PANELS = (("robust_acc", "robust accuracy (attack)", ""), ("bound", "bound (ρ > Δ), hatched", "/"))
@@ -67,7 +67,5 @@ def compare_curves(summary: pd.DataFrame, current_eps: float | None = None) -> g
     legend_key(fig, dashes, METRIC_NAMES)
     layout(fig, "Robust accuracy and bound against ε", "", "", subtitle=PANEL_KEY,
            height=panel_height(cells), legend_title="backbone (colour)")
-    panel_axes(fig, axis, cells, current_eps)
-    fig.update_yaxes(range=[-0.02, 1.04])
-    fig.update_yaxes(title_text="accuracy", col=1)
+    accuracy_panels(fig, axis, cells, current_eps)
     return fig

@@ -219,6 +219,14 @@ def panel_axes(fig: go.Figure, axis: EpsAxis, cells: Sequence[tuple[int, int]], 
         axis.mark(fig, current_eps, label=False, row=r, col=c)
 
 
+def accuracy_panels(fig: go.Figure, axis: EpsAxis, cells: Sequence[tuple[int, int]],
+                    current_eps: float | None) -> None:
+    """:func:`panel_axes` for panels of accuracies: one y range [0, 1] (with room for markers) and its title."""
+    panel_axes(fig, axis, cells, current_eps)
+    fig.update_yaxes(range=[-0.02, 1.04])
+    fig.update_yaxes(title_text="accuracy", col=1)
+
+
 def panel_height(cells: Sequence[tuple[int, int]]) -> int:
     return 270 * max((r for r, _ in cells), default=1) + 150
 
