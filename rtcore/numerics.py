@@ -19,7 +19,8 @@ point of an attack's trajectory, and so a robust accuracy. So every computation 
 * on :data:`THREADS` intra-op thread(s) (:func:`fixed_threads`, around every unit of work and every
   public computing function; re-entrant and safe from several threads at once), and
 * on rows in chunks of exactly :func:`chunk_rows` rows (:func:`by_rows`: the last chunk padded
-  with zero images and the padding dropped), inside :class:`rtcore.Backbone` and
+  with zero images and the padding dropped; a smaller chunk only where a run asks for a batch below it,
+  :func:`rows_per_chunk`, named in :func:`numerics_tag`), inside :class:`rtcore.Backbone` and
   :class:`rtcore.LinearHead`, so an image's result never depends on the batch it came in with:
   not on the caller's batch size, nor on which other points an attack still carries.
 
@@ -47,13 +48,14 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
 import torch
 
-__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "linear_rows", "numerics_tag", "positional_batch", "row_invariant", "set_positional_batch",
-           "with_fixed_threads"]
+__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "linear_rows", "numerics_tag",
+           "positional_batch", "row_invariant", "rows_per_chunk", "set_positional_batch", "with_fixed_threads"]
 
 #: intra-op threads every computation runs on
 THREADS = 1
@@ -69,9 +71,29 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+#: a smaller chunk for the computation running in this context (:func:`rows_per_chunk`)
+_SMALLER: ContextVar[int | None] = ContextVar("rtcore_rows_per_chunk", default=None)
+
+
 def chunk_rows(device: torch.device | str) -> int:
-    """The rows of one chunk on ``device`` (:data:`CHUNK_ROWS`)."""
-    return CHUNK_ROWS.get(torch.device(device).type, CHUNK_ROWS["cuda"])
+    """The rows of one chunk on ``device``: :data:`CHUNK_ROWS`, or fewer inside :func:`rows_per_chunk`."""
+    rows = CHUNK_ROWS.get(torch.device(device).type, CHUNK_ROWS["cuda"])
+    smaller = _SMALLER.get()
+    return rows if smaller is None else min(rows, smaller)
+
+
+@contextmanager
+def rows_per_chunk(rows: int | None) -> Iterator[None]:
+    """Compute in chunks of at most ``rows`` rows in the body (None: the device's :data:`CHUNK_ROWS`): a batch
+    size below the chunk bounds memory this way. Other chunks are other arithmetic: :func:`numerics_tag` names
+    the chunk, so such results are keyed apart (exact for that chunk, never mixed with the default's)."""
+    if rows is not None and rows < 1:
+        raise ValueError(f"rows per chunk must be at least 1, not {rows}")
+    token = _SMALLER.set(rows)
+    try:
+        yield
+    finally:
+        _SMALLER.reset(token)
 
 
 def numerics_tag(device: torch.device | str, batch: int | None = None) -> str:

@@ -30,7 +30,7 @@ from ..data import Task, create_task
 from ..errors import RtcoreError
 from ..models import Backbone
 from ..models.ref import BackboneRef
-from ..numerics import chunk_rows, fixed_threads
+from ..numerics import chunk_rows, fixed_threads, rows_per_chunk
 from ..cached import RADIUS_POINTS
 from ..transfer.recipe import transfer_info
 from .plan import Unit, plan
@@ -124,15 +124,18 @@ def calibrate(g: Backbone, shape: Sequence[int], repeats: int = 3) -> float:
 def estimate(units: Sequence[Unit], backbone: Callable[[Unit], Backbone], task: Callable[[Unit], Task],
              seconds_per_step: Callable[[Backbone, tuple[int, ...]], float] = calibrate) -> Estimate:
     """The estimate of ``units``: each unit's image-steps (its task's sizes from ``task(unit)``) times the
-    seconds per image-step of its backbone (``backbone(unit)``), calibrated once per backbone and input shape."""
+    seconds per image-step of its backbone (``backbone(unit)``), calibrated once per backbone, input shape and chunk."""
     rates: dict[tuple[int, tuple[int, ...]], float] = {}
     steps_total, seconds, device = 0.0, 0.0, "cpu"
     for unit in units:
         t, g = task(unit), backbone(unit)
         shape = tuple(int(s) for s in t.x_test.shape[1:])
-        key = (id(g), shape)
+        batch = unit.spec.batch_size  # a batch below the chunk computes in chunks of its size (another rate)
+        rows = batch if isinstance(batch, int) and batch < chunk_rows(g.device) else None
+        key = (id(g), shape, rows)
         if key not in rates:
-            rates[key] = seconds_per_step(g, shape)
+            with rows_per_chunk(rows):
+                rates[key] = seconds_per_step(g, shape)
         n = unit.spec.n_for(int(t.x_test.shape[0]))
         s = unit_steps(unit, n, int(t.x_train.shape[0]), unit.spec.settings())
         steps_total += s

@@ -24,7 +24,8 @@ from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
 from ..data import Task, create_task
 from ..models import Backbone, resolve_device
-from ..numerics import chunk_rows, positional_batch, row_invariant, set_positional_batch, with_fixed_threads
+from ..numerics import (chunk_rows, positional_batch, row_invariant, rows_per_chunk, set_positional_batch,
+                        with_fixed_threads)
 from ..probes import LinearProbe, probe_info
 from ..sanity import SanityFlag, summary_text
 from ..cached import (
@@ -195,7 +196,7 @@ class Executor:
             raise ValueError(f"unit stage {unit.stage!r} is unknown")
         t0 = time.perf_counter()
         batch = self.batch_size(unit.task)
-        halving_on_oom(lambda b: STAGE_WORK[unit.stage](self, unit, step, b), batch, chunk_rows(self.backbone().device))
+        halving_on_oom(lambda b: self._work(unit, step, b), batch, 1)
         seconds = time.perf_counter() - t0
         computed = any(c.computed for c in flags)
         with self._lock:
@@ -203,6 +204,13 @@ class Executor:
             self._version += 1
         report(STAGE_NAMES["cached"] if not computed else "done", 1.0)
         return UnitReport(unit, seconds, computed)
+
+    def _work(self, unit: Unit, step: Callable[[str, float, float], _Computed], batch: int) -> None:
+        """``unit``'s stage with ``batch`` images at once; a batch below the device's chunk computes in chunks of
+        that size (:func:`rtcore.numerics.rows_per_chunk`: memory bounded by the batch, results keyed by the chunk)."""
+        small = batch < chunk_rows(self.backbone().device)
+        with rows_per_chunk(batch if small else None):
+            STAGE_WORK[unit.stage](self, unit, step, batch)
 
     def steps(self, unit: Unit) -> float:
         """The image-steps ``unit`` computes when nothing is cached (:func:`rtcore.runs.estimate.unit_steps`)."""

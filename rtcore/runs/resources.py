@@ -1,10 +1,12 @@
 """Where a spec runs and how much it holds at once: its device, its batch size, out-of-memory retries.
 
-None of this changes a number: every row is computed in fixed chunks (:mod:`rtcore.numerics`), so a
-batch of 8 or of 4096 images gives the same bits; the batch size only bounds memory. ``"auto"`` takes
-a batch that fits a share of the device's free memory, measured on one chunk of the backbone's forward
-and backward pass; a unit that runs out of memory anyway is rerun with half the batch
-(:func:`halving_on_oom`), down to one chunk.
+From one chunk up none of this changes a number: every row is computed in fixed chunks
+(:mod:`rtcore.numerics`), so a batch of 32 or of 4096 images gives the same bits; the batch size only bounds
+memory. A batch below the chunk (a large model on a small device) becomes the chunk
+(:func:`rtcore.numerics.rows_per_chunk`): memory bounded by the batch, other arithmetic, named in the cache keys.
+``"auto"`` takes a batch that fits a share of the device's free memory, measured on one chunk of the backbone's
+forward and backward pass; a unit that runs out of memory anyway is rerun with half the batch
+(:func:`halving_on_oom`), down to a single image.
 """
 
 from __future__ import annotations

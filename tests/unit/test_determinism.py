@@ -84,8 +84,8 @@ def one_thread(tmp_path_factory: pytest.TempPathFactory, tiny_task: str) -> tupl
 def test_the_same_specs_give_the_same_bits_everywhere(one_thread: tuple[Path, dict[str, pd.DataFrame]],
                                                       tiny_task: str) -> None:
     tmp, one = one_thread
-    two = run(tmp, "two-threads", tiny_task, 2, tmp / "cache-2", extra={"batch_size": 8})
-    assert_identical(one, two, "1 thread vs 2 threads with batch size 8, each on a fresh cache")
+    two = run(tmp, "two-threads", tiny_task, 2, tmp / "cache-2", extra={"batch_size": 64})
+    assert_identical(one, two, "1 thread vs 2 threads with batch size 64, each on a fresh cache")
     warm = run(tmp, "warm", tiny_task, 2, tmp / "cache-1")
     assert_identical(one, warm, "2 threads reading the cache 1 thread filled")
 
@@ -149,6 +149,39 @@ def test_a_model_that_computes_rows_by_position_is_found_and_its_batch_enters_th
         assert positional_batch(g) is None and "-b" not in backbone_key(g)
     else:
         assert batch == FIXED_BATCH and positional_batch(g) == FIXED_BATCH and backbone_key(g).endswith(f"-b{batch}")
+
+
+def test_a_batch_below_the_chunk_bounds_the_chunk_and_is_keyed_apart(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch size below the device's chunk computes in chunks of that size (the backbone never sees more rows:
+    memory bounded by the batch), under another numerics tag (its results are never served for the default
+    chunk's, nor the other way), and gives the same bits again on a fresh cache."""
+    import rtcore
+    from rtcore.numerics import numerics_tag, rows_per_chunk
+
+    def stored(cache: Path) -> int:
+        return sum(1 for f in cache.rglob("*") if f.is_file())
+
+    with rows_per_chunk(4):
+        tag4 = numerics_tag("cpu")
+    assert "-r4-" in tag4 and tag4 != numerics_tag("cpu") and f"-r{chunk_rows('cpu')}-" in numerics_tag("cpu")
+    with pytest.raises(ValueError, match="at least 1, not 0"):
+        with rows_per_chunk(0):
+            pass
+    seen: list[int] = []  # the rows of every chunk a backbone computes
+    rows = rtcore.Backbone._rows
+    monkeypatch.setattr(rtcore.Backbone, "_rows", lambda self, x: (seen.append(x.shape[0]), rows(self, x))[1])
+    spec = dict(tasks=["shapes"], eps=["2/255"], n=6, attack="fast")
+    cache = tmp_path / "cache"
+    small = rtcore.evaluate("fmnist-cnn-standard", **spec, batch_size=4, cache_dir=str(cache))
+    assert seen and set(seen) == {4}, sorted(set(seen))
+    before = stored(cache)
+    seen.clear()
+    rtcore.evaluate("fmnist-cnn-standard", **spec, cache_dir=str(cache))
+    assert stored(cache) > before and set(seen) == {chunk_rows("cpu")}, "the default chunk computes its own"
+    again = rtcore.evaluate("fmnist-cnn-standard", **spec, batch_size=4, cache_dir=str(tmp_path / "fresh"))
+    number = [c for c in small.columns if small[c].dtype.kind == "f" and c != "seconds"]
+    assert small[number].equals(again[number])
 
 
 def test_fixed_threads_restores_the_callers_setting() -> None:
