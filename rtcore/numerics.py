@@ -55,7 +55,7 @@ from typing import ParamSpec, TypeVar
 import torch
 
 __all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "linear_rows", "numerics_tag",
-           "positional_batch", "row_invariant", "rows_per_chunk", "set_positional_batch", "with_fixed_threads"]
+           "exact_chunks", "positional_batch", "row_invariant", "rows_per_chunk", "set_positional_batch", "with_fixed_threads"]
 
 #: intra-op threads every computation runs on
 THREADS = 1
@@ -84,12 +84,13 @@ def chunk_rows(device: torch.device | str) -> int:
 
 @contextmanager
 def rows_per_chunk(rows: int | None) -> Iterator[None]:
-    """Compute in chunks of at most ``rows`` rows in the body (None: the device's :data:`CHUNK_ROWS`): a batch
+    """Compute in chunks of at most ``rows`` rows in the body (None: no change; nested, the smaller holds): a batch
     size below the chunk bounds memory this way. Other chunks are other arithmetic: :func:`numerics_tag` names
     the chunk, so such results are keyed apart (exact for that chunk, never mixed with the default's)."""
     if rows is not None and rows < 1:
         raise ValueError(f"rows per chunk must be at least 1, not {rows}")
-    token = _SMALLER.set(rows)
+    outer = _SMALLER.get()
+    token = _SMALLER.set(outer if rows is None or (outer is not None and outer < rows) else rows)
     try:
         yield
     finally:
@@ -164,6 +165,50 @@ def row_invariant(fn: Callable[[torch.Tensor], torch.Tensor], row: torch.Tensor)
         out.square().sum().backward()
     same = bool((out.detach() == out.detach()[:1]).all()) and bool((x.grad == x.grad[:1]).all())
     return same
+
+
+#: the smaller chunks :func:`exact_chunks` tries (for the last, partly filled chunk of an attack's step)
+TAIL_ROWS = (16, 8, 4)
+_EXACT: weakref.WeakKeyDictionary[object, dict[int, tuple[int, ...]]] = weakref.WeakKeyDictionary()
+
+
+def exact_chunks(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                 key: object | None = None) -> tuple[int, ...]:
+    """The chunk sizes of :data:`TAIL_ROWS` at which ``model`` computes every row of ``x`` (forward and backward) to
+    the same bits as in chunks of :func:`chunk_rows` rows (the kernels a convolution or product picks depend on
+    the batch's size, not on its values; the check runs one chunk of real rows per size). Checked once per
+    ``key`` (the module whose arithmetic decides, default ``model``) and chunk; on the CPU only (on a GPU a small
+    chunk costs about what a full one does). An attack computes the last, partly filled chunk of a step in such
+    a chunk instead of padding it to the full size."""
+    if x.device.type != "cpu" or x.shape[0] == 0:
+        return ()
+    rows = chunk_rows(x.device)
+    try:
+        return _EXACT[key if key is not None else model][rows]
+    except (KeyError, TypeError):
+        pass
+    sample = x[torch.arange(rows, device=x.device) % x.shape[0]].detach()
+
+    def grads() -> tuple[torch.Tensor, torch.Tensor]:
+        xi = sample.clone().requires_grad_(True)
+        with fixed_threads(), torch.enable_grad():
+            out = model(xi)
+            (grad,) = torch.autograd.grad(out.float().square().sum(), xi)
+        return out.detach(), grad
+
+    ref = grads()
+    exact = []
+    for size in TAIL_ROWS:
+        if size < rows:
+            with rows_per_chunk(size):
+                got = grads()
+            if all(torch.equal(a, b) for a, b in zip(ref, got)):
+                exact.append(size)
+    try:
+        _EXACT.setdefault(key if key is not None else model, {})[rows] = tuple(exact)
+    except TypeError:
+        pass
+    return tuple(exact)
 
 
 def linear_rows(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..models.wrapper import Backbone
-from ..numerics import chunk_rows
+from ..numerics import chunk_rows, exact_chunks, rows_per_chunk
 from .apgd import APGDState
 from .engine import cosine_step, step_sizes
 from .geometry import bshape, power_start, random_start, row_noise
@@ -158,8 +158,12 @@ class Pool:
         self.autocast = att.cfg.autocast_dtype  # the search's arithmetic (None: float32)
         self.compact_every = 1 if dev.type == "cpu" else COMPACT_EVERY
         self.capacity = max(att.cfg.batch_size, 1)
-        # later runs of a stage start early only where the room is free: a backbone pads every chunk anyway
-        self.early = att.stops and any(isinstance(m, Backbone) for m in att.search.modules())
+        # the last chunk of a step in a smaller chunk where the model computes its rows to the same bits there
+        backbone = next((m for m in att.search.modules() if isinstance(m, Backbone)), None)
+        exact = backbone is not None and self.autocast is None
+        self.tails = exact_chunks(att.search, rows.x, key=backbone) if exact else ()
+        # else later runs of a stage start early where the room is free: a backbone pads every chunk anyway
+        self.early = att.stops and backbone is not None and not self.tails
         self.skipped = torch.zeros(len(rows), dtype=torch.bool, device=dev)
         self.slots: Slots | None = None
         self.owner: list[tuple[int, int]] = []  # per slot: (row, position in its stage)
@@ -195,13 +199,14 @@ class Pool:
         loss, grad = torch.empty_like(sl.best), torch.zeros_like(sl.x)
         move = torch.zeros_like(sl.ended)
         accelerator = sl.x.device.type != "cpu"
-        for lo in range(0, len(sl), self.chunk):
-            part = slice(lo, lo + self.chunk)
+        for lo, size in self._pieces(len(sl)):
+            part = slice(lo, lo + size)
             live = ~sl.ended[part]
             with_grad = accelerator or bool((live & (sl.t[part] < sl.steps[part])).any())
             xa = sl.x[part].detach().requires_grad_(with_grad)
             with torch.set_grad_enabled(with_grad), torch.autocast(xa.device.type, dtype=self.autocast,
-                                                                    enabled=self.autocast is not None):
+                                                                    enabled=self.autocast is not None), \
+                    rows_per_chunk(size if size < self.chunk else None):
                 lp, score = self.att.objective(xa, self.rows, sl.jobs[part])
             with torch.no_grad():
                 score = score.detach()
@@ -222,6 +227,19 @@ class Pool:
         if a.numel():
             with torch.no_grad():
                 self._move(a, grad[a], loss[a])
+
+    def _pieces(self, n: int) -> list[tuple[int, int]]:
+        """(start, chunk size) of the pieces a step computes ``n`` slots in: full chunks, then the rest in the
+        exact smaller chunks (:attr:`tails`), largest first, where they hold it in fewer rows than a full chunk."""
+        full = n - n % self.chunk
+        out = [(lo, self.chunk) for lo in range(0, full, self.chunk)]
+        tail, lo = [], full
+        while lo < n and self.tails:
+            filled = [t for t in self.tails if t <= n - lo]
+            size = max(filled) if filled else min(self.tails)
+            tail.append((lo, size))
+            lo += size
+        return out + (tail if tail and sum(s for _, s in tail) < self.chunk else [(full, self.chunk)] if full < n else [])
 
     def _move(self, a: torch.Tensor, grad: torch.Tensor, loss: torch.Tensor) -> None:
         """One step of the slots ``a`` by their rules."""

@@ -226,7 +226,11 @@ class Executor:
         with self._lock:
             if self._batch is None:
                 g, x = self.backbone(), self.task(task).x_test[:1]
-                if row_invariant(g, x[0].to(g.device)):
+                asked = self.spec.batch_size
+                small = asked if isinstance(asked, int) and asked < chunk_rows(g.device) else None
+                with rows_per_chunk(small):  # the check's chunk is the run's (a small batch bounds its memory)
+                    invariant = row_invariant(g, x[0].to(g.device))
+                if invariant:
                     self._batch = auto_batch_size(g, tuple(x.shape[1:])) if self.spec.batch_size == "auto" \
                         else int(self.spec.batch_size)
                 else:

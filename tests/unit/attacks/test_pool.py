@@ -93,8 +93,15 @@ def _one_after_another(go_on: Callable[[torch.Tensor], bool] | None = None) -> C
     return plan
 
 
+@pytest.fixture
+def no_smaller_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search model with no exact smaller chunk: the last chunk of a step is padded, so later runs of a stage
+    start early in its free room (with an exact smaller chunk the step computes the rest in that instead)."""
+    monkeypatch.setattr("rtcore.attacks.pool.exact_chunks", lambda model, x, key=None: ())
+
+
 @pytest.mark.parametrize("offset", [0.3, 0.9, 5.0])  # target 0 breaks; only 2 and 4 do; none does
-def test_a_stage_gives_the_result_of_its_runs_one_after_another(offset: float) -> None:
+def test_a_stage_gives_the_result_of_its_runs_one_after_another(offset: float, no_smaller_chunk: None) -> None:
     """The later runs start early (the pool has room) and may break first; the first in order counts."""
     off = torch.full((2,), offset)
     staged, seq = Toy(_three_targets(), off), Toy(_one_after_another(), off)
@@ -106,7 +113,7 @@ def test_a_stage_gives_the_result_of_its_runs_one_after_another(offset: float) -
         assert len(staged.calls) < len(seq.calls) / 2
 
 
-def test_a_stage_stops_where_go_on_says_so_even_if_a_later_run_broke_early() -> None:
+def test_a_stage_stops_where_go_on_says_so_even_if_a_later_run_broke_early(no_smaller_chunk: None) -> None:
     go_on = lambda best: bool(best > 100.0)  # noqa: E731 - never: only the first run counts
     off = torch.full((1,), 0.9)  # target 0 (gain 1, at most 0.4) cannot break it; targets 1 and 2 can
     staged = Toy(_three_targets(go_on), off)
@@ -114,6 +121,20 @@ def test_a_stage_stops_where_go_on_says_so_even_if_a_later_run_broke_early() -> 
     assert float(best[0]) <= 0, "the early runs that broke it never count"
     b = _search(Toy(_one_after_another(go_on), off), 1)
     assert torch.equal(best_x, b[0]) and torch.equal(best, b[1])
+
+
+@pytest.mark.parametrize("offset", [0.3, 0.9])
+def test_with_exact_smaller_chunks_a_step_computes_the_rest_in_them(offset: float) -> None:
+    """A model exact at smaller chunks (the toy's): no early starts, the last piece of a step in chunks of
+    16, 8 or 4 rows, and every result the same as one run after another."""
+    off = torch.full((37,), offset)
+    staged = Toy(_three_targets(), off)
+    a = _search(staged, 37)
+    assert a[2].tails == (16, 8, 4) and not a[2].early
+    assert a[2]._pieces(37) == [(0, 32), (32, 4), (36, 4)] and a[2]._pieces(31) == [(0, 32)]
+    assert a[2]._pieces(20) == [(0, 16), (16, 4)] and a[2]._pieces(64) == [(0, 32), (32, 32)]
+    b = _search(Toy(_one_after_another(), off), 37)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
 def test_probes_are_batched_and_answered_per_row() -> None:
