@@ -54,8 +54,9 @@ from typing import ParamSpec, TypeVar
 
 import torch
 
-__all__ = ["CHUNK_ROWS", "THREADS", "by_rows", "chunk_rows", "fixed_threads", "linear_rows", "numerics_tag",
-           "exact_chunks", "positional_batch", "row_invariant", "rows_per_chunk", "set_positional_batch", "with_fixed_threads"]
+__all__ = ["CHUNK_ROWS", "TAIL_ROWS", "THREADS", "by_rows", "chunk_rows", "exact_chunks", "fixed_threads",
+           "linear_rows", "numerics_tag", "positional_batch", "row_invariant", "rows_per_chunk", "set_positional_batch",
+           "with_fixed_threads"]
 
 #: intra-op threads every computation runs on
 THREADS = 1

@@ -11,10 +11,12 @@ would have alone, and every row's result the one of running its plan run after r
 Why a pool: a run stops a point the moment it breaks, and the plans send only some points on to
 further runs; run by run, those few would fill chunks padded with zero images (up to 31 of 32 rows
 wasted per step). In the pool they share chunks with every other row's runs, whatever run each is
-at. Where the last chunk still has room (the search model holds a :class:`rtcore.Backbone`, which
-pads every chunk to its full size anyway), the later runs of a stage (:class:`.search.Stage`) start
-early: they are evicted again (their work dropped) before they would cost a chunk of their own, and a
-stage's result is still the one of its runs in order.
+at. The last, partly filled chunk of a step runs in smaller chunks (16, 8 or 4 rows) where the search
+model computes every row to the same bits there (:func:`rtcore.numerics.exact_chunks`), so no padding
+is computed. For a model without such chunks (the search model holds a :class:`rtcore.Backbone`, which
+pads every chunk to its full size), the later runs of a stage (:class:`.search.Stage`) start early in
+the room left: they are evicted again (their work dropped) before they would cost a chunk of their
+own, and a stage's result is still the one of its runs in order.
 
 Every iterate (the start and the last one included) is scored and the best per run kept; a run of
 an attack that stops ends once its score is > 0 (the point breaks). On the CPU ended runs leave the
@@ -232,14 +234,18 @@ class Pool:
         """(start, chunk size) of the pieces a step computes ``n`` slots in: full chunks, then the rest in the
         exact smaller chunks (:attr:`tails`), largest first, where they hold it in fewer rows than a full chunk."""
         full = n - n % self.chunk
-        out = [(lo, self.chunk) for lo in range(0, full, self.chunk)]
-        tail, lo = [], full
+        pieces = [(lo, self.chunk) for lo in range(0, full, self.chunk)]
+        if full == n:
+            return pieces
+        rest, lo = [], full
         while lo < n and self.tails:
-            filled = [t for t in self.tails if t <= n - lo]
-            size = max(filled) if filled else min(self.tails)
-            tail.append((lo, size))
+            fits = [t for t in self.tails if t <= n - lo]
+            size = max(fits) if fits else min(self.tails)
+            rest.append((lo, size))
             lo += size
-        return out + (tail if tail and sum(s for _, s in tail) < self.chunk else [(full, self.chunk)] if full < n else [])
+        if not rest or sum(size for _, size in rest) >= self.chunk:
+            rest = [(full, self.chunk)]
+        return pieces + rest
 
     def _move(self, a: torch.Tensor, grad: torch.Tensor, loss: torch.Tensor) -> None:
         """One step of the slots ``a`` by their rules."""

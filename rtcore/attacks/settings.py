@@ -208,9 +208,6 @@ def create_strength(strength: str | AttackSettings | None = None, **overrides: A
     return replace(base, **given) if given else base
 
 
-#: the older name of :func:`create_strength`
-
-
 class _StrengthNames(Sequence[str]):
     """The registered strength names as a live, read-only tuple-like view."""
 

@@ -124,8 +124,9 @@ def calibrate(g: Backbone, shape: Sequence[int], repeats: int = 3) -> float:
 def estimate(units: Sequence[Unit], backbone: Callable[[Unit], Backbone], task: Callable[[Unit], Task],
              seconds_per_step: Callable[[Backbone, tuple[int, ...]], float] = calibrate) -> Estimate:
     """The estimate of ``units``: each unit's image-steps (its task's sizes from ``task(unit)``) times the
-    seconds per image-step of its backbone (``backbone(unit)``), calibrated once per backbone, input shape and chunk."""
-    rates: dict[tuple[int, tuple[int, ...]], float] = {}
+    seconds per image-step of its backbone (``backbone(unit)``), calibrated once per backbone, input shape and
+    chunk."""
+    rates: dict[tuple[int, tuple[int, ...], int | None], float] = {}
     steps_total, seconds, device = 0.0, 0.0, "cpu"
     for unit in units:
         t, g = task(unit), backbone(unit)

@@ -350,7 +350,8 @@ class EvalSpec:
     device: str = option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N", digest=False)
     batch_size: int | str = option("auto", help="images per batch, or auto (from free memory); bounds memory. "
                                                 "From one chunk (32 on a CPU, 256 on a GPU) up it changes no number; "
-                                                "a smaller batch is the chunk, other arithmetic, keyed apart", kind="number", digest=False)
+                                                "a smaller batch is the chunk, other arithmetic, keyed apart",
+                                   kind="number", digest=False)
     download: bool = option(False, help="allow dataset downloads", kind="flag", digest=False)
     #: tasks given as Task objects in Python: (name, content digest, test size) (not writable to a file)
     given_tasks: tuple[tuple[str, str, int], ...] = field(default=())
