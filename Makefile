@@ -34,7 +34,7 @@ $(BSTAMP): | $(STAMP)
 	touch $(BSTAMP)
 
 run: $(STAMP)
-	$(PY) -m streamlit run app.py
+	$(PY) -m app.serve
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --dist loadscope

@@ -87,10 +87,11 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
 @contextmanager
 def streamlit_server(env: Mapping[str, str], *, log_path: Path | None = None,
                      start_timeout: float = 120.0) -> Iterator[str]:
-    """Run ``streamlit run app.py`` on a free 127.0.0.1 port; yield its URL; always stop it."""
+    """Run the dashboard's server (``python -m app.serve``: ``streamlit run app.py`` with its modules imported
+    before the first visitor) on a free 127.0.0.1 port; yield its URL; always stop it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+    cmd = [sys.executable, "-m", "app.serve", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
