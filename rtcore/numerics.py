@@ -19,8 +19,9 @@ point of an attack's trajectory, and so a robust accuracy. So every computation 
 * on :data:`THREADS` intra-op thread(s) (:func:`fixed_threads`, around every unit of work and every
   public computing function; re-entrant and safe from several threads at once), and
 * on rows in chunks of exactly :func:`chunk_rows` rows (:func:`by_rows`: the last chunk padded
-  with zero images and the padding dropped; a smaller chunk only where a run asks for a batch below it,
-  :func:`rows_per_chunk`, named in :func:`numerics_tag`), inside :class:`rtcore.Backbone` and
+  with zero images and the padding dropped; a smaller chunk where a run asks for a batch below it,
+  :func:`rows_per_chunk`, named in :func:`numerics_tag`, and for the rest of an attack's step where the
+  model is checked to give the same bits there, :func:`exact_chunks`), inside :class:`rtcore.Backbone` and
   :class:`rtcore.LinearHead`, so an image's result never depends on the batch it came in with:
   not on the caller's batch size, nor on which other points an attack still carries.
 
@@ -85,7 +86,8 @@ def chunk_rows(device: torch.device | str) -> int:
 
 @contextmanager
 def rows_per_chunk(rows: int | None) -> Iterator[None]:
-    """Compute in chunks of at most ``rows`` rows in the body (None: no change; nested, the smaller holds): a batch
+    """Compute in chunks of at most ``rows`` rows in the body (None: no change; nested, the smaller holds; for the
+    calling thread, as a context variable: a thread started inside does not inherit it): a batch
     size below the chunk bounds memory this way. Other chunks are other arithmetic: :func:`numerics_tag` names
     the chunk, so such results are keyed apart (exact for that chunk, never mixed with the default's)."""
     if rows is not None and rows < 1:
@@ -170,7 +172,7 @@ def row_invariant(fn: Callable[[torch.Tensor], torch.Tensor], row: torch.Tensor)
 
 #: the smaller chunks :func:`exact_chunks` tries (for the last, partly filled chunk of an attack's step)
 TAIL_ROWS = (16, 8, 4)
-_EXACT: weakref.WeakKeyDictionary[object, dict[int, tuple[int, ...]]] = weakref.WeakKeyDictionary()
+_EXACT: weakref.WeakKeyDictionary[object, dict[tuple[object, ...], tuple[int, ...]]] = weakref.WeakKeyDictionary()
 
 
 def exact_chunks(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -178,14 +180,16 @@ def exact_chunks(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     """The chunk sizes of :data:`TAIL_ROWS` at which ``model`` computes every row of ``x`` (forward and backward) to
     the same bits as in chunks of :func:`chunk_rows` rows (the kernels a convolution or product picks depend on
     the batch's size, not on its values; the check runs one chunk of real rows per size). Checked once per
-    ``key`` (the module whose arithmetic decides, default ``model``) and chunk; on the CPU only (on a GPU a small
+    ``key`` (the module whose arithmetic decides, default ``model``; a linear head on it computes by rows, see
+    :func:`linear_rows`), chunk, input shape and dtype; on the CPU only (on a GPU a small
     chunk costs about what a full one does). An attack computes the last, partly filled chunk of a step in such
     a chunk instead of padding it to the full size."""
     if x.device.type != "cpu" or x.shape[0] == 0:
         return ()
     rows = chunk_rows(x.device)
+    memo = (rows, tuple(x.shape[1:]), x.dtype)
     try:
-        return _EXACT[key if key is not None else model][rows]
+        return _EXACT[key if key is not None else model][memo]
     except (KeyError, TypeError):
         pass
     sample = x[torch.arange(rows, device=x.device) % x.shape[0]].detach()
@@ -206,7 +210,7 @@ def exact_chunks(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             if all(torch.equal(a, b) for a, b in zip(ref, got)):
                 exact.append(size)
     try:
-        _EXACT.setdefault(key if key is not None else model, {})[rows] = tuple(exact)
+        _EXACT.setdefault(key if key is not None else model, {})[memo] = tuple(exact)
     except TypeError:
         pass
     return tuple(exact)

@@ -232,15 +232,16 @@ class Pool:
 
     def _pieces(self, n: int) -> list[tuple[int, int]]:
         """(start, chunk size) of the pieces a step computes ``n`` slots in: full chunks, then the rest in the
-        exact smaller chunks (:attr:`tails`), largest first, where they hold it in fewer rows than a full chunk."""
+        exact smaller chunks (:attr:`tails`): the largest that it fills, then the smallest that holds what is
+        left, where they hold it in fewer rows than a full chunk."""
         full = n - n % self.chunk
         pieces = [(lo, self.chunk) for lo in range(0, full, self.chunk)]
         if full == n:
             return pieces
         rest, lo = [], full
         while lo < n and self.tails:
-            fits = [t for t in self.tails if t <= n - lo]
-            size = max(fits) if fits else min(self.tails)
+            holds = [t for t in self.tails if t >= n - lo]
+            size = min(holds) if holds else max(t for t in self.tails if t <= n - lo)
             rest.append((lo, size))
             lo += size
         if not rest or sum(size for _, size in rest) >= self.chunk:

@@ -196,7 +196,9 @@ class Executor:
             raise ValueError(f"unit stage {unit.stage!r} is unknown")
         t0 = time.perf_counter()
         batch = self.batch_size(unit.task)
-        halving_on_oom(lambda b: self._work(unit, step, b), batch, 1)
+        # out of memory halves the batch down to one chunk (a smaller batch only where the spec asks for one:
+        # below the chunk the arithmetic changes, and results already held were computed with this one)
+        halving_on_oom(lambda b: self._work(unit, step, b), batch, min(batch, chunk_rows(self.backbone().device)))
         seconds = time.perf_counter() - t0
         computed = any(c.computed for c in flags)
         with self._lock:

@@ -6,7 +6,7 @@ memory. A batch below the chunk (a large model on a small device) becomes the ch
 (:func:`rtcore.numerics.rows_per_chunk`): memory bounded by the batch, other arithmetic, named in the cache keys.
 ``"auto"`` takes a batch that fits a share of the device's free memory, measured on one chunk of the backbone's
 forward and backward pass; a unit that runs out of memory anyway is rerun with half the batch
-(:func:`halving_on_oom`), down to a single image.
+(:func:`halving_on_oom`), down to one chunk (a smaller batch only where the spec asks for one).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from ..attacks.settings import PRECISIONS
 from ..config import NORMS, check_eps, check_norm, eps_key, eps_text
 from ..data import check_task_ref, task_display_name, task_test_size
 from ..models.ref import BackboneRef
+from ..numerics import CHUNK_ROWS
 from ..probes import list_probes, probe_info
 from ..transfer.recipe import FineTuneRecipe, list_transfers, transfer_info
 from ..validation import check_count, check_seed
@@ -500,8 +501,8 @@ class EvalSpec:
         return toml_text(self.to_dict())
 
     def digest(self) -> str:
-        """sha256 of what changes the numbers (the fields declared ``digest=True``): stable across processes
-        and machines. Files (weights, user data) enter by their content, so a moved file keeps the digest
+        """sha256 of what changes the numbers (the fields declared ``digest=True``, and a batch size below a
+        device's chunk, which becomes the chunk): stable across processes and machines. Files (weights, user data) enter by their content, so a moved file keeps the digest
         and a changed one does not; a module backbone by its fingerprint, a Task object by its tensors'
         digest; ``n = "all"`` as each task's size, so it equals the same number written out."""
         d = self._plain(for_digest=True)
@@ -513,6 +514,8 @@ class EvalSpec:
             d["backbone"] = f"module:{self.backbone.fingerprint}"
         d["eps"] = [repr(float(e)) for e in self.eps]
         d["n"] = [self.n if self.n != "all" else size for size in self.test_sizes().values()]
+        if isinstance(self.batch_size, int) and self.batch_size < max(CHUNK_ROWS.values()):
+            d["rows_per_chunk"] = self.batch_size  # a batch below a device's chunk is that chunk: other arithmetic
         d["spec_version"] = SPEC_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 

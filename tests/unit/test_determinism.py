@@ -173,6 +173,12 @@ def test_a_batch_below_the_chunk_bounds_the_chunk_and_is_keyed_apart(tmp_path: P
     with pytest.raises(ValueError, match="at least 1, not 0"):
         with rows_per_chunk(0):
             pass
+    from rtcore.runs import EvalSpec
+
+    auto = EvalSpec(backbone="fmnist-cnn-standard", tasks=("shapes",), eps=(0.01,), n=6)
+    assert auto.with_(batch_size=512).digest() == auto.digest(), "from the largest chunk up the batch is no number"
+    assert auto.with_(batch_size=4).digest() != auto.digest() != auto.with_(batch_size=64).digest(), \
+        "below a device's chunk the batch is the chunk: the digest (job and sweep keys) names it"
     seen: list[int] = []  # the rows of every chunk a backbone computes
     rows = rtcore.Backbone._rows
     monkeypatch.setattr(rtcore.Backbone, "_rows", lambda self, x: (seen.append(x.shape[0]), rows(self, x))[1])

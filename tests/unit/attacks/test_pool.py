@@ -131,7 +131,8 @@ def test_with_exact_smaller_chunks_a_step_computes_the_rest_in_them(offset: floa
     staged = Toy(_three_targets(), off)
     a = _search(staged, 37)
     assert a[2].tails == (16, 8, 4) and not a[2].early
-    assert a[2]._pieces(37) == [(0, 32), (32, 4), (36, 4)] and a[2]._pieces(31) == [(0, 32)]
+    assert a[2]._pieces(37) == [(0, 32), (32, 8)] and a[2]._pieces(31) == [(0, 32)]
+    assert a[2]._pieces(45) == [(0, 32), (32, 16)] and a[2]._pieces(3) == [(0, 4)]
     assert a[2]._pieces(20) == [(0, 16), (16, 4)] and a[2]._pieces(64) == [(0, 32), (32, 32)]
     b = _search(Toy(_one_after_another(), off), 37)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
