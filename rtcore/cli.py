@@ -196,6 +196,17 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train bundled backbones from their recipes; one JSON line per backbone (its card's headline numbers)."""
+    from .train import RECIPES, run_recipe
+
+    for name in list(RECIPES) if args.recipes == ["all"] else args.recipes:
+        card = run_recipe(name, args.out, args.epochs,
+                          report=lambda m, n=name: print(f"[{n}] {m}", file=sys.stderr, flush=True))
+        print(json.dumps({k: card[k] for k in ("name", "wall_time_s", "upstream_clean_acc", "upstream_robust_acc")}))
+    return 0
+
+
 def _cmd_table(args: argparse.Namespace) -> int:
     """A summary CSV (of evaluate or a sweep) as a LaTeX table."""
     src = Path(args.summary).expanduser()
@@ -344,6 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--key", help="where the state dict sits in the checkpoint (dotted, e.g. ema.model) when it "
                                  "is not found on its own")
     c.set_defaults(fn=_cmd_convert)
+    from .models import BUNDLED_DIR
+    from .train import RECIPES
+
+    r = sub.add_parser("train", help="train bundled backbones from their recipes")
+    r.add_argument("recipes", nargs="+", help=f"recipe names ({', '.join(RECIPES)}) or 'all'")
+    r.add_argument("--out", type=Path, default=BUNDLED_DIR, help="output folder (default: assets/backbones)")
+    r.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    r.set_defaults(fn=_cmd_train)
     t = sub.add_parser("table", help="a summary CSV (of evaluate --out or a sweep) as a LaTeX table")
     t.add_argument("summary", help="the summary CSV")
     t.add_argument("--out", help="the .tex file (default: print it)")

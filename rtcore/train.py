@@ -1,4 +1,4 @@
-"""Pretraining recipes for the bundled backbones: ``python -m rtcore.train <recipe>``.
+"""Pretraining recipes for the bundled backbones: ``python -m rtcore train <recipe>``.
 
 Upstream data: the real Fashion-MNIST training images of classes 0-4 with index < 50000
 (:func:`rtcore.data.load_upstream`); downstream tasks never reuse them. Each recipe writes
@@ -8,12 +8,10 @@ rtcore's own evaluation on the upstream test images (Fashion-MNIST test set, cla
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -255,20 +253,3 @@ def run_recipe(name: str, out_dir: Path = BUNDLED_DIR, epochs: int | None = None
     }
     atomic_write(out_dir / f"{name}.json", (json.dumps(card, indent=2) + "\n").encode())
     return card
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rtcore.train", description=__doc__)
-    p.add_argument("recipes", nargs="+", help=f"recipe names ({', '.join(RECIPES)}) or 'all'")
-    p.add_argument("--out", type=Path, default=BUNDLED_DIR, help="output folder (default: assets/backbones)")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    args = p.parse_args(argv)
-    names = list(RECIPES) if args.recipes == ["all"] else args.recipes
-    for name in names:
-        card = run_recipe(name, args.out, args.epochs, report=lambda m, n=name: print(f"[{n}] {m}", file=sys.stderr, flush=True))
-        print(json.dumps({k: card[k] for k in ("name", "wall_time_s", "upstream_clean_acc", "upstream_robust_acc")}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -73,7 +73,7 @@ def _verified_bundled_file(name: str, card: dict[str, Any]) -> Path:
     if not path.is_file():
         raise BackboneUnavailableError(
             f"weights file {str(path)!r} of bundled backbone {name!r} is missing; restore assets/ from "
-            f"the repository or retrain it with `python -m rtcore.train {card.get('recipe', name)}`"
+            f"the repository or retrain it with `python -m rtcore train {card.get('recipe', name)}`"
         )
     digest = file_sha256(path)
     if digest != card["sha256"]:
