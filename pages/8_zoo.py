@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures as fx
+from app import ui
 from app.state import private
 from app.texts import text
 from app.view import chart
@@ -61,7 +62,8 @@ tasks_all = list(dict.fromkeys(df["task"]))
 tasks = st.multiselect("Tasks", tasks_all, default=tasks_all, key="zoo_tasks")
 shown = select_rows(df, choice, tasks)
 backbones = list(dict.fromkeys(shown["backbone"]))
-st.caption(f"{private(str(folder))} · {len(backbones)} backbones × {len(tasks)} tasks × {shown['eps'].nunique()} ε · "
+st.caption(f"{private(str(folder))} · {ui.plural(len(backbones), 'backbone')} × {ui.plural(len(tasks), 'task')} × "
+           f"{shown['eps'].nunique()} ε · "
            + ", ".join(f"{k} {v}" for k, v in choice.items()))
 if shown.empty:
     st.info("No rows for this choice: pick at least one task.")
