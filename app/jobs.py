@@ -25,9 +25,8 @@ from rtcore.config import default_eps, eps_text
 from rtcore.models.ref import BackboneRef
 from rtcore.models.uploads import load_ref
 from rtcore.runs import EvalJob, EvalRequest, Job, JobState, Snapshot, TransferJob, TransferRequest, Unit, \
-    default_scheduler, fmt_seconds
+    default_scheduler, fmt_seconds, selection
 
-from .state import classroom
 
 POLL_S = 1.0  # how often a page waiting on a job reads its version
 EAGER_POLL_S = 0.25  # ... while the page shows no results yet (its first chart waits for this)
@@ -71,7 +70,7 @@ def make_request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n
                  sanity: bool = False) -> EvalRequest:
     """The dashboard's request: the library's grid plus ``extras``, the cursor's default eps first, its seed."""
     return EvalRequest.over_grid(refs, tasks, norm, n, attack, probes=probes, extras=extras,
-                                 first=(default_eps(norm),), seed=classroom().seed, cache_dir=cache_dir,
+                                 first=(default_eps(norm),), seed=selection.classroom().seed, cache_dir=cache_dir,
                                  sanity=sanity)
 
 

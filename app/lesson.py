@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from rtcore.runs import selection
+
 from . import nav, state
 from .texts import texts
-from .view import encode
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ WARM_UP_TIME: str = texts("lesson")["warm_up_time"]
 
 def step_params(k: int) -> dict[str, str]:
     """The URL parameters of step ``k``: the session defaults with the step's own values, and ``lesson=k``."""
-    return {**encode(state.session_defaults()), **STEPS[k].view, "lesson": str(k + 1)}
+    return {**selection.to_query(state.session_defaults()), **STEPS[k].view, "lesson": str(k + 1)}
 
 
 def step_link(k: int, label: str, icon: str | None = None) -> None:

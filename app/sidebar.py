@@ -16,6 +16,7 @@ from rtcore.config import NORMS, default_eps, eps_grid, eps_text, nearest_eps
 from rtcore.models.registry import backbone_info
 from rtcore.models.uploads import CheckpointUploadError, checkpoint_ref, save_checkpoint_upload
 from rtcore.probes import list_probes
+from rtcore.runs import selection
 
 from . import state, user_tasks
 from .nav import ALL
@@ -47,7 +48,7 @@ def sidebar(controls: tuple[str, ...] = ALL, note: str = "") -> None:
             with sb.expander("Add a task from your own data", expanded=bool(st.session_state.get("user_task_open"))):
                 user_tasks.controls()
     if "n" in controls:
-        sb.select_slider("Test points per task (n)", state.sample_size_options(state.n_cap(st.session_state["tasks"])),
+        sb.select_slider("Test points per task (n)", selection.sample_size_options(selection.n_cap(st.session_state["tasks"])),
                          key="n", disabled=off,
                          help="A seeded random subset of each task's test split. Larger n: narrower intervals, "
                               "longer runs.")
@@ -88,7 +89,7 @@ def eps_control(off: bool = False) -> None:
     sb = st.sidebar
     norm = st.session_state["norm"]
     added = st.session_state["extra_eps"].setdefault(norm, [])
-    options = state.eps_options(norm, added)
+    options = selection.eps_options(norm, added)
     st.session_state["eps"] = nearest_eps(st.session_state["eps"], options)
     sb.select_slider("ε (perturbation budget)", options, key="eps", format_func=lambda e: eps_text(e, norm),
                      disabled=off,
@@ -111,7 +112,7 @@ def _add_eps_form(norm: str, added: list[float]) -> None:
     label = "k (ε = k/255)" if norm == "linf" else "ε (l2 radius, [0,1] pixel units)"
     st.number_input(label, min_value=0.0, max_value=255.0 if norm == "linf" else 100.0,
                     step=0.5 if norm == "linf" else 0.05, key=key, format="%.4g", on_change=_clear_msg)
-    e = state.eps_from_input(st.session_state[key], norm)
+    e = selection.eps_from_input(st.session_state[key], norm)
     st.button(f"Add ε = {eps_text(e, norm)}", key="eps_add", on_click=_ask_add, args=(e, norm),
               help="Computes this one ε for every task (and keeps every cached curve on screen).")
     pending = st.session_state.get("eps_confirm")

@@ -23,7 +23,7 @@ from rtcore.errors import CacheDirError
 from rtcore.export import csv_bytes
 from rtcore.models.ref import BackboneRef
 from rtcore.models.wrapper import device_name
-from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds
+from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds, selection
 from rtcore.runs.reproduce import reproduce_script, spec_download_name
 
 from . import jobs, state
@@ -48,13 +48,13 @@ def init_session() -> None:
     for key in PERSISTENT:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
-    for key, options in state.choices().items():  # a value no longer offered here (e.g. an unregistered backbone)
+    for key, options in selection.choices().items():  # a value no longer offered here (e.g. an unregistered backbone)
         if st.session_state[key] not in [*options, *([state.UPLOAD_CHOICE] if key == "backbone" else [])]:
             st.session_state[key] = defaults[key]
     known = set(task_choices())
     st.session_state["tasks"] = [t for t in st.session_state["tasks"] if t in known]
     norm = st.session_state["norm"]
-    st.session_state["eps"] = nearest_eps(st.session_state["eps"], state.eps_options(norm, extras()))
+    st.session_state["eps"] = nearest_eps(st.session_state["eps"], selection.eps_options(norm, extras()))
 
 
 def task_choices() -> list[str]:

@@ -19,9 +19,10 @@ from rtcore.data import (
 )
 from rtcore.data.uploads import touch_task_upload
 from rtcore.models.uploads import MAX_UPLOAD_BYTES
+from rtcore.runs.selection import n_cap, sample_size_options
 from rtcore.runs.spec import task_identity
 
-from .state import MAX_UPLOAD_MB, n_cap, private, sample_size_options, task_label
+from .state import MAX_UPLOAD_MB, private, task_label
 
 UPLOAD_TYPES = ["zip", "npz"]
 

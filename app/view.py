@@ -2,16 +2,16 @@
 mode, a frozen view, the share box (the URL and a QR code) and how charts are drawn (presenter look, PNG or
 SVG download from each chart's camera button, figures shared by every session).
 
-A URL such as ``/?backbone=fmnist-cnn-standard&norm=linf&eps=8/255&tasks=fmnist-novel,shapes&n=200&attack=fast``
-reopens that view; the page is the URL's path (``/compare?...``). A value that is not valid here is named in a
-message and left at its default, never a crash.
+A URL such as ``/compare?backbone=fmnist-cnn-standard&norm=linf&eps=8/255`` reopens that page and selection (the
+query is :func:`rtcore.runs.selection.to_query` of the session's selection); a value that is not valid here is
+named in a message and left at its default, never a crash.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -19,91 +19,16 @@ import plotly.graph_objects as go
 import segno
 import streamlit as st
 
-import rtcore
-from rtcore.config import eps_key, eps_text
-from rtcore.runs.spec import parse_eps_text
+from rtcore.runs import selection
 
-from . import state
 from .figures import presenting
 
-LISTS = {"tasks": "tasks", "compare": "compare_backbones"}
-FLAGS = ("present", "frozen")
 #: the view box's widget keys (on every page)
-VIEW_KEYS = (*FLAGS, "chart_format")
+VIEW_KEYS = (*selection.FLAGS, "chart_format")
 FORMATS = {"png": "PNG", "svg": "SVG"}
 LOCAL = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 PRESENT_CSS = ("<style>.stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer td "
                "{font-size: 1.3rem !important; line-height: 1.45}</style>")
-
-
-def decode(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    """Session values of a URL's query parameters, and one message per value that is not valid here (that
-    value keeps its default; a list keeps its valid items). Pure: no Streamlit."""
-    out: dict[str, Any] = {}
-    problems: list[str] = []
-    singles = {**state.choices(), "lesson": list(range(1, 100))}
-    for key, options in singles.items():
-        value = params.get(key, "").strip()
-        match = next((o for o in options if str(o) == value), None)
-        if match is not None:
-            out[key] = match
-        elif key in params:
-            shown = "a step number" if key == "lesson" else "one of " + ", ".join(map(str, options))
-            problems.append(f"{key}={value!r} is not {shown}; the default is used")
-    known = {"tasks": rtcore.list_tasks(), "compare": singles["backbone"]}
-    for key, session_key in LISTS.items():
-        items = [t.strip() for t in params.get(key, "").split(",") if t.strip()]
-        bad = [t for t in items if t not in known[key]]
-        if bad:
-            problems.append(f"{key}: {', '.join(map(repr, bad))} not known here, left out (known: "
-                            f"{', '.join(known[key])})")
-        if len(bad) < len(items):
-            out[session_key] = [t for t in items if t not in bad]
-            out.update({"compare_active": True} if key == "compare" else {})
-    out.update({k: params[k].strip().lower() in ("1", "true", "yes", "on") for k in FLAGS if k in params})
-    if "eps" in params:
-        norm = out.get("norm") or state.default_norm()
-        eps, extra, problem = _eps(params["eps"].strip(), norm)
-        if problem:
-            problems.append(f"{problem}; the default is used")
-        else:
-            out.update(eps=eps, extra_eps={norm: [extra]} if extra is not None else {})
-    return out, problems
-
-
-def _eps(text: str, norm: str) -> tuple[float, float | None, str | None]:
-    """(eps, eps to add to the grid or None, problem): a grid value, or one the add form would accept."""
-    try:
-        e = eps_key(float(parse_eps_text(text)))  # type: ignore[arg-type]
-    except (TypeError, ValueError) as err:
-        return 0.0, None, f"eps={text!r}: {err}"
-    if e in state.eps_options(norm):
-        return e, None, None
-    verdict, message = state.check_new_eps(e, norm)
-    if verdict == "ok":
-        return e, e, None
-    return 0.0, None, f"eps={text!r}: " + (message if verdict == "error" else "beyond the range a link may add")
-
-
-def encode(s: Mapping[str, Any]) -> dict[str, str]:
-    """The query parameters of a session's selection (registered tasks and backbones only: your own data and an
-    uploaded checkpoint live on the server, so a link cannot carry them); the compared backbones only once the
-    comparison runs (a link with ``compare=`` starts it)."""
-    out: dict[str, str] = {}
-    if s.get("backbone") not in (None, state.UPLOAD_CHOICE):
-        out["backbone"] = str(s["backbone"])
-    if "norm" in s:
-        out["norm"] = s["norm"]
-        if "eps" in s:
-            out["eps"] = str(eps_text(s["eps"], s["norm"]))
-    known = {"tasks": set(rtcore.list_tasks()), "compare": set(state.backbone_choices())}
-    for key, session_key in LISTS.items():
-        items = [t for t in s.get(session_key, []) if t in known[key]]
-        if items and (key != "compare" or s.get("compare_active")):
-            out[key] = ",".join(items)
-    out.update({k: str(s[k]) for k in ("n", "attack", "probe", "lesson") if s.get(k) is not None})
-    out.update({k: "1" for k in FLAGS if s.get(k)})
-    return out
 
 
 # ---------------------------------------------------------------- Streamlit glue
@@ -115,7 +40,7 @@ def read_url() -> None:
     s = st.session_state
     if not params or params == s.get("_view_written"):
         return
-    values, problems = decode(params)
+    values, problems = selection.from_query(params)
     extra = values.pop("extra_eps", {})
     for norm, added in extra.items():
         s["extra_eps"] = {**s.get("extra_eps", {}), norm: sorted({*s.get("extra_eps", {}).get(norm, []), *added})}
@@ -127,7 +52,7 @@ def write_url() -> None:
     """Write the selection into the URL when it changed (after the sidebar's widgets took their values); the
     link's problems are shown until the selection changes."""
     s = st.session_state
-    params = encode(s)
+    params = selection.to_query(s)
     if params != st.query_params.to_dict():
         st.query_params.from_dict(params)
     s["_view_written"] = params
@@ -161,8 +86,8 @@ def share_url() -> str:
 
         host = net_util.get_internal_ip() or host
     netloc = f"{host}:{base.port}" if base.port else host
-    return urlunsplit((base.scheme or "http", netloc, base.path or "/", urlencode(encode(st.session_state),
-                                                                                 safe="/,:"), ""))
+    query = urlencode(selection.to_query(st.session_state), safe="/,:")
+    return urlunsplit((base.scheme or "http", netloc, base.path or "/", query, ""))
 
 
 @functools.lru_cache(maxsize=64)

@@ -36,6 +36,7 @@ import torch
 import rtcore
 from rtcore.config import eps_grid
 from rtcore.models.ref import BackboneRef
+from rtcore.runs import selection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,8 +73,8 @@ def _timed(fn: Callable[[], str]) -> tuple[float, str]:
 def dashboard_grid(device: str, smoke: bool) -> Row:
     from app import state
 
-    backbone, tasks, n = state.default_backbone(), state.default_tasks(), state.default_n()
-    norm, attack, probe = state.default_norm(), state.default_attack(), state.probes()[0]
+    backbone, tasks, n = selection.default_backbone(), selection.default_tasks(), selection.default_n()
+    norm, attack, probe = selection.default_norm(), selection.default_attack(), state.probes()[0]
     if smoke:
         tasks, n = tasks[:1], 8
     eps = eps_grid(norm)

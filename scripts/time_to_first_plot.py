@@ -264,11 +264,11 @@ def apptest_replot(env: Mapping[str, str], moves: int = 6) -> list[float]:
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
     try:
-        from app import state
+        from rtcore.runs import selection
 
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900).run()
         norm = at.session_state["norm"]
-        options = state.eps_options(norm, at.session_state["extra_eps"].get(norm, []))
+        options = selection.eps_options(norm, at.session_state["extra_eps"].get(norm, []))
         i = options.index(at.session_state["eps"])
         times = []
         for k in range(moves):

@@ -9,6 +9,7 @@
 * :mod:`.jobs`: the evaluation and transfer-comparison jobs a dashboard runs on the scheduler;
 * :mod:`.compare`: the transfer methods compared on one backbone and task;
 * :mod:`.sweep`: a zoo spec -> units -> engines (local in-process, or Ray), results per unit on disk.
+* :mod:`.selection`: a dashboard session's selection: defaults, choices, the eps a user adds, URL queries.
 
 The CLI, the dashboard, the scripts and the sweeps all build specs and run them here; nothing below
 this package knows about them.

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app import state
+from rtcore.runs import selection
 
 BACKBONE = "fmnist-cnn-standard"
 
@@ -19,12 +20,12 @@ def use_small_defaults(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None
     """Small dashboard defaults through the environment overrides (n = 20, task shapes, 'fast',
     linf, the standard CNN when bundled) and the private result cache ``cache_dir``."""
     monkeypatch.setenv("RTCORE_CACHE_DIR", str(cache_dir))
-    monkeypatch.setenv(state.ENV_N, "20")
-    monkeypatch.setenv(state.ENV_TASKS, "shapes")
-    monkeypatch.setenv(state.ENV_ATTACK, "fast")
-    monkeypatch.setenv(state.ENV_NORM, "linf")
+    monkeypatch.setenv(selection.ENV_N, "20")
+    monkeypatch.setenv(selection.ENV_TASKS, "shapes")
+    monkeypatch.setenv(selection.ENV_ATTACK, "fast")
+    monkeypatch.setenv(selection.ENV_NORM, "linf")
     if BACKBONE in state.backbone_choices():
-        monkeypatch.setenv(state.ENV_BACKBONE, BACKBONE)
+        monkeypatch.setenv(selection.ENV_BACKBONE, BACKBONE)
 
 
 @pytest.fixture(scope="module")

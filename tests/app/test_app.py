@@ -26,7 +26,7 @@ from rtcore.models.registry import list_backbones
 from rtcore.probes import list_probes
 from rtcore.theory import linear_toy
 from rtcore.models.ref import BackboneRef
-from rtcore.runs import fmt_seconds
+from rtcore.runs import fmt_seconds, selection
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -147,7 +147,7 @@ def test_adding_an_eps_keeps_the_curves_and_then_says_it_is_done(small: None) ->
     at.sidebar.number_input(key="eps_new_linf").set_value(3.0).run()
     at.sidebar.button(key="eps_add").click().run()
     assert_clean(at)
-    e = state.eps_from_input(3.0, "linf")
+    e = selection.eps_from_input(3.0, "linf")
     assert at.session_state["extra_eps"]["linf"] == [e] and at.session_state["eps"] == e
     assert "3/255" in at.sidebar.select_slider(key="eps").options
     assert any("Computing ε = 3/255" in t.value for t in at.toast), "a passing note, not a lasting message"

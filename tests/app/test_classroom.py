@@ -17,10 +17,10 @@ import rtcore.cli
 from app import jobs, state
 from rtcore.models.ref import BackboneRef
 from rtcore.models.uploads import load_ref
-from rtcore.runs import EvalJob, EvalRequest, Scheduler, load_spec
+from rtcore.runs import EvalJob, EvalRequest, Scheduler, load_spec, selection
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = (state.ENV_N, state.ENV_TASKS, state.ENV_ATTACK, state.ENV_BACKBONE, state.ENV_NORM)
+ENV = (selection.ENV_N, selection.ENV_TASKS, selection.ENV_ATTACK, selection.ENV_BACKBONE, selection.ENV_NORM)
 SESSIONS = 6
 
 
@@ -79,8 +79,8 @@ def test_a_class_of_browsers_on_a_new_server_converges(warm: EvalRequest) -> Non
         pytest.skip("Chromium or Playwright is missing (scripts/install_browser.sh, requirements-browser.txt)")
     load = _script("classroom_load")
     d = defaults()
-    env = {**ttfp.SMALL_ENV, "RTCORE_CACHE_DIR": warm.cache_dir, state.ENV_BACKBONE: str(d["backbone"]),
-           state.ENV_NORM: str(d["norm"]), state.ENV_ATTACK: str(d["attack"])}
+    env = {**ttfp.SMALL_ENV, "RTCORE_CACHE_DIR": warm.cache_dir, selection.ENV_BACKBONE: str(d["backbone"]),
+           selection.ENV_NORM: str(d["norm"]), selection.ENV_ATTACK: str(d["attack"])}
     with ttfp.streamlit_server(env) as url:
         phase = asyncio.run(load.phase("class", url, exe, SESSIONS, 240))
     assert [s.error for s in phase.sessions] == [None] * SESSIONS

@@ -15,7 +15,7 @@ from app import state, ui
 from rtcore.attacks import STRENGTHS
 from rtcore.config import NORMS, check_eps, default_eps, eps_grid, eps_key, eps_text
 from rtcore.probes import list_probes
-from rtcore.runs import EvalSpec
+from rtcore.runs import EvalSpec, selection
 from rtcore.transfer import TRANSFER_METHODS
 from tests.app.conftest import BACKBONE, use_small_defaults
 
@@ -52,7 +52,7 @@ def test_the_eps_cursor_offers_exactly_the_librarys_grid(small: None, norm: str)
     if norm == "l2":
         assert "1.6" in slider.options, "l2 1.6 is on the grid (the library accepts l2 eps up to 100)"
     assert at.session_state["eps"] == default_eps(norm) in grid
-    EvalSpec(backbone=BACKBONE, tasks=("shapes",), eps=state.eps_options(norm, [state.eps_from_input(3, norm)]),
+    EvalSpec(backbone=BACKBONE, tasks=("shapes",), eps=selection.eps_options(norm, [selection.eps_from_input(3, norm)]),
              norm=norm)  # accepted
 
 
@@ -62,7 +62,7 @@ def test_the_add_form_accepts_exactly_what_the_library_accepts(norm: str) -> Non
     (or eps is 0), and whatever it adds builds a spec."""
     top = 255.0 if norm == "linf" else 100.0
     for typed in [*np.linspace(0.0, top, 257), top + 1, 1e9]:
-        e = state.eps_from_input(float(typed), norm)
+        e = selection.eps_from_input(float(typed), norm)
         verdict, message = state.check_new_eps(e, norm)
         try:
             check_eps(e, norm)
@@ -72,7 +72,7 @@ def test_the_add_form_accepts_exactly_what_the_library_accepts(norm: str) -> Non
             assert str(err) in message, "the library's own words"
         assert (verdict != "error") == library_ok, (typed, verdict, message)
         if verdict in ("ok", "confirm"):
-            EvalSpec(backbone=BACKBONE, tasks=("shapes",), eps=state.eps_options(norm, [e]), norm=norm)
+            EvalSpec(backbone=BACKBONE, tasks=("shapes",), eps=selection.eps_options(norm, [e]), norm=norm)
         if verdict == "grid":
             assert eps_key(e) in eps_grid(norm)
 

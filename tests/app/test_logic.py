@@ -17,6 +17,7 @@ from rtcore.config import default_eps, eps_grid, eps_key, nearest_eps
 from rtcore.models.ref import BackboneRef
 from rtcore.models.registry import list_backbones
 from rtcore.models.uploads import CheckpointUploadError, checkpoint_ref, load_ref, save_checkpoint_upload
+from rtcore.runs import selection
 
 
 def test_eps_ticks() -> None:
@@ -25,11 +26,11 @@ def test_eps_ticks() -> None:
 
 
 def test_eps_options_snap_and_input() -> None:
-    e = state.eps_from_input(3, "linf")
+    e = selection.eps_from_input(3, "linf")
     assert e == eps_key(3 / 255)
-    assert state.eps_options("linf", [e]) == sorted([*eps_grid("linf"), e])
+    assert selection.eps_options("linf", [e]) == sorted([*eps_grid("linf"), e])
     assert nearest_eps(0.03, eps_grid("linf")) == eps_grid("linf")[4]
-    assert state.eps_from_input(0.3, "l2") == 0.3
+    assert selection.eps_from_input(0.3, "l2") == 0.3
 
 
 @pytest.mark.parametrize(("value", "norm", "verdict"), [
@@ -38,7 +39,7 @@ def test_eps_options_snap_and_input() -> None:
     (150, "l2", "error"),
 ])
 def test_check_new_eps(value: float, norm: str, verdict: str) -> None:
-    got, message = state.check_new_eps(state.eps_from_input(value, norm), norm)
+    got, message = state.check_new_eps(selection.eps_from_input(value, norm), norm)
     assert got == verdict and message
     if verdict == "grid":
         assert "the cursor is there now" in message and "move the slider" not in message
@@ -72,19 +73,19 @@ def test_a_bad_request_names_the_value(kw: dict, match: str) -> None:
 
 def test_defaults_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     """The defaults are assets/classroom.toml's selection (200 points, fast, the offline tasks, the robust CNN)."""
-    for var in (state.ENV_N, state.ENV_TASKS, state.ENV_ATTACK, state.ENV_BACKBONE, state.ENV_NORM):
+    for var in (selection.ENV_N, selection.ENV_TASKS, selection.ENV_ATTACK, selection.ENV_BACKBONE, selection.ENV_NORM):
         monkeypatch.delenv(var, raising=False)
-    assert state.default_n() == 200 and state.default_attack() == "fast" and state.default_norm() == "linf"
-    assert state.default_tasks() == rtcore.list_tasks(offline_only=True)
-    assert state.default_backbone(state.backbone_choices()) == "fmnist-cnn-pgd-linf-0.1"
-    assert state.default_backbone(["a", "fmnist-cnn-standard"]) == "fmnist-cnn-standard", "else a bundled one"
-    monkeypatch.setenv(state.ENV_N, "20")
-    monkeypatch.setenv(state.ENV_TASKS, "shapes, nonsense")
-    monkeypatch.setenv(state.ENV_ATTACK, "strong")
-    assert state.default_n() == 20 and 20 in state.sample_size_options()
-    assert state.default_tasks() == ["shapes"] and state.default_attack() == "strong"
-    monkeypatch.setenv(state.ENV_N, "many")
-    assert state.default_n() == 200
+    assert selection.default_n() == 200 and selection.default_attack() == "fast" and selection.default_norm() == "linf"
+    assert selection.default_tasks() == rtcore.list_tasks(offline_only=True)
+    assert selection.default_backbone(state.backbone_choices()) == "fmnist-cnn-pgd-linf-0.1"
+    assert selection.default_backbone(["a", "fmnist-cnn-standard"]) == "fmnist-cnn-standard", "else a bundled one"
+    monkeypatch.setenv(selection.ENV_N, "20")
+    monkeypatch.setenv(selection.ENV_TASKS, "shapes, nonsense")
+    monkeypatch.setenv(selection.ENV_ATTACK, "strong")
+    assert selection.default_n() == 20 and 20 in selection.sample_size_options()
+    assert selection.default_tasks() == ["shapes"] and selection.default_attack() == "strong"
+    monkeypatch.setenv(selection.ENV_N, "many")
+    assert selection.default_n() == 200
 
 
 def test_model_cards_have_no_empty_cells() -> None:

@@ -15,7 +15,7 @@ from app import jobs, lesson, nav, state, ui, view
 from rtcore.config import eps_grid
 from rtcore.models.ref import BackboneRef
 from rtcore.probes import list_probes
-from rtcore.runs import load_spec
+from rtcore.runs import load_spec, selection
 from tests.app.test_figures import fonts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,11 +42,11 @@ def opened(params: dict[str, str], page: str | None = None) -> AppTest:
 
 
 def test_decode_the_issues_url() -> None:
-    values, problems = view.decode(ISSUE_URL)
+    values, problems = selection.from_query(ISSUE_URL)
     assert not problems
     assert values == {"backbone": "fmnist-cnn-standard", "norm": "linf", "eps": eps_grid("linf")[4],
                       "tasks": ["fmnist-novel", "shapes"], "n": 200, "attack": "fast", "extra_eps": {}}
-    assert view.encode({**state.session_defaults(), **values}) == {**ISSUE_URL, "probe": "logistic"}, "round trip"
+    assert selection.to_query({**state.session_defaults(), **values}) == {**ISSUE_URL, "probe": "logistic"}, "round trip"
 
 
 @pytest.mark.parametrize("params, named", [
@@ -55,16 +55,16 @@ def test_decode_the_issues_url() -> None:
     ({"n": "-5"}, "n='-5'"), ({"attack": "mighty"}, "attack='mighty'"), ({"probe": "svm"}, "probe='svm'"),
     ({"tasks": "shapes,nope"}, "'nope' not known here, left out"), ({"lesson": "x"}, "lesson='x'")])
 def test_a_bad_value_is_named_and_keeps_its_default(params: dict[str, str], named: str) -> None:
-    values, problems = view.decode(params)
+    values, problems = selection.from_query(params)
     assert len(problems) == 1 and named in problems[0], problems
     key = next(iter(params))
     assert key not in values or values.get("tasks") == ["shapes"], "the default stays (or the valid part of a list)"
 
 
 def test_an_eps_off_the_grid_is_added_like_the_add_form_would() -> None:
-    values, problems = view.decode({"norm": "linf", "eps": "3/255"})
+    values, problems = selection.from_query({"norm": "linf", "eps": "3/255"})
     assert not problems and values["eps"] == pytest.approx(3 / 255) and values["extra_eps"] == {"linf": [values["eps"]]}
-    values, _ = view.decode({"norm": "l2", "eps": "0.4"})
+    values, _ = selection.from_query({"norm": "l2", "eps": "0.4"})
     assert values["eps"] == 0.4 and values["extra_eps"] == {}, "l2 grid value"
 
 
@@ -83,7 +83,7 @@ def test_the_default_page_writes_its_selection_and_changes_follow(small: None, m
     no_evaluation(monkeypatch)
     at = opened({})
     written = {k: v[0] if isinstance(v, list) else v for k, v in at.query_params.items()}
-    assert written == view.encode(at.session_state), written
+    assert written == selection.to_query(at.session_state), written
     assert written["eps"] == "4/255" and written["tasks"] == "shapes" and written["n"] == "20"
     at.sidebar.select_slider(key="eps").set_value(eps_grid("linf")[5]).run()
     assert at.query_params["eps"] in ("16/255", ["16/255"]), "written whenever it changes"
@@ -94,7 +94,7 @@ def test_a_bad_link_is_a_message_not_a_crash(small: None, monkeypatch: pytest.Mo
     at = opened({"backbone": "nope", "eps": "huge", "n": "7", "tasks": "shapes"})
     shown = " ".join(w.value for w in at.warning)
     assert "backbone='nope'" in shown and "eps='huge'" in shown and "n='7'" in shown
-    assert at.session_state["backbone"] == state.default_backbone() and at.session_state["n"] == state.default_n()
+    assert at.session_state["backbone"] == selection.default_backbone() and at.session_state["n"] == selection.default_n()
     at.run()
     assert any("backbone='nope'" in w.value for w in at.warning), "still said on the next run of the same view"
 
@@ -153,12 +153,12 @@ def test_the_lesson_takes_20_minutes_and_asks_at_every_step() -> None:
 
 def test_the_warm_up_covers_every_page_the_lesson_opens(monkeypatch: pytest.MonkeyPatch) -> None:
     """The lesson's requests with the real defaults are exactly assets/classroom.toml and assets/lesson/*.toml."""
-    for var in (state.ENV_N, state.ENV_TASKS, state.ENV_ATTACK, state.ENV_BACKBONE, state.ENV_NORM):
+    for var in (selection.ENV_N, selection.ENV_TASKS, selection.ENV_ATTACK, selection.ENV_BACKBONE, selection.ENV_NORM):
         monkeypatch.delenv(var, raising=False)
     d = state.session_defaults()
     wanted = set()
     for k, step in enumerate(lesson.STEPS):
-        values, problems = view.decode(lesson.step_params(k))
+        values, problems = selection.from_query(lesson.step_params(k))
         assert not problems
         v = {**d, **values}
         if step.page == "compare":

@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from app import lesson, nav, state
+from app import lesson, nav
+from rtcore.runs import selection
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_TIMEOUT_S = 300
@@ -133,7 +134,7 @@ def tiny_sweep(cache: Path) -> None:
     from rtcore.runs.sweep import sweep
 
     env = ttfp.SMALL_ENV
-    result = sweep({"backbones": [state.default_backbone(), "fmnist-cnn-standard"],
+    result = sweep({"backbones": [selection.default_backbone(), "fmnist-cnn-standard"],
                     "tasks": [env["RTCORE_DASHBOARD_TASKS"]], "eps": ["2/255", "8/255"],
                     "n": int(env["RTCORE_DASHBOARD_N"]), "attack": "fast"}, cache / "sweeps" / "tiny", cache_dir=cache)
     assert not result.failed, result.failures
