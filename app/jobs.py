@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError, TaskUnavailableError
-from rtcore.config import default_eps, eps_text
+from rtcore.config import eps_text
 from rtcore.models.ref import BackboneRef
 from rtcore.models.uploads import load_ref
 from rtcore.runs import EvalJob, EvalRequest, Job, JobState, Snapshot, TransferJob, TransferRequest, Unit, \
-    default_scheduler, fmt_seconds, selection
+    default_scheduler, fmt_seconds
 
 
 POLL_S = 1.0  # how often a page waiting on a job reads its version
@@ -63,15 +63,6 @@ def owner(slot: str) -> str:
     """This session's owner name for ``slot``: its Streamlit session (whose end releases its jobs) and its token."""
     ctx = get_script_run_ctx()
     return f"{ctx.session_id if ctx is not None else ''}|{st.session_state['session_token']}:{slot}"
-
-
-def make_request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n: int, attack: str, *,
-                 probes: Sequence[str] = ("logistic",), extras: Sequence[float] = (), cache_dir: str = "",
-                 sanity: bool = False) -> EvalRequest:
-    """The dashboard's request: the library's grid plus ``extras``, the cursor's default eps first, its seed."""
-    return EvalRequest.over_grid(refs, tasks, norm, n, attack, probes=probes, extras=extras,
-                                 first=(default_eps(norm),), seed=selection.classroom().seed, cache_dir=cache_dir,
-                                 sanity=sanity)
 
 
 def submit(request: EvalRequest, loaded: Mapping[BackboneRef, Backbone], slot: str) -> EvalJob:

@@ -3,45 +3,21 @@
 :mod:`rtcore.sanity` runs four checks from RobustBench / AutoAttack practice. They cost extra attack work,
 so they run only when asked, as a job like any other: the landing page's spec with ``sanity=True``, whose
 planned units are the page's (cache hits) plus one sanity unit per task. The flags live in that job's
-executor (shared by every session) and are shown next to the numbers (:func:`with_flags`).
+executor (shared by every session) and are shown next to the numbers (:func:`rtcore.sanity.with_flags`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-import pandas as pd
 import streamlit as st
 
 from rtcore.export import csv_bytes
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import EvalJob, EvalRequest
 from rtcore.runs.reproduce import spec_download_name
-from rtcore.sanity import FLAG_NAMES, SanityFlag, flag_table, summary_text
+from rtcore.sanity import FLAG_NAMES, SanityFlag, flag_table, verdict
 
 from . import jobs, ui
 from .texts import text
-
-FAILED_NOTE = "the robust accuracy may be an overestimate"
-Flags = Mapping[str, Sequence[SanityFlag]]
-
-
-def verdict(flags: Sequence[SanityFlag]) -> tuple[bool, str]:
-    """(every check passed, one line naming the failed and the skipped checks)."""
-    failed = [f.name for f in flags if not f.passed]
-    skipped = [f.name for f in flags if f.skipped]
-    note = f" (skipped: {', '.join(skipped)})" if skipped else ""
-    if not failed:
-        return True, f"all checks passed{note}"
-    return False, f"{ui.plural(len(failed), 'check')} failed ({', '.join(failed)}): {FAILED_NOTE}{note}"
-
-
-def with_flags(table: pd.DataFrame, flags: Flags) -> pd.DataFrame:
-    """``table`` with a ``sanity`` column (``ok``, the failed checks, or ``not checked``); unchanged without flags."""
-    if not flags or "task" not in table.columns:
-        return table
-    text = {task: summary_text(fl) for task, fl in flags.items()}
-    return table.assign(sanity=table["task"].map(lambda t: text.get(t, "not checked")))
 
 
 def sanity_job(ref: BackboneRef, run: ui.Run) -> EvalJob | None:

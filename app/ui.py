@@ -113,7 +113,7 @@ class Run:
 @functools.lru_cache(maxsize=256)
 def _request(refs: tuple[BackboneRef, ...], tasks: tuple[str, ...], norm: str, n: int, attack: str,
              probes: tuple[str, ...], extra: tuple[float, ...], cache_dir: str, sanity: bool = False) -> EvalRequest:
-    return jobs.make_request(refs, tasks, norm, n, attack, probes=probes, extras=extra, cache_dir=cache_dir,
+    return selection.request(refs, tasks, norm, n, attack, probes=probes, extras=extra, cache_dir=cache_dir,
                              sanity=sanity)
 
 

@@ -8,6 +8,7 @@ from app import figures as fx
 from app import sanity_view, state, ui, view
 from app.texts import text
 from rtcore.config import eps_text
+from rtcore.sanity import with_flags
 
 st.title("Bound vs empirical robust accuracy")
 view.note(
@@ -28,7 +29,7 @@ else:
     view.chart("landing_bars", fx.accuracy_at_eps, snap.summary, eps, snap.tasks, cache=key)
     st.markdown(f"**Why the bound sits below.** {text('why_below')}")
     table = ui.display_table(snap.summary, eps, snap.tasks)
-    ui.table(sanity_view.with_flags(table, sanity_view.current(ref, run)), "landing_table")
+    ui.table(with_flags(table, sanity_view.current(ref, run)), "landing_table")
     view.note(f"At ε = {eps_text(eps, norm)}; {state.sample_sizes(snap.summary)}; brackets: 95 % Wilson "
               "intervals; Δ is in the backbone's feature units.")
     view.chart("landing_curves", fx.accuracy_curves, snap.summary, eps, cache=key)

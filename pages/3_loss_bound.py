@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import figures as fx
-from app import state, ui, view
+from app import ui, view
 
 st.title("Loss bounds")
 st.markdown(

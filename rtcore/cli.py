@@ -26,13 +26,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ._io import atomic_write
-from .attacks import STRENGTHS, describe
-from .config import NORMS, eps_text, resolve_cache_dir
+from .config import eps_text, resolve_cache_dir
 from .data import list_tasks, task_info
 from .errors import RtcoreError
 from .models import backbone_specs
-from .models.ref import BackboneRef
-from .probes import list_probes
 from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
 from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
 from .runs.estimate import Estimate, estimate, estimate_specs
@@ -41,7 +38,6 @@ from .runs.progress import fmt_seconds
 from .runs.fields import add_arguments, declared, namespace_values
 from .runs.sweep_spec import MAX_UNITS, load_sweep_spec
 from .sanity import SanityFlag
-from .transfer import TRANSFER_METHODS
 
 if TYPE_CHECKING:
     from .runs.sweep import SweepEvent

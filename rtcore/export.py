@@ -70,7 +70,7 @@ def latex_table(summary: pd.DataFrame, *, digits: int = 3, caption: str | None =
     norm = sorted(summary["norm"].unique()) if "norm" in summary.columns else []
     lines += [r"\bottomrule", r"\end{tabular}"]
     text = caption if caption is not None else (
-        f"Empirical robust accuracy (95\\% interval) and the bound of Nern et al.\\ per budget"
+        "Empirical robust accuracy (95\\% interval) and the bound of Nern et al.\\ per budget"
         + (f" ({', '.join(_escape(x) for x in norm)})" if norm else "")
         + (f", n = {', '.join(str(int(x)) for x in n)} test points per task" if n else "") + ".")
     lines.append(rf"\caption{{{text}}}")

@@ -51,6 +51,8 @@ LARGE_EPS_MAX_ROBUST = 0.05  # robust accuracy allowed at the large eps
 DROP_THRESHOLD = 0.02  # 2 percentage points of the subset
 NOISE_DRAWS = 4
 SQUARE_QUERIES = 1000
+#: what a failed check means for the robust accuracy it checks
+FAILED_NOTE = "the robust accuracy may be an overestimate"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,26 @@ def summary_text(flags: Sequence[SanityFlag]) -> str:
     """``"ok"`` when every check passed, else the failed checks' names, comma-separated."""
     failed = [f.name for f in flags if not f.passed]
     return ",".join(failed) if failed else "ok"
+
+
+def verdict(flags: Sequence[SanityFlag]) -> tuple[bool, str]:
+    """(every check passed, one line naming the failed and the skipped checks)."""
+    failed = [f.name for f in flags if not f.passed]
+    skipped = [f.name for f in flags if f.skipped]
+    note = f" (skipped: {', '.join(skipped)})" if skipped else ""
+    if not failed:
+        return True, f"all checks passed{note}"
+    checks = "1 check" if len(failed) == 1 else f"{len(failed)} checks"
+    return False, f"{checks} failed ({', '.join(failed)}): {FAILED_NOTE}{note}"
+
+
+def with_flags(table: pd.DataFrame, flags: Mapping[str, Sequence[SanityFlag]]) -> pd.DataFrame:
+    """``table`` with a ``sanity`` column per task (:func:`summary_text`, or ``not checked``); unchanged without
+    flags or without a ``task`` column."""
+    if not flags or "task" not in table.columns:
+        return table
+    text = {task: summary_text(fl) for task, fl in flags.items()}
+    return table.assign(sanity=table["task"].map(lambda t: text.get(t, "not checked")))
 
 
 def values_text(values: Mapping[str, float]) -> str:

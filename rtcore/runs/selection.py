@@ -24,8 +24,10 @@ from ..attacks import STRENGTHS
 from ..config import ASSETS_DIR, NORMS, check_eps, default_eps, eps_grid, eps_key, eps_text
 from ..data import list_tasks, task_test_size
 from ..data.refs import is_user_ref
+from ..models.ref import BackboneRef
 from ..models.registry import list_backbones
 from ..probes import list_probes
+from .jobs import EvalRequest
 from .spec import EvalSpec, load_spec, parse_eps_text
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,16 @@ def choices() -> dict[str, list[Any]]:
     """The values each single-valued key of the selection may take here."""
     return {"backbone": list_backbones(), "norm": list(NORMS), "attack": list(STRENGTHS), "probe": list_probes(),
             "n": sample_size_options()}
+
+
+def request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n: int, attack: str, *,
+            probes: Sequence[str] = ("logistic",), extras: Sequence[float] = (), cache_dir: str = "",
+            sanity: bool = False) -> EvalRequest:
+    """The request of a selection: the library's grid plus ``extras``, the norm's default eps first, the classroom
+    spec's seed (ValueError naming a bad value)."""
+    return EvalRequest.over_grid(refs, tasks, norm, n, attack, probes=probes, extras=extras,
+                                 first=(default_eps(norm),), seed=classroom().seed, cache_dir=cache_dir,
+                                 sanity=sanity)
 
 
 # ---------------------------------------------------------------- eps: the grid and the values a user adds

@@ -262,7 +262,7 @@ def test_compare_page_button_estimate_and_overlaps(small: None) -> None:
     assert "(2 backbones × 1 task," in button.label and not button.disabled
     assert "Takes up to about" in text(at) and "measured on this server" in text(at), "an estimate from throughput"
     refs = [BackboneRef(b) for b in list_backbones(kind="bundled")[:2]]
-    left = jobs.SCHEDULER.clock.left(jobs.make_request(refs, ["shapes"], "linf", 20, "fast").workload())
+    left = jobs.SCHEDULER.clock.left(selection.request(refs, ["shapes"], "linf", 20, "fast").workload())
     assert f"up to about {fmt_seconds(left)}" in text(at), "one cost: the scheduler's estimate, as in the progress bar"
     cards = at.table[0].value
     assert len(cards) == 2 and not (cards.astype(str) == "None").any().any(), "the model cards, whole"

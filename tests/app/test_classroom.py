@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 
 import rtcore.cli
-from app import jobs, state
+from app import state
 from rtcore.models.ref import BackboneRef
 from rtcore.models.uploads import load_ref
 from rtcore.runs import EvalJob, EvalRequest, Scheduler, load_spec, selection
@@ -47,7 +47,7 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> EvalRequest:
     norm and attack with the browser tests' small defaults (n = 20, task shapes)."""
     tmp = tmp_path_factory.mktemp("class")
     d = defaults()
-    request = jobs.make_request([BackboneRef(d["backbone"])], ["shapes"], d["norm"], 20, d["attack"],
+    request = selection.request([BackboneRef(d["backbone"])], ["shapes"], d["norm"], 20, d["attack"],
                                 cache_dir=str(tmp / "cache"))
     (tmp / "class.toml").write_text(request.specs[0].to_toml())
     assert rtcore.cli.main(["evaluate", "--spec", str(tmp / "class.toml"), "--cache-dir", request.cache_dir]) == 0
@@ -56,7 +56,7 @@ def warm(tmp_path_factory: pytest.TempPathFactory) -> EvalRequest:
 
 def test_the_classroom_spec_is_the_landing_pages_default() -> None:
     d = defaults()
-    request = jobs.make_request([BackboneRef(d["backbone"])], d["tasks"], d["norm"], d["n"], d["attack"])
+    request = selection.request([BackboneRef(d["backbone"])], d["tasks"], d["norm"], d["n"], d["attack"])
     spec = load_spec(ROOT / "assets" / "classroom.toml")
     assert request.specs == (spec,), "edit assets/classroom.toml to the dashboard's defaults"
     assert spec.digest() == request.specs[0].digest()

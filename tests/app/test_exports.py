@@ -16,12 +16,12 @@ import pytest
 
 import rtcore
 import rtcore.cli
-from app import jobs, state
+from app import state
 from rtcore.export import csv_bytes
 from rtcore.config import eps_key
 from rtcore.models.ref import BackboneRef
 from rtcore.models.uploads import load_ref
-from rtcore.runs import EvalJob, Scheduler
+from rtcore.runs import EvalJob, Scheduler, selection
 from rtcore.runs.reproduce import reproduce_script, script_commands, spec_download_name
 from rtcore.runs.spec import parse_eps_text
 from rtcore.tables import SHARES
@@ -43,7 +43,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[EvalJob, Path]:
     except rtcore.TaskUnavailableError:
         tasks.append("mnist")  # offline: skipped with a warning, and left out of the exports
     ref = BackboneRef(BACKBONE)
-    req = jobs.make_request([ref], tasks, "linf", 20, "fast", extras=[0.05], cache_dir=str(tmp / "dashboard-cache"))
+    req = selection.request([ref], tasks, "linf", 20, "fast", extras=[0.05], cache_dir=str(tmp / "dashboard-cache"))
     job = Scheduler().run(EvalJob(req, {ref: load_ref(ref, device="cpu")}), timeout=600)
     snap = job.snapshot()
     assert snap.done and not snap.errors, snap.errors
@@ -137,6 +137,6 @@ def test_concatenating_the_parts_gives_the_dashboards_csv(tmp_path: Path) -> Non
                    cwd=tmp_path, check=True)
     assert (tmp_path / "all.csv").read_bytes() == csv_bytes(pd.concat(parts, ignore_index=True))
     ref = BackboneRef(BACKBONE)
-    req = jobs.make_request([ref], ["shapes"], "linf", 20, "fast", probes=["logistic", "robust"])
+    req = selection.request([ref], ["shapes"], "linf", 20, "fast", probes=["logistic", "robust"])
     lines = script_commands([(s, ("shapes",)) for s in req.specs], "summary.csv", "samples.csv")
     assert len(lines) == 4 and lines[-1].endswith("> samples.csv") and "--probe robust" in lines[1]

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import rtcore
-from app import jobs, state
+from app import state
 from app.figures.style import eps_tick
 from rtcore.config import default_eps, eps_grid, eps_key, nearest_eps
 from rtcore.models.ref import BackboneRef
@@ -49,15 +49,15 @@ def test_check_new_eps(value: float, norm: str, verdict: str) -> None:
 
 def test_the_cursor_is_not_part_of_a_request() -> None:
     ref = BackboneRef("fmnist-cnn-standard")
-    a = jobs.make_request([ref], ["shapes", "glyphs"], "linf", 20, "fast", cache_dir="/tmp/c")
+    a = selection.request([ref], ["shapes", "glyphs"], "linf", 20, "fast", cache_dir="/tmp/c")
     assert not hasattr(a, "cursor") and a.eps == eps_grid("linf")
     assert a.first == (default_eps("linf"),) and a.priority == ()
-    b = jobs.make_request([ref], ["shapes", "glyphs"], "linf", 20, "fast", extras=[0.05, 8 / 255, 0.05],
+    b = selection.request([ref], ["shapes", "glyphs"], "linf", 20, "fast", extras=[0.05, 8 / 255, 0.05],
                           cache_dir="/tmp/c")
     assert b.priority == (0.05,), "grid values and duplicates are dropped"
-    assert a.same_but_eps(b) and not a.same_but_eps(jobs.make_request([ref], ["shapes"], "linf", 20, "fast",
+    assert a.same_but_eps(b) and not a.same_but_eps(selection.request([ref], ["shapes"], "linf", 20, "fast",
                                                                        cache_dir="/tmp/c"))
-    l2 = jobs.make_request([ref], ["shapes"], "l2", 20, "fast", extras=[2.5])
+    l2 = selection.request([ref], ["shapes"], "l2", 20, "fast", extras=[2.5])
     assert 1.6 in l2.eps and 2.5 in l2.eps, "the library's l2 range, not (0, 1]"
 
 
@@ -67,7 +67,7 @@ def test_the_cursor_is_not_part_of_a_request() -> None:
 def test_a_bad_request_names_the_value(kw: dict, match: str) -> None:
     args = {"tasks": ["shapes"], "norm": "linf", "n": 20, "attack": "fast", **kw}
     with pytest.raises(ValueError, match=match):
-        jobs.make_request([BackboneRef("fmnist-cnn-standard")], args.pop("tasks"), args.pop("norm"), args.pop("n"),
+        selection.request([BackboneRef("fmnist-cnn-standard")], args.pop("tasks"), args.pop("norm"), args.pop("n"),
                           args.pop("attack"), **args)
 
 

@@ -14,7 +14,6 @@ from streamlit.testing.v1 import AppTest
 
 import rtcore.sanity
 from rtcore.config import eps_grid
-from app import sanity_view as sv
 from rtcore.export import csv_bytes
 from rtcore.sanity import FLAG_NAMES, SanityFlag, flag_table, values_text
 from tests.app.conftest import use_small_defaults
@@ -57,22 +56,22 @@ def test_flag_table_has_one_row_per_task_and_check() -> None:
 
 
 def test_verdict_names_failed_and_skipped_checks() -> None:
-    ok, line = sv.verdict(PASSED)
+    ok, line = rtcore.sanity.verdict(PASSED)
     assert ok and line == "all checks passed (skipped: gradient_free)"
-    ok, line = sv.verdict(FLAGGED)
+    ok, line = rtcore.sanity.verdict(FLAGGED)
     assert not ok
     assert line.startswith("2 checks failed (noise_weaker, more_steps): the robust accuracy may be an overestimate")
-    ok, line = sv.verdict(FLAGGED[:2])
+    ok, line = rtcore.sanity.verdict(FLAGGED[:2])
     assert not ok and line.startswith("1 check failed (noise_weaker)")
-    assert sv.verdict(PASSED[:3]) == (True, "all checks passed")
+    assert rtcore.sanity.verdict(PASSED[:3]) == (True, "all checks passed")
 
 
 def test_with_flags_adds_the_sanity_column() -> None:
     table = pd.DataFrame({"task": ["shapes", "digits", "cifar"], "clean": [0.9, 0.8, 0.7]})
-    out = sv.with_flags(table, {"shapes": PASSED, "digits": FLAGGED})
+    out = rtcore.sanity.with_flags(table, {"shapes": PASSED, "digits": FLAGGED})
     assert list(out["sanity"]) == ["ok", "noise_weaker,more_steps", "not checked"]
     assert list(out.columns) == ["task", "clean", "sanity"] and "sanity" not in table.columns, "a new frame"
-    assert sv.with_flags(table, {}) is table, "no flags: the table as it was"
+    assert rtcore.sanity.with_flags(table, {}) is table, "no flags: the table as it was"
 
 
 def test_flags_csv_reads_back() -> None:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import jobs, lesson, nav, state, ui, view
+from app import lesson, nav, state, ui, view
 from rtcore.config import eps_grid
 from rtcore.models.ref import BackboneRef
 from rtcore.probes import list_probes
@@ -169,7 +169,7 @@ def test_the_warm_up_covers_every_page_the_lesson_opens(monkeypatch: pytest.Monk
             refs, probes, tasks = [v["backbone"]], (v["probe"],), v["tasks"]
         else:
             continue
-        request = jobs.make_request([BackboneRef(r) for r in refs], tasks, v["norm"], v["n"], v["attack"],
+        request = selection.request([BackboneRef(r) for r in refs], tasks, v["norm"], v["n"], v["attack"],
                                     probes=probes)
         wanted |= {(s.backbone.name, s.probe, t) for s in request.specs for t in s.tasks}
     files = [ROOT / "assets" / "classroom.toml", *sorted((ROOT / "assets" / "lesson").glob("*.toml"))]
