@@ -170,12 +170,18 @@ def on_gpu(model: nn.Module, fn: Callable[[nn.Module, torch.Tensor, torch.Tensor
 # ============================================================== 1-3: contenders on one model
 
 @dataclass
-class SingleResult:
+class _OneEpsResult:
+    """A section timed at one eps: the steps, the settings of rtcore's same-work contender, the contenders."""
+
     eps: float
     steps: int
-    peer_alpha: float
     rtcore_settings: dict[str, object]
     contenders: dict[str, ContenderResult]
+
+
+@dataclass
+class SingleResult(_OneEpsResult):
+    peer_alpha: float  # the PGD peers' constant step, 2.5 eps / steps
 
 
 @dataclass
@@ -187,12 +193,8 @@ class SweepResult:
 
 
 @dataclass
-class FeatureResult:
-    eps: float
-    steps: int
-    peer_rel_stepsize: float
-    rtcore_settings: dict[str, object]
-    contenders: dict[str, ContenderResult]
+class FeatureResult(_OneEpsResult):
+    peer_rel_stepsize: float  # the peers' step relative to eps, 2.5 / steps
 
 
 def pgd_contenders(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,

@@ -82,6 +82,16 @@ def _pool(hi: np.ndarray) -> np.ndarray:
     return pooled.astype(np.float32).reshape(b, 1, IMAGE_SIZE, IMAGE_SIZE)
 
 
+def _generate_balanced(n_train: int, n_test: int, seed: int, salt: int, classes: tuple[str, ...],
+                       render: Callable[[np.ndarray, np.random.Generator], np.ndarray]) -> GeneratedData:
+    """A generated dataset: balanced labels over ``classes`` for each split, then their images by ``render``,
+    each split from its own stream of :func:`split_rngs` (``seed``, ``salt``)."""
+    rng_tr, rng_te = split_rngs(seed, salt=salt)
+    y_tr = balanced_labels(n_train, len(classes), rng_tr)
+    y_te = balanced_labels(n_test, len(classes), rng_te)
+    return GeneratedData(render(y_tr, rng_tr), y_tr, render(y_te, rng_te), y_te, classes)
+
+
 # --------------------------------------------------------------------------- shapes
 
 
@@ -134,12 +144,7 @@ def render_shapes(labels: np.ndarray, rng: np.random.Generator, *, chunk: int = 
 
 def generate_shapes(n_train: int = 3000, n_test: int = 1500, seed: int = 0) -> GeneratedData:
     """dSprites-style dataset: 3 balanced shape classes, white on black, 1x28x28."""
-    rng_tr, rng_te = split_rngs(seed, salt=0x5A1E)
-    k = len(SHAPE_CLASSES)
-    y_tr = balanced_labels(n_train, k, rng_tr)
-    y_te = balanced_labels(n_test, k, rng_te)
-    return GeneratedData(render_shapes(y_tr, rng_tr), y_tr, render_shapes(y_te, rng_te), y_te,
-                         SHAPE_CLASSES)
+    return _generate_balanced(n_train, n_test, seed, 0x5A1E, SHAPE_CLASSES, render_shapes)
 
 
 # --------------------------------------------------------------------------- glyphs
@@ -261,12 +266,7 @@ def render_glyphs(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def generate_glyphs(n_train: int = 5000, n_test: int = 2000, seed: int = 0) -> GeneratedData:
     """Rendered digits 0-9, balanced, 1x28x28, white on black with additive noise."""
-    rng_tr, rng_te = split_rngs(seed, salt=0x61F5)
-    k = len(GLYPH_CLASSES)
-    y_tr = balanced_labels(n_train, k, rng_tr)
-    y_te = balanced_labels(n_test, k, rng_te)
-    return GeneratedData(render_glyphs(y_tr, rng_tr), y_tr, render_glyphs(y_te, rng_te), y_te,
-                         GLYPH_CLASSES)
+    return _generate_balanced(n_train, n_test, seed, 0x61F5, GLYPH_CLASSES, render_glyphs)
 
 
 # --------------------------------------------------------------------------- registry

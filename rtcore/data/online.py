@@ -305,22 +305,20 @@ _NATIVE_RGB = ("native 3x32x32 RGB; the backbone wrapper adapts channels and siz
                "model so eps stays in native pixel units")
 
 
-@register_task(
-    "cifar10", n_test=10000, domain="out-of-domain", offline=False,
-    description=f"CIFAR-10 natural images, {_NATIVE_RGB}; 50000 train / 10000 test; official "
-                "binary archive, parsed without pickle.",
-)
-def _load_cifar10(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
-    return _load_cifar("cifar10", root, download, data_dir)
+def _register_cifar(name: str, title: str) -> None:
+    """Register ``name`` (a key of :data:`_CIFAR_SPECS`, which gives its split sizes), described as ``title``."""
+    n_train, n_test = _CIFAR_SPECS[name].sizes
+
+    def load(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
+        return _load_cifar(name, root, download, data_dir)
+
+    register_task(name, n_test=n_test, domain="out-of-domain", offline=False,
+                  description=f"{title}, {_NATIVE_RGB}; {n_train} train / {n_test} test; official binary archive, "
+                              "parsed without pickle.")(load)
 
 
-@register_task(
-    "cifar100", n_test=10000, domain="out-of-domain", offline=False,
-    description=f"CIFAR-100 (100 fine classes), {_NATIVE_RGB}; 50000 train / 10000 test; official "
-                "binary archive, parsed without pickle.",
-)
-def _load_cifar100(*, root: str | None, download: bool, data_dir: str | None = None) -> Task:
-    return _load_cifar("cifar100", root, download, data_dir)
+_register_cifar("cifar10", "CIFAR-10 natural images")
+_register_cifar("cifar100", "CIFAR-100 (100 fine classes)")
 
 
 @register_task(

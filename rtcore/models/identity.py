@@ -188,15 +188,23 @@ class _Walker:
         self.seen: set[int] = set()  # ids of objects already digested in this walk (never hashed)
 
     # -- callables and classes -------------------------------------------------------------
-    def function(self, d: _Digest, fn: types.FunctionType) -> None:
-        d.add("function", f"{fn.__module__}.{fn.__qualname__}")
-        tag = library_tag(fn)
+    def enter(self, d: _Digest, kind: str, obj: Any) -> bool:
+        """Digest the qualified name of ``obj`` (a function or class) under ``kind``; True when its body is
+        still to be digested: False for library code (digested by its release, see :func:`library_tag`) and
+        for an object already digested in this walk."""
+        d.add(kind, f"{obj.__module__}.{obj.__qualname__}")
+        tag = library_tag(obj)
         if tag is not None:
             d.add("library", tag)
+            return False
+        if id(obj) in self.seen:
+            return False
+        self.seen.add(id(obj))
+        return True
+
+    def function(self, d: _Digest, fn: types.FunctionType) -> None:
+        if not self.enter(d, "function", fn):
             return
-        if id(fn) in self.seen:
-            return
-        self.seen.add(id(fn))
         src = _source(fn)
         d.add("source", src if src is not None else "<no source>")
         _code(d, fn.__code__)
@@ -229,14 +237,8 @@ class _Walker:
         """Each class of the MRO: a library class by name and release; any other by the source and
         code of its functions and the values of its other class attributes."""
         for klass in cls.__mro__:
-            d.add("class", f"{klass.__module__}.{klass.__qualname__}")
-            tag = library_tag(klass)
-            if tag is not None:
-                d.add("library", tag)
+            if not self.enter(d, "class", klass):
                 continue
-            if id(klass) in self.seen:
-                continue
-            self.seen.add(id(klass))
             for name in sorted(klass.__dict__):
                 if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__") \
                         or name.startswith("_abc"):
