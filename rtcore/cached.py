@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ._io import tensor_digest
-from .attacks import AttackSettings, attack, feature_attack, loss_attack
+from .attacks import AttackSetup, EndToEndAttack, FeatureAttack, LossAttack
 from .cache import ResultCache
 from .data import Task
 from .models import Backbone
@@ -121,35 +121,33 @@ def per_eps_cached(kind: str, cache: ResultCache, eps_values: Sequence[float], k
     return out
 
 
-def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequence[float], norm: str,
-                          cfg: AttackSettings, seed: int, cache: ResultCache, progress: Progress,
+def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequence[float], setup: AttackSetup,
+                          cache: ResultCache, progress: Progress,
                           projector: torch.Tensor | None = None, kind: str = "feature_attack",
                           missing_ok: bool = False) -> Entries:
     """Per eps: ``features_adv`` (N, m) of the feature attack (projected with ``projector`` if given)
     and the first images for the gallery. Without a projector it serves every head on ``x``."""
-    parts: dict[str, object] = {"backbone": backbone_key(g), "inputs": tensor_digest(x), "norm": norm,
-                                "settings": cfg.key(), "seed": seed}
+    parts: dict[str, object] = {"backbone": backbone_key(g), "inputs": tensor_digest(x), **setup.key()}
     if projector is not None:
         parts["projector"] = tensor_digest(projector)
     gal = min(GALLERY, x.shape[0])
     schema = {"features_adv": (x.shape[0], m), "x_adv_gallery": (gal, *x.shape[1:])}
 
     def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
-        res = feature_attack(g, x, [e], norm=norm, settings=cfg, seed=seed, progress=report,
-                             projector=None if projector is None else projector.float())
+        res = FeatureAttack(g, setup, None if projector is None else projector.float())(x, None, [e], report)
         return {"features_adv": res.features_adv[0], "x_adv_gallery": res.x_adv[0, :gal]}
 
     return per_eps_cached(kind, cache, eps_values, parts, schema, compute, progress, missing_ok)
 
 
-def _head_parts(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, norm: str,
-                cfg: AttackSettings, seed: int) -> dict[str, object]:
+def _head_parts(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor,
+                setup: AttackSetup) -> dict[str, object]:
     return {"backbone": backbone_key(g), "inputs": tensor_digest(x, y),
-            "head": tensor_digest(probe.weight_, probe.bias_), "norm": norm, "settings": cfg.key(), "seed": seed}
+            "head": tensor_digest(probe.weight_, probe.bias_), **setup.key()}
 
 
 def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
-                  eps_values: Sequence[float], norm: str, cfg: AttackSettings, seed: int, cache: ResultCache,
+                  eps_values: Sequence[float], setup: AttackSetup, cache: ResultCache,
                   progress: Progress, missing_ok: bool = False) -> Entries:
     """Per eps: the features ``g(x'_e2e)`` of the end-to-end attack's witnesses on ``probe(g(.))``.
 
@@ -157,38 +155,38 @@ def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Ten
     model = ProbedModel(g, probe.as_module().to(g.device))
 
     def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
-        res = attack(model, x, y, [e], norm=norm, settings=cfg, seed=seed, progress=report)
+        res = EndToEndAttack(model, setup)(x, y, [e], report)
         return {"features_adv": features(g, res.x_adv[0], ResultCache(enabled=False))}
 
-    return per_eps_cached("autoattack" if cfg.autoattack else "attack", cache, eps_values,
-                          _head_parts(g, probe, x, y, norm, cfg, seed), {"features_adv": (x.shape[0], m)}, compute,
+    return per_eps_cached("autoattack" if setup.settings.autoattack else "attack", cache, eps_values,
+                          _head_parts(g, probe, x, y, setup), {"features_adv": (x.shape[0], m)}, compute,
                           progress, missing_ok)
 
 
 def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
-                       eps_values: Sequence[float], norm: str, cfg: AttackSettings, seed: int, cache: ResultCache,
+                       eps_values: Sequence[float], setup: AttackSetup, cache: ResultCache,
                        progress: Progress, missing_ok: bool = False) -> Entries:
     """Per eps: the features of the cross-entropy attack's witnesses (no early stop)."""
     model = ProbedModel(g, probe.as_module().to(g.device))
 
     def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
-        res = loss_attack(model, x, y, [e], norm=norm, settings=cfg, seed=seed, progress=report)
+        res = LossAttack(model, setup)(x, y, [e], report)
         return {"features_adv": features(g, res.x_adv[0], ResultCache(enabled=False))}
 
-    return per_eps_cached("ce_attack", cache, eps_values, _head_parts(g, probe, x, y, norm, cfg, seed),
+    return per_eps_cached("ce_attack", cache, eps_values, _head_parts(g, probe, x, y, setup),
                           {"features_adv": (x.shape[0], m)}, compute, progress, missing_ok)
 
 
-def radius_from_training_points(g: Backbone, task: Task, eps: float, norm: str, cfg: AttackSettings, seed: int,
-                                cache: ResultCache, progress: Progress) -> float:
+def radius_from_training_points(g: Backbone, task: Task, eps: float, setup: AttackSetup, cache: ResultCache,
+                                progress: Progress) -> float:
     """The robust probe's radius: the median Delta(x; eps) of the feature attack on training points
     (a seeded subset of at most :data:`RADIUS_POINTS`; test points are never used)."""
     n = task.x_train.shape[0]
     idx = torch.arange(n) if n <= RADIUS_POINTS else \
-        torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:RADIUS_POINTS].sort().values
+        torch.randperm(n, generator=torch.Generator().manual_seed(setup.seed))[:RADIUS_POINTS].sort().values
     x = task.x_train[idx]
     f0 = features(g, x, cache)
-    entry = feature_attack_cached(g, x, f0.shape[1], [eps], norm, cfg, seed, cache, progress)[eps]
+    entry = feature_attack_cached(g, x, f0.shape[1], [eps], setup, cache, progress)[eps]
     return float((entry["features_adv"].double() - f0.double()).norm(dim=1).median())
 
 
@@ -225,11 +223,11 @@ def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic
 
 
 def task_sanity(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],
-                norm: str, cfg: AttackSettings, seed: int, rows: pd.DataFrame, n_subset: int,
-                progress: Progress) -> list[SanityFlag]:
+                setup: AttackSetup, rows: pd.DataFrame, n_subset: int, progress: Progress) -> list[SanityFlag]:
     """The sanity flags of one task's evaluation (:func:`rtcore.sanity.sanity_checks`) on
     ``probe(g(.))``, from the per-sample ``robust`` column of its rows (robust against every
     attack's witness). Not cached: they are asked for rarely, and always about a run that is."""
     robust = {e: torch.tensor(rows.loc[rows["eps"] == e, "robust"].to_numpy()) for e in eps_values}
     model = ProbedModel(g, probe.as_module().to(g.device))
-    return sanity_checks(model, x, y, eps_values, norm, robust, cfg, seed, n_subset, progress=progress)
+    return sanity_checks(model, x, y, eps_values, setup.norm, robust, setup.settings, setup.seed, n_subset,
+                         progress=progress)

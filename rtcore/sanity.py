@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attacks import AttackSettings, create_strength, run_attack
+from .attacks import AttackSettings, AttackSetup, create_strength, run_attack
 from .attacks.autoattack import AA_NORMS, autoattack_available
 from .attacks.engine import batched, model_device, project
 from .config import check_norm
@@ -227,7 +227,9 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
     order = sorted(ras)
     rise = max([ras[b] - ras[a] for a, b in zip(order, order[1:])] + [0.0])
     big = large_eps(norm, x)
-    ra_big = float(run_attack(model, xs, ys, (big,), norm, cfg, derive_seed(seed, "large_eps")).robust.double().mean())
+    setup = AttackSetup(norm, cfg, seed)
+    at_big = run_attack(model, xs, ys, (big,), setup.but(seed=derive_seed(seed, "large_eps")))
+    ra_big = float(at_big.robust.double().mean())
     report(0.3)
     out.append(SanityFlag(
         "monotone_large_eps", passed=rise <= 1e-12 and ra_big <= LARGE_EPS_MAX_ROBUST,
@@ -257,7 +259,8 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
     stronger = replace(cfg, autoattack="", steps=4 * cfg.steps, restarts=max(2, cfg.restarts))
     broken = 0
     if idx.numel():
-        res = run_attack(model, xs[idx], ys[idx], (e_c,), norm, stronger, derive_seed(seed, "more_steps"))
+        res = run_attack(model, xs[idx], ys[idx], (e_c,),
+                         setup.but(settings=stronger, seed=derive_seed(seed, "more_steps")))
         broken = int((~res.robust[0]).sum())
     drop = broken / len(sub)
     out.append(SanityFlag(

@@ -34,6 +34,7 @@ from .settings import (
     PRESETS,
     STRENGTHS,
     AttackSettings,
+    AttackSetup,
     StrengthInfo,
     create_strength,
     describe,
@@ -42,7 +43,7 @@ from .settings import (
     strength_info,
 )
 
-__all__ = ["AUTOATTACK_VERSIONS", "PRESETS", "STRENGTHS", "Attack", "AttackResult", "AttackSettings",
+__all__ = ["AUTOATTACK_VERSIONS", "PRESETS", "STRENGTHS", "Attack", "AttackResult", "AttackSettings", "AttackSetup",
            "AttackUnavailableError", "EndToEndAttack", "FeatureAttack", "FeatureAttackResult", "LossAttack",
            "LossAttackResult", "PlanInfo", "ProgressFn", "Result", "Rows", "Run", "StrengthInfo", "attack",
            "autoattack_available", "create_plan", "create_strength", "describe", "feature_attack", "list_plans",

@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import RtcoreError
 from .engine import project
 from .search import ProgressFn
-from .settings import AUTOATTACK_VERSIONS, AttackSettings
+from .settings import AUTOATTACK_VERSIONS, AttackSetup
 
 LOG = logging.getLogger(__name__)
 LOG.addHandler(logging.NullHandler())  # pyautoattack's warnings go to the application's handlers, if any
@@ -75,12 +75,12 @@ def make_autoattack(model: nn.Module, eps: float, norm: str, version: str, n_cla
     return aa
 
 
-def autoattack_search(search: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str,
-                      cfg: AttackSettings, seed: int,
+def autoattack_search(search: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, setup: AttackSetup,
                       progress: ProgressFn | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """AutoAttack at one eps on ``x`` (all points taken as candidates); returns one point per
     input, inside the ball and [0, 1] (the input itself where nothing was found), and whether
     AutoAttack found it misclassified (on ``search``)."""
+    cfg, norm = setup.settings, setup.norm
     with torch.no_grad():
         n_classes = int(search(x[:1]).shape[1])
     names = attacks_for(cfg.autoattack, n_classes)
@@ -92,7 +92,7 @@ def autoattack_search(search: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: 
         with torch.random.fork_rng(devices=devices):
             for k, name in enumerate(names):
                 if live.numel():
-                    aa = make_autoattack(search, eps, norm, cfg.autoattack, n_classes, seed, x.device)
+                    aa = make_autoattack(search, eps, norm, cfg.autoattack, n_classes, setup.seed, x.device)
                     aa.attacks_to_run = [name]  # type: ignore[attr-defined]
                     xa, ya = aa.run_standard_evaluation(x[live], y[live], batch_size=cfg.batch_size)  # type: ignore[attr-defined]
                     fooled = ya.to(y.device) != y[live]

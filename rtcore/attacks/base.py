@@ -42,7 +42,7 @@ from .engine import batched, model_device, search_model
 from .geometry import check_inside
 from .pool import Pool
 from .search import Jobs, ProgressFn, RowPlan, Rows, RowView
-from .settings import AttackSettings
+from .settings import AttackSettings, AttackSetup
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,8 +93,9 @@ class Attack(ABC, Generic[R]):
     #: the value that orders witnesses across eps (:meth:`better`) in :meth:`run`'s carry-over
     carry_key: ClassVar[str]
 
-    def __init__(self, model: nn.Module, cfg: AttackSettings, norm: str, seed: int) -> None:
-        self.model, self.cfg, self.norm, self.seed = model, cfg, norm, int(seed)
+    def __init__(self, model: nn.Module, setup: AttackSetup) -> None:
+        self.model, self.setup = model, setup
+        self.cfg, self.norm, self.seed = setup.settings, setup.norm, int(setup.seed)
         self.search: nn.Module = model
         self.eps_values: tuple[float, ...] = ()  # of the current call (a row's eps_index points into it)
 

@@ -14,7 +14,7 @@ from .base import Attack, Outcome, Result
 from .engine import batched
 from .plans import create_plan
 from .search import Jobs, ProgressFn, RowPlan, Rows, RowView
-from .settings import AttackSettings, create_strength
+from .settings import AttackSettings, AttackSetup, create_strength
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,8 +119,8 @@ class EndToEndAttack(Attack[AttackResult]):
             sub = torch.nonzero((rows.eps_index == e) & ~moot).flatten()
             sub_progress = None if progress is None else (lambda f, j=j: progress((j + f) / len(groups)))
             if sub.numel():
-                found, fooled = autoattack_search(self.search, rows.x[sub], rows.y[sub], self.eps_values[e], self.norm,
-                                                  self.cfg, self.seed, sub_progress)
+                found, fooled = autoattack_search(self.search, rows.x[sub], rows.y[sub], self.eps_values[e], self.setup,
+                                                  sub_progress)
                 best_x[sub] = found
                 for i in sub[fooled].tolist() if later is not None else []:
                     moot[later[i]] = True
@@ -144,12 +144,12 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | Sequ
         res.robust.float().mean(dim=1)  # robust accuracy per eps
     """
     cfg = create_strength(settings, steps=steps, e2e_steps=steps, restarts=restarts)  # steps: of every run here
-    return EndToEndAttack(model, cfg, norm, seed)(x, y, eps, progress)
+    return EndToEndAttack(model, AttackSetup(norm, cfg, seed))(x, y, eps, progress)
 
 
-def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], norm: str,
-               cfg: AttackSettings, seed: int, progress: ProgressFn | None = None) -> AttackResult:
+def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float], setup: AttackSetup,
+               progress: ProgressFn | None = None) -> AttackResult:
     """:func:`attack` on checked inputs, for a list of eps (results ``(E, N)``); eps is only
     required to be finite and >= 0 here (:mod:`rtcore.sanity` attacks at a large l2 eps)."""
-    att = EndToEndAttack(model, cfg, norm, seed)
+    att = EndToEndAttack(model, setup)
     return att.result(att.run(x, y, eps_values, progress))

@@ -15,7 +15,7 @@ from ..validation import check_features
 from .base import Attack, Outcome, Result
 from .engine import batched
 from .search import Jobs, ProgressFn, RowPlan, Rows, RowView, Run, Stage
-from .settings import AttackSettings, create_strength
+from .settings import AttackSettings, AttackSetup, create_strength
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,9 +41,8 @@ class FeatureAttack(Attack[FeatureAttackResult]):
     checked_as = "backbone"
     carry_key = "delta"
 
-    def __init__(self, g: nn.Module, cfg: AttackSettings, norm: str, seed: int,
-                 projector: torch.Tensor | None = None) -> None:
-        super().__init__(g, cfg, norm, seed)
+    def __init__(self, g: nn.Module, setup: AttackSetup, projector: torch.Tensor | None = None) -> None:
+        super().__init__(g, setup)
         self.projector = projector
         self.P: torch.Tensor | None = None
         self.f0_search = torch.empty(0)
@@ -105,7 +104,7 @@ def feature_attack(backbone: nn.Module | str, x: torch.Tensor, eps: float | Sequ
 
     g = create_backbone(backbone) if isinstance(backbone, str) else backbone
     cfg = create_strength(settings, steps=steps, feature_restarts=restarts)
-    return FeatureAttack(g, cfg, norm, seed, projector)(x, None, eps, progress)
+    return FeatureAttack(g, AttackSetup(norm, cfg, seed), projector)(x, None, eps, progress)
 
 
 def _check_projector(P: torch.Tensor | None, m: int, device: torch.device) -> torch.Tensor | None:

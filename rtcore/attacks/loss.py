@@ -12,7 +12,7 @@ from torch import nn
 from .base import Attack, Result
 from .engine import batched
 from .search import Jobs, ProgressFn, RowPlan, Rows, RowView, Run, Stage
-from .settings import AttackSettings, create_strength
+from .settings import AttackSettings, AttackSetup, create_strength
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,4 +58,4 @@ def loss_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float |
     is misclassified (as :func:`rtcore.attacks.attack` does) under-states it. The best iterate
     per sample is kept; monotone in eps.
     """
-    return LossAttack(model, create_strength(settings), norm, seed)(x, y, eps, progress)
+    return LossAttack(model, AttackSetup(norm, create_strength(settings), seed))(x, y, eps, progress)

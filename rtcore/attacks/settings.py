@@ -158,6 +158,24 @@ class AttackSettings:
         return max(1, round(self.end_to_end_steps / 2)) if self.screen_steps is None else self.screen_steps
 
 
+@dataclass(frozen=True)
+class AttackSetup:
+    """How an attack runs, besides the model, the points and eps: the threat model's norm, the settings and the seed
+    of its random starts. One value wherever the three travel together (the attacks, the cached stages)."""
+
+    norm: str
+    settings: AttackSettings
+    seed: int = 0
+
+    def key(self) -> dict[str, object]:
+        """The cache-key parts that name it."""
+        return {"norm": self.norm, "settings": self.settings.key(), "seed": self.seed}
+
+    def but(self, **changes: Any) -> AttackSetup:
+        """A copy with other values (``settings``, ``seed``: a derived attack, e.g. a sanity check's)."""
+        return replace(self, **changes)
+
+
 # ---------------------------------------------------------------- the registry of strengths
 
 @dataclass(frozen=True)

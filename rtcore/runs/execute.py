@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 import torch
 
+from ..attacks import AttackSetup
 from ..bounds import head_projector
 from ..cache import ResultCache
 from ..config import DEFAULT_PROBE_EPS
@@ -163,6 +164,11 @@ class Executor:
                            use_cache=self.cache.enabled)
 
     @property
+    def setup(self) -> AttackSetup:
+        """The attacks' norm, settings (with the batch size in use) and seed."""
+        return AttackSetup(self.spec.norm, self._settings, self.spec.seed)
+
+    @property
     def version(self) -> int:
         """Changes whenever a unit adds results (the tables of :meth:`evaluation` are rebuilt only then)."""
         with self._lock:
@@ -277,8 +283,7 @@ class Executor:
             radius = 0.0
             if kind.takes_radius:
                 p_eps = DEFAULT_PROBE_EPS[spec.norm] if spec.probe_eps is None else spec.probe_eps
-                radius = radius_from_training_points(g, task, p_eps, spec.norm, cfg, spec.seed, self.cache,
-                                                     step("feature", 0.0, 0.5))
+                radius = radius_from_training_points(g, task, p_eps, self.setup, self.cache, step("feature", 0.0, 0.5))
                 params["radius"] = radius
             head = fit_probe(g, task, self.cache, spec.probe, progress=step("fit", 0.5, 0.9), **params)
             info = HeadInfo(spec.probe, float(getattr(head, "C_", float("nan"))), radius)
@@ -291,14 +296,12 @@ class Executor:
 
     def _attack(self, name: str, eps: Sequence[float], step: Callable[[str, float, float], _Computed]) -> None:
         st = self._fit(name, step)
-        spec, cfg = self.spec, self._settings
         todo = [e for e in eps if (name, "e2e", e) not in self._entries]
         if not todo:
             return
-        feat = feature_attack_cached(st.g, st.x, st.m, todo, spec.norm, cfg, spec.seed, self.cache,
-                                     step("feature", 0.0, 0.55))
-        e2e = attack_cached(st.g, st.head, st.x, st.y, st.m, todo, spec.norm, cfg, spec.seed, self.cache,
-                            step("e2e", 0.55, 1.0))
+        setup = self.setup
+        feat = feature_attack_cached(st.g, st.x, st.m, todo, setup, self.cache, step("feature", 0.0, 0.55))
+        e2e = attack_cached(st.g, st.head, st.x, st.y, st.m, todo, setup, self.cache, step("e2e", 0.55, 1.0))
         with self._lock:
             for e in todo:
                 self._entries[(name, "feature", e)] = feat[e]["features_adv"]
@@ -307,11 +310,11 @@ class Executor:
 
     def _head_loss(self, name: str, eps: Sequence[float], step: Callable[[str, float, float], _Computed]) -> None:
         st = self._fit(name, step)
-        spec, cfg = self.spec, self._settings
+        spec, setup = self.spec, self.setup
         if spec.head_attack:
             todo = [e for e in eps if (name, "head", e) not in self._entries]
             if todo:
-                on_head = feature_attack_cached(st.g, st.x, st.m, todo, spec.norm, cfg, spec.seed, self.cache,
+                on_head = feature_attack_cached(st.g, st.x, st.m, todo, setup, self.cache,
                                                 step("head", 0.0, 0.5), projector=head_projector(st.head.weight_),
                                                 kind="head_attack")
                 with self._lock:
@@ -319,8 +322,8 @@ class Executor:
         if spec.loss_attack:
             todo = [e for e in eps if (name, "ce", e) not in self._entries]
             if todo:
-                ce = loss_attack_cached(st.g, st.head, st.x, st.y, st.m, todo, spec.norm, cfg, spec.seed,
-                                        self.cache, step("ce", 0.5, 1.0))
+                ce = loss_attack_cached(st.g, st.head, st.x, st.y, st.m, todo, setup, self.cache,
+                                        step("ce", 0.5, 1.0))
                 with self._lock:
                     self._entries.update({(name, "ce", e): ce[e]["features_adv"] for e in todo})
 
@@ -330,8 +333,8 @@ class Executor:
         self._head_loss(name, self.spec.eps, step)
         rows = self._rows(name)
         spec = self.spec
-        fl = task_sanity(st.g, st.head, st.x, st.y, spec.eps, spec.norm, self._settings, spec.seed, rows,
-                         spec.sanity_subset, step("sanity", 0.0, 1.0))
+        fl = task_sanity(st.g, st.head, st.x, st.y, spec.eps, self.setup, rows, spec.sanity_subset,
+                         step("sanity", 0.0, 1.0))
         with self._lock:
             self._flags[name] = fl
 

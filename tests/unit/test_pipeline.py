@@ -71,14 +71,14 @@ def test_cache_is_reused_per_eps_and_corrupt_entries_recomputed(linear_case, tmp
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     task = _linear_task(linear_case)
     calls: list[list[float]] = []
-    real = E.feature_attack
 
-    def counting(*args, **kwargs):
-        if kwargs.get("projector") is None:  # the head-independent feature attack
-            calls.append(list(args[2]))
-        return real(*args, **kwargs)
+    class Counting(E.FeatureAttack):
+        def __call__(self, x, y, eps, progress=None):  # type: ignore[no-untyped-def]
+            if self.projector is None:  # the head-independent feature attack
+                calls.append(list(eps))
+            return super().__call__(x, y, eps, progress)
 
-    monkeypatch.setattr(E, "feature_attack", counting)
+    monkeypatch.setattr(E, "FeatureAttack", Counting)
     first = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
     again = rtcore.evaluate(linear_case.backbone, [task], [0.05, 0.1], n=32, attack="fast", cache_dir=str(tmp_path))
     assert calls == [[0.05], [0.1]], "each eps attacked on its own, once"

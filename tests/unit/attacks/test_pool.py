@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import rtcore
-from rtcore.attacks import AttackSettings
+from rtcore.attacks import AttackSettings, AttackSetup
 from rtcore.attacks.pool import Pool
 from rtcore.attacks.search import Jobs, Probe, RowPlan, Rows, RowView, Run, Stage
 from rtcore.models import BUNDLED_DIR
@@ -174,7 +174,7 @@ def test_a_rows_result_does_not_depend_on_the_rows_it_shares_the_pool_with() -> 
     model = rtcore.ProbedModel(g, rtcore.LinearHead(torch.randn(5, 128) * 0.05, torch.zeros(5))).eval()
     y = model(x).argmax(1)
     cfg = replace(rtcore.PRESETS["strong"], e2e_steps=12, screen_steps=6)
-    att = EndToEndAttack(model, cfg, "linf", seed=1)
+    att = EndToEndAttack(model, AttackSetup("linf", cfg, seed=1))
     att.run(x, y, [0.05])  # prepares the attack (search model, classes)
     with torch.no_grad():
         clean = model(x)
