@@ -20,7 +20,7 @@ from . import jobs, ui
 from .texts import text
 
 
-def sanity_job(ref: BackboneRef, run: ui.Run) -> EvalJob | None:
+def sanity_job(ref: BackboneRef, run: ui.PageJob) -> EvalJob | None:
     """The sanity job of the page's selection, if one was started (by this or another session)."""
     tasks = ready_tasks(run)
     return jobs.SCHEDULER.get(_request(ref, tasks).key) if tasks else None  # type: ignore[return-value]
@@ -31,19 +31,19 @@ def _request(ref: BackboneRef, tasks: list[str]) -> EvalRequest:
     return ui.request_for([ref], tasks, probes=(st.session_state["probe"],), sanity=True)
 
 
-def ready_tasks(run: ui.Run) -> list[str]:
+def ready_tasks(run: ui.PageJob) -> list[str]:
     """The tasks whose results are all there (request order); empty while the page's job runs."""
     export = run.job.export() if run.snapshot.done else None
     return [t for _, tasks in export[2] for t in tasks] if export else []
 
 
-def current(ref: BackboneRef, run: ui.Run) -> dict[str, list[SanityFlag]]:
+def current(ref: BackboneRef, run: ui.PageJob) -> dict[str, list[SanityFlag]]:
     """The flags of a finished sanity job of this selection, or {}."""
     job = sanity_job(ref, run)
     return dict(job.snapshot().tables.sanity) if job is not None and job.done and not job.state().failed else {}
 
 
-def section(ref: BackboneRef, run: ui.Run) -> None:
+def section(ref: BackboneRef, run: ui.PageJob) -> None:
     """The opt-in section: what the checks are, the button, progress, then the flags, verdicts and CSV."""
     st.subheader("Is the attack trustworthy? (sanity flags)")
     st.markdown(text("sanity_intro"))

@@ -100,7 +100,7 @@ def load(ref: BackboneRef) -> Backbone | None:
 
 
 @dataclass
-class Run:
+class PageJob:
     """A request, its job, the snapshot the page draws, the cursor eps and the device it computes on."""
 
     request: EvalRequest
@@ -126,7 +126,7 @@ def request_for(refs: Sequence[BackboneRef], tasks: Sequence[str], probes: Seque
 
 
 def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None = None,
-             probes: Sequence[str] = ("logistic",), frame: Callable[[Snapshot], None] | None = None) -> Run | None:
+             probes: Sequence[str] = ("logistic",), frame: Callable[[Snapshot], None] | None = None) -> PageJob | None:
     """Start or attach to the evaluation of the sidebar selection for ``refs``; None (with a message) on bad
     input. The eps cursor is not part of the request: moving it re-draws the same job's results. While it has no
     results, it waits up to :data:`app.jobs.FIRST_WAIT_S` for a warm cache's (drawn in this run, not after a
@@ -156,12 +156,12 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
                 frame(snap)
         snap = jobs.first_snapshot(job, snap)
         holder.empty()
-    run = Run(request, job, snap, float(st.session_state["eps"]), device_name(next(iter(loaded.values())).device))
+    run = PageJob(request, job, snap, float(st.session_state["eps"]), device_name(next(iter(loaded.values())).device))
     draw_status(run)
     return run
 
 
-def draw_status(run: Run) -> None:
+def draw_status(run: PageJob) -> None:
     """While the job runs, its progress bar (the page reruns as it advances, :func:`app.jobs.watch`); after, the
     ready line; errors and skipped tasks."""
     snap, state_ = run.snapshot, run.snapshot.state
@@ -190,7 +190,7 @@ def draw_status(run: Run) -> None:
 
 def prestart() -> None:
     """Start (or attach to) the sidebar selection's evaluation (slot ``main``) before the sidebar draws, so a warm
-    cache is read while it does; draws nothing: :func:`main_run` attaches to the job and shows any problem."""
+    cache is read while it does; draws nothing: :func:`main_job` attaches to the job and shows any problem."""
     ref = current_ref() if st.session_state["backbone"] != state.UPLOAD_CHOICE else None
     if ref is None or not st.session_state["tasks"]:
         return
@@ -198,15 +198,15 @@ def prestart() -> None:
         request = request_for([ref], st.session_state["tasks"], (st.session_state["probe"],))
         jobs.submit(request, {ref: jobs.cached_backbone(ref)}, "main")
     except (ValueError, CacheDirError, BackboneUnavailableError, CheckpointError):
-        return  # main_run draws the message
+        return  # main_job draws the message
 
 
-def follow(run: Run) -> None:
+def follow(run: PageJob) -> None:
     """At the end of a page: where no server reruns the status line (AppTest), wait for the job and rerun."""
     jobs.settle(run.job, run.snapshot.version)
 
 
-def main_run(frame: Callable[[Snapshot], None] | None = None) -> tuple[BackboneRef, Run]:
+def main_job(frame: Callable[[Snapshot], None] | None = None) -> tuple[BackboneRef, PageJob]:
     """The sidebar's backbone and its evaluation (slot ``main``; ``frame``: see :func:`evaluate`); stops the page
     when there is nothing to show."""
     ref = current_ref()
@@ -217,7 +217,7 @@ def main_run(frame: Callable[[Snapshot], None] | None = None) -> tuple[BackboneR
     return ref, run
 
 
-def waiting_note(run: Run) -> None:
+def waiting_note(run: PageJob) -> None:
     st.info(text("waiting", eps=eps_text(run.request.first[0], run.request.norm)))
 
 
@@ -262,7 +262,7 @@ def table(df: pd.DataFrame, key: str | None = None, **kw: Any) -> None:
 
 # ---------------------------------------------------------------- downloads
 
-def downloads(run: Run, prefix: str) -> None:
+def downloads(run: PageJob, prefix: str) -> None:
     """CSV downloads of the finished job and the reproducing script (shown and downloadable)."""
     st.markdown("**Download and reproduce**")
     export = run.job.export() if run.snapshot.done else None

@@ -17,7 +17,7 @@ view.note(
     "whole model; the **bound** counts the test points whose feature-space margin ρ(x) exceeds the representation "
     "shift Δ(x) that a feature attack can cause (Nern et al., NeurIPS 2023).",
     "Solid: robust accuracy under attack · hatched: the bound ρ(x) > Δ(x), a prediction from the backbone alone.")
-ref, run = ui.main_run(lambda snap: view.chart("landing_frame", fx.accuracy_at_eps, snap.summary,
+ref, run = ui.main_job(lambda snap: view.chart("landing_frame", fx.accuracy_at_eps, snap.summary,
                                                st.session_state["eps"], snap.tasks, "full", st.session_state["norm"]))
 snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tables.key
 

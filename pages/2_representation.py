@@ -16,7 +16,7 @@ view.note(
     "when its margin ρ(x) to the head's nearest decision boundary exceeds Δ(x). Δ here comes from an attack (a lower "
     "estimate), so meeting the criterion is a prediction of robustness, not a certificate.",
     "Δ: how far an attack moves the features; a point is predicted robust when its margin ρ(x) exceeds it.")
-ref, run = ui.main_run()
+ref, run = ui.main_job()
 snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tables.key
 
 if snap.empty:

@@ -18,7 +18,7 @@ st.latex(r"\text{(i)}\quad \ell(h(g(x')),y)\le\ell(h(g(x)),y)+\max_k\lVert w_k-w
 view.note("(i) charges the largest weight spread against the whole shift Δ.")
 st.latex(r"\text{(ii)}\quad \ell(h(g(x')),y)\le\log\sum_k e^{\,z_k-z_y+\Delta(x)\lVert w_k-w_y\rVert_2}")
 view.note("(ii) log-sum-exp: each class pays only its own spread, so (ii) ≤ (i) always.")
-ref, run = ui.main_run()
+ref, run = ui.main_job()
 snap, eps, norm, key = run.snapshot, run.eps, run.request.norm, run.snapshot.tables.key
 
 if snap.empty:
