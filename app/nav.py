@@ -47,10 +47,15 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/8_zoo.py", "Backbone zoo", ":material/hub:", "backbone-zoo", (),
              note=NO_CONTROLS + "it draws a finished sweep (the page says how to run one, offline)."),
     PageSpec("pages/5_theory.py", "Theory / classroom", ":material/school:", "classroom", (),
-             note=NO_CONTROLS + "its 2-D picture is computed exactly, on the page."),
+             note=NO_CONTROLS + "its 2‑D picture is computed exactly, on the page."),
     PageSpec("pages/9_lesson.py", "Lesson (20 min)", ":material/co_present:", "guided-lesson", (),
              note=NO_CONTROLS + "each step opens a page with its own settings."),
 )
+
+
+def title(url_path: str) -> str:
+    """The navigation title of the page at ``url_path`` (the path itself if none)."""
+    return next((p.title for p in PAGES if p.url_path == url_path), url_path)
 
 
 def available_pages() -> list[PageSpec]:

@@ -72,7 +72,7 @@ def task_label(ref: str) -> str:
     except ValueError:
         return ref
     if info.domain == "user":
-        return f"{ref.split(':', 1)[0]}: {os.path.basename(ref.rstrip('/'))} (your data)"
+        return f"{os.path.basename(ref.rstrip('/'))} (your data)"
     return ref if info.offline else f"{ref} (needs download)"
 
 
@@ -94,8 +94,15 @@ def backbone_label(name: str) -> str:
 
 
 def card_columns(names: Sequence[str]) -> pd.DataFrame:
-    """The model cards of ``names`` with column titles, a dash where a card has no value."""
-    table = card_table(names).rename(columns=CARD_COLUMNS).astype(object)
+    """The model cards of ``names`` with column titles: eps written as on every page (k/255 for linf), accuracies
+    with 3 decimals, a dash where a card has no value (no training eps without a training norm)."""
+    t = card_table(names).astype(object)
+    for eps, norm in (("train_eps", "train_norm"), ("upstream_eval_eps", "upstream_eval_norm")):
+        t[eps] = [str(eps_text(float(e), n)) if isinstance(n, str) and pd.notna(e) else None
+                  for e, n in zip(t[eps], t[norm])]
+    for acc in ("upstream_clean_acc", "upstream_robust_acc"):
+        t[acc] = [f"{float(v):.3f}" if pd.notna(v) else None for v in t[acc]]
+    table = t.drop(columns="upstream_eval_norm").rename(columns=CARD_COLUMNS)
     return table.where(table.notna() & (table != ""), "—")
 
 

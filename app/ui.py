@@ -173,7 +173,7 @@ def draw_status(run: PageJob) -> None:
                        "for every task; the cached curves stay on screen.")
     elif state_.phase == "done":
         st.caption(f"{READY} {results_text(snap)} in {fmt_seconds(state_.progress.seconds)} on {run.device} "
-                   f"(kept in the on-disk cache) · job #{run.job.id}. Moving ε only moves the cursor: "
+                   f"· kept in the on-disk cache · job #{run.job.id}. Moving ε only moves the cursor: "
                    "no new computation.")
     elif state_.cancelled:
         st.caption("Stopped: a newer selection replaced this one; finished steps are cached.")

@@ -27,8 +27,11 @@ from .figures import presenting
 VIEW_KEYS = (*selection.FLAGS, "chart_format")
 FORMATS = {"png": "PNG", "svg": "SVG"}
 LOCAL = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
-PRESENT_CSS = ("<style>.stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer td "
-               "{font-size: 1.3rem !important; line-height: 1.45}</style>")
+#: presenter mode outside the charts: the page's text, tables and the values inside its widgets (chips, choices,
+#: numbers) large enough for the back of a room
+PRESENT_CSS = ("<style>.stMainBlockContainer :is(p, li, td, th) {font-size: 1.3rem !important; line-height: 1.45} "
+               ".stMainBlockContainer :is([data-baseweb='select'] div, [data-baseweb='tag'] span, input) "
+               "{font-size: 1.2rem !important}</style>")
 
 
 # ---------------------------------------------------------------- Streamlit glue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import lesson
+from app import lesson, nav
 from app.texts import text
 
 st.title("A 20-minute lesson: does a robust backbone make a robust linear probe?")
@@ -13,7 +13,7 @@ st.markdown(
     "Five steps, each opening a page with its settings (the link also sets the sidebar). A banner on top of the "
     "page says what to do and asks the class questions; **Next** opens the following step. Share a step with "
     "the class through *Share this view* in the sidebar (a link and a QR code), and *Freeze* it while you talk.")
-plan = pd.DataFrame([{"step": i, "minutes": s.minutes, "what": s.title, "page": s.page, "students do": s.do}
+plan = pd.DataFrame([{"step": i, "minutes": s.minutes, "what": s.title, "page": nav.title(s.page), "students do": s.do}
                      for i, s in enumerate(lesson.STEPS, 1)])
 st.table(plan.set_index("step"))
 st.markdown(f"**The one sentence to remember.** {text('why_below')}")

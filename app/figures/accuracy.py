@@ -110,8 +110,8 @@ def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None)
                         customdata=list(zip(hover_eps(rows, norm), ci_text(rows, "robust_acc"), ci_text(rows, "bound"))),
                         hovertemplate=(f"{task}<br>ε %{{customdata[0]}}<br>empirical %{{customdata[1]}}"
                                        "<br>bound %{customdata[2]}<extra></extra>"))
-    layout(fig, "Calibration: bound vs empirical (large dot: cursor ε)", "empirical robust accuracy (attack)",
-           "bound (ρ > Δ)", height=560, legend="bottom", legend_title="task (colour)")
+    layout(fig, "Calibration: bound vs empirical", "empirical robust accuracy (attack)", "bound (ρ > Δ)",
+           height=560, legend="bottom", legend_title="task (colour)", subtitle="large dot: the cursor's ε")
     fig.update_xaxes(range=[-0.03, 1.03], constrain="domain")
     fig.update_yaxes(range=[-0.03, 1.03], scaleanchor="x", scaleratio=1, constrain="domain")
     return fig

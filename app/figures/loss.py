@@ -23,6 +23,8 @@ LOSS_BARS: dict[str, dict[str, object]] = {
 LOSS_DASH: dict[str, str] = {"adv_loss": "solid", "loss_bound_lse": "dashdot", "loss_bound": "dash"}
 #: ticks of the log axis, written out (plotly's short log ticks read "5" for 0.5 and for 5)
 LOG_TICKS = dict(tickvals=[k * 10.0 ** d for d in range(-3, 4) for k in (1, 2, 5)], tickformat="~g")
+#: ... and in the small panels of the curves, the decades only (ticks 1-2 px apart otherwise)
+LOG_DECADES = dict(tickvals=[10.0 ** d for d in range(-3, 4)], tickformat="~g")
 
 
 def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), plot: str = "full") -> go.Figure:
@@ -57,6 +59,6 @@ def loss_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.F
     layout(fig, "Loss against ε (at ε = 0 all equal the clean loss)", "", "", subtitle=PANEL_KEY,
            height=panel_height(cells), legend="bottom")
     panel_axes(fig, axis, cells, current_eps)
-    fig.update_yaxes(type="log", **LOG_TICKS)
+    fig.update_yaxes(type="log", **LOG_DECADES)
     fig.update_yaxes(title_text="loss (nats, log)", col=1)
     return fig

@@ -183,7 +183,7 @@ def list_backbones(offline_only: bool = False, kind: str | None = None) -> list[
 
 #: the model-card fields :func:`card_table` shows, in order
 CARD_FIELDS = ("method", "train_norm", "train_eps", "upstream_clean_acc", "upstream_robust_acc", "upstream_eval_eps",
-               "description")
+               "upstream_eval_norm", "description")
 
 
 def card_table(names: Sequence[str]) -> pd.DataFrame:

@@ -40,7 +40,7 @@ def test_an_uploaded_task_joins_every_page_and_the_script(monkeypatch: pytest.Mo
     monkeypatch.setattr(ui, "evaluate", lambda *args, **kw: None)  # the task choice only, no probe evaluation
     monkeypatch.setattr(ui, "prestart", lambda: None)
     at.switch_page("pages/6_probes.py").run()
-    assert "folder: weather (your data)" in at.selectbox(key="probes_task").options
+    assert "weather (your data)" in at.selectbox(key="probes_task").options
 
 
 def test_an_upload_over_the_limit_is_refused_before_it_is_stored(monkeypatch: pytest.MonkeyPatch,
