@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import figures as fx
 from app import state, ui, view
-from rtcore.config import eps_text
+from rtcore.config import DEFAULT_PROBE_EPS, eps_text
 from rtcore.probes import list_probes
 from rtcore.stats import intervals_overlap
 
@@ -54,8 +54,10 @@ st.markdown(
     "The bound needs margins ρ(x) larger than Δ(x). The library's linear heads on the same frozen features: "
     "**logistic** (weights penalised in raw feature space, C chosen on held-out training data), **logistic-std** "
     "(penalty on standardised weights: large raw weights on quiet features shrink ρ) and **robust** (trained "
-    "against every feature shift of radius r, the median Δ of training points at ε = 2/255 or 0.2: it pushes "
-    "training points past margin r). Does the robust head's larger bound cost clean accuracy?"
+    "against every feature shift of radius r, the median Δ of training points at "
+    f"ε = {eps_text(DEFAULT_PROBE_EPS[st.session_state['norm']], st.session_state['norm'])} "
+    f"({st.session_state['norm']}): it pushes training points past margin r). Does the robust head's larger bound "
+    "cost clean accuracy?"
 )
 ref = ui.current_ref()
 if ref is None:
