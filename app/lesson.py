@@ -62,14 +62,13 @@ def banner(page: str) -> None:
                     f"{step.do}")
         st.markdown("**Questions for the class**\n" + "\n".join(f"{i}. {q}" for i, q in
                                                               enumerate(step.questions, 1)))
-        cols = st.columns([1, 3, 2, 2], vertical_alignment="center")
-        with cols[0]:
-            if k > 0:
-                step_link(k - 1, "Back", ":material/arrow_back:")
-        with cols[1]:
-            if k + 1 < len(STEPS):
-                step_link(k + 1, f"Next: {STEPS[k + 1].title}", ":material/arrow_forward:")
-        with cols[2]:
-            if page != step.page:
-                step_link(k, "Open this step's page", ":material/open_in_new:")
-        cols[3].button("End the lesson", key="lesson_end", on_click=_end, icon=":material/close:")
+        links = [(k - 1, "Back", ":material/arrow_back:", 1)] if k > 0 else []  # (step, label, icon, width)
+        if k + 1 < len(STEPS):
+            links.append((k + 1, f"Next: {STEPS[k + 1].title}", ":material/arrow_forward:", 3))
+        if page != step.page:
+            links.append((k, "Open this step's page", ":material/open_in_new:", 2))
+        cols = st.columns([w for *_, w in links] + [2], vertical_alignment="center")  # side by side from the left
+        for col, (j, label, icon, _) in zip(cols, links):
+            with col:
+                step_link(j, label, icon)
+        cols[-1].button("End the lesson", key="lesson_end", on_click=_end, icon=":material/close:")
