@@ -228,7 +228,8 @@ def accuracy_panels(fig: go.Figure, axis: EpsAxis, cells: Sequence[tuple[int, in
 
 
 def panel_height(cells: Sequence[tuple[int, int]]) -> int:
-    return 270 * max((r for r, _ in cells), default=1) + 150
+    """The figure height of small multiples: 300 px a row of panels, plus the title, subtitle and legend."""
+    return 300 * max((r for r, _ in cells), default=1) + 190
 
 
 def bars(fig: go.Figure, values: pd.DataFrame, names: Sequence[str], styles: dict[str, dict[str, Any]],
