@@ -2,7 +2,7 @@
 
 :func:`run_unit` is the one piece of work both engines run: it evaluates one unit's
 :class:`~rtcore.runs.spec.EvalSpec` against the verified result cache and returns a
-:class:`UnitOutcome`, never raising: an error comes back as a value, classified as *expected* (bad
+:class:`SweepOutcome`, never raising: an error comes back as a value, classified as *expected* (bad
 input or unavailable data: :class:`~rtcore.errors.RtcoreError`, ``ValueError``; reported without a
 traceback), *retryable* (out of memory) or unexpected (reported with its traceback).
 
@@ -46,7 +46,7 @@ RAY_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 @dataclass
-class UnitOutcome:
+class SweepOutcome:
     """What running a unit gave: its tables, or its error (``expected``: no traceback is shown;
     ``retryable``: running it again can help, e.g. after running out of memory)."""
 
@@ -82,7 +82,7 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def run_unit(unit_id: str, spec: EvalSpec, cache_dir: str | None, use_cache: bool = True,
-             threads: int | None = None, progress: Callable[[ProgressEvent], None] | None = None) -> UnitOutcome:
+             threads: int | None = None, progress: Callable[[ProgressEvent], None] | None = None) -> SweepOutcome:
     """Evaluate one unit (``spec`` has one backbone and one task); never raises (see the module docstring).
 
     ``threads``: torch's intra-op threads for this unit (a Ray worker gets its ``num_cpus``)."""
@@ -110,13 +110,13 @@ def run_unit(unit_id: str, spec: EvalSpec, cache_dir: str | None, use_cache: boo
         if oom and torch.cuda.is_available():
             torch.cuda.empty_cache()
         expected = isinstance(e, (RtcoreError, ValueError)) and not oom
-        return UnitOutcome(ok=False, seconds=time.perf_counter() - t0, error_type=type(e).__name__,
+        return SweepOutcome(ok=False, seconds=time.perf_counter() - t0, error_type=type(e).__name__,
                            error=str(e) or repr(e), traceback="" if expected else traceback.format_exc(),
                            expected=expected, retryable=oom, **base)
     if ev.summary.empty:
-        return UnitOutcome(ok=False, seconds=time.perf_counter() - t0, error_type="EmptyResult",
+        return SweepOutcome(ok=False, seconds=time.perf_counter() - t0, error_type="EmptyResult",
                            error="the evaluation produced no rows", **base)
-    return UnitOutcome(ok=True, summary=ev.summary, samples=ev.samples, seconds=time.perf_counter() - t0,
+    return SweepOutcome(ok=True, summary=ev.summary, samples=ev.samples, seconds=time.perf_counter() - t0,
                        computed=computed[0], recomputed=list(ev.recomputed), **base)
 
 
@@ -125,7 +125,7 @@ class Finished:
     """A unit's outcome as the driver receives it; ``latency``: seconds from submission to receipt."""
 
     unit: SweepUnit
-    outcome: UnitOutcome
+    outcome: SweepOutcome
     latency: float
 
 
@@ -167,7 +167,7 @@ class LocalEngine:
         unit, t0 = self._queue.popleft()
         latest: list[ProgressEvent | None] = [None]
 
-        def run(report: ProgressCallback) -> UnitOutcome:
+        def run(report: ProgressCallback) -> SweepOutcome:
             def relay(ev: ProgressEvent) -> None:
                 latest[0] = ev
                 report(ev)
@@ -187,7 +187,7 @@ class LocalEngine:
             self._scheduler.discard(key)  # the driver stores the outcome; a retry runs the unit again
         out = job.results[0]
         if out is None:  # stopped before it ran (the job was cancelled)
-            out = UnitOutcome(unit.id, ok=False, error_type="Cancelled", error="the unit was stopped before it ran")
+            out = SweepOutcome(unit.id, ok=False, error_type="Cancelled", error="the unit was stopped before it ran")
         return [Finished(unit, out, time.perf_counter() - t0)]
 
     def close(self) -> None:
@@ -292,7 +292,7 @@ class RayEngine:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
                 lost = isinstance(e, (self._ray.exceptions.WorkerCrashedError, self._ray.exceptions.NodeDiedError))
                 note = f" (a lost worker is retried {self.max_retries} time(s) by Ray)" if lost else ""
-                outcome = UnitOutcome(unit.id, ok=False, error_type=type(e).__name__, error=f"{first}{note}",
+                outcome = SweepOutcome(unit.id, ok=False, error_type=type(e).__name__, error=f"{first}{note}",
                                       expected=lost, traceback="" if lost else str(e))
             out.append(Finished(unit, outcome, time.perf_counter() - t0))
         return out

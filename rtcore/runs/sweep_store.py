@@ -45,7 +45,7 @@ SAMPLE_FORMATS = ("csv", "parquet")
 
 
 @dataclass(frozen=True)
-class UnitResult:
+class SweepUnitResult:
     """A finished unit's tables, as stored (read back from its verified CSVs)."""
 
     unit_id: str
@@ -157,11 +157,11 @@ class SweepStore:
             self.rejected.append((unit.id, why))
         return why is None
 
-    def read(self, unit_id: str) -> UnitResult:
+    def read(self, unit_id: str) -> SweepUnitResult:
         """A stored unit's tables (call :meth:`stored` first)."""
         s_path, x_path, r_path = self.files(unit_id)
         rec = json.loads(r_path.read_text(encoding="utf-8"))
-        return UnitResult(unit_id, read_csv(s_path), read_csv(x_path), float(rec.get("seconds", float("nan"))))
+        return SweepUnitResult(unit_id, read_csv(s_path), read_csv(x_path), float(rec.get("seconds", float("nan"))))
 
     def read_summary(self, unit_id: str) -> pd.DataFrame:
         return read_csv(self.files(unit_id)[0])

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from rtcore.cli import main
-from rtcore.runs.engines import Finished, UnitOutcome
+from rtcore.runs.engines import Finished, SweepOutcome
 from rtcore.runs.sweep import SweepEvent, _Driver, list_sweeps, load_sweep, pretraining_protocol, sweep
 from rtcore.runs.sweep_spec import SweepSpec, load_sweep_spec
 from rtcore.runs.sweep_store import SweepStore
@@ -222,7 +222,7 @@ def test_a_failing_unit_does_not_stop_the_others(reference: dict[str, object], t
 class ListEngine:
     """Runs nothing: hands back canned outcomes, records what was submitted and when."""
 
-    def __init__(self, slots: int, outcomes: dict[str, list[UnitOutcome]]) -> None:
+    def __init__(self, slots: int, outcomes: dict[str, list[SweepOutcome]]) -> None:
         self._slots, self.outcomes, self.submitted, self.inflight = slots, outcomes, [], []
 
     def slots(self) -> int:
@@ -241,9 +241,9 @@ def test_first_unit_of_a_group_runs_alone_and_out_of_memory_is_retried(tmp_path:
     spec = SweepSpec.from_dict(TINY)
     units = list(spec.units)
     ok = pd.DataFrame({"x": [1.0]})
-    oom = UnitOutcome(units[2].id, ok=False, error_type="OutOfMemoryError", error="CUDA out of memory",
+    oom = SweepOutcome(units[2].id, ok=False, error_type="OutOfMemoryError", error="CUDA out of memory",
                       retryable=True)
-    outcomes = {u.id: [UnitOutcome(u.id, ok=True, summary=ok, samples=ok, seconds=1.0)] for u in units}
+    outcomes = {u.id: [SweepOutcome(u.id, ok=True, summary=ok, samples=ok, seconds=1.0)] for u in units}
     outcomes[units[2].id] = [oom, oom, outcomes[units[2].id][0]]
     run = _Driver(SweepStore(tmp_path), units, retries=2, emit=lambda ev: None)
     eng = ListEngine(2, outcomes)
@@ -253,7 +253,7 @@ def test_first_unit_of_a_group_runs_alone_and_out_of_memory_is_retried(tmp_path:
     assert eng.submitted == [units[0].id, units[2].id, units[1].id, units[2].id, units[2].id, units[3].id]
     assert sorted(run.ran) == sorted(u.id for u in units)
     run = _Driver(SweepStore(tmp_path / "b"), units, retries=1, emit=lambda ev: None)
-    outcomes = {u.id: [UnitOutcome(u.id, ok=True, summary=ok, samples=ok, seconds=1.0)] for u in units}
+    outcomes = {u.id: [SweepOutcome(u.id, ok=True, summary=ok, samples=ok, seconds=1.0)] for u in units}
     outcomes[units[2].id] = [oom, oom]
     run.drive(ListEngine(1, outcomes))  # type: ignore[arg-type]
     assert list(run.failures) == [units[2].id] and run.failures[units[2].id]["attempts"] == 2
