@@ -48,8 +48,8 @@ def sidebar(controls: tuple[str, ...] = ALL, note: str = "") -> None:
             with sb.expander("Add a task from your own data", expanded=bool(st.session_state.get("user_task_open"))):
                 user_tasks.controls()
     if "n" in controls:
-        sb.select_slider("Test points per task (n)", selection.sample_size_options(selection.n_cap(st.session_state["tasks"])),
-                         key="n", disabled=off,
+        sizes = selection.sample_size_options(selection.n_cap(st.session_state["tasks"]))
+        sb.select_slider("Test points per task (n)", sizes, key="n", disabled=off,
                          help="A seeded random subset of each task's test split. Larger n: narrower intervals, "
                               "longer runs.")
     if "attack" in controls:

@@ -46,7 +46,8 @@ def test_decode_the_issues_url() -> None:
     assert not problems
     assert values == {"backbone": "fmnist-cnn-standard", "norm": "linf", "eps": eps_grid("linf")[4],
                       "tasks": ["fmnist-novel", "shapes"], "n": 200, "attack": "fast", "extra_eps": {}}
-    assert selection.to_query({**state.session_defaults(), **values}) == {**ISSUE_URL, "probe": "logistic"}, "round trip"
+    assert selection.to_query({**state.session_defaults(), **values}) == {**ISSUE_URL, "probe": "logistic"}, \
+        "round trip"
 
 
 @pytest.mark.parametrize("params, named", [
@@ -94,7 +95,8 @@ def test_a_bad_link_is_a_message_not_a_crash(small: None, monkeypatch: pytest.Mo
     at = opened({"backbone": "nope", "eps": "huge", "n": "7", "tasks": "shapes"})
     shown = " ".join(w.value for w in at.warning)
     assert "backbone='nope'" in shown and "eps='huge'" in shown and "n='7'" in shown
-    assert at.session_state["backbone"] == selection.default_backbone() and at.session_state["n"] == selection.default_n()
+    assert at.session_state["backbone"] == selection.default_backbone()
+    assert at.session_state["n"] == selection.default_n()
     at.run()
     assert any("backbone='nope'" in w.value for w in at.warning), "still said on the next run of the same view"
 

@@ -144,8 +144,8 @@ def shoot(page: object, folder: Path, stem: str) -> None:
     """The top 1280x720 of the page as the room sees it, then every chart of the page on its own."""
     page.wait_for_timeout(600)  # type: ignore[attr-defined]  # plotly's transitions
     # widgets whose code is still loading are grey placeholders (stSkeleton): the room would see them drawn
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stSkeleton\"]')",  # type: ignore[attr-defined]
-                           timeout=PAGE_TIMEOUT_S * 1000)
+    no_placeholder = "() => !document.querySelector('[data-testid=\"stSkeleton\"]')"
+    page.wait_for_function(no_placeholder, timeout=PAGE_TIMEOUT_S * 1000)  # type: ignore[attr-defined]
     page.screenshot(path=str(folder / f"{stem}.png"))  # type: ignore[attr-defined]
     for attempt in range(3):  # a rerun re-draws charts as new elements: start again on the page as it is then
         try:
