@@ -2,8 +2,8 @@
 
 Rows (each on a fresh, empty cache, so every number is a cold computation):
 
-* **dashboard grid**: the dashboard's default request (``app.state``: its default backbone, the offline
-  tasks, the linf eps grid, n = 200, its default strength and first probe), as ``rtcore.evaluate``;
+* **dashboard grid**: the dashboard's default request (``rtcore.runs.selection``: its default backbone, the offline
+  tasks, the linf eps grid, n = 200, its default strength and probe), as ``rtcore.evaluate``;
 * **strong vs AutoAttack**: ``bench/strength.py`` with the contenders ``strong`` and ``AA custom``
   (APGD-CE + APGD-T) on fmnist-cnn-standard / fmnist-novel, n = 64, eps 8/255: each one's seconds and
   robust accuracy, and AutoAttack's time over strong's;
@@ -71,10 +71,8 @@ def _timed(fn: Callable[[], str]) -> tuple[float, str]:
 
 
 def dashboard_grid(device: str, smoke: bool) -> Row:
-    from app import state
-
-    backbone, tasks, n = selection.default_backbone(), selection.default_tasks(), selection.default_n()
-    norm, attack, probe = selection.default_norm(), selection.default_attack(), state.probes()[0]
+    d = selection.defaults()
+    backbone, tasks, n, norm, attack, probe = d["backbone"], d["tasks"], d["n"], d["norm"], d["attack"], d["probe"]
     if smoke:
         tasks, n = tasks[:1], 8
     eps = eps_grid(norm)

@@ -53,7 +53,7 @@ def _helpers() -> ModuleType:
 ttfp = _helpers()
 
 
-#: a page that still computes: a progress bar, or a value not computed yet (app.state.PENDING)
+#: a page that still computes: a progress bar, or a value not computed yet (app.figures.style.PENDING)
 PENDING = "computing…"
 QUIET_S = 10.0
 
