@@ -18,29 +18,23 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ._io import atomic_write
+from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
+from .cli_report import Progress, SweepPrinter, print_estimate, print_sanity
 from .config import eps_text, resolve_cache_dir
 from .data import list_tasks, task_info
 from .errors import RtcoreError
-from .models import backbone_specs
-from .runs import EvalSpec, Executor, ProgressEvent, execute, load_spec, plan
-from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
-from .runs.estimate import Estimate, estimate, estimate_specs
 from .export import csv_bytes, latex_table
-from .runs.progress import fmt_seconds
+from .models import backbone_specs
+from .runs import EvalSpec, Executor, execute, load_spec, plan
+from .runs.estimate import estimate, estimate_specs
 from .runs.fields import add_arguments, declared, namespace_values
 from .runs.sweep_spec import MAX_UNITS, load_sweep_spec
-from .sanity import SanityFlag
-
-if TYPE_CHECKING:
-    from .runs.sweep import SweepEvent
 
 #: the most a summary CSV read by `table` may hold
 MAX_TABLE_BYTES = 64 * 10**6
@@ -60,43 +54,6 @@ def _cmd_list(_: argparse.Namespace) -> int:
     print("  folder:PATH   an image folder (PATH/train/<class>/*, PATH/test/<class>/*)")
     print("  npz:PATH      arrays x_train, y_train, x_test, y_test in an .npz file")
     return 0
-
-
-class _Progress:
-    """Renders an evaluation's progress on stderr: one live line on a terminal; in a log (not a terminal)
-    one line per stage and task, with the time spent and the time left. The fraction done follows image-steps,
-    so the time left is the estimate scaled by what the run measured so far."""
-
-    def __init__(self, estimated: float) -> None:
-        self.tty = sys.stderr.isatty()
-        self.estimated = estimated
-        self.t0 = time.monotonic()
-        self.last: tuple[str, str | None] | None = None
-
-    def left(self, f: float) -> float:
-        spent = time.monotonic() - self.t0
-        if f >= 0.05:
-            return spent * (1 - f) / f
-        return max(self.estimated * (1 - f) - spent, 0.0)
-
-    def __call__(self, ev: ProgressEvent) -> None:
-        where = f" [{ev.task}]" if ev.task else ""
-        spent = time.monotonic() - self.t0
-        line = (f"{100 * ev.fraction:5.1f}% {ev.stage}{where} · {fmt_seconds(spent)} spent"
-                + (f", about {fmt_seconds(self.left(ev.fraction))} left" if ev.stage != "done" else ""))
-        if self.tty:
-            print(f"\r{line}".ljust(100), end="\n" if ev.stage == "done" else "", file=sys.stderr, flush=True)
-        elif (ev.stage, ev.task) != self.last:
-            print(line, file=sys.stderr, flush=True)
-        self.last = (ev.stage, ev.task)
-
-
-def _print_estimate(est: Estimate) -> None:
-    print(f"plan: {est.units} units, {est.image_steps:,} image-steps on {est.device} "
-          f"({1000 * est.seconds_per_step:.3g} ms each, measured): about {fmt_seconds(est.estimated_seconds)} if "
-          f"nothing is cached", file=sys.stderr, flush=True)
-    for why in est.skipped:
-        print(f"  not estimated (this unit will fail): {why}", file=sys.stderr, flush=True)
 
 
 def check_output_file(path: str, flag: str) -> Path:
@@ -161,8 +118,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(est.to_dict()))
         return 0
-    _print_estimate(est)
-    ev = execute(spec, units=units, executor=ex, progress=_Progress(est.estimated_seconds))
+    print_estimate(est)
+    ev = execute(spec, units=units, executor=ex, progress=Progress(est.estimated_seconds))
     if ev.recomputed:
         print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
         for line in ev.recomputed:
@@ -170,7 +127,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     shown = ev.summary[SUMMARY_COLUMNS].assign(eps=ev.summary["eps"].map(lambda e: str(eps_text(e))))
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if spec.sanity:
-        _print_sanity(ev.sanity)
+        print_sanity(ev.sanity)
     for path, df in ((args.out, ev.summary), (args.samples_out, ev.samples)):
         if path:
             _write_csv(df, path)
@@ -232,57 +189,6 @@ def _write_csv(df: pd.DataFrame, path: str) -> None:
         raise ValueError(f"could not write {path!r} ({e}); the table above is the result") from None
 
 
-def _print_sanity(flags: dict[str, list[SanityFlag]]) -> None:
-    """One line per task; a flagged task gets one line per failed check, with its numbers."""
-    print("\nsanity checks (rtcore.sanity):")
-    for task, fl in flags.items():
-        failed = [f for f in fl if not f.passed]
-        skipped = [f.name for f in fl if f.skipped]
-        note = f" (skipped: {', '.join(skipped)})" if skipped else ""
-        if not failed:
-            print(f"  {task}: ok{note}")
-            continue
-        print(f"  {task}: FLAGGED ({', '.join(f.name for f in failed)}): the robust accuracy above may be "
-              f"an overestimate{note}")
-        for f in failed:
-            vals = ", ".join(f"{k}={v:.4g}" for k, v in f.values.items())
-            print(f"    ! {f.name}: {vals}; expected: {f.threshold}; {f.meaning}")
-
-
-class _SweepPrinter:
-    """Renders sweep progress on stderr: a line per finished or failed unit with the counts, the measured
-    throughput and the time left; on a terminal also a live line for the running unit."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.last_line = time.monotonic()
-
-    def __call__(self, ev: SweepEvent) -> None:
-        kind = ev.kind
-        if kind in ("unit-progress", "tick", "unit-start"):
-            if self.tty:
-                what = f"{ev.unit} {100 * (ev.fraction or 0.0):3.0f}%" if kind == "unit-progress" else ev.line()
-                print(f"\r  {what}"[:150].ljust(150), end="", file=sys.stderr, flush=True)
-            elif kind != "unit-start" and time.monotonic() - self.last_line > 60:  # a log: a line a minute
-                running = f" · {ev.unit} {100 * (ev.fraction or 0.0):.0f}%" if kind == "unit-progress" else ""
-                print(f"  {ev.line()}{running}", file=sys.stderr, flush=True)
-                self.last_line = time.monotonic()
-            return
-        if self.tty:
-            print("\r" + " " * 150 + "\r", end="", file=sys.stderr)
-        if kind == "start":
-            print(ev.message, file=sys.stderr, flush=True)
-        elif kind == "unit-done":
-            print(f"done   {ev.unit} ({ev.seconds:.0f} s) | {ev.line()}", file=sys.stderr, flush=True)
-        elif kind == "unit-failed":
-            print(f"FAILED {ev.unit}: {ev.message} | {ev.line()}", file=sys.stderr, flush=True)
-        elif kind == "retry":
-            print(f"retry  {ev.unit}: {ev.message}", file=sys.stderr, flush=True)
-        elif kind == "done":
-            print(ev.message, file=sys.stderr, flush=True)
-        self.last_line = time.monotonic()
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .runs.sweep import sweep, sweeps_dir
     from .runs.sweep_spec import slug
@@ -295,11 +201,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(est.to_dict()))
         return 0
-    _print_estimate(est)
+    print_estimate(est)
     out = args.out or sweeps_dir(args.cache_dir) / slug(Path(args.spec).stem, 80)
     result = sweep(spec, out, engine=args.engine, address=args.address, workers=args.workers,
                    cache_dir=args.cache_dir, use_cache=not args.no_cache, retries=args.retries,
-                   samples_format=args.samples_format, progress=_SweepPrinter(), max_units=args.max_units)
+                   samples_format=args.samples_format, progress=SweepPrinter(), max_units=args.max_units)
     if result.rejected:
         print(f"note: {len(result.rejected)} stored units failed verification and were recomputed:", file=sys.stderr)
         for uid, why in result.rejected:
