@@ -23,18 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._io import atomic_write
-from .budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
-from .cli_report import Progress, SweepPrinter, print_estimate, print_sanity
-from .config import eps_text, resolve_cache_dir
-from .data import list_tasks, task_info
-from .errors import RtcoreError
-from .export import csv_bytes, latex_table
-from .models import backbone_specs
-from .runs import EvalSpec, Executor, execute, load_spec, plan
-from .runs.estimate import estimate, estimate_specs
-from .runs.fields import add_arguments, declared, namespace_values
-from .runs.sweep_spec import MAX_UNITS, load_sweep_spec
+from .._io import atomic_write
+from ..budget import CLI_FLAG, DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_GB, check_max_input_bytes
+from ..config import eps_text, resolve_cache_dir
+from ..data import list_tasks, task_info
+from ..errors import RtcoreError
+from ..export import csv_bytes, latex_table
+from ..models import backbone_specs
+from ..runs import EvalSpec, Executor, execute, load_spec, plan
+from ..runs.estimate import estimate, estimate_specs
+from ..runs.fields import add_arguments, declared, namespace_values
+from ..runs.sweep_spec import MAX_UNITS, load_sweep_spec
+from .report import Progress, SweepPrinter, print_estimate, print_sanity
 
 #: the most a summary CSV read by `table` may hold
 MAX_TABLE_BYTES = 64 * 10**6
@@ -138,7 +138,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     """A RobustBench-style, DataParallel or plain checkpoint as a safetensors file of the backbone's weights."""
-    from .models.convert import convert_checkpoint
+    from ..models.convert import convert_checkpoint
 
     check_output_file(args.dst, "OUT")
     report = convert_checkpoint(args.src, args.dst, args.backbone, key=args.key)
@@ -151,7 +151,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train bundled backbones from their recipes; one JSON line per backbone (its card's headline numbers)."""
-    from .train import RECIPES, run_recipe
+    from ..train import RECIPES, run_recipe
 
     for name in list(RECIPES) if args.recipes == ["all"] else args.recipes:
         card = run_recipe(name, args.out, args.epochs,
@@ -190,8 +190,8 @@ def _write_csv(df: pd.DataFrame, path: str) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .runs.sweep import sweep, sweeps_dir
-    from .runs.sweep_spec import slug
+    from ..runs.sweep import sweep, sweeps_dir
+    from ..runs.sweep_spec import slug
 
     spec = load_sweep_spec(args.spec, args.max_units)
     if args.cache_dir is not None:
@@ -257,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--key", help="where the state dict sits in the checkpoint (dotted, e.g. ema.model) when it "
                                  "is not found on its own")
     c.set_defaults(fn=_cmd_convert)
-    from .models import BUNDLED_DIR
-    from .train import RECIPES
+    from ..models import BUNDLED_DIR
+    from ..train import RECIPES
 
     r = sub.add_parser("train", help="train bundled backbones from their recipes")
     r.add_argument("recipes", nargs="+", help=f"recipe names ({', '.join(RECIPES)}) or 'all'")

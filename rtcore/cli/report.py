@@ -7,13 +7,13 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .runs import ProgressEvent
-from .runs.estimate import Estimate
-from .runs.progress import fmt_seconds
-from .sanity import FAILED_NOTE, SanityFlag, values_text
+from ..runs import ProgressEvent
+from ..runs.estimate import Estimate
+from ..runs.progress import fmt_seconds
+from ..sanity import FAILED_NOTE, SanityFlag, values_text
 
 if TYPE_CHECKING:
-    from .runs.sweep import SweepEvent
+    from ..runs.sweep import SweepEvent
 
 
 class Progress:
