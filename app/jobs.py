@@ -66,14 +66,8 @@ def owner(slot: str) -> str:
 
 
 def submit(request: EvalRequest, loaded: Mapping[BackboneRef, Backbone], slot: str) -> EvalJob:
-    """Start or attach to the job of ``request``; when it replaces this slot's job over other eps of the same
-    selection, it shows that job's rows until it has its own."""
-
-    def make(old: Job | None, delay: float) -> EvalJob:
-        fallback = old if isinstance(old, EvalJob) and old.request.same_but_eps(request) else None
-        return EvalJob(request, loaded, delay=delay, fallback=fallback)
-
-    return SCHEDULER.submit(request.key, make, owner(slot))  # type: ignore[return-value]
+    """Start or attach to the job of ``request`` (:meth:`rtcore.runs.EvalJob.maker`) for this session's ``slot``."""
+    return SCHEDULER.submit(request.key, EvalJob.maker(request, loaded), owner(slot))  # type: ignore[return-value]
 
 
 def first_snapshot(job: EvalJob, snap: Snapshot) -> Snapshot:

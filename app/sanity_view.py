@@ -33,8 +33,7 @@ def _request(ref: BackboneRef, tasks: list[str]) -> EvalRequest:
 
 def ready_tasks(run: ui.PageJob) -> list[str]:
     """The tasks whose results are all there (request order); empty while the page's job runs."""
-    export = run.job.export() if run.snapshot.done else None
-    return [t for _, tasks in export[2] for t in tasks] if export else []
+    return run.job.finished_tasks() if run.snapshot.done else []
 
 
 def current(ref: BackboneRef, run: ui.PageJob) -> dict[str, list[SanityFlag]]:

@@ -18,7 +18,7 @@ import streamlit as st
 
 import rtcore
 from rtcore import Backbone, BackboneUnavailableError, CheckpointError
-from rtcore.config import default_cache_dir, eps_text, nearest_eps
+from rtcore.config import default_cache_dir, eps_text
 from rtcore.errors import CacheDirError
 from rtcore.export import csv_bytes
 from rtcore.models.ref import BackboneRef
@@ -42,19 +42,12 @@ TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "
 
 def init_session() -> None:
     """Session-state defaults, set once per session; values that must outlive a page are re-assigned."""
-    defaults = state.session_defaults()
-    for key, value in defaults.items():
+    for key, value in state.session_defaults().items():
         st.session_state.setdefault(key, value)
     for key in PERSISTENT:
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
-    for key, options in selection.choices().items():  # a value no longer offered here (e.g. an unregistered backbone)
-        if st.session_state[key] not in [*options, *([state.UPLOAD_CHOICE] if key == "backbone" else [])]:
-            st.session_state[key] = defaults[key]
-    known = set(task_choices())
-    st.session_state["tasks"] = [t for t in st.session_state["tasks"] if t in known]
-    norm = st.session_state["norm"]
-    st.session_state["eps"] = nearest_eps(st.session_state["eps"], selection.eps_options(norm, extras()))
+    st.session_state.update(selection.checked(st.session_state.to_dict(), task_choices(), (state.UPLOAD_CHOICE,)))
 
 
 def task_choices() -> list[str]:

@@ -1,6 +1,6 @@
 """Tasks from your own data: a folder on the server (``train/<class>/*``, ``test/<class>/*``), or an uploaded
 ``.zip`` of that layout or ``.npz``. The library checks and stores them (:func:`rtcore.data.check_task_ref`,
-:func:`rtcore.data.unpack_task_upload`: size limit before anything is stored, unsafe archives refused,
+:func:`rtcore.data.store_task_upload`: size limit before anything is stored, unsafe archives refused,
 unused uploads pruned); the dashboard keeps the references this session added, which then appear with the
 built-in tasks on every page and in the reproducing command."""
 
@@ -9,18 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from rtcore.config import default_cache_dir
-from rtcore.data import (
-    FOLDER_PREFIX,
-    TaskUnavailableError,
-    check_task_ref,
-    prune_task_uploads,
-    task_upload_dir,
-    unpack_task_upload,
-)
-from rtcore.data.uploads import touch_task_upload
+from rtcore.data import TaskUnavailableError, store_task_upload, touch_task_upload, user_ref_of_path
 from rtcore.models.uploads import MAX_UPLOAD_BYTES
-from rtcore.runs.selection import n_cap, sample_size_options
-from rtcore.runs.spec import task_identity
+from rtcore.runs import selection
 
 from .state import MAX_UPLOAD_MB, private, task_label
 
@@ -28,29 +19,11 @@ UPLOAD_TYPES = ["zip", "npz"]
 
 
 def add(ref: str) -> str:
-    """Check ``ref`` (``folder:PATH`` / ``npz:PATH``), add it to this session's tasks and select it; return it.
-    The same data added twice (by path and by upload) is refused with a message, not a second task."""
-    canonical = check_task_ref(ref)
-    s = st.session_state
-    same = [t for t in s["user_tasks"] if t != canonical and task_identity(t) == task_identity(canonical)]
-    if same:
-        raise ValueError(f"this data is already a task here: {task_label(same[0])}")
-    if canonical not in s["user_tasks"]:
-        s["user_tasks"] = [*s["user_tasks"], canonical]
-    if canonical not in s["tasks"]:
-        s["tasks"] = [*s["tasks"], canonical]
-    options = sample_size_options(n_cap(s["tasks"]))
-    if s["n"] not in options:  # a small test split: n comes down to it for every task, the page keeps drawing
-        s["n"] = options[-1]
-    return canonical
-
-
-def save_upload(filename: str, data: bytes) -> str:
-    """Check and store an uploaded ``.zip`` / ``.npz`` (refused above the size limit before anything is
-    stored); return its task reference. Unused uploads are pruned first."""
-    dest = task_upload_dir(default_cache_dir())
-    prune_task_uploads(dest)
-    return unpack_task_upload(filename, data, dest, MAX_UPLOAD_BYTES, cache_dir=default_cache_dir())
+    """Add your own task ``ref`` to this session's selection and choose it (:func:`rtcore.runs.selection.with_task`:
+    the same data twice, by path and by upload, is refused); return its reference."""
+    task, changes = selection.with_task(st.session_state.to_dict(), ref)
+    st.session_state.update(changes)
+    return task
 
 
 def _add_path() -> None:
@@ -59,10 +32,8 @@ def _add_path() -> None:
     if not path:
         st.session_state["user_task_msg"] = ("error", "Type the path of a folder or an .npz file on the server.")
         return
-    ref = path if path.startswith(("folder:", "npz:")) else \
-        (f"npz:{path}" if path.lower().endswith(".npz") else f"{FOLDER_PREFIX}{path}")
     try:
-        st.session_state["user_task_msg"] = ("info", _added(add(ref)))
+        st.session_state["user_task_msg"] = ("info", _added(add(user_ref_of_path(path))))
     except (ValueError, TaskUnavailableError) as e:
         st.session_state["user_task_msg"] = ("error", private(str(e)))
 
@@ -76,7 +47,7 @@ def _uploaded() -> None:
     done: dict[str, str] = st.session_state.setdefault("user_task_uploads", {})
     try:
         if up.file_id not in done:
-            done[up.file_id] = add(save_upload(up.name, up.getvalue()))
+            done[up.file_id] = add(store_task_upload(up.name, up.getvalue(), MAX_UPLOAD_BYTES, default_cache_dir()))
         st.session_state["user_task_msg"] = ("info", _added(done[up.file_id]))
     except (ValueError, TaskUnavailableError) as e:
         st.session_state["user_task_msg"] = ("error", private(str(e)))

@@ -21,7 +21,7 @@ from . import online as _online  # noqa: F401  (registers the online tasks)
 from .cifar import CIFARFormatError, read_cifar_bin, read_label_names, write_cifar_bin
 from .fashion_mnist import FASHION_MNIST_CLASSES, HELDOUT_START, UPSTREAM_CLASSES, load_upstream
 from .idx import IDXFormatError, read_idx, write_idx
-from .refs import FOLDER_PREFIX, NPZ_PREFIX, TaskDataError
+from .refs import FOLDER_PREFIX, NPZ_PREFIX, TaskDataError, user_ref_of_path
 from .registry import (
     DOMAINS,
     MIXED_SIZES,
@@ -37,14 +37,15 @@ from .registry import (
     task_test_size,
 )
 from .task import Task, relabel_task, subset_task
-from .uploads import TaskUploadError, prune_task_uploads, task_upload_dir, unpack_task_upload
+from .uploads import TaskUploadError, prune_task_uploads, store_task_upload, task_upload_dir, touch_task_upload, \
+    unpack_task_upload
 
 __all__ = [
     "DOMAINS", "FASHION_MNIST_CLASSES", "FOLDER_PREFIX", "HELDOUT_START", "MIXED_SIZES", "NPZ_PREFIX",
     "UPSTREAM_CLASSES", "CIFARFormatError", "IDXFormatError", "Task", "TaskDataError", "TaskSpec",
     "TaskUnavailableError", "TaskUploadError", "check_task_ref", "clear_task_cache", "create_task", "is_task_ref",
-    "list_tasks", "load_upstream", "prune_task_uploads", "read_cifar_bin", "read_idx",
-    "read_label_names", "register_task", "relabel_task", "subset_task", "task_display_name", "task_info", "task_test_size",
-    "task_upload_dir",
-    "unpack_task_upload", "write_cifar_bin", "write_idx",
+    "list_tasks", "load_upstream", "prune_task_uploads", "read_cifar_bin", "read_idx", "read_label_names",
+    "register_task", "relabel_task", "store_task_upload", "subset_task", "task_display_name", "task_info",
+    "task_test_size", "task_upload_dir", "touch_task_upload", "unpack_task_upload", "user_ref_of_path",
+    "write_cifar_bin", "write_idx",
 ]

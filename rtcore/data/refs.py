@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import InputTooLargeError, RtcoreError, TaskUnavailableError
 
 __all__ = ["FOLDER_PREFIX", "NPZ_PREFIX", "TaskDataError", "TaskTooLargeError", "UserRef", "is_user_ref",
-           "missing_error", "parse_user_ref"]
+           "missing_error", "parse_user_ref", "user_ref_of_path"]
 
 FOLDER_PREFIX = "folder:"
 NPZ_PREFIX = "npz:"
@@ -47,6 +47,15 @@ class UserRef:
 def is_user_ref(ref: object) -> bool:
     """Whether ``ref`` is written as a ``folder:PATH`` or ``npz:PATH`` reference (the path is not checked)."""
     return isinstance(ref, str) and ref.startswith((FOLDER_PREFIX, NPZ_PREFIX))
+
+
+def user_ref_of_path(path: str) -> str:
+    """The task reference of a typed path: as it is when it names its kind (``folder:`` / ``npz:``), ``npz:`` for a
+    ``.npz`` file, else ``folder:``."""
+    path = path.strip()
+    if is_user_ref(path):
+        return path
+    return f"{NPZ_PREFIX if path.lower().endswith('.npz') else FOLDER_PREFIX}{path}"
 
 
 def parse_user_ref(ref: str) -> UserRef:

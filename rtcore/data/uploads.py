@@ -37,8 +37,8 @@ from .folder import MIXED_SIZES
 from .refs import FOLDER_PREFIX, NPZ_PREFIX, TaskDataError
 from .user import load_user_task
 
-__all__ = ["UPLOAD_TTL_S", "TaskUploadError", "prune_task_uploads", "task_upload_dir", "touch_task_upload",
-           "unpack_task_upload"]
+__all__ = ["UPLOAD_TTL_S", "TaskUploadError", "prune_task_uploads", "store_task_upload", "task_upload_dir",
+           "touch_task_upload", "unpack_task_upload"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,16 @@ class TaskUploadError(TaskDataError):
 def task_upload_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Where accepted task uploads are stored: ``task-uploads/`` in the cache folder."""
     return resolve_cache_dir(cache_dir) / "task-uploads"
+
+
+def store_task_upload(filename: str, data: bytes, max_bytes: int,
+                      cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """An upload stored as a task in the cache's :func:`task_upload_dir` (uploads unused for
+    :data:`UPLOAD_TTL_S` pruned first; then :func:`unpack_task_upload`, which refuses anything above
+    ``max_bytes`` before it stores a byte); its task reference."""
+    dest = task_upload_dir(cache_dir)
+    prune_task_uploads(dest)
+    return unpack_task_upload(filename, data, dest, max_bytes, cache_dir=cache_dir)
 
 
 def unpack_task_upload(filename: str, data: bytes, dest_dir: str | os.PathLike[str], max_bytes: int, *,

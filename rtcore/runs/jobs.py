@@ -205,6 +205,18 @@ class EvalJob(Job):
                       group=(u.spec, u.task)) for u in self.units]
         super().__init__(request.key, steps, delay=delay, tolerate=(TaskUnavailableError,))
 
+    @classmethod
+    def maker(cls, request: EvalRequest, backbones: Mapping[BackboneRef, Backbone],
+              executors: Executors | None = None) -> Callable[[Job | None, float], EvalJob]:
+        """How the scheduler makes this request's job (:meth:`rtcore.runs.scheduler.Scheduler.submit`): when it
+        replaces a job over other eps of the same selection, that job is its ``fallback``."""
+
+        def make(old: Job | None, delay: float) -> EvalJob:
+            fallback = old if isinstance(old, EvalJob) and old.request.same_but_eps(request) else None
+            return cls(request, backbones, delay=delay, fallback=fallback, executors=executors)
+
+        return make
+
     def tables(self) -> Tables:
         """The executors' results (memoised per executor version), with the fallback's rows where this job has
         none yet."""
@@ -249,6 +261,12 @@ class EvalJob(Job):
         out = (concat_tables(e.summary for e in evs), concat_tables(e.samples for e in evs), parts) if parts else None
         self._export = (versions, out)
         return out
+
+    def finished_tasks(self) -> list[str]:
+        """The tasks whose results are all there, as the specs name them (unavailable ones left out); empty until
+        the job has finished."""
+        export = self.export()
+        return [t for _, tasks in export[2] for t in tasks] if export else []
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..attacks import STRENGTHS
-from ..config import ASSETS_DIR, NORMS, check_eps, default_eps, eps_grid, eps_key, eps_text
-from ..data import list_tasks, task_test_size
+from ..config import ASSETS_DIR, NORMS, check_eps, default_eps, eps_grid, eps_key, eps_text, nearest_eps
+from ..data import check_task_ref, list_tasks, task_test_size
 from ..data.refs import is_user_ref
 from ..models.ref import BackboneRef
 from ..models.registry import list_backbones
 from ..probes import list_probes
 from .jobs import EvalRequest
-from .spec import EvalSpec, load_spec, parse_eps_text
+from .spec import EvalSpec, load_spec, parse_eps_text, task_identity
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,35 @@ def choices() -> dict[str, list[Any]]:
     """The values each single-valued key of the selection may take here."""
     return {"backbone": list_backbones(), "norm": list(NORMS), "attack": list(STRENGTHS), "probe": list_probes(),
             "n": sample_size_options()}
+
+
+def checked(values: Mapping[str, Any], tasks: Sequence[str], backbones: Sequence[str] = ()) -> dict[str, Any]:
+    """The selection ``values`` as it takes effect here: a single-valued key whose value is not offered
+    (:func:`choices`; for the backbone also ``backbones``, e.g. an upload) back at its default, the tasks not among
+    ``tasks`` left out, and eps at the nearest position of its norm's cursor (the grid and the eps added to it)."""
+    start = defaults()
+    out = {k: values[k] if k in values and values[k] in [*options, *(backbones if k == "backbone" else ())]
+           else start[k] for k, options in choices().items()}
+    out["tasks"] = [t for t in values.get("tasks", start["tasks"]) if t in set(tasks)]
+    added = values.get("extra_eps", {}).get(out["norm"], [])
+    out["eps"] = nearest_eps(values.get("eps", start["eps"]), eps_options(out["norm"], added))
+    return out
+
+
+def with_task(values: Mapping[str, Any], ref: str) -> tuple[str, dict[str, Any]]:
+    """Your own task ``ref`` (``folder:PATH`` / ``npz:PATH``, checked by :func:`rtcore.data.check_task_ref`) added
+    to the selection ``values``: its canonical reference and the keys that change (``user_tasks`` and ``tasks``
+    gain it; n comes down to the smallest test split when it exceeds it). ValueError when the same data is
+    already one of ``user_tasks`` under another reference (added by path and by upload)."""
+    task = check_task_ref(ref)
+    mine, chosen = list(values.get("user_tasks", [])), list(values.get("tasks", []))
+    same = [t for t in mine if t != task and task_identity(t) == task_identity(task)]
+    if same:
+        raise ValueError(f"this data is already a task here: {same[0]}")
+    chosen += [task] if task not in chosen else []
+    options = sample_size_options(n_cap(chosen))
+    return task, {"user_tasks": mine + ([task] if task not in mine else []), "tasks": chosen,
+                  "n": values["n"] if values.get("n") in options else options[-1]}
 
 
 def request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n: int, attack: str, *,

@@ -98,11 +98,7 @@ def make(rec: Recorder, pool: Executors | None = None):  # noqa: ANN201
     pool = pool or Executors(make=rec.executor)
 
     def factory(req: EvalRequest):  # noqa: ANN202
-        def build(old, delay):  # noqa: ANN001, ANN202
-            fallback = old if isinstance(old, EvalJob) and old.request.same_but_eps(req) else None
-            return EvalJob(req, {BackboneRef(BACKBONE): torch.nn.Identity()}, delay=delay, fallback=fallback,
-                           executors=pool)
-        return build
+        return EvalJob.maker(req, {BackboneRef(BACKBONE): torch.nn.Identity()}, executors=pool)
 
     return factory
 
@@ -162,7 +158,7 @@ def test_an_added_eps_keeps_the_earlier_rows_on_screen(rec: Recorder, tmp_path: 
     rec.hold, rec.started = {40}, []  # hold the new job's first unit
     b_req = request(40, tmp_path, extras=[0.05])
     b = s.submit(b_req.key, factory(b_req), owner="a:main")
-    assert b is not a and b.fallback is a
+    assert b is not a and b.fallback is a and a.finished_tasks() == ["shapes"] and b.finished_tasks() == []
     deadline = time.monotonic() + WAIT_S
     while len(rec.started) < 1 and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -193,6 +189,7 @@ def test_an_unavailable_task_is_skipped_and_left_out_of_the_export(rec: Recorder
     assert [(group[1], type(e)) for group, e in state.skipped] == [("mnist", rtcore.TaskUnavailableError)]
     assert set(j.snapshot().summary["task"]) == {"shapes"}
     assert [tasks for _, tasks in j.export()[2]] == [("shapes",)], "the export names only computed tasks"
+    assert j.finished_tasks() == ["shapes"]
 
 
 def test_a_real_tiny_job_finishes_with_the_librarys_tables(tmp_path: Path) -> None:

@@ -69,3 +69,32 @@ def test_the_request_of_a_selection() -> None:
     request = selection.request([BackboneRef("fmnist-cnn-standard")], ["shapes"], "l2", 20, "fast", extras=[2.5])
     assert request.first == (default_eps("l2"),) and request.priority == (2.5,)
     assert {s.seed for s in request.specs} == {selection.classroom().seed}
+
+
+def test_checked_puts_what_is_not_offered_back_at_its_default() -> None:
+    d = selection.defaults()
+    raw = {**d, "backbone": "gone", "attack": "extreme", "n": 7, "tasks": ["shapes", "gone"], "norm": "linf",
+           "eps": 0.05, "extra_eps": {"linf": [], "l2": []}}
+    out = selection.checked(raw, ["shapes", "glyphs"])
+    assert (out["backbone"], out["attack"], out["n"]) == (d["backbone"], d["attack"], d["n"])
+    assert out["tasks"] == ["shapes"] and out["probe"] == d["probe"]
+    assert out["eps"] == eps_grid("linf")[-1] == eps_key(16 / 255), "0.05 (12.75/255): the nearest grid step is 16/255"
+    raw["extra_eps"] = {"linf": [0.05]}
+    assert selection.checked(raw, ["shapes"])["eps"] == 0.05, "an added eps is a cursor position"
+    assert selection.checked({**raw, "backbone": "mine"}, [], backbones=("mine",))["backbone"] == "mine"
+
+
+def test_with_task_adds_own_data_once_and_brings_n_down(tmp_path) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.random((20, 1, 8, 8), np.float32), "y_train": np.arange(20) % 2,
+              "x_test": rng.random((30, 1, 8, 8), np.float32), "y_test": np.arange(30) % 2}
+    np.savez(tmp_path / "mine.npz", **arrays)
+    start = {**selection.defaults(), "n": 200, "user_tasks": []}
+    task, changes = selection.with_task(start, f"npz:{tmp_path / 'mine.npz'}")
+    assert task.startswith("npz:") and changes["user_tasks"] == [task] and changes["tasks"][-1] == task
+    assert changes["n"] == 20, "n comes down to the choices the 30-point test split allows"
+    again = selection.with_task({**start, **changes}, task)[1]
+    assert again["user_tasks"] == [task] and again["tasks"].count(task) == 1, "adding it twice changes nothing"
+    np.savez(tmp_path / "copy.npz", **arrays)
+    with pytest.raises(ValueError, match="already a task here"):
+        selection.with_task({**start, **changes}, f"npz:{tmp_path / 'copy.npz'}")

@@ -17,8 +17,10 @@ from rtcore.data import (
     TaskUploadError,
     create_task,
     prune_task_uploads,
+    store_task_upload,
     task_upload_dir,
     unpack_task_upload,
+    user_ref_of_path,
 )
 from rtcore.data.uploads import touch_task_upload
 
@@ -201,3 +203,21 @@ def test_prune_removes_only_old_uploads(folder: Path, tmp_path: Path) -> None:
 
 def test_task_upload_dir_is_under_the_cache(tmp_path: Path) -> None:
     assert task_upload_dir(tmp_path) == tmp_path / "task-uploads"
+
+
+def test_store_task_upload_prunes_then_stores_under_the_cache(folder: Path, tmp_path: Path) -> None:
+    dest = task_upload_dir(tmp_path)
+    stale = Path(unpack_task_upload("old.zip", _zip(folder, "old/"), dest, 10 * MB)[len("folder:"):]).parent
+    old = time.time() - 2 * 24 * 3600
+    os.utime(stale, (old, old))
+    ref = store_task_upload("w.zip", _zip(folder), 10 * MB, cache_dir=tmp_path)
+    assert ref.startswith(f"folder:{dest}") and create_task(ref).name == "w", "stored under the cache, loadable"
+    assert not stale.exists(), "an upload unused for two days is pruned first"
+    with pytest.raises(TaskUploadError, match="MB"):
+        store_task_upload("w.zip", _zip(folder), 10, cache_dir=tmp_path)
+
+
+def test_a_typed_path_becomes_a_task_reference() -> None:
+    assert user_ref_of_path(" /data/weather ") == "folder:/data/weather"
+    assert user_ref_of_path("/data/x.NPZ") == "npz:/data/x.NPZ"
+    assert user_ref_of_path("npz:/data/x") == "npz:/data/x" and user_ref_of_path("folder:~/d") == "folder:~/d"
