@@ -19,9 +19,16 @@ from rtcore.runs import MethodComparison, TransferRequest, Verdict, ordering_ver
 from rtcore.runs.compare import movement_table as movements
 from rtcore.transfer import METHOD_DESCRIPTIONS, FineTuneRecipe, method_label, network_blocks
 
-from .figures import MISSING, at_eps, ci_text
+from .figures import MISSING, at_eps
 from .texts import text
+from .ui import text_table
 
+SUMMARY_COLUMNS = {
+    "method": ("method", ""), "clean": ("clean_acc", "ci"), "robust (attack)": ("robust_acc", "ci"),
+    "bound": ("bound", "ci"), "bound with base Δ": ("bound_pre", ".3f"), "mean Δ": ("mean_delta", ".3f"),
+    "mean Δ before (base)": ("mean_delta_base", ".3f"), "relative Δ": ("mean_relative_delta", ".3f"),
+    "relative Δ before (base)": ("mean_relative_delta_base", ".3f"), "weight distance": ("weight_distance", ".3f"),
+    "adaptation s": ("adapt_seconds", ".1f")}
 MOVEMENT_COLUMNS = {"weight_distance": "total", "head_distance": "head (from its start)", "head_init": "head start",
                     "params_trained": "parameters trained", "params_frozen": "parameters frozen"}
 
@@ -41,23 +48,10 @@ def method_text(request: TransferRequest) -> Callable[[str], str]:
 
 # ---------------------------------------------------------------- tables and words
 
-def _num(v: float, digits: int = 3) -> str:
-    return MISSING if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
 def method_summary(comparison: MethodComparison, eps: float) -> pd.DataFrame:
     """One row per method at ``eps``: accuracies and bounds with 95 % intervals, mean Δ before and after, and
-    how far the weights moved (text; a dash where a value does not apply)."""
-    rows = at_eps(comparison.summary, eps)
-    return pd.DataFrame({
-        "method": rows["method"].tolist(), "clean": ci_text(rows, "clean_acc"),
-        "robust (attack)": ci_text(rows, "robust_acc"), "bound": ci_text(rows, "bound"),
-        "bound with base Δ": [_num(v) for v in rows["bound_pre"]],
-        "mean Δ": [_num(v) for v in rows["mean_delta"]], "mean Δ before (base)": [_num(v) for v in rows["mean_delta_base"]],
-        "relative Δ": [_num(v) for v in rows["mean_relative_delta"]],
-        "relative Δ before (base)": [_num(v) for v in rows["mean_relative_delta_base"]],
-        "weight distance": [_num(v) for v in rows["weight_distance"]],
-        "adaptation s": [_num(v, 1) for v in rows["adapt_seconds"]]})
+    how far the weights moved (a dash where a value does not apply)."""
+    return text_table(at_eps(comparison.summary, eps), SUMMARY_COLUMNS)
 
 
 def movement_table(comparison: MethodComparison) -> pd.DataFrame:

@@ -9,7 +9,7 @@ Computing is the library's (through :mod:`app.jobs`); drawing is :mod:`app.figur
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +27,16 @@ from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds, selection
 from rtcore.runs.reproduce import reproduce_script, spec_download_name
 
 from . import jobs, state
-from .figures import PENDING, at_eps, ci_text
+from .figures import MISSING, PENDING, at_eps, ci_text
 from .texts import text, texts
 
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text
 #: keys whose values must survive pages that do not draw their widget (Streamlit drops the state of a keyed
 #: widget that a run does not draw; re-assigning the value keeps it)
 PERSISTENT = ("backbone", "norm", "eps", "tasks", "n", "attack", "probe", "upload_arch", "probes_task")
-TABLE_NAMES = {"clean_acc": "clean", "robust_acc": "robust (attack)", "bound": "bound", "bound_head": "bound Δ_P",
-               "mean_delta": "mean Δ"}
+#: the columns of the tables at one eps (:func:`text_table`)
+TABLE_COLUMNS = {"clean": ("clean_acc", "ci"), "robust (attack)": ("robust_acc", "ci"), "bound": ("bound", "ci"),
+                 "bound Δ_P": ("bound_head", "ci"), "mean Δ": ("mean_delta", ".3f")}
 
 
 # ---------------------------------------------------------------- session
@@ -216,31 +217,37 @@ def waiting_note(run: PageJob) -> None:
 
 # ---------------------------------------------------------------- tables
 
+def text_table(rows: pd.DataFrame, columns: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
+    """``rows`` as text, one column per title: ``(column, "ci")`` a share and its 95 % interval (:func:`ci_text`;
+    ``bound_head`` only where the head-subspace attack has run), ``(column, format)`` a number (a dash where it is
+    missing), ``(column, "")`` the value as it is."""
+    if "bound_head" in rows and "head_attack" in rows:
+        rows = rows.assign(bound_head=rows["bound_head"].where(rows["head_attack"].astype(bool)))
+    return pd.DataFrame({title: ci_text(rows, col) if fmt == "ci" else list(rows.get(col, [])) if not fmt else
+                         [MISSING if pd.isna(v) else f"{v:{fmt}}" for v in rows.get(col, [])]
+                         for title, (col, fmt) in columns.items()})
+
+
+def with_pending(table: pd.DataFrame, key: str, order: Sequence[str], known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows of ``table`` in the ``order`` of their ``key``, with a "computing…" row (the values ``known`` has
+    for it, by ``key``) for each one not computed yet."""
+    pending = [k for k in order if k not in set(table[key])]
+    if not pending:
+        return table
+    extra = pd.DataFrame({c: [PENDING] * len(pending) for c in table.columns}).assign(**{key: pending})
+    if known is not None:
+        extra.update(extra[[key]].merge(known, on=key, how="left").drop(columns=key))
+    out = pd.concat([table, extra], ignore_index=True).set_index(key)
+    return out.loc[[k for k in order if k in out.index]].reset_index()
+
+
 def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: str = "task") -> pd.DataFrame:
-    """The numbers at one eps as text with 95 % intervals, one row per task (and ``by``); a task not computed
-    at this eps yet reads "computing…" (its clean accuracy once known), never ``None``."""
-    rows = at_eps(summary, eps)
-    keys = ["task"] if by == "task" else [by, "task"]
-    out = pd.DataFrame({k: rows[k] for k in keys}) if len(rows) else pd.DataFrame(columns=keys)
-    for metric, name in TABLE_NAMES.items():
-        if metric == "mean_delta":
-            out[name] = [f"{v:.3f}" for v in rows[metric]] if len(rows) else []
-        elif len(rows):
-            vals = rows.assign(**{metric: rows[metric].where(rows["head_attack"].astype(bool))}) \
-                if metric == "bound_head" else rows
-            out[name] = ci_text(vals, metric)
-        else:
-            out[name] = []
-    pending = [t for t in tasks if t not in set(out["task"])] if by == "task" else []
-    if pending:
-        clean = summary[summary["eps"] == 0].drop_duplicates("task").set_index("task") if len(summary) else None
-        extra = pd.DataFrame({"task": pending, **{n: PENDING for n in TABLE_NAMES.values()}})
-        if clean is not None:
-            extra["clean"] = [ci_text(clean.loc[[t]], "clean_acc")[0] if t in clean.index else PENDING
-                              for t in pending]
-        out = pd.concat([out, extra], ignore_index=True)
-        out = out.set_index("task").loc[[t for t in tasks if t in set(out["task"])]].reset_index()
-    return out.reset_index(drop=True)
+    """The numbers at one eps with 95 % intervals, one row per task (and ``by``); a task not computed at this eps
+    yet reads "computing…" (its clean accuracy once known)."""
+    keys = {k: (k, "") for k in ("task",) if by == "task"} or {by: (by, ""), "task": ("task", "")}
+    out = text_table(at_eps(summary, eps), {**keys, **TABLE_COLUMNS})
+    clean = text_table(at_eps(summary, 0.0), {"task": ("task", ""), "clean": ("clean_acc", "ci")})
+    return with_pending(out, "task", tasks, clean.drop_duplicates("task")) if by == "task" else out
 
 
 def table(df: pd.DataFrame, key: str | None = None, **kw: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from app import figures as fx
@@ -30,11 +29,8 @@ else:
                 "and ε; they appear here as soon as it has finished for a task.")
     else:
         view.chart("loss_bars", fx.loss_at_eps, full, eps, snap.tasks, cache=key)
-        rows = fx.at_eps(full, eps)
-        table = {"task": rows["task"]}
-        for m, name in fx.LOSS_NAMES.items():
-            table[name] = [f"{v:.4g}" for v in rows[m]]
-        ui.table(pd.DataFrame(table))
+        ui.table(ui.text_table(fx.at_eps(full, eps), {"task": ("task", ""), **{n: (m, ".4g") for m, n in
+                                                                             fx.LOSS_NAMES.items()}}))
         view.note("Means over the test points, in nats. The adversarial loss is the largest loss any attack found "
                   "(a cross-entropy attack that does not stop at the first flip, the end-to-end and the feature "
                   "attacks); both bounds use the same attack estimate of Δ, so they are predictions. On every row "

@@ -12,23 +12,17 @@ from rtcore.probes import list_probes
 from rtcore.stats import intervals_overlap
 
 
+TRADEOFF_COLUMNS = {"probe": ("probe", ""), "C": ("probe_C", "g"), "radius r": ("probe_radius", ".3f"),
+                    "clean": ("clean_acc", "ci"), "robust (attack)": ("robust_acc", "ci"), "bound": ("bound", "ci"),
+                    "bound (head subspace)": ("bound_head", "ci")}
+
+
 def tradeoff_table(summary: pd.DataFrame, eps: float) -> pd.DataFrame:
-    """One row per probe kind at ``eps`` (the library's order): C, radius r, and clean, robust, bound and bound
-    (head subspace) with 95 % intervals; a probe not computed yet reads "computing…"."""
-    rows = fx.at_eps(summary, eps).drop_duplicates("probe").set_index("probe")
-    out = []
-    for p in list_probes():
-        if p not in rows.index:
-            out.append({"probe": p, **dict.fromkeys(("C", "radius r", "clean", "robust (attack)", "bound",
-                                                      "bound (head subspace)"), fx.PENDING)})
-            continue
-        r = rows.loc[[p]]
-        head = r.assign(bound_head=r["bound_head"].where(r["head_attack"].astype(bool)))
-        out.append({"probe": p, "C": f"{r['probe_C'].iloc[0]:g}",
-                    "radius r": f"{r['probe_radius'].iloc[0]:.3f}" if r["probe_radius"].iloc[0] else fx.MISSING,
-                    "clean": fx.ci_text(r, "clean_acc")[0], "robust (attack)": fx.ci_text(r, "robust_acc")[0],
-                    "bound": fx.ci_text(r, "bound")[0], "bound (head subspace)": fx.ci_text(head, "bound_head")[0]})
-    return pd.DataFrame(out)
+    """One row per probe kind at ``eps`` (the library's order): C, radius r (a dash without one), and the shares
+    with 95 % intervals; a probe not computed yet reads "computing…"."""
+    rows = fx.at_eps(summary, eps).drop_duplicates("probe")
+    rows = rows.assign(probe_radius=rows["probe_radius"].where(rows["probe_radius"] > 0)) if len(rows) else rows
+    return ui.with_pending(ui.text_table(rows, TRADEOFF_COLUMNS), "probe", list_probes())
 
 
 def verdict(summary: pd.DataFrame, eps: float, norm: str) -> str:
