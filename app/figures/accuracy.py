@@ -12,33 +12,8 @@ from plotly.subplots import make_subplots
 
 from rtcore.config import eps_text
 
-from .style import (
-    ACC_AXIS,
-    CURSOR,
-    DASH,
-    METRIC_NAMES,
-    NEUTRAL,
-    PANEL_KEY,
-    PLOT_PX,
-    EpsAxis,
-    at_eps,
-    bar_slot_px,
-    bars,
-    ci_text,
-    colours_for,
-    curves,
-    hover_eps,
-    interval,
-    layout,
-    legend_key,
-    look,
-    norm_of,
-    accuracy_panels,
-    panel_axes,
-    panel_grid,
-    panel_height,
-    task_ticks,
-)
+from .style import ACC_AXIS, CURSOR, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, \
+    ci_text, colours_for, curves, hover_eps, interval, layout, look, norm_of, panel_axes, task_panels, task_ticks
 
 #: the bars' quantities and their fill (colour is the task): light, solid, hatched
 BAR_STYLE: dict[str, dict[str, object]] = {
@@ -77,18 +52,8 @@ def accuracy_curves(summary: pd.DataFrame, current_eps: float | None = None) -> 
     """One panel per task (its colour): robust accuracy (solid, circles), bound (dashed, squares) and bound in
     the head subspace (dotted, diamonds, once the head-subspace attack has run) against eps, with 95 % intervals
     on the first two."""
-    tasks = list(dict.fromkeys(summary["task"]))
-    colours = colours_for(tasks)
-    fig, cells = panel_grid(tasks, colours)
-    axis = EpsAxis(summary["eps"], norm_of(summary))
-    for task, (r, c) in zip(tasks, cells):
-        curves(fig, summary[summary["task"] == task], "task", DASH, METRIC_NAMES, axis, ci=("robust_acc", "bound"),
-               legend=False, colours=colours, row=r, col=c)
-    legend_key(fig, DASH, METRIC_NAMES, group="per panel")
-    layout(fig, "Robust accuracy and bounds across ε", "", "", subtitle=PANEL_KEY,
-           height=panel_height(cells), legend="bottom")
-    accuracy_panels(fig, axis, cells, current_eps)
-    return fig
+    return task_panels(summary, "task", DASH, METRIC_NAMES, "Robust accuracy and bounds across ε", current_eps,
+                       "accuracy", ci=("robust_acc", "bound"), accuracy=True)
 
 
 def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:

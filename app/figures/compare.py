@@ -11,9 +11,8 @@ from plotly.subplots import make_subplots
 from rtcore.config import eps_text
 
 from .accuracy import ACC_RANGE
-from .style import ACC_AXIS, DASH, PANEL_KEY, METRIC_NAMES, NEUTRAL, PLOT_PX, EpsAxis, at_eps, bar_slot_px, ci_text, \
-    colours_for, curves, fitted_labels, interval, layout, legend_key, look, norm_of, accuracy_panels, panel_grid, \
-    panel_height, value_labels
+from .style import ACC_AXIS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, at_eps, bar_slot_px, ci_text, colours_for, \
+    fitted_labels, interval, layout, look, norm_of, task_panels, value_labels
 
 PANELS = (("robust_acc", "robust accuracy (attack)", ""), ("bound", "bound (ρ > Δ), hatched", "/"))
 
@@ -56,16 +55,6 @@ def compare_at_eps(summary: pd.DataFrame, eps: float, plot: str = "full") -> go.
 def compare_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """Per task (one panel each): robust accuracy (solid, circles) and bound (dashed, squares) against eps per
     backbone, with 95 % intervals; every column's lowest panel names the eps axis and its units."""
-    tasks = list(dict.fromkeys(summary["task"]))
-    fig, cells = panel_grid(tasks)
-    axis = EpsAxis(summary["eps"], norm_of(summary))
     dashes = {m: DASH[m] for m in ("robust_acc", "bound")}
-    colours = colours_for(summary["backbone"])
-    for i, (task, (r, c)) in enumerate(zip(tasks, cells)):
-        curves(fig, summary[summary["task"] == task], "backbone", dashes, METRIC_NAMES, axis, legend=i == 0,
-               ci=tuple(dashes), colours=colours, row=r, col=c)
-    legend_key(fig, dashes, METRIC_NAMES)
-    layout(fig, "Robust accuracy and bound against ε", "", "", subtitle=PANEL_KEY,
-           height=panel_height(cells), legend_title="backbone (colour)")
-    accuracy_panels(fig, axis, cells, current_eps)
-    return fig
+    return task_panels(summary, "backbone", dashes, METRIC_NAMES, "Robust accuracy and bound against ε", current_eps,
+                       "accuracy", ci=tuple(dashes), accuracy=True)

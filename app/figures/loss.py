@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 
 from rtcore.config import eps_text
 
-from .style import LOSS_AXIS, PANEL_KEY, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, colours_for, curves, layout, legend_key, \
-    norm_of, panel_axes, panel_grid, panel_height, task_ticks
+from .style import LOSS_AXIS, PLOT_PX, at_eps, bar_slot_px, bars, colours_for, layout, norm_of, task_panels, \
+    task_ticks
 
 LOSS_NAMES: dict[str, str] = {"clean_loss": "clean loss", "adv_loss": "adversarial loss (attack)",
                               "loss_bound_lse": "bound (ii): log-sum-exp", "loss_bound": "bound (i): max spread × Δ"}
@@ -48,17 +48,7 @@ def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), pl
 def loss_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """One panel per task (its colour): adversarial loss (solid), bound (ii) (dash-dot) and bound (i) (dashed)
     against eps; at eps = 0 all three are the clean loss."""
-    tasks = list(dict.fromkeys(summary["task"]))
-    colours = colours_for(tasks)
-    fig, cells = panel_grid(tasks, colours)
-    axis = EpsAxis(summary["eps"], norm_of(summary))
-    for task, (r, c) in zip(tasks, cells):
-        curves(fig, summary[summary["task"] == task], "task", LOSS_DASH, LOSS_NAMES, axis, fmt=".4g", legend=False,
-               colours=colours, row=r, col=c)
-    legend_key(fig, LOSS_DASH, LOSS_NAMES, group="per panel")
-    layout(fig, "Loss against ε (at ε = 0 all equal the clean loss)", "", "", subtitle=PANEL_KEY,
-           height=panel_height(cells), legend="bottom")
-    panel_axes(fig, axis, cells, current_eps)
+    fig = task_panels(summary, "task", LOSS_DASH, LOSS_NAMES, "Loss against ε (at ε = 0 all equal the clean loss)",
+                      current_eps, "loss (nats, log)", fmt=".4g")
     fig.update_yaxes(type="log", **LOG_DECADES)
-    fig.update_yaxes(title_text="loss (nats, log)", col=1)
     return fig

@@ -219,17 +219,29 @@ def panel_axes(fig: go.Figure, axis: EpsAxis, cells: Sequence[tuple[int, int]], 
         axis.mark(fig, current_eps, label=False, row=r, col=c)
 
 
-def accuracy_panels(fig: go.Figure, axis: EpsAxis, cells: Sequence[tuple[int, int]],
-                    current_eps: float | None) -> None:
-    """:func:`panel_axes` for panels of accuracies: one y range [0, 1] (with room for markers) and its title."""
+def task_panels(summary: pd.DataFrame, by: str, dashes: dict[str, str], names: dict[str, str], title: str,
+                current_eps: float | None, y_title: str, *, ci: Sequence[str] = (), fmt: str = ".3f",
+                shared_y: bool = True, accuracy: bool = False) -> go.Figure:
+    """Small multiples against eps, one panel per task (:func:`panel_grid`, 300 px a row): a line per value of
+    ``by`` (its colour) and quantity of ``dashes`` (:func:`curves`), the line styles' key, the eps axis and the
+    cursor on every panel (:func:`panel_axes`); ``accuracy``: every panel's y range is [0, 1]. Colour by task: the
+    legend is the key alone, below the panels; else the colours' legend is right of them."""
+    tasks = list(dict.fromkeys(summary["task"]))
+    per_task = by == "task"
+    colours = colours_for(summary[by])
+    fig, cells = panel_grid(tasks, colours if per_task else None, shared_y)
+    axis = EpsAxis(summary["eps"], norm_of(summary))
+    for i, (task, (r, c)) in enumerate(zip(tasks, cells)):
+        curves(fig, summary[summary["task"] == task], by, dashes, names, axis, ci=ci, fmt=fmt,
+               legend=not per_task and i == 0, colours=colours, row=r, col=c)
+    legend_key(fig, dashes, names, group="per panel" if per_task else "line style")
+    layout(fig, title, "", "", subtitle=PANEL_KEY, height=300 * max((r for r, _ in cells), default=1) + 190,
+           legend="bottom" if per_task else "right", legend_title=None if per_task else f"{by} (colour)")
     panel_axes(fig, axis, cells, current_eps)
-    fig.update_yaxes(range=[-0.02, 1.04])
-    fig.update_yaxes(title_text="accuracy", col=1)
-
-
-def panel_height(cells: Sequence[tuple[int, int]]) -> int:
-    """The figure height of small multiples: 300 px a row of panels, plus the title, subtitle and legend."""
-    return 300 * max((r for r, _ in cells), default=1) + 190
+    if accuracy:
+        fig.update_yaxes(range=[-0.02, 1.04])
+    fig.update_yaxes(title_text=y_title, col=1)
+    return fig
 
 
 def bars(fig: go.Figure, values: pd.DataFrame, names: Sequence[str], styles: dict[str, dict[str, Any]],

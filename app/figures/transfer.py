@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import ACC_AXIS, DASH, DELTA_AXIS, METRIC_NAMES, NEUTRAL, EpsAxis, colours_for, curves, hover_eps, \
-    layout, legend_key, norm_of
+from .style import ACC_AXIS, DASH, DELTA_AXIS, METRIC_NAMES, NEUTRAL, EpsAxis, colours_for, curves, hover_eps, layout, \
+    legend_key, norm_of
 
 
 def method_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
