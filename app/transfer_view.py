@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from rtcore import Backbone, list_tasks
-from rtcore.config import default_cache_dir, eps_text
-from rtcore.models.ref import BackboneRef
+from rtcore.config import eps_text
 from rtcore.runs import MethodComparison, TransferRequest, Verdict, ordering_verdict
 from rtcore.runs.compare import movement_table as movements
 from rtcore.transfer import METHOD_DESCRIPTIONS, FineTuneRecipe, method_label, network_blocks
@@ -31,14 +30,6 @@ SUMMARY_COLUMNS = {
     "adaptation s": ("adapt_seconds", ".1f")}
 MOVEMENT_COLUMNS = {"weight_distance": "total", "head_distance": "head (from its start)", "head_init": "head start",
                     "params_trained": "parameters trained", "params_frozen": "parameters frozen"}
-
-
-def make_request(g: Backbone, ref: BackboneRef, task: str, methods: Sequence[str], k: int, current_eps: float,
-                 norm: str, n: int, attack: str, epochs: int) -> TransferRequest:
-    """A request over the library's eps grid of ``norm`` plus the cursor's eps (ValueError naming a bad method,
-    k or epochs)."""
-    return TransferRequest.over_grid(g, ref, task, methods, k, current_eps, norm, n, attack, epochs,
-                                     str(default_cache_dir()))
 
 
 def method_text(request: TransferRequest) -> Callable[[str], str]:

@@ -228,7 +228,8 @@ def text_table(rows: pd.DataFrame, columns: Mapping[str, tuple[str, str]]) -> pd
                          for title, (col, fmt) in columns.items()})
 
 
-def with_pending(table: pd.DataFrame, key: str, order: Sequence[str], known: pd.DataFrame | None = None) -> pd.DataFrame:
+def with_pending(table: pd.DataFrame, key: str, order: Sequence[str],
+                 known: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows of ``table`` in the ``order`` of their ``key``, with a "computing…" row (the values ``known`` has
     for it, by ``key``) for each one not computed yet."""
     pending = [k for k in order if k not in set(table[key])]

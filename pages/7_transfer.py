@@ -8,9 +8,9 @@ from app import figures as fx
 from app import jobs, ui, view
 from app import transfer_view as tv
 from app.texts import text
-from rtcore.config import eps_text, nearest_eps
+from rtcore.config import default_cache_dir, eps_text, nearest_eps
 from rtcore.export import csv_bytes
-from rtcore.runs import fmt_seconds
+from rtcore.runs import TransferRequest, fmt_seconds
 from rtcore.runs.compare import block_distances
 from rtcore.runs.reproduce import comparison_toml, download_name
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
@@ -39,7 +39,8 @@ k = int(c3.number_input("k (ft-last-k)", min_value=1, max_value=len(blocks), val
 epochs = int(c4.number_input("epochs", min_value=1, max_value=20, value=FineTuneRecipe.epochs, key="transfer_epochs"))
 s = st.session_state
 try:
-    request = tv.make_request(g, ref, task, methods, k, s["eps"], s["norm"], s["n"], s["attack"], epochs)
+    request = TransferRequest.over_grid(g, ref, task, methods, k, s["eps"], s["norm"], s["n"], s["attack"], epochs,
+                                        str(default_cache_dir()))
 except ValueError as e:
     st.error(str(e))
     st.stop()

@@ -12,8 +12,9 @@ from plotly.subplots import make_subplots
 
 from rtcore.config import eps_text
 
-from .style import ACC_AXIS, CURSOR, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, \
-    ci_text, colours_for, curves, hover_eps, interval, layout, look, norm_of, panel_axes, task_panels, task_ticks
+from .style import ACC_AXIS, CURSOR, DASH, METRIC_NAMES, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, \
+    calibration_frame, ci_text, colours_for, curves, hover_eps, interval, layout, look, norm_of, panel_axes, \
+    task_panels, task_ticks
 
 #: the bars' quantities and their fill (colour is the task): light, solid, hatched
 BAR_STYLE: dict[str, dict[str, object]] = {
@@ -62,8 +63,7 @@ def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None)
     (equal scales: the plot shrinks, the ranges never grow)."""
     fig = go.Figure()
     lk = look()
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="bound = empirical",
-                    line={"color": NEUTRAL, "dash": "dot", "width": lk.line}, hoverinfo="skip")
+    calibration_frame(fig)
     norm = norm_of(summary)
     colours = colours_for(summary["task"])
     for task, rows in summary.groupby("task", sort=False):
@@ -77,8 +77,7 @@ def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None)
                                        "<br>bound %{customdata[2]}<extra></extra>"))
     layout(fig, "Calibration: bound vs empirical", "empirical robust accuracy (attack)", "bound (ρ > Δ)",
            height=560, legend="bottom", legend_title="task (colour)", subtitle="large dot: the cursor's ε")
-    fig.update_xaxes(range=[-0.03, 1.03], constrain="domain")
-    fig.update_yaxes(range=[-0.03, 1.03], scaleanchor="x", scaleratio=1, constrain="domain")
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
 
 

@@ -275,6 +275,15 @@ def value_labels(fig: go.Figure, x: Sequence[str], rows: pd.DataFrame, metric: s
     fig.update_layout(scattermode="group")
 
 
+def calibration_frame(fig: go.Figure) -> None:
+    """The diagonal where the bound equals the empirical robust accuracy (dotted), and both axes fixed to the
+    shares' range [0, 1]."""
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="bound = empirical", hoverinfo="skip",
+                    line={"color": NEUTRAL, "dash": "dot", "width": look().line})
+    fig.update_xaxes(range=[-0.03, 1.03], constrain="domain")
+    fig.update_yaxes(range=[-0.03, 1.03], constrain="domain")
+
+
 def at_eps(df: pd.DataFrame, eps: float) -> pd.DataFrame:
     """The rows of ``df`` at one eps (rounded as the library rounds eps)."""
     from rtcore.config import eps_mask

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from rtcore.config import eps_text
 
-from .style import NEUTRAL, layout, look, norm_of
+from .style import calibration_frame, layout, look, norm_of
 
 PROTOCOL_COLORS = {"adversarial": "#0072B2", "standard": "#E69F00", "self-supervised": "#009E73",
                    "random init": "#CC79A7", "unknown": "#7F7F7F"}
@@ -21,8 +21,7 @@ def calibration_figure(df: pd.DataFrame) -> go.Figure:
     """Bound against empirical robust accuracy, one dot per (backbone, task, eps), coloured by protocol,
     one symbol per task; the diagonal is where the bound predicts the attack exactly."""
     fig = go.Figure()
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="bound = empirical", hoverinfo="skip",
-                    line={"color": NEUTRAL, "dash": "dot", "width": look().line})
+    calibration_frame(fig)
     tasks = list(dict.fromkeys(df["task"]))
     symbol = {t: SYMBOLS[i % len(SYMBOLS)] for i, t in enumerate(tasks)}
     norm = norm_of(df)
@@ -41,6 +40,4 @@ def calibration_figure(df: pd.DataFrame) -> go.Figure:
                         marker={"color": "#999999", "size": look().marker, "symbol": symbol[task]})
     layout(fig, "Calibration across the zoo", "empirical robust accuracy (attack)", "bound (ρ > Δ)", height=560,
            legend="bottom", subtitle="bound vs empirical robust accuracy · colour: pretraining · symbol: task")
-    fig.update_xaxes(range=[-0.03, 1.03])
-    fig.update_yaxes(range=[-0.03, 1.03])
     return fig

@@ -19,7 +19,7 @@ from app.figures import block_distance_bars, method_curves, method_delta_curves
 from rtcore import ResultCache, create_backbone
 from rtcore.config import nearest_eps
 from rtcore.models.ref import BackboneRef
-from rtcore.runs import MethodComparison, ProgressEvent, Scheduler, compare_methods
+from rtcore.runs import MethodComparison, ProgressEvent, Scheduler, TransferRequest, compare_methods
 from rtcore.runs.compare import block_distances
 from rtcore.transfer import TRANSFER_METHODS, FineTuneRecipe
 from tests.app.conftest import use_small_defaults
@@ -55,17 +55,17 @@ def test_tables_figures_and_words(comparison: MethodComparison) -> None:
     assert acc.layout.legend.x >= 1, "the legend sits right of the plot, never over the title"
 
 
-def test_make_request_checks_its_input() -> None:
+def test_the_pages_request_checks_its_input() -> None:
     g = create_backbone(BACKBONE, "cpu")
     ref = BackboneRef(BACKBONE)
-    r = tv.make_request(g, ref, "shapes", ["ft", "lp"], 1, 0.03, "linf", 20, "fast", 2)
+    r = TransferRequest.over_grid(g, ref, "shapes", ["ft", "lp"], 1, 0.03, "linf", 20, "fast", 2, "")
     assert r.methods == ("lp", "ft") and 0.03 in r.eps and 1 / 255 in [round(e * 255) / 255 for e in r.eps]
     with pytest.raises(ValueError, match="k=9 is out of range.*4 blocks"):
-        tv.make_request(g, ref, "shapes", ["ft-last-k"], 9, 0.03, "linf", 20, "fast", 2)
+        TransferRequest.over_grid(g, ref, "shapes", ["ft-last-k"], 9, 0.03, "linf", 20, "fast", 2, "")
     with pytest.raises(ValueError, match="non-empty selection"):
-        tv.make_request(g, ref, "shapes", [], 1, 0.03, "linf", 20, "fast", 2)
+        TransferRequest.over_grid(g, ref, "shapes", [], 1, 0.03, "linf", 20, "fast", 2, "")
     with pytest.raises(ValueError, match="epochs=0"):
-        tv.make_request(g, ref, "shapes", ["ft"], 1, 0.03, "linf", 20, "fast", 0)
+        TransferRequest.over_grid(g, ref, "shapes", ["ft"], 1, 0.03, "linf", 20, "fast", 0, "")
 
 
 @pytest.fixture(scope="module")
