@@ -149,10 +149,7 @@ def _ask_add(eps: float, norm: str) -> None:
 
 
 def _add(eps: float, norm: str) -> None:
-    added = st.session_state["extra_eps"].setdefault(norm, [])
-    if eps not in added:
-        st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: sorted([*added, eps])}
-    st.session_state["eps"] = eps
+    st.session_state.update(selection.with_eps(st.session_state.to_dict(), norm, [eps]))
     st.session_state.pop("eps_confirm", None)
     st.toast(f"Computing ε = {eps_text(eps, norm)} for every task; the cached curves stay on screen.")
 
@@ -163,8 +160,7 @@ def _cancel_add() -> None:
 
 
 def _clear_added(norm: str) -> None:
-    st.session_state["extra_eps"] = {**st.session_state["extra_eps"], norm: []}
-    st.session_state["eps"] = nearest_eps(st.session_state["eps"], eps_grid(norm))
+    st.session_state.update(selection.without_added(st.session_state.to_dict(), norm))
     st.session_state.pop("eps_msg", None)
 
 

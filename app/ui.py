@@ -130,12 +130,9 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
     if not tasks:
         st.warning("Choose at least one downstream task in the sidebar.")
         return None
-    loaded = {}
-    for ref in refs:
-        g = load(ref)
-        if g is None:
-            return None
-        loaded[ref] = g
+    loaded = {ref: load(ref) for ref in refs}  # a message for each one that cannot be used
+    if any(g is None for g in loaded.values()):
+        return None
     try:
         request = request_for(refs, tasks, probes)
     except (ValueError, CacheDirError) as e:

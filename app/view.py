@@ -44,9 +44,8 @@ def read_url() -> None:
     if not params or params == s.get("_view_written"):
         return
     values, problems = selection.from_query(params)
-    extra = values.pop("extra_eps", {})
-    for norm, added in extra.items():
-        s["extra_eps"] = {**s.get("extra_eps", {}), norm: sorted({*s.get("extra_eps", {}).get(norm, []), *added})}
+    for norm, added in values.pop("extra_eps", {}).items():
+        s.update(selection.with_eps(s.to_dict(), norm, added))
     s.update(values)
     s["_view_problems"], s["_view_problems_for"] = problems, None
 

@@ -189,6 +189,21 @@ def new_eps(eps: float, norm: str) -> NewEps:
     return NewEps(verdict, e, limit)  # type: ignore[arg-type]
 
 
+def with_eps(values: Mapping[str, Any], norm: str, added: Iterable[float]) -> dict[str, Any]:
+    """The keys that change when the eps ``added`` join ``norm``'s grid in the selection ``values`` (each once,
+    sorted); the cursor goes to the last one."""
+    have = dict(values.get("extra_eps", {}))
+    new = [eps_key(e) for e in added]
+    have[norm] = sorted({*have.get(norm, []), *new})
+    return {"extra_eps": have, **({"eps": new[-1]} if new else {})}
+
+
+def without_added(values: Mapping[str, Any], norm: str) -> dict[str, Any]:
+    """The keys that change when the eps added to ``norm``'s grid leave it: the cursor goes to the nearest grid
+    value."""
+    return {"extra_eps": {**values.get("extra_eps", {}), norm: []}, "eps": nearest_eps(values["eps"], eps_grid(norm))}
+
+
 # ---------------------------------------------------------------- the selection as URL query parameters
 
 def from_query(params: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:

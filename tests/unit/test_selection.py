@@ -98,3 +98,14 @@ def test_with_task_adds_own_data_once_and_brings_n_down(tmp_path) -> None:  # no
     np.savez(tmp_path / "copy.npz", **arrays)
     with pytest.raises(ValueError, match="already a task here"):
         selection.with_task({**start, **changes}, f"npz:{tmp_path / 'copy.npz'}")
+
+
+def test_added_eps_join_their_norms_grid_once_and_leave_it_together() -> None:
+    start = {**selection.defaults(), "norm": "linf", "eps": default_eps("linf")}
+    once = selection.with_eps(start, "linf", [3 / 255])
+    assert once == {"extra_eps": {"linf": [eps_key(3 / 255)], "l2": []}, "eps": eps_key(3 / 255)}
+    twice = selection.with_eps({**start, **once}, "linf", [5 / 255, 3 / 255])
+    assert twice["extra_eps"]["linf"] == [eps_key(3 / 255), eps_key(5 / 255)] and twice["eps"] == eps_key(3 / 255)
+    assert start["extra_eps"] == {n: [] for n in NORMS}, "the values given are left as they were"
+    gone = selection.without_added({**start, **twice, "eps": eps_key(5 / 255)}, "linf")
+    assert gone == {"extra_eps": {"linf": [], "l2": []}, "eps": eps_grid("linf")[3]}, "5/255 -> 4/255"
