@@ -17,8 +17,9 @@ from rtcore.config import eps_text
 from rtcore.runs import MethodComparison, TransferRequest, Verdict, ordering_verdict
 from rtcore.runs.compare import movement_table as movements
 from rtcore.transfer import METHOD_DESCRIPTIONS, FineTuneRecipe, method_label, network_blocks
+from rtcore.tables import at_eps
 
-from .figures import MISSING, at_eps
+from .figures import MISSING
 from .texts import text
 from .ui import text_table
 

@@ -25,9 +25,10 @@ from rtcore.models.ref import BackboneRef
 from rtcore.models.wrapper import device_name
 from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds, selection
 from rtcore.runs.reproduce import reproduce_script, spec_download_name
+from rtcore.tables import at_eps
 
 from . import jobs, state
-from .figures import MISSING, PENDING, at_eps, ci_text
+from .figures import MISSING, PENDING, ci_text
 from .texts import text, texts
 
 READY = "✓ All results ready:"  # the browser test and scripts/time_to_first_plot.py wait for this text

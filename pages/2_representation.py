@@ -7,6 +7,7 @@ import streamlit as st
 from app import figures as fx
 from app import state, ui, view
 from rtcore.config import eps_text
+from rtcore.tables import at_eps
 
 st.title("Representation vulnerability Δ")
 view.note(
@@ -30,7 +31,7 @@ else:
     tasks = list(dict.fromkeys(snap.summary["task"]))
     task = st.selectbox("Task for the margin plot and the gallery", tasks, key="rep_task", format_func=state.task_label)
     rows = snap.samples[snap.samples["task"] == task]
-    at = fx.at_eps(rows, eps)
+    at = at_eps(rows, eps)
     if at.empty:
         st.info(f"ε = {eps_text(eps, norm)} is still being computed for {task}.")
     else:

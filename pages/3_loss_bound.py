@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import figures as fx
 from app import ui, view
+from rtcore.tables import at_eps
 
 st.title("Loss bounds")
 st.markdown(
@@ -29,7 +30,7 @@ else:
                 "and ε; they appear here as soon as it has finished for a task.")
     else:
         view.chart("loss_bars", fx.loss_at_eps, full, eps, snap.tasks, cache=key)
-        ui.table(ui.text_table(fx.at_eps(full, eps), {"task": ("task", ""), **{n: (m, ".4g") for m, n in
+        ui.table(ui.text_table(at_eps(full, eps), {"task": ("task", ""), **{n: (m, ".4g") for m, n in
                                                                              fx.LOSS_NAMES.items()}}))
         view.note("Means over the test points, in nats. The adversarial loss is the largest loss any attack found "
                   "(a cross-entropy attack that does not stop at the first flip, the end-to-end and the feature "

@@ -11,12 +11,13 @@ from rtcore.config import eps_text
 from rtcore.models.ref import BackboneRef
 from rtcore.runs import EvalRequest, fmt_seconds
 from rtcore.stats import overlapping
+from rtcore.tables import at_eps
 
 
 def overlap_sentences(summary: pd.DataFrame, eps: float, metric: str = "robust_acc") -> list[str]:
     """Per task: the best backbone by ``metric`` and the others whose 95 % interval overlaps the best one's (the
     sample cannot say the best is better than them), or that it is told apart from all."""
-    rows = fx.at_eps(summary, eps).reset_index(drop=True)
+    rows = at_eps(summary, eps).reset_index(drop=True)
     if rows.empty or rows["backbone"].nunique() < 2:
         return []
     near = overlapping(rows[f"{metric}_lo"].tolist(), rows[f"{metric}_hi"].tolist(), rows["task"].tolist())

@@ -10,6 +10,7 @@ from app import state, ui, view
 from rtcore.config import DEFAULT_PROBE_EPS, eps_text
 from rtcore.probes import list_probes
 from rtcore.stats import intervals_overlap
+from rtcore.tables import at_eps
 
 
 TRADEOFF_COLUMNS = {"probe": ("probe", ""), "C": ("probe_C", "g"), "radius r": ("probe_radius", ".3f"),
@@ -20,7 +21,7 @@ TRADEOFF_COLUMNS = {"probe": ("probe", ""), "C": ("probe_C", "g"), "radius r": (
 def tradeoff_table(summary: pd.DataFrame, eps: float) -> pd.DataFrame:
     """One row per probe kind at ``eps`` (the library's order): C, radius r (a dash without one), and the shares
     with 95 % intervals; a probe not computed yet reads "computing…"."""
-    rows = fx.at_eps(summary, eps).drop_duplicates("probe")
+    rows = at_eps(summary, eps).drop_duplicates("probe")
     rows = rows.assign(probe_radius=rows["probe_radius"].where(rows["probe_radius"] > 0)) if len(rows) else rows
     return ui.with_pending(ui.text_table(rows, TRADEOFF_COLUMNS), "probe", list_probes())
 
@@ -28,7 +29,7 @@ def tradeoff_table(summary: pd.DataFrame, eps: float) -> pd.DataFrame:
 def verdict(summary: pd.DataFrame, eps: float, norm: str) -> str:
     """What the robust head buys in bound and costs in clean accuracy against logistic, and whether the change
     is larger than the intervals."""
-    rows = fx.at_eps(summary, eps).set_index("probe")
+    rows = at_eps(summary, eps).set_index("probe")
     if not {"logistic", "robust"} <= set(rows.index):
         return "The comparison sentence appears when the logistic and the robust probe are both computed at this ε."
     a, b = rows.loc["logistic"], rows.loc["robust"]

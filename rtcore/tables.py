@@ -31,6 +31,7 @@ from .bounds import (
     loss_bound_lse,
     margins,
 )
+from .config import eps_mask
 from .data import Task
 from .probes import LinearProbe
 from .stats import wilson_interval
@@ -182,6 +183,17 @@ def summarise(samples: pd.DataFrame) -> pd.DataFrame:
         lo, hi = wilson_interval(counts[column].sum().to_numpy(dtype=float), n)
         out[f"{share}_lo"], out[f"{share}_hi"] = lo, hi
     return out
+
+
+def at_eps(table: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """The rows of ``table`` at ``eps`` (matched as every table matches eps: :func:`rtcore.config.eps_mask`)."""
+    return table[eps_mask(table["eps"], eps)] if len(table) else table
+
+
+def table_norm(table: pd.DataFrame, default: str = "linf") -> str:
+    """The one norm of ``table``'s rows; ``default`` for an empty table or one that mixes norms."""
+    norms = table["norm"].unique() if "norm" in table.columns and len(table) else []
+    return str(norms[0]) if len(norms) == 1 else default
 
 
 def concat_tables(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:

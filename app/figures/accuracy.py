@@ -11,10 +11,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rtcore.config import eps_text
+from rtcore.tables import at_eps, table_norm
 
-from .style import ACC_AXIS, CURSOR, DASH, METRIC_NAMES, PLOT_PX, EpsAxis, at_eps, bar_slot_px, bars, \
-    calibration_frame, ci_text, colours_for, curves, hover_eps, interval, layout, look, norm_of, panel_axes, \
-    task_panels, task_ticks
+from .style import ACC_AXIS, CURSOR, DASH, METRIC_NAMES, PLOT_PX, EpsAxis, bar_slot_px, bars, calibration_frame, \
+    ci_text, colours_for, curves, hover_eps, interval, layout, look, panel_axes, task_panels, task_ticks
 
 #: the bars' quantities and their fill (colour is the task): light, solid, hatched
 BAR_STYLE: dict[str, dict[str, object]] = {
@@ -32,7 +32,7 @@ def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = ()
     interval and its value above the whisker (all labels, or none where they do not fit). Every task of
     ``tasks`` stays on the axis: one still computing reads "computing…". With no results yet it is the empty
     frame of the chart: every task "computing…"."""
-    norm = norm or norm_of(summary)
+    norm = norm or table_norm(summary)
     tasks = list(dict.fromkeys([*tasks, *(summary["task"] if len(summary) else [])]))
     rows = at_eps(summary, eps).drop_duplicates("task").set_index("task") if len(summary) else pd.DataFrame()
     clean = summary[summary["eps"] == 0].drop_duplicates("task").set_index("task") if len(summary) else rows
@@ -64,7 +64,7 @@ def calibration_scatter(summary: pd.DataFrame, current_eps: float | None = None)
     fig = go.Figure()
     lk = look()
     calibration_frame(fig)
-    norm = norm_of(summary)
+    norm = table_norm(summary)
     colours = colours_for(summary["task"])
     for task, rows in summary.groupby("task", sort=False):
         big = [current_eps is not None and abs(e - current_eps) < 1e-9 for e in rows["eps"]]
@@ -87,7 +87,7 @@ TRADEOFF_PANELS = (("robust_acc", "robust accuracy"), ("bound", "bound: ρ > Δ"
 def probe_tradeoff(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """One backbone and task: robust accuracy, bound and bound (head subspace) against eps with 95 % intervals,
     one colour per probe kind (what a Δ-aware head buys in bound and costs in clean accuracy)."""
-    axis = EpsAxis(summary["eps"], norm_of(summary))
+    axis = EpsAxis(summary["eps"], table_norm(summary))
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in TRADEOFF_PANELS], shared_yaxes=True,
                         horizontal_spacing=0.04)
     for col, (metric, _) in enumerate(TRADEOFF_PANELS, start=1):

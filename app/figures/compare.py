@@ -9,10 +9,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rtcore.config import eps_text
+from rtcore.tables import at_eps, table_norm
 
 from .accuracy import ACC_RANGE
-from .style import ACC_AXIS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, at_eps, bar_slot_px, ci_text, colours_for, \
-    fitted_labels, interval, layout, look, norm_of, task_panels, value_labels
+from .style import ACC_AXIS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, bar_slot_px, ci_text, colours_for, fitted_labels, \
+    interval, layout, look, task_panels, value_labels
 
 PANELS = (("robust_acc", "robust accuracy (attack)", ""), ("bound", "bound (ρ > Δ), hatched", "/"))
 
@@ -42,7 +43,7 @@ def compare_at_eps(summary: pd.DataFrame, eps: float, plot: str = "full") -> go.
         fig.add_annotation(text="every bound is 0 at this ε:<br>no test point has ρ(x) > Δ(x)", xref="x2 domain",
                            yref="y2 domain", x=0.5, y=0.6, showarrow=False,
                            font={"size": look().label, "color": NEUTRAL})
-    layout(fig, f"Robust accuracy (left) and bound (right) per task at ε = {eps_text(eps, norm_of(summary))}",
+    layout(fig, f"Robust accuracy (left) and bound (right) per task at ε = {eps_text(eps, table_norm(summary))}",
            "", ACC_AXIS, barmode="group", height=480, legend_title="backbone (colour)", plot=plot,
            subtitle="whiskers: 95 % intervals; values in the table below")
     fig.update_yaxes(range=ACC_RANGE, tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], title_text=None)

@@ -9,9 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rtcore.config import eps_text
+from rtcore.tables import at_eps, table_norm
 
-from .style import LOSS_AXIS, PLOT_PX, at_eps, bar_slot_px, bars, colours_for, layout, norm_of, task_panels, \
-    task_ticks
+from .style import LOSS_AXIS, PLOT_PX, bar_slot_px, bars, colours_for, layout, task_panels, task_ticks
 
 LOSS_NAMES: dict[str, str] = {"clean_loss": "clean loss", "adv_loss": "adversarial loss (attack)",
                               "loss_bound_lse": "bound (ii): log-sum-exp", "loss_bound": "bound (i): max spread × Δ"}
@@ -36,7 +36,7 @@ def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), pl
     fig = go.Figure()
     bars(fig, rows, tasks, LOSS_BARS, LOSS_NAMES, bar_slot_px(PLOT_PX[plot], len(tasks), len(LOSS_BARS)), colours,
          fmt="{:.3g}", ci=False)
-    layout(fig, f"Mean loss per task at ε = {eps_text(eps, norm_of(summary))}", "downstream task", LOSS_AXIS,
+    layout(fig, f"Mean loss per task at ε = {eps_text(eps, table_norm(summary))}", "downstream task", LOSS_AXIS,
            barmode="group", height=460, showlegend=False, plot=plot,
            subtitle="light = clean loss · solid = adversarial loss (attack) · dotted = bound (ii) log-sum-exp · "
                     "hatched = bound (i)")

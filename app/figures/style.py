@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rtcore.config import eps_text
+from rtcore.tables import table_norm
 
 #: Okabe-Ito (colour-blind safe; yellow left out: too light on white), then two dark greys
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#666666")
@@ -230,7 +231,7 @@ def task_panels(summary: pd.DataFrame, by: str, dashes: dict[str, str], names: d
     per_task = by == "task"
     colours = colours_for(summary[by])
     fig, cells = panel_grid(tasks, colours if per_task else None, shared_y)
-    axis = EpsAxis(summary["eps"], norm_of(summary))
+    axis = EpsAxis(summary["eps"], table_norm(summary))
     for i, (task, (r, c)) in enumerate(zip(tasks, cells)):
         curves(fig, summary[summary["task"] == task], by, dashes, names, axis, ci=ci, fmt=fmt,
                legend=not per_task and i == 0, colours=colours, row=r, col=c)
@@ -282,18 +283,6 @@ def calibration_frame(fig: go.Figure) -> None:
                     line={"color": NEUTRAL, "dash": "dot", "width": look().line})
     fig.update_xaxes(range=[-0.03, 1.03], constrain="domain")
     fig.update_yaxes(range=[-0.03, 1.03], constrain="domain")
-
-
-def at_eps(df: pd.DataFrame, eps: float) -> pd.DataFrame:
-    """The rows of ``df`` at one eps (rounded as the library rounds eps)."""
-    from rtcore.config import eps_mask
-
-    return df[eps_mask(df["eps"], eps)] if len(df) else df
-
-
-def norm_of(df: pd.DataFrame) -> str:
-    vals = df["norm"].unique() if "norm" in df.columns and len(df) else []
-    return str(vals[0]) if len(vals) == 1 else "linf"
 
 
 class EpsAxis:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from rtcore.tables import table_norm
+
 from .style import ACC_AXIS, DASH, DELTA_AXIS, METRIC_NAMES, NEUTRAL, EpsAxis, colours_for, curves, hover_eps, layout, \
-    legend_key, norm_of
+    legend_key
 
 
 def method_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """Robust accuracy (solid, 95 % intervals) and bound (dashed) against eps, one colour per method."""
     fig = go.Figure()
-    axis = EpsAxis(summary["eps"], norm_of(summary))
+    axis = EpsAxis(summary["eps"], table_norm(summary))
     dashes = {m: DASH[m] for m in ("robust_acc", "bound")}
     curves(fig, summary, "method", dashes, METRIC_NAMES, axis, ci=("robust_acc",))
     legend_key(fig, dashes, METRIC_NAMES)
@@ -28,7 +30,7 @@ def method_delta_curves(summary: pd.DataFrame, current_eps: float | None = None)
     """Mean Δ against eps per method, and the base backbone's (grey, dotted): did fine-tuning make the
     representation more or less vulnerable?"""
     fig = go.Figure()
-    axis = EpsAxis(summary["eps"], norm_of(summary))
+    axis = EpsAxis(summary["eps"], table_norm(summary))
     curves(fig, summary, "method", {"mean_delta": "solid"}, {"mean_delta": "mean Δ"}, axis)
     if len(summary):
         first = summary[summary["method"] == summary["method"].iloc[0]].sort_values("eps")

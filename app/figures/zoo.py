@@ -9,8 +9,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rtcore.config import eps_text
+from rtcore.tables import table_norm
 
-from .style import calibration_frame, layout, look, norm_of
+from .style import calibration_frame, layout, look
 
 PROTOCOL_COLORS = {"adversarial": "#0072B2", "standard": "#E69F00", "self-supervised": "#009E73",
                    "random init": "#CC79A7", "unknown": "#7F7F7F"}
@@ -24,7 +25,7 @@ def calibration_figure(df: pd.DataFrame) -> go.Figure:
     calibration_frame(fig)
     tasks = list(dict.fromkeys(df["task"]))
     symbol = {t: SYMBOLS[i % len(SYMBOLS)] for i, t in enumerate(tasks)}
-    norm = norm_of(df)
+    norm = table_norm(df)
     for proto in [p for p in PROTOCOL_COLORS if p in set(df["protocol"])]:
         rows = df[df["protocol"] == proto]
         custom = list(zip(rows["backbone"], rows["task"], [eps_text(e, norm) for e in rows["eps"]],

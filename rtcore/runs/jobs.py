@@ -21,11 +21,11 @@ from typing import Any
 import pandas as pd
 
 from ..cache import ResultCache
-from ..config import eps_grid, eps_key, eps_mask
+from ..config import eps_grid, eps_key
 from ..data import TaskUnavailableError, create_task, task_display_name
 from ..models import Backbone
 from ..models.ref import BackboneRef
-from ..tables import concat_tables, fill_rows
+from ..tables import at_eps, concat_tables, fill_rows
 from ..transfer import TRANSFER_METHODS, FineTuneRecipe, network_blocks
 from .compare import MethodComparison, compare_methods
 from .execute import Executor
@@ -174,7 +174,7 @@ class Snapshot:
         return self.state.errors
 
     def at_eps(self, eps: float) -> pd.DataFrame:
-        return self.summary[eps_mask(self.summary["eps"], eps)] if not self.empty else self.summary
+        return at_eps(self.summary, eps)
 
     @property
     def preliminary(self) -> bool:
