@@ -20,34 +20,28 @@ from . import jobs, ui
 from .texts import text
 
 
-def sanity_job(ref: BackboneRef, run: ui.PageJob) -> EvalJob | None:
-    """The sanity job of the page's selection, if one was started (by this or another session)."""
-    tasks = ready_tasks(run)
+def sanity_job(ref: BackboneRef, tasks: list[str]) -> EvalJob | None:
+    """The sanity job of the page's selection (its probe too) over ``tasks``, if one was started (by this or
+    another session)."""
     return jobs.SCHEDULER.get(_request(ref, tasks).key) if tasks else None  # type: ignore[return-value]
 
 
 def _request(ref: BackboneRef, tasks: list[str]) -> EvalRequest:
-    """The sanity request of the page's selection (its probe too)."""
     return ui.request_for([ref], tasks, probes=(st.session_state["probe"],), sanity=True)
-
-
-def ready_tasks(run: ui.PageJob) -> list[str]:
-    """The tasks whose results are all there (request order); empty while the page's job runs."""
-    return run.job.finished_tasks() if run.snapshot.done else []
 
 
 def current(ref: BackboneRef, run: ui.PageJob) -> dict[str, list[SanityFlag]]:
     """The flags of a finished sanity job of this selection, or {}."""
-    job = sanity_job(ref, run)
-    return dict(job.snapshot().tables.sanity) if job is not None and job.done and not job.state().failed else {}
+    job = sanity_job(ref, run.job.finished_tasks() if run.snapshot.done else [])
+    return job.sanity_flags() if job is not None else {}
 
 
 def section(ref: BackboneRef, run: ui.PageJob) -> None:
     """The opt-in section: what the checks are, the button, progress, then the flags, verdicts and CSV."""
     st.subheader("Is the attack trustworthy? (sanity flags)")
     st.markdown(text("sanity_intro"))
-    tasks = ready_tasks(run)
-    job = sanity_job(ref, run)
+    tasks = run.job.finished_tasks() if run.snapshot.done else []
+    job = sanity_job(ref, tasks)
     label = "Run the sanity checks again" if job is not None and job.done else "Run the sanity checks"
     if st.button(label, key="sanity_run", disabled=not tasks,
                  help=f"Runs the checks on {ui.plural(len(tasks), 'task')}; the attacks themselves are cache hits."
@@ -68,15 +62,14 @@ def section(ref: BackboneRef, run: ui.PageJob) -> None:
         return
     for err in job.state().errors:
         st.error(f"The sanity checks failed: {jobs.error_message(err)}")
-    flags = current(ref, run)
+    flags = job.sanity_flags()
     for task, fl in flags.items():
         ok, line = verdict(fl)
         (st.success if ok else st.warning)(f"**{task}**: {line}")
     if flags:
         table = flag_table(flags).rename(columns={"meaning": "if it fails"})
         ui.table(table)
-        st.download_button("Sanity flags CSV", data=csv_bytes(table), mime="text/csv", key="sanity_dl",
-                           file_name=spec_download_name(run.request.specs, "sanity"), on_click="ignore",
-                           icon=":material/download:")
+        ui.download_row("sanity", [("Sanity flags CSV", csv_bytes(table), spec_download_name(run.request.specs,
+                                                                                           "sanity"))])
         st.caption(f"Checks: {', '.join(FLAG_NAMES)}. A skipped check counts as passed (e.g. Square needs "
                    "pyautoattack).")

@@ -8,7 +8,6 @@ Computing is the library's (through :mod:`app.jobs`); drawing is :mod:`app.figur
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from rtcore.models.ref import BackboneRef
 from rtcore.models.wrapper import device_name
 from rtcore.runs import EvalJob, EvalRequest, Snapshot, fmt_seconds, selection
 from rtcore.runs.reproduce import reproduce_script, spec_download_name
-from rtcore.tables import at_eps
+from rtcore.tables import at_eps, head_masked, in_order
 
 from . import jobs, state
 from .figures import MISSING, PENDING, ci_text
@@ -55,11 +54,6 @@ def init_session() -> None:
 def task_choices() -> list[str]:
     """The registered tasks, then the tasks this session added from its own data."""
     return [*rtcore.list_tasks(), *st.session_state.get("user_tasks", [])]
-
-
-def extras() -> tuple[float, ...]:
-    """The eps the user added to the current norm's grid."""
-    return tuple(st.session_state["extra_eps"].get(st.session_state["norm"], []))
 
 
 def current_ref() -> BackboneRef | None:
@@ -105,19 +99,10 @@ class PageJob:
     device: str = ""
 
 
-@functools.lru_cache(maxsize=256)
-def _request(refs: tuple[BackboneRef, ...], tasks: tuple[str, ...], norm: str, n: int, attack: str,
-             probes: tuple[str, ...], extra: tuple[float, ...], cache_dir: str, sanity: bool = False) -> EvalRequest:
-    return selection.request(refs, tasks, norm, n, attack, probes=probes, extras=extra, cache_dir=cache_dir,
-                             sanity=sanity)
-
-
 def request_for(refs: Sequence[BackboneRef], tasks: Sequence[str], probes: Sequence[str] = ("logistic",),
                 sanity: bool = False) -> EvalRequest:
-    """The request of the sidebar's selection (memoised: a spec is checked once)."""
-    s = st.session_state
-    return _request(tuple(refs), tuple(tasks), s["norm"], int(s["n"]), s["attack"], tuple(probes), extras(),
-                    str(default_cache_dir()), sanity)
+    """The request of the sidebar's selection (:func:`rtcore.runs.selection.request_of`)."""
+    return selection.request_of(st.session_state, refs, tasks, probes, sanity=sanity, cache_dir=str(default_cache_dir()))
 
 
 def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None = None,
@@ -219,25 +204,10 @@ def text_table(rows: pd.DataFrame, columns: Mapping[str, tuple[str, str]]) -> pd
     """``rows`` as text, one column per title: ``(column, "ci")`` a share and its 95 % interval (:func:`ci_text`;
     ``bound_head`` only where the head-subspace attack has run), ``(column, format)`` a number (a dash where it is
     missing), ``(column, "")`` the value as it is."""
-    if "bound_head" in rows and "head_attack" in rows:
-        rows = rows.assign(bound_head=rows["bound_head"].where(rows["head_attack"].astype(bool)))
+    rows = head_masked(rows)
     return pd.DataFrame({title: ci_text(rows, col) if fmt == "ci" else list(rows.get(col, [])) if not fmt else
                          [MISSING if pd.isna(v) else f"{v:{fmt}}" for v in rows.get(col, [])]
                          for title, (col, fmt) in columns.items()})
-
-
-def with_pending(table: pd.DataFrame, key: str, order: Sequence[str],
-                 known: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The rows of ``table`` in the ``order`` of their ``key``, with a "computing…" row (the values ``known`` has
-    for it, by ``key``) for each one not computed yet."""
-    pending = [k for k in order if k not in set(table[key])]
-    if not pending:
-        return table
-    extra = pd.DataFrame({c: [PENDING] * len(pending) for c in table.columns}).assign(**{key: pending})
-    if known is not None:
-        extra.update(extra[[key]].merge(known, on=key, how="left").drop(columns=key))
-    out = pd.concat([table, extra], ignore_index=True).set_index(key)
-    return out.loc[[k for k in order if k in out.index]].reset_index()
 
 
 def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: str = "task") -> pd.DataFrame:
@@ -246,7 +216,7 @@ def display_table(summary: pd.DataFrame, eps: float, tasks: Sequence[str], by: s
     keys = {k: (k, "") for k in ("task",) if by == "task"} or {by: (by, ""), "task": ("task", "")}
     out = text_table(at_eps(summary, eps), {**keys, **TABLE_COLUMNS})
     clean = text_table(at_eps(summary, 0.0), {"task": ("task", ""), "clean": ("clean_acc", "ci")})
-    return with_pending(out, "task", tasks, clean.drop_duplicates("task")) if by == "task" else out
+    return in_order(out, "task", tasks, PENDING, clean.drop_duplicates("task")) if by == "task" else out
 
 
 def table(df: pd.DataFrame, key: str | None = None, **kw: Any) -> None:

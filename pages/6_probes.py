@@ -10,7 +10,7 @@ from app import state, ui, view
 from rtcore.config import DEFAULT_PROBE_EPS, eps_text
 from rtcore.probes import list_probes
 from rtcore.stats import intervals_overlap
-from rtcore.tables import at_eps
+from rtcore.tables import at_eps, in_order
 
 
 TRADEOFF_COLUMNS = {"probe": ("probe", ""), "C": ("probe_C", "g"), "radius r": ("probe_radius", ".3f"),
@@ -23,7 +23,7 @@ def tradeoff_table(summary: pd.DataFrame, eps: float) -> pd.DataFrame:
     with 95 % intervals; a probe not computed yet reads "computing…"."""
     rows = at_eps(summary, eps).drop_duplicates("probe")
     rows = rows.assign(probe_radius=rows["probe_radius"].where(rows["probe_radius"] > 0)) if len(rows) else rows
-    return ui.with_pending(ui.text_table(rows, TRADEOFF_COLUMNS), "probe", list_probes())
+    return in_order(ui.text_table(rows, TRADEOFF_COLUMNS), "probe", list_probes(), fx.PENDING)
 
 
 def verdict(summary: pd.DataFrame, eps: float, norm: str) -> str:

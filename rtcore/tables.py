@@ -196,6 +196,28 @@ def table_norm(table: pd.DataFrame, default: str = "linf") -> str:
     return str(norms[0]) if len(norms) == 1 else default
 
 
+def head_masked(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with ``bound_head`` missing (NaN) where the head-subspace attack has not run yet (there it
+    says nothing new); as it is without those columns."""
+    if "bound_head" not in summary or "head_attack" not in summary:
+        return summary
+    return summary.assign(bound_head=summary["bound_head"].where(summary["head_attack"].astype(bool)))
+
+
+def in_order(table: pd.DataFrame, key: str, order: Sequence[str], fill: object,
+             known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows of ``table`` whose ``key`` is in ``order``, in that order, with a row for each one it lacks: every
+    column ``fill`` but the values ``known`` (a frame with a ``key`` column) has for it."""
+    missing = [k for k in order if k not in set(table[key])]
+    if missing:
+        extra = pd.DataFrame({c: [fill] * len(missing) for c in table.columns}).assign(**{key: missing})
+        if known is not None:
+            extra.update(extra[[key]].merge(known, on=key, how="left").drop(columns=key))
+        table = pd.concat([table, extra], ignore_index=True)
+    out = table.set_index(key)
+    return out.loc[[k for k in order if k in out.index]].reset_index()
+
+
 def concat_tables(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """The non-empty ``frames`` one below the other (the only one itself, not a copy; empty if none): the one
     merge of tables computed in parts (a job's executors, a sweep's units)."""

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from rtcore.config import eps_text
-from rtcore.tables import table_norm
+from rtcore.tables import head_masked, table_norm
 
 #: Okabe-Ito (colour-blind safe; yellow left out: too light on white), then two dark greys
 PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#666666")
@@ -185,9 +185,9 @@ def curves(fig: go.Figure, summary: pd.DataFrame, by: str, dashes: dict[str, str
     for key, rows in summary.groupby(by, sort=False):
         rows = rows.sort_values("eps")
         for i, (metric, dash) in enumerate(dashes.items()):
-            data = rows[rows["head_attack"].astype(bool)] if metric == "bound_head" else rows
-            if data.empty or metric not in data:
+            if metric not in rows:
                 continue
+            data = head_masked(rows).dropna(subset=[metric]) if metric == "bound_head" else rows
             text = ci_text(data, metric) if metric in ci else [f"{v:{fmt}}" for v in data[metric]]
             fig.add_scatter(x=axis.x(data["eps"]), y=data[metric], mode="lines+markers", name=str(key),
                             legendgroup=str(key), showlegend=legend and i == 0,

@@ -262,6 +262,10 @@ class EvalJob(Job):
         self._export = (versions, out)
         return out
 
+    def sanity_flags(self) -> dict[str, list[Any]]:
+        """The sanity flags per task (:mod:`rtcore.sanity`) once the job has finished without failing, else {}."""
+        return dict(self.tables().sanity) if self.done and not self.state().failed else {}
+
     def finished_tasks(self) -> list[str]:
         """The tasks whose results are all there, as the specs name them (unavailable ones left out); empty until
         the job has finished."""

@@ -154,6 +154,21 @@ def request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n: int
                                  sanity=sanity)
 
 
+def request_of(values: Mapping[str, Any], refs: Sequence[BackboneRef], tasks: Sequence[str],
+               probes: Sequence[str] = ("logistic",), *, sanity: bool = False, cache_dir: str = "") -> EvalRequest:
+    """:func:`request` of the selection ``values`` (its norm, n and strength, and the eps added to that norm's
+    grid) for ``refs`` and ``tasks``; memoised, so a page's rerun checks no spec again."""
+    norm = values["norm"]
+    return _request(tuple(refs), tuple(tasks), norm, int(values["n"]), values["attack"], tuple(probes),
+                    tuple(values.get("extra_eps", {}).get(norm, [])), cache_dir, sanity)
+
+
+@functools.lru_cache(maxsize=256)
+def _request(refs: tuple[BackboneRef, ...], tasks: tuple[str, ...], norm: str, n: int, attack: str,
+             probes: tuple[str, ...], extras: tuple[float, ...], cache_dir: str, sanity: bool) -> EvalRequest:
+    return request(refs, tasks, norm, n, attack, probes=probes, extras=extras, cache_dir=cache_dir, sanity=sanity)
+
+
 # ---------------------------------------------------------------- eps: the grid and the values a user adds
 
 def eps_options(norm: str, extras: Iterable[float] = ()) -> list[float]:

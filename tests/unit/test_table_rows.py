@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rtcore.config import eps_key
-from rtcore.tables import at_eps, table_norm
+from rtcore.tables import at_eps, head_masked, in_order, table_norm
 
 
 def test_rows_at_one_eps_match_as_the_library_rounds_eps() -> None:
@@ -19,3 +19,19 @@ def test_a_tables_norm() -> None:
     assert table_norm(pd.DataFrame({"norm": ["l2", "l2"]})) == "l2"
     assert table_norm(pd.DataFrame({"norm": ["l2", "linf"]})) == "linf", "mixed: the default"
     assert table_norm(pd.DataFrame(), default="l2") == "l2"
+
+
+def test_rows_in_order_with_a_row_for_each_one_missing() -> None:
+    t = pd.DataFrame({"task": ["b", "a", "z"], "clean": ["0.9", "0.8", "0.1"], "robust": ["0.5", "0.4", "0.0"]})
+    out = in_order(t, "task", ["a", "c", "b"], "…", known=pd.DataFrame({"task": ["c"], "clean": ["0.7"]}))
+    assert out.to_dict("list") == {"task": ["a", "c", "b"], "clean": ["0.8", "0.7", "0.9"],
+                                   "robust": ["0.4", "…", "0.5"]}, "z is not asked for: left out"
+    assert in_order(t.iloc[:0], "task", ["a"], "…").to_dict("list") == {"task": ["a"], "clean": ["…"],
+                                                                       "robust": ["…"]}
+
+
+def test_bound_head_is_missing_where_the_head_attack_has_not_run() -> None:
+    t = pd.DataFrame({"bound_head": [0.5, 0.6], "head_attack": [True, False], "bound": [0.4, 0.5]})
+    out = head_masked(t)
+    assert out["bound_head"].iloc[0] == 0.5 and pd.isna(out["bound_head"].iloc[1]) and t["bound_head"].iloc[1] == 0.6
+    assert head_masked(t.drop(columns="head_attack")).equals(t.drop(columns="head_attack")), "nothing to mask by"
