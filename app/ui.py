@@ -102,7 +102,8 @@ class PageJob:
 def request_for(refs: Sequence[BackboneRef], tasks: Sequence[str], probes: Sequence[str] = ("logistic",),
                 sanity: bool = False) -> EvalRequest:
     """The request of the sidebar's selection (:func:`rtcore.runs.selection.request_of`)."""
-    return selection.request_of(st.session_state, refs, tasks, probes, sanity=sanity, cache_dir=str(default_cache_dir()))
+    return selection.request_of(st.session_state, refs, tasks, probes, sanity=sanity,
+                                cache_dir=str(default_cache_dir()))
 
 
 def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None = None,

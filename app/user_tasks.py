@@ -6,6 +6,8 @@ built-in tasks on every page and in the reproducing command."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from rtcore.config import default_cache_dir
@@ -26,35 +28,29 @@ def add(ref: str) -> str:
     return task
 
 
-def _add_path() -> None:
-    path = st.session_state.get("user_task_path", "").strip()
+def _report(add_task: Callable[[], str]) -> None:
+    """In a callback (it runs before the widgets, so the new task can be selected): add the task that
+    ``add_task()`` adds, and keep the form's message, what was added or why not."""
     st.session_state["user_task_open"] = True
-    if not path:
-        st.session_state["user_task_msg"] = ("error", "Type the path of a folder or an .npz file on the server.")
-        return
     try:
-        st.session_state["user_task_msg"] = ("info", _added(add(user_ref_of_path(path))))
+        added = add_task()
+        st.session_state["user_task_msg"] = ("info", f"Added {task_label(added)}; n = {st.session_state['n']} test "
+                                                     "points per task.")
     except (ValueError, TaskUnavailableError) as e:
         st.session_state["user_task_msg"] = ("error", private(str(e)))
+
+
+def _add_path() -> None:
+    _report(lambda: add(user_ref_of_path(st.session_state.get("user_task_path", ""))))
 
 
 def _uploaded() -> None:
-    """Callback of the uploader (it runs before the widgets, so the new task can be selected)."""
     up = st.session_state.get("user_task_file")
     st.session_state["user_task_open"] = True
-    if up is None:
-        return
-    done: dict[str, str] = st.session_state.setdefault("user_task_uploads", {})
-    try:
-        if up.file_id not in done:
-            done[up.file_id] = add(store_task_upload(up.name, up.getvalue(), MAX_UPLOAD_BYTES, default_cache_dir()))
-        st.session_state["user_task_msg"] = ("info", _added(done[up.file_id]))
-    except (ValueError, TaskUnavailableError) as e:
-        st.session_state["user_task_msg"] = ("error", private(str(e)))
-
-
-def _added(ref: str) -> str:
-    return f"Added {task_label(ref)}; n = {st.session_state['n']} test points per task."
+    if up is not None:
+        done: dict[str, str] = st.session_state.setdefault("user_task_uploads", {})
+        _report(lambda: done[up.file_id] if up.file_id in done else done.setdefault(
+            up.file_id, add(store_task_upload(up.name, up.getvalue(), MAX_UPLOAD_BYTES, default_cache_dir()))))
 
 
 def controls() -> None:

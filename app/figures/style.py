@@ -220,6 +220,22 @@ def panel_axes(fig: go.Figure, axis: EpsAxis, cells: Sequence[tuple[int, int]], 
         axis.mark(fig, current_eps, label=False, row=r, col=c)
 
 
+def eps_curves(summary: pd.DataFrame, by: str, dashes: dict[str, str], names: dict[str, str], title: str,
+               y_title: str, current_eps: float | None, *, ci: Sequence[str] = (), fmt: str = ".3f",
+               key: bool = False, **kw: Any) -> tuple[go.Figure, EpsAxis]:
+    """One panel against eps: a line per value of ``by`` (its colour, in the legend right of the plot) and
+    quantity of ``dashes`` (:func:`curves`; ``key``: with the line styles' key), the eps axis and the cursor."""
+    fig = go.Figure()
+    axis = EpsAxis(summary["eps"], table_norm(summary))
+    curves(fig, summary, by, dashes, names, axis, ci=ci, fmt=fmt)
+    if key:
+        legend_key(fig, dashes, names)
+    layout(fig, title, "", y_title, legend_title=f"{by} (colour)", **kw)
+    axis.apply(fig)
+    axis.mark(fig, current_eps)
+    return fig, axis
+
+
 def task_panels(summary: pd.DataFrame, by: str, dashes: dict[str, str], names: dict[str, str], title: str,
                 current_eps: float | None, y_title: str, *, ci: Sequence[str] = (), fmt: str = ".3f",
                 shared_y: bool = True, accuracy: bool = False) -> go.Figure:

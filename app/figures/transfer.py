@@ -6,42 +6,30 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from rtcore.tables import table_norm
-
-from .style import ACC_AXIS, DASH, DELTA_AXIS, METRIC_NAMES, NEUTRAL, EpsAxis, colours_for, curves, hover_eps, layout, \
-    legend_key
+from .style import ACC_AXIS, DASH, DELTA_AXIS, METRIC_NAMES, NEUTRAL, colours_for, eps_curves, hover_eps, \
+    layout
 
 
 def method_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """Robust accuracy (solid, 95 % intervals) and bound (dashed) against eps, one colour per method."""
-    fig = go.Figure()
-    axis = EpsAxis(summary["eps"], table_norm(summary))
     dashes = {m: DASH[m] for m in ("robust_acc", "bound")}
-    curves(fig, summary, "method", dashes, METRIC_NAMES, axis, ci=("robust_acc",))
-    legend_key(fig, dashes, METRIC_NAMES)
-    layout(fig, "Robust accuracy and bound per method", "", ACC_AXIS, legend_title="method (colour)")
+    fig, _ = eps_curves(summary, "method", dashes, METRIC_NAMES, "Robust accuracy and bound per method", ACC_AXIS,
+                        current_eps, ci=("robust_acc",), key=True)
     fig.update_yaxes(range=[-0.02, 1.04])
-    axis.apply(fig)
-    axis.mark(fig, current_eps)
     return fig
 
 
 def method_delta_curves(summary: pd.DataFrame, current_eps: float | None = None) -> go.Figure:
     """Mean Δ against eps per method, and the base backbone's (grey, dotted): did fine-tuning make the
     representation more or less vulnerable?"""
-    fig = go.Figure()
-    axis = EpsAxis(summary["eps"], table_norm(summary))
-    curves(fig, summary, "method", {"mean_delta": "solid"}, {"mean_delta": "mean Δ"}, axis)
+    fig, axis = eps_curves(summary, "method", {"mean_delta": "solid"}, {"mean_delta": "mean Δ"},
+                           "Mean Δ per method, and of the base backbone", f"mean {DELTA_AXIS}", current_eps)
     if len(summary):
         first = summary[summary["method"] == summary["method"].iloc[0]].sort_values("eps")
         fig.add_scatter(x=axis.x(first["eps"]), y=first["mean_delta_base"], mode="lines",
                         name="base backbone (before)", line={"color": NEUTRAL, "dash": "dot", "width": 3},
                         customdata=hover_eps(first, axis.norm),
                         hovertemplate="base backbone<br>ε %{customdata}<br>mean Δ %{y:.3f}<extra></extra>")
-    layout(fig, "Mean Δ per method, and of the base backbone", "", f"mean {DELTA_AXIS}",
-           legend_title="method (colour)")
-    axis.apply(fig)
-    axis.mark(fig, current_eps)
     return fig
 
 

@@ -53,6 +53,8 @@ def user_ref_of_path(path: str) -> str:
     """The task reference of a typed path: as it is when it names its kind (``folder:`` / ``npz:``), ``npz:`` for a
     ``.npz`` file, else ``folder:``."""
     path = path.strip()
+    if not path:
+        raise ValueError("no path given: type the path of a folder (train/<class>/, test/<class>/) or of an .npz file")
     if is_user_ref(path):
         return path
     return f"{NPZ_PREFIX if path.lower().endswith('.npz') else FOLDER_PREFIX}{path}"

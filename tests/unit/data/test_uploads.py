@@ -221,3 +221,8 @@ def test_a_typed_path_becomes_a_task_reference() -> None:
     assert user_ref_of_path(" /data/weather ") == "folder:/data/weather"
     assert user_ref_of_path("/data/x.NPZ") == "npz:/data/x.NPZ"
     assert user_ref_of_path("npz:/data/x") == "npz:/data/x" and user_ref_of_path("folder:~/d") == "folder:~/d"
+
+
+def test_no_typed_path_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="no path given.*npz"):
+        user_ref_of_path("  ")
