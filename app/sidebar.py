@@ -78,8 +78,7 @@ def _backbone(off: bool) -> None:
 
 def _reset_eps() -> None:
     st.session_state["eps"] = default_eps(st.session_state["norm"])
-    for key in ("eps_confirm", "eps_msg"):
-        st.session_state.pop(key, None)
+    _clear_msg()
 
 
 # ---------------------------------------------------------------- eps: cursor and "add an eps"
@@ -151,11 +150,11 @@ def _ask_add(eps: float, norm: str) -> None:
 def _add(eps: float, norm: str) -> None:
     st.session_state.update(selection.with_eps(st.session_state.to_dict(), norm, [eps]))
     st.session_state.pop("eps_confirm", None)
-    st.toast(f"Computing ε = {eps_text(eps, norm)} for every task; the cached curves stay on screen.")
+    st.toast(state.computing_text([eps], norm))
 
 
 def _cancel_add() -> None:
-    st.session_state.pop("eps_confirm", None)
+    _clear_msg()
     st.session_state["eps_form_open"] = True
 
 

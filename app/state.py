@@ -62,7 +62,13 @@ def check_new_eps(eps: float, norm: str) -> tuple[str, str]:
         return "confirm", (f"ε = {shown} is beyond {eps_text(check.limit, norm)}: a perturbation this large changes "
                            "the image visibly, so robustness there says little about imperceptible attacks. Compute "
                            "it for every task?")
-    return "ok", f"Computing ε = {eps_text(e, norm)} for every task; the cached curves stay on screen."
+    return "ok", computing_text([e], norm)
+
+
+def computing_text(added: Sequence[float], norm: str) -> str:
+    """What happens to eps added to the grid: computed for every task, the cached curves kept on screen."""
+    return f"Computing ε = {', '.join(eps_text(e, norm) for e in added)} for every task; the cached curves stay on " \
+           "screen."
 
 
 def task_label(ref: str) -> str:

@@ -147,8 +147,7 @@ def draw_status(run: PageJob) -> None:
     if not snap.done:
         added = [e for e in run.request.priority if snap.at_eps(e).empty]
         if added:
-            st.caption(f"Computing the added ε = {', '.join(eps_text(e, run.request.norm) for e in added)} "
-                       "for every task; the cached curves stay on screen.")
+            st.caption(state.computing_text(added, run.request.norm))
     elif state_.phase == "done":
         st.caption(f"{READY} {results_text(snap)} in {fmt_seconds(state_.progress.seconds)} on {run.device} "
                    f"· kept in the on-disk cache · job #{run.job.id}. Moving ε only moves the cursor: "

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from rtcore.config import eps_text
 from rtcore.tables import at_eps, table_norm
 
-from .style import ACC_AXIS, CURSOR, DASH, METRIC_NAMES, PLOT_PX, EpsAxis, bar_slot_px, bars, calibration_frame, \
+from .style import ACC_AXIS, ACC_BARS, CURSOR, DASH, METRIC_NAMES, PLOT_PX, EpsAxis, bar_slot_px, bars, calibration_frame, \
     ci_text, colours_for, curves, hover_eps, interval, layout, look, panel_axes, task_panels, task_ticks
 
 #: the bars' quantities and their fill (colour is the task): light, solid, hatched
@@ -22,8 +22,6 @@ BAR_STYLE: dict[str, dict[str, object]] = {
     "robust_acc": {"opacity": 1.0},
     "bound": {"pattern": {"shape": "/", "fillmode": "overlay", "fgcolor": "white", "size": 9}}}
 BAR_KEY = "per task: light = clean · solid = robust (attack) · hatched = bound (ρ > Δ) · whiskers: 95 % intervals"
-#: the accuracy axis with room above 1 for the value labels over the whiskers
-ACC_RANGE = [0, 1.16]
 
 
 def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), plot: str = "full",
@@ -45,7 +43,7 @@ def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = ()
     layout(fig, f"Per task at ε = {eps_text(eps, norm)} ({norm})", "downstream task", ACC_AXIS, barmode="group",
            height=460, bargap=0.2, showlegend=False, plot=plot, subtitle=BAR_KEY)
     task_ticks(fig, tasks, colours, rows.index)
-    fig.update_yaxes(range=ACC_RANGE, tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    fig.update_yaxes(**ACC_BARS)
     return fig
 
 

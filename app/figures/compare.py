@@ -11,8 +11,7 @@ from plotly.subplots import make_subplots
 from rtcore.config import eps_text
 from rtcore.tables import at_eps, table_norm
 
-from .accuracy import ACC_RANGE
-from .style import ACC_AXIS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, bar_slot_px, ci_text, colours_for, fitted_labels, \
+from .style import ACC_AXIS, ACC_BARS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, bar_slot_px, ci_text, colours_for, fitted_labels, \
     interval, layout, look, task_panels, value_labels
 
 PANELS = (("robust_acc", "robust accuracy (attack)", ""), ("bound", "bound (ρ > Δ), hatched", "/"))
@@ -46,7 +45,7 @@ def compare_at_eps(summary: pd.DataFrame, eps: float, plot: str = "full") -> go.
     layout(fig, f"Robust accuracy (left) and bound (right) per task at ε = {eps_text(eps, table_norm(summary))}",
            "", ACC_AXIS, barmode="group", height=480, legend_title="backbone (colour)", plot=plot,
            subtitle="whiskers: 95 % intervals; values in the table below")
-    fig.update_yaxes(range=ACC_RANGE, tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], title_text=None)
+    fig.update_yaxes(**ACC_BARS, title_text=None)
     fig.update_yaxes(title_text=ACC_AXIS, col=1)
     fig.update_xaxes(title_text="downstream task", type="category", categoryorder="array", categoryarray=tasks,
                      showgrid=False)

@@ -35,6 +35,8 @@ MISSING = "—"  # a value that does not apply
 PLOT_PX = {"full": 760, "half": 360}
 CHAR_PX = 0.62  # width of a digit in units of the font size (label width estimate)
 ACC_AXIS = "accuracy (share of test points)"
+#: the accuracy axis of bar charts, with room above 1 for the value labels over the whiskers
+ACC_BARS: dict[str, Any] = {"range": [0, 1.16], "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1.0]}
 DELTA_AXIS = "Δ(x) = ‖g(x′) − g(x)‖₂ (feature units)"
 REL_AXIS = "Δ(x) / ‖g(x)‖₂ (relative feature shift)"
 RHO_AXIS = "ρ(x), margin (feature units)"
