@@ -119,7 +119,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(est.to_dict()))
         return 0
     print_estimate(est)
-    ev = execute(spec, units=units, executor=ex, progress=Progress(est.estimated_seconds))
+    ev = execute(spec, units=units, executor=ex, progress=Progress())
     if ev.recomputed:
         print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
         for line in ev.recomputed:

@@ -17,27 +17,20 @@ if TYPE_CHECKING:
 
 
 class Progress:
-    """Renders an evaluation's progress on stderr: one live line on a terminal; in a log (not a terminal)
-    one line per stage and task, with the time spent and the time left. The fraction done follows image-steps,
-    so the time left is the estimate scaled by what the run measured so far."""
+    """Renders an evaluation's progress on stderr: one live line on a terminal; in a log (not a terminal) one
+    line per stage and task, with the time spent and the time left of the event (the one estimate, measured on
+    the units run so far: :class:`~rtcore.runs.progress.TimeLeft`; the plan's estimate is printed before)."""
 
-    def __init__(self, estimated: float) -> None:
+    def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
-        self.estimated = estimated
-        self.t0 = time.monotonic()
         self.last: tuple[str, str | None] | None = None
-
-    def left(self, f: float) -> float:
-        spent = time.monotonic() - self.t0
-        if f >= 0.05:
-            return spent * (1 - f) / f
-        return max(self.estimated * (1 - f) - spent, 0.0)
 
     def __call__(self, ev: ProgressEvent) -> None:
         where = f" [{ev.task}]" if ev.task else ""
-        spent = time.monotonic() - self.t0
-        line = (f"{100 * ev.fraction:5.1f}% {ev.stage}{where} · {fmt_seconds(spent)} spent"
-                + (f", about {fmt_seconds(self.left(ev.fraction))} left" if ev.stage != "done" else ""))
+        left = "" if ev.stage == "done" else f", about {fmt_seconds(ev.left)} left" if ev.left is not None else \
+            ", time left measured after the first computed unit"
+        line = f"{100 * ev.fraction:5.1f}% {ev.stage}{where} · unit {min(ev.done + 1, ev.total)}/{ev.total} · " \
+               f"{fmt_seconds(ev.seconds)} spent{left}"
         if self.tty:
             print(f"\r{line}".ljust(100), end="\n" if ev.stage == "done" else "", file=sys.stderr, flush=True)
         elif (ev.stage, ev.task) != self.last:

@@ -40,8 +40,8 @@ from ..cached import (
     task_sanity,
 )
 from ..tables import HeadInfo, summarise, task_rows
-from .plan import Unit, plan, test_indices
-from .progress import ProgressCallback, ProgressEvent
+from .plan import Unit, plan, test_indices, unit_kind
+from .progress import ProgressCallback, ProgressEvent, TimeLeft
 from .resources import auto_batch_size, halving_on_oom, spec_device
 from .spec import EvalSpec
 
@@ -443,7 +443,10 @@ def execute(spec: EvalSpec, *, progress: ProgressCallback | None = None, units: 
     """Run every unit of ``spec`` (or the given ``units``) and return the final tables.
 
     ``options`` go to :class:`Executor` (backbone, tasks, head, cache, cache_dir, use_cache, device).
-    ``progress`` gets :class:`ProgressEvent` with the fraction of the whole run done."""
+    ``progress`` gets :class:`ProgressEvent` with the fraction of the whole run done (by image-steps), the units
+    done of all, the seconds elapsed and the time left: the one estimate of the scheduler's jobs
+    (:class:`~rtcore.runs.progress.TimeLeft`, measured on the units run so far; None before the first unit
+    that computed something)."""
     if executor is not None and (options or executor.spec != spec):
         raise ValueError("give either executor= (an Executor of this same spec, with its own options) or the "
                          f"Executor options {sorted(options)}, not both" if options else
@@ -451,15 +454,24 @@ def execute(spec: EvalSpec, *, progress: ProgressCallback | None = None, units: 
     ex = executor or Executor(spec, **options)  # type: ignore[arg-type]
     todo = list(units) if units is not None else plan(spec)
     report = progress or (lambda ev: None)
-    report(ProgressEvent("backbone", 0.0, message="loading the backbone"))
+    report(ProgressEvent("backbone", 0.0, message="loading the backbone", total=len(todo)))
     ex.backbone()
     weights = [max(ex.steps(u), 1.0) for u in todo]  # image-steps: the fraction done follows time, not stages
     total = sum(weights) or 1.0
-    done = 0.0
-    for unit, w in zip(todo, weights):
-        ex.run(unit, lambda ev, base=done, w=w: report(
-            ProgressEvent(ev.stage, (base + w * ev.fraction) / total, ev.task, ev.message)))
+    kinds = [unit_kind(u) for u in todo]
+    clock, t0, done = TimeLeft(), time.monotonic(), 0.0
+    for i, (unit, w) in enumerate(zip(todo, weights)):
+        started = time.monotonic()
+
+        def forward(ev: ProgressEvent, base: float = done, w: float = w, i: int = i, started: float = started) -> None:
+            now = time.monotonic()
+            left = clock.left(kinds[i + 1:], [(*kinds[i], now - started)])
+            report(ProgressEvent(ev.stage, (base + w * ev.fraction) / total, ev.task, ev.message, done=i,
+                                 total=len(todo), seconds=now - t0, left=left))
+
+        ran = ex.run(unit, forward)
+        clock.record(*kinds[i], ran.seconds, ran.computed)
         done += w
-    report(ProgressEvent("done", 1.0))
+    report(ProgressEvent("done", 1.0, done=len(todo), total=len(todo), seconds=time.monotonic() - t0, left=0.0))
     return ex.evaluation()
 

@@ -29,7 +29,7 @@ from ..tables import at_eps, concat_tables, fill_rows
 from ..transfer import TRANSFER_METHODS, FineTuneRecipe, network_blocks
 from .compare import MethodComparison, compare_methods
 from .execute import Executor
-from .plan import Unit, plan
+from .plan import Unit, plan, unit_kind
 from .progress import Kind, ProgressCallback
 from .scheduler import Job, JobState, Step
 from .spec import EvalSpec
@@ -93,15 +93,6 @@ class EvalRequest:
         """Whether ``other`` asks the same of the same backbones, probes and tasks, only over other eps."""
         strip = [s.with_(eps=(0.0,)) for s in self.specs]
         return self.cache_dir == other.cache_dir and strip == [s.with_(eps=(0.0,)) for s in other.specs]
-
-
-def unit_kind(unit: Unit) -> tuple[Kind, float]:
-    """A planned unit for the time estimate: its stage, in the family of its backbone, in the domain of its
-    attack strength (another strength is never a guess for it), and its work, scaled by the test points it
-    attacks (a fit's cost is the training split's, whatever n)."""
-    spec = unit.spec
-    scale = 1.0 if unit.stage == "fit" else spec.n / 100
-    return (spec.strength, spec.backbone.display, unit.stage), unit.work * scale
 
 
 class Executors:

@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 
 from ..config import eps_key
+from .progress import Kind
 from .spec import EvalSpec, parse_eps_text
 
 Stage = Literal["fit", "attack", "head_loss", "sanity"]
@@ -120,3 +121,12 @@ def test_indices(n_test: int, n: int, seed: int) -> torch.Tensor:
 
     perm = np.random.Generator(np.random.PCG64(seed)).permutation(n_test)[:n]
     return torch.from_numpy(np.sort(perm)).long()
+
+
+def unit_kind(unit: Unit) -> tuple[Kind, float]:
+    """A planned unit for the time estimate: its stage, in the family of its backbone, in the domain of its
+    attack strength (another strength is never a guess for it), and its work, scaled by the test points it
+    attacks (a fit's cost is the training split's, whatever n)."""
+    spec = unit.spec
+    scale = 1.0 if unit.stage == "fit" else spec.n / 100
+    return (spec.strength, spec.backbone.display, unit.stage), unit.work * scale

@@ -146,6 +146,25 @@ def test_progress_reports_stages_in_order(linear_case, tmp_path: Path) -> None:
     stages = {e.stage for e in events}
     assert {"linear probe", "feature attack", "head-subspace attack", "end-to-end attack", "loss attack",
             "done"} <= stages
+    units = events[-1].total
+    assert units > 2 and events[-1].done == units and events[-1].left == 0.0
+    assert [e.done for e in events] == sorted(e.done for e in events) and all(e.total == units for e in events)
+    seconds = [e.seconds for e in events]
+    assert seconds == sorted(seconds), "elapsed time never goes back"
+    first = next(i for i, e in enumerate(events) if e.done >= 1)
+    assert all(e.left is None for e in events[:first]), "no time left before a unit was measured: nothing to scale"
+    assert all(e.left is not None and e.left >= 0 for e in events[first:]), "then the measured one (TimeLeft)"
+
+
+def test_the_command_lines_progress_shows_the_events_time_left(capsys: pytest.CaptureFixture[str]) -> None:
+    from rtcore.cli.report import Progress
+
+    show = Progress()
+    show(rtcore.ProgressEvent("feature attack", 0.25, "shapes", done=1, total=4, seconds=12.0, left=30.0))
+    show(rtcore.ProgressEvent("end-to-end attack", 0.05, "shapes", total=4, seconds=1.0))
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == " 25.0% feature attack [shapes] · unit 2/4 · 12 s spent, about 30 s left"
+    assert err[1].endswith("unit 1/4 · 1 s spent, time left measured after the first computed unit")
 
 
 def test_bad_arguments(linear_case) -> None:
