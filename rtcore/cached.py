@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ._io import tensor_digest
-from .attacks import AttackSetup, EndToEndAttack, FeatureAttack, LossAttack
+from .attacks import AttackSetup, EndToEndAttack, FeatureAttack, LossAttack, ProgressFn
 from .cache import ResultCache
 from .data import Task
 from .models import Backbone
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 GALLERY = 8
 RADIUS_POINTS = 256  # training points whose median Delta is the robust probe's radius
 
-Progress = Callable[[float], None]
 Entries = dict[float, dict[str, torch.Tensor]]
 
 
@@ -85,7 +84,7 @@ def _check_cached_features(g: Backbone, x: torch.Tensor, cache: ResultCache) -> 
 
 @with_fixed_threads
 def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int = 256,
-             progress: Progress | None = None) -> torch.Tensor:
+             progress: ProgressFn | None = None) -> torch.Tensor:
     """``g(x)`` (N, m) on the CPU, cached by (backbone fingerprint, input digest).
 
     A cached table is used only if the current model reproduces its first rows: a model whose code
@@ -106,7 +105,7 @@ def features(g: Backbone, x: torch.Tensor, cache: ResultCache, batch_size: int =
 
 def per_eps_cached(kind: str, cache: ResultCache, eps_values: Sequence[float], key_parts: dict[str, object],
                    schema: dict[str, tuple[int | str | None, ...]],
-                   compute: Callable[[float, Progress], dict[str, torch.Tensor]], progress: Progress,
+                   compute: Callable[[float, ProgressFn], dict[str, torch.Tensor]], progress: ProgressFn,
                    missing_ok: bool = False) -> Entries:
     """Look up each eps; compute each missing one on its own (``compute(e, progress)``: the entry then
     never depends on which eps were asked for together, nor on the batches they would have shared);
@@ -122,7 +121,7 @@ def per_eps_cached(kind: str, cache: ResultCache, eps_values: Sequence[float], k
 
 
 def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequence[float], setup: AttackSetup,
-                          cache: ResultCache, progress: Progress,
+                          cache: ResultCache, progress: ProgressFn,
                           projector: torch.Tensor | None = None, kind: str = "feature_attack",
                           missing_ok: bool = False) -> Entries:
     """Per eps: ``features_adv`` (N, m) of the feature attack (projected with ``projector`` if given)
@@ -133,7 +132,7 @@ def feature_attack_cached(g: Backbone, x: torch.Tensor, m: int, eps_values: Sequ
     gal = min(GALLERY, x.shape[0])
     schema = {"features_adv": (x.shape[0], m), "x_adv_gallery": (gal, *x.shape[1:])}
 
-    def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
+    def compute(e: float, report: ProgressFn) -> dict[str, torch.Tensor]:
         res = FeatureAttack(g, setup, None if projector is None else projector.float())(x, None, [e], report)
         return {"features_adv": res.features_adv[0], "x_adv_gallery": res.x_adv[0, :gal]}
 
@@ -148,13 +147,13 @@ def _head_parts(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tenso
 
 def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
                   eps_values: Sequence[float], setup: AttackSetup, cache: ResultCache,
-                  progress: Progress, missing_ok: bool = False) -> Entries:
+                  progress: ProgressFn, missing_ok: bool = False) -> Entries:
     """Per eps: the features ``g(x'_e2e)`` of the end-to-end attack's witnesses on ``probe(g(.))``.
 
     With ``cfg.autoattack`` the search is AutoAttack, stored under its own cache kind."""
     model = ProbedModel(g, probe.as_module().to(g.device))
 
-    def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
+    def compute(e: float, report: ProgressFn) -> dict[str, torch.Tensor]:
         res = EndToEndAttack(model, setup)(x, y, [e], report)
         return {"features_adv": features(g, res.x_adv[0], ResultCache(enabled=False))}
 
@@ -165,11 +164,11 @@ def attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Ten
 
 def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, m: int,
                        eps_values: Sequence[float], setup: AttackSetup, cache: ResultCache,
-                       progress: Progress, missing_ok: bool = False) -> Entries:
+                       progress: ProgressFn, missing_ok: bool = False) -> Entries:
     """Per eps: the features of the cross-entropy attack's witnesses (no early stop)."""
     model = ProbedModel(g, probe.as_module().to(g.device))
 
-    def compute(e: float, report: Progress) -> dict[str, torch.Tensor]:
+    def compute(e: float, report: ProgressFn) -> dict[str, torch.Tensor]:
         res = LossAttack(model, setup)(x, y, [e], report)
         return {"features_adv": features(g, res.x_adv[0], ResultCache(enabled=False))}
 
@@ -178,7 +177,7 @@ def loss_attack_cached(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torc
 
 
 def radius_from_training_points(g: Backbone, task: Task, eps: float, setup: AttackSetup, cache: ResultCache,
-                                progress: Progress) -> float:
+                                progress: ProgressFn) -> float:
     """The robust probe's radius: the median Delta(x; eps) of the feature attack on training points
     (a seeded subset of at most :data:`RADIUS_POINTS`; test points are never used)."""
     n = task.x_train.shape[0]
@@ -191,7 +190,7 @@ def radius_from_training_points(g: Backbone, task: Task, eps: float, setup: Atta
 
 
 def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic", *,
-              progress: Progress | None = None, **params: object) -> LinearProbe:
+              progress: ProgressFn | None = None, **params: object) -> LinearProbe:
     """The task's probe of ``kind`` on frozen train features (cached; ``params`` go to the probe).
     ``progress`` is called only when something is computed (features or the fit)."""
     probe = create_probe(kind, num_classes=task.num_classes, **params)
@@ -223,7 +222,7 @@ def fit_probe(g: Backbone, task: Task, cache: ResultCache, kind: str = "logistic
 
 
 def task_sanity(g: Backbone, probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, eps_values: Sequence[float],
-                setup: AttackSetup, rows: pd.DataFrame, n_subset: int, progress: Progress) -> list[SanityFlag]:
+                setup: AttackSetup, rows: pd.DataFrame, n_subset: int, progress: ProgressFn) -> list[SanityFlag]:
     """The sanity flags of one task's evaluation (:func:`rtcore.sanity.sanity_checks`) on
     ``probe(g(.))``, from the per-sample ``robust`` column of its rows (robust against every
     attack's witness). Not cached: they are asked for rarely, and always about a run that is."""

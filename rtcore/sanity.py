@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attacks import AttackSettings, AttackSetup, create_strength, run_attack
+from .attacks import AttackSettings, AttackSetup, ProgressFn, create_strength, run_attack
 from .attacks.autoattack import AA_NORMS, autoattack_available
 from .attacks.engine import batched, model_device, project
 from .config import check_norm
@@ -189,7 +189,7 @@ def sanity_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values
                   robust_by_eps: Mapping[float, torch.Tensor], settings: str | AttackSettings = "standard",
                   seed: int = 0, n_subset: int = 128, *, drop_threshold: float = DROP_THRESHOLD,
                   noise_draws: int = NOISE_DRAWS, square_queries: int = SQUARE_QUERIES,
-                  progress: Callable[[float], None] | None = None) -> list[SanityFlag]:
+                  progress: ProgressFn | None = None) -> list[SanityFlag]:
     """The four sanity flags of an end-to-end evaluation of classifier ``model`` on ``(x, y)``.
 
     ``robust_by_eps[eps]``: the evaluated attack's per-sample robust flags (N,) at each eps of

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from ..attacks import AttackSettings
+from ..attacks import AttackSettings, ProgressFn
 from ..cache import ResultCache
 from ..config import eps_key, eps_text
 from ..data import Task
@@ -56,7 +56,7 @@ def comparison_sweep(backbone: BackboneRef, task: str, methods: Sequence[str], e
 def evaluate_adapted(adapted: Adapted, task: Task, eps: float | Sequence[float], norm: str = "linf", n: int = 500, *,
                      attack: str | AttackSettings = "fast", seed: int = 0, cache: ResultCache,
                      head_attack: bool = True, loss_attack: bool = True,
-                     progress: Callable[[float], None] | None = None) -> Evaluation:
+                     progress: ProgressFn | None = None) -> Evaluation:
     """Clean and robust accuracy, bound and Delta of ``adapted`` on ``n`` seeded test points of ``task``.
 
     The spec of the adapted backbone with its own head (``head=``), so the columns are the
@@ -115,7 +115,7 @@ def compare_methods(g: Backbone, task: Task, eps: float | Sequence[float], norm:
         lo = i * share
         split = 0.1 if mth == "lp" else 0.6
 
-        def sub(stage: str, a: float, b: float, lo: float = lo) -> Callable[[float], None]:
+        def sub(stage: str, a: float, b: float, lo: float = lo) -> ProgressFn:
             return lambda f: report(ProgressEvent(stage, lo + share * (a + (b - a) * f)))
 
         t0 = time.perf_counter()

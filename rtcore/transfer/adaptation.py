@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from .._io import tensor_digest
+from ..attacks import ProgressFn
 from ..cache import ResultCache
 from ..data import Task
 from ..errors import CheckpointError
@@ -24,7 +25,6 @@ from .finetune import feature_fn, finetune
 from .recipe import HEAD_INIT, USES_PROBE, FineTuneRecipe, check_k, check_method, method_label
 from .store import AdaptedStore, StoredModel
 
-Progress = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def _linear_probe(g: Backbone, task: Task, cache: ResultCache, probe: str, param
 
 @with_fixed_threads
 def adapt(g: Backbone, task: Task, method: str, *, k: int = 1, probe: str = "logistic", seed: int = 0,
-          cache: ResultCache, progress: Progress | None = None, recipe: FineTuneRecipe | None = None,
+          cache: ResultCache, progress: ProgressFn | None = None, recipe: FineTuneRecipe | None = None,
           probe_params: Mapping[str, object] | None = None) -> Adapted:
     """Adapt ``g`` to ``task`` by ``method`` (one of :data:`TRANSFER_METHODS`).
 

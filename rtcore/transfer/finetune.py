@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attacks import ProgressFn
 from ..cache import Rejected
 from ..data import Task
 from ..models import Backbone
@@ -36,7 +37,6 @@ from .store import CHECKPOINT_FILE, AdaptedStore
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float], None]
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _restore(ckpt: dict[str, torch.Tensor], names: list[str], body: list[nn.Para
 
 
 def finetune(g: Backbone, task: Task, names: list[str], head_init: tuple[torch.Tensor, torch.Tensor],
-             recipe: FineTuneRecipe, *, key: str, store: AdaptedStore, progress: Progress) -> TrainResult:
+             recipe: FineTuneRecipe, *, key: str, store: AdaptedStore, progress: ProgressFn) -> TrainResult:
     """Train ``names`` of a copy of ``g.net`` and a linear head from ``head_init`` on ``task``'s train split.
 
     ``recipe`` must have its seed resolved. Resumes from the checkpoint of ``key`` when there is
