@@ -13,8 +13,8 @@ from plotly.subplots import make_subplots
 from rtcore.config import eps_text
 from rtcore.tables import at_eps, table_norm
 
-from .style import ACC_AXIS, ACC_BARS, CURSOR, DASH, METRIC_NAMES, PLOT_PX, EpsAxis, bar_slot_px, bars, calibration_frame, \
-    ci_text, colours_for, curves, hover_eps, interval, layout, look, panel_axes, task_panels, task_ticks
+from .style import ACC_AXIS, ACC_BARS, CURSOR, DASH, METRIC_NAMES, EpsAxis, calibration_frame, ci_text, colours_for, \
+    curves, hover_eps, interval, layout, look, panel_axes, task_bars, task_panels
 
 #: the bars' quantities and their fill (colour is the task): light, solid, hatched
 BAR_STYLE: dict[str, dict[str, object]] = {
@@ -37,12 +37,8 @@ def accuracy_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = ()
     values = pd.concat([clean[[c for c in clean if c.startswith("clean_acc")]],
                         rows[[c for c in rows if c.startswith(("robust_acc", "bound"))]]], axis=1) \
         if len(summary) else pd.DataFrame()
-    colours = colours_for(tasks)
-    fig = go.Figure()
-    bars(fig, values, tasks, BAR_STYLE, METRIC_NAMES, bar_slot_px(PLOT_PX[plot], len(tasks), len(BAR_STYLE)), colours)
-    layout(fig, f"Per task at ε = {eps_text(eps, norm)} ({norm})", "downstream task", ACC_AXIS, barmode="group",
-           height=460, bargap=0.2, showlegend=False, plot=plot, subtitle=BAR_KEY)
-    task_ticks(fig, tasks, colours, rows.index)
+    fig = task_bars(values, tasks, rows.index, BAR_STYLE, METRIC_NAMES,
+                    f"Per task at ε = {eps_text(eps, norm)} ({norm})", ACC_AXIS, BAR_KEY, plot)
     fig.update_yaxes(**ACC_BARS)
     return fig
 

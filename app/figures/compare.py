@@ -11,8 +11,8 @@ from plotly.subplots import make_subplots
 from rtcore.config import eps_text
 from rtcore.tables import at_eps, table_norm
 
-from .style import ACC_AXIS, ACC_BARS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, bar_slot_px, ci_text, colours_for, fitted_labels, \
-    interval, layout, look, task_panels, value_labels
+from .style import ACC_AXIS, ACC_BARS, DASH, METRIC_NAMES, NEUTRAL, PLOT_PX, bar_slot_px, ci_text, colours_for, \
+    fitted_labels, interval, layout, look, task_panels, value_labels
 
 PANELS = (("robust_acc", "robust accuracy (attack)", ""), ("bound", "bound (ρ > Δ), hatched", "/"))
 

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from rtcore.config import eps_text
 from rtcore.tables import at_eps, table_norm
 
-from .style import LOSS_AXIS, PLOT_PX, bar_slot_px, bars, colours_for, layout, task_panels, task_ticks
+from .style import LOSS_AXIS, task_bars, task_panels
 
 LOSS_NAMES: dict[str, str] = {"clean_loss": "clean loss", "adv_loss": "adversarial loss (attack)",
                               "loss_bound_lse": "bound (ii): log-sum-exp", "loss_bound": "bound (i): max spread × Δ"}
@@ -20,6 +20,8 @@ LOSS_BARS: dict[str, dict[str, object]] = {
     "adv_loss": {"opacity": 1.0},
     "loss_bound_lse": {"pattern": {"shape": ".", "fillmode": "overlay", "fgcolor": "white", "size": 8}},
     "loss_bound": {"pattern": {"shape": "/", "fillmode": "overlay", "fgcolor": "white", "size": 9}}}
+LOSS_KEY = ("light = clean loss · solid = adversarial loss (attack) · dotted = bound (ii) log-sum-exp · "
+            "hatched = bound (i)")
 LOSS_DASH: dict[str, str] = {"adv_loss": "solid", "loss_bound_lse": "dashdot", "loss_bound": "dash"}
 #: ticks of the log axis, written out (plotly's short log ticks read "5" for 0.5 and for 5)
 LOG_TICKS = dict(tickvals=[k * 10.0 ** d for d in range(-3, 4) for k in (1, 2, 5)], tickformat="~g")
@@ -32,15 +34,9 @@ def loss_at_eps(summary: pd.DataFrame, eps: float, tasks: Sequence[str] = (), pl
     value labels (3 significant digits) only where they fit; a task still computing says so on its axis label."""
     rows = at_eps(summary, eps).drop_duplicates("task").set_index("task") if len(summary) else pd.DataFrame()
     tasks = list(dict.fromkeys([*tasks, *rows.index]))
-    colours = colours_for(tasks)
-    fig = go.Figure()
-    bars(fig, rows, tasks, LOSS_BARS, LOSS_NAMES, bar_slot_px(PLOT_PX[plot], len(tasks), len(LOSS_BARS)), colours,
-         fmt="{:.3g}", ci=False)
-    layout(fig, f"Mean loss per task at ε = {eps_text(eps, table_norm(summary))}", "downstream task", LOSS_AXIS,
-           barmode="group", height=460, showlegend=False, plot=plot,
-           subtitle="light = clean loss · solid = adversarial loss (attack) · dotted = bound (ii) log-sum-exp · "
-                    "hatched = bound (i)")
-    task_ticks(fig, tasks, colours, rows.index)
+    fig = task_bars(rows, tasks, rows.index, LOSS_BARS, LOSS_NAMES,
+                    f"Mean loss per task at ε = {eps_text(eps, table_norm(summary))}", LOSS_AXIS, LOSS_KEY, plot,
+                    fmt="{:.3g}", ci=False)
     fig.update_yaxes(type="log", **LOG_TICKS)
     return fig
 

@@ -263,14 +263,17 @@ def task_panels(summary: pd.DataFrame, by: str, dashes: dict[str, str], names: d
     return fig
 
 
-def bars(fig: go.Figure, values: pd.DataFrame, names: Sequence[str], styles: dict[str, dict[str, Any]],
-         labels: dict[str, str], slot_px: float, colours: dict[str, str], *, fmt: str = "{:.2f}",
-         ci: bool = True) -> None:
-    """Grouped bars per name (its colour; ``values`` indexed by name), one trace per quantity of ``styles`` (its
-    fill), with 95 % whiskers and value labels above the whiskers (:func:`value_labels`)."""
-    have = {m: [t for t in names if t in values.index and m in values and not pd.isna(values.at[t, m])]
+def task_bars(values: pd.DataFrame, tasks: Sequence[str], ready: Iterable[str], styles: dict[str, dict[str, Any]],
+              labels: dict[str, str], title: str, y_title: str, subtitle: str, plot: str = "full", *,
+              fmt: str = "{:.2f}", ci: bool = True) -> go.Figure:
+    """Grouped bars per task (its colour; ``values`` indexed by task), one trace per quantity of ``styles`` (its
+    fill), with 95 % whiskers (``ci``) and value labels above them (:func:`value_labels`, all or none); every task
+    stays on the axis, one not ``ready`` reads "computing…" (:func:`task_ticks`)."""
+    fig, colours = go.Figure(), colours_for(tasks)
+    have = {m: [t for t in tasks if t in values.index and m in values and not pd.isna(values.at[t, m])]
             for m in styles}
-    texts = fitted_labels({m: [values.at[t, m] for t in have[m]] for m in styles}, slot_px, fmt)
+    texts = fitted_labels({m: [values.at[t, m] for t in have[m]] for m in styles},
+                          bar_slot_px(PLOT_PX[plot], len(tasks), len(styles)), fmt)
     for m, style in styles.items():
         data = values.loc[have[m]] if have[m] else values.iloc[:0]
         col = [colours[t] for t in have[m]]
@@ -280,6 +283,10 @@ def bars(fig: go.Figure, values: pd.DataFrame, names: Sequence[str], styles: dic
                     customdata=ci_text(data, m) if have[m] else [],
                     hovertemplate="%{x}<br>" + labels[m] + ": %{customdata}<extra></extra>")
         value_labels(fig, have[m], data, m, texts[m], m, ci)
+    layout(fig, title, "downstream task", y_title, barmode="group", height=460, bargap=0.2, showlegend=False,
+           plot=plot, subtitle=subtitle)
+    task_ticks(fig, tasks, colours, ready)
+    return fig
 
 
 def value_labels(fig: go.Figure, x: Sequence[str], rows: pd.DataFrame, metric: str, texts: Sequence[str],
@@ -373,15 +380,9 @@ def interval(rows: pd.DataFrame, metric: str, colour: str | None = None) -> dict
 def ci_text(rows: pd.DataFrame, metric: str) -> list[str]:
     """``0.912 [0.87, 0.94]`` per row (the value and its 95 % interval; the value alone without one, a dash where it
     is missing): hover text and tables."""
-    lo, hi = f"{metric}_lo", f"{metric}_hi"
-    out = []
-    for _, r in rows.iterrows():
-        v = r.get(metric)
-        if v is None or pd.isna(v):
-            out.append(MISSING)
-        else:
-            out.append(f"{v:.3f} [{r[lo]:.2f}, {r[hi]:.2f}]" if lo in r and not pd.isna(r[lo]) else f"{v:.3f}")
-    return out
+    lo, hi = (rows.get(f"{metric}_{end}", pd.Series(float("nan"), rows.index)) for end in ("lo", "hi"))
+    return [MISSING if pd.isna(v) else f"{v:.3f}" if pd.isna(a) else f"{v:.3f} [{a:.2f}, {b:.2f}]"
+            for v, a, b in zip(rows.get(metric, pd.Series(float("nan"), rows.index)), lo, hi)]
 
 
 def label_width(text: str, font: int | None = None) -> float:
