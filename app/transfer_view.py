@@ -1,4 +1,4 @@
-"""The "Transfer methods" page's request, tables and words: linear probing vs fine-tuning on one backbone and task.
+"""The "Transfer methods" page's tables and words: linear probing vs fine-tuning on one backbone and task.
 
 The comparison runs as a job of the library's scheduler (:class:`rtcore.runs.TransferJob`: one step per method,
 taking turns on the device with every other job, shared by every session asking the same); its tables come from

@@ -117,8 +117,9 @@ def evaluate(refs: Sequence[BackboneRef], slot: str, tasks: Sequence[str] | None
     if not tasks:
         st.warning("Choose at least one downstream task in the sidebar.")
         return None
-    loaded = {ref: load(ref) for ref in refs}  # a message for each one that cannot be used
-    if any(g is None for g in loaded.values()):
+    tried = {ref: load(ref) for ref in refs}  # a message for each one that cannot be used
+    loaded = {ref: g for ref, g in tried.items() if g is not None}
+    if len(loaded) < len(tried):
         return None
     try:
         request = request_for(refs, tasks, probes)
@@ -205,8 +206,9 @@ def text_table(rows: pd.DataFrame, columns: Mapping[str, tuple[str, str]]) -> pd
     ``bound_head`` only where the head-subspace attack has run), ``(column, format)`` a number (a dash where it is
     missing), ``(column, "")`` the value as it is."""
     rows = head_masked(rows)
-    return pd.DataFrame({title: ci_text(rows, col) if fmt == "ci" else list(rows.get(col, [])) if not fmt else
-                         [MISSING if pd.isna(v) else f"{v:{fmt}}" for v in rows.get(col, [])]
+    missing = pd.Series(float("nan"), rows.index)
+    return pd.DataFrame({title: ci_text(rows, col) if fmt == "ci" else list(rows.get(col, missing)) if not fmt else
+                         [MISSING if pd.isna(v) else f"{v:{fmt}}" for v in rows.get(col, missing)]
                          for title, (col, fmt) in columns.items()})
 
 

@@ -206,16 +206,18 @@ def head_masked(summary: pd.DataFrame) -> pd.DataFrame:
 
 def in_order(table: pd.DataFrame, key: str, order: Sequence[str], fill: object,
              known: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The rows of ``table`` whose ``key`` is in ``order``, in that order, with a row for each one it lacks: every
-    column ``fill`` but the values ``known`` (a frame with a ``key`` column) has for it."""
+    """The rows of ``table`` in the ``order`` of their ``key`` (rows whose key it does not name after them), with a
+    row for each key it names that ``table`` lacks: every column ``fill`` but the values ``known`` (a frame with a
+    ``key`` column) has for it."""
     missing = [k for k in order if k not in set(table[key])]
     if missing:
         extra = pd.DataFrame({c: [fill] * len(missing) for c in table.columns}).assign(**{key: missing})
         if known is not None:
             extra.update(extra[[key]].merge(known, on=key, how="left").drop(columns=key))
         table = pd.concat([table, extra], ignore_index=True)
-    out = table.set_index(key)
-    return out.loc[[k for k in order if k in out.index]].reset_index()
+    rank = {k: i for i, k in enumerate(order)}
+    return table.iloc[sorted(range(len(table)), key=lambda i: rank.get(table[key].iloc[i], len(rank)))] \
+        .reset_index(drop=True)
 
 
 def concat_tables(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:

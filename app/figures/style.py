@@ -190,6 +190,8 @@ def curves(fig: go.Figure, summary: pd.DataFrame, by: str, dashes: dict[str, str
             if metric not in rows:
                 continue
             data = head_masked(rows).dropna(subset=[metric]) if metric == "bound_head" else rows
+            if data.empty:
+                continue
             text = ci_text(data, metric) if metric in ci else [f"{v:{fmt}}" for v in data[metric]]
             fig.add_scatter(x=axis.x(data["eps"]), y=data[metric], mode="lines+markers", name=str(key),
                             legendgroup=str(key), showlegend=legend and i == 0,

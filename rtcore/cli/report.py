@@ -24,6 +24,7 @@ class Progress:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.last: tuple[str, str | None] | None = None
+        self.width = 0
 
     def __call__(self, ev: ProgressEvent) -> None:
         where = f" [{ev.task}]" if ev.task else ""
@@ -32,7 +33,8 @@ class Progress:
         line = f"{100 * ev.fraction:5.1f}% {ev.stage}{where} · unit {min(ev.done + 1, ev.total)}/{ev.total} · " \
                f"{fmt_seconds(ev.seconds)} spent{left}"
         if self.tty:
-            print(f"\r{line}".ljust(100), end="\n" if ev.stage == "done" else "", file=sys.stderr, flush=True)
+            print(f"\r{line}".ljust(self.width), end="\n" if ev.stage == "done" else "", file=sys.stderr, flush=True)
+            self.width = max(self.width, len(line) + 1)  # a shorter line covers the longer one before it
         elif (ev.stage, ev.task) != self.last:
             print(line, file=sys.stderr, flush=True)
         self.last = (ev.stage, ev.task)

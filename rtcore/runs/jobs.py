@@ -25,6 +25,7 @@ from ..config import eps_grid, eps_key
 from ..data import TaskUnavailableError, create_task, task_display_name
 from ..models import Backbone
 from ..models.ref import BackboneRef
+from ..sanity import SanityFlag
 from ..tables import at_eps, concat_tables, fill_rows
 from ..transfer import TRANSFER_METHODS, FineTuneRecipe, network_blocks
 from .compare import MethodComparison, compare_methods
@@ -253,7 +254,7 @@ class EvalJob(Job):
         self._export = (versions, out)
         return out
 
-    def sanity_flags(self) -> dict[str, list[Any]]:
+    def sanity_flags(self) -> dict[str, list[SanityFlag]]:
         """The sanity flags per task (:mod:`rtcore.sanity`) once the job has finished without failing, else {}."""
         return dict(self.tables().sanity) if self.done and not self.state().failed else {}
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from ..attacks import STRENGTHS
 from ..config import ASSETS_DIR, NORMS, check_eps, default_eps, eps_grid, eps_key, eps_text, nearest_eps
-from ..data import check_task_ref, list_tasks, task_test_size
+from ..data import check_task_ref, list_tasks, task_display_name, task_test_size
 from ..data.refs import is_user_ref
 from ..models.ref import BackboneRef
 from ..models.registry import list_backbones
@@ -137,7 +137,7 @@ def with_task(values: Mapping[str, Any], ref: str) -> tuple[str, dict[str, Any]]
     mine, chosen = list(values.get("user_tasks", [])), list(values.get("tasks", []))
     same = [t for t in mine if t != task and task_identity(t) == task_identity(task)]
     if same:
-        raise ValueError(f"this data is already a task here: {same[0]}")
+        raise ValueError(f"this data is already a task here: {task_display_name(same[0])}")
     chosen += [task] if task not in chosen else []
     options = sample_size_options(n_cap(chosen))
     return task, {"user_tasks": mine + ([task] if task not in mine else []), "tasks": chosen,
@@ -206,11 +206,11 @@ def new_eps(eps: float, norm: str) -> NewEps:
 
 def with_eps(values: Mapping[str, Any], norm: str, added: Iterable[float]) -> dict[str, Any]:
     """The keys that change when the eps ``added`` join ``norm``'s grid in the selection ``values`` (each once,
-    sorted); the cursor goes to the last one."""
+    sorted); the cursor goes to the last one when ``norm`` is the selection's."""
     have = dict(values.get("extra_eps", {}))
     new = [eps_key(e) for e in added]
     have[norm] = sorted({*have.get(norm, []), *new})
-    return {"extra_eps": have, **({"eps": new[-1]} if new else {})}
+    return {"extra_eps": have, **({"eps": new[-1]} if new and norm == values.get("norm") else {})}
 
 
 def without_added(values: Mapping[str, Any], norm: str) -> dict[str, Any]:

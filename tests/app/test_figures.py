@@ -211,6 +211,16 @@ def test_curves_are_small_multiples_one_task_per_panel(summary: pd.DataFrame) ->
         assert len({t.line.color for t in lines}) == 5
 
 
+def test_no_curve_of_the_head_subspace_bound_before_its_attack_ran(summary: pd.DataFrame) -> None:
+    before = summary.assign(head_attack=False)
+    for fig in (fx.accuracy_curves(before), fx.probe_tradeoff(before)):
+        assert all(t.x is None or len(t.x) for t in fig.data), "no trace without points"
+        assert not [t for t in fig.data if t.line.dash == "dot" and t.x is not None and len(t.x) and t.x[0] is not None]
+    after = fx.accuracy_curves(summary)
+    dotted = [t for t in after.data if t.line.dash == "dot" and t.x is not None and len(t.x) and t.x[0] is not None]
+    assert sum(len(t.x) for t in dotted) == int(summary["head_attack"].sum()), "the points where it ran"
+
+
 def test_quantities_differ_in_line_style_and_marker(summary: pd.DataFrame) -> None:
     """Dotted and dashed lines alone were hard to tell apart: each quantity also has its own marker shape."""
     for fig in (fx.accuracy_curves(summary), fx.loss_curves(summary), fx.compare_curves(summary)):

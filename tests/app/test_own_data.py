@@ -98,7 +98,7 @@ def test_the_same_folder_by_path_and_by_upload_is_one_task(monkeypatch: pytest.M
     at.sidebar.file_uploader(key="user_task_file").upload("weather.zip", zipped_task(), "application/zip").run()
     assert not at.exception and not at.main.error, [e.value for e in at.main.error]
     message = " ".join(e.value for e in at.sidebar.error)
-    assert "already a task here" in message and "weather" in message
+    assert "already a task here: weather" in message and "folder:" not in message, "named as in the task list"
     shown = message + " ".join(c.value for c in at.sidebar.caption)
     assert str(cache_dir) not in shown and str(Path.home()) not in shown, "no server folder is shown"
     assert len(at.session_state["user_tasks"]) == 1 and at.get("plotly_chart"), "the landing page still draws"

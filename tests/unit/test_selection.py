@@ -107,5 +107,7 @@ def test_added_eps_join_their_norms_grid_once_and_leave_it_together() -> None:
     twice = selection.with_eps({**start, **once}, "linf", [5 / 255, 3 / 255])
     assert twice["extra_eps"]["linf"] == [eps_key(3 / 255), eps_key(5 / 255)] and twice["eps"] == eps_key(3 / 255)
     assert start["extra_eps"] == {n: [] for n in NORMS}, "the values given are left as they were"
+    l2 = selection.with_eps(start, "l2", [0.3])
+    assert l2 == {"extra_eps": {"linf": [], "l2": [0.3]}}, "another norm's grid: the linf cursor stays"
     gone = selection.without_added({**start, **twice, "eps": eps_key(5 / 255)}, "linf")
     assert gone == {"extra_eps": {"linf": [], "l2": []}, "eps": eps_grid("linf")[3]}, "5/255 -> 4/255"

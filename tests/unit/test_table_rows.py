@@ -24,8 +24,8 @@ def test_a_tables_norm() -> None:
 def test_rows_in_order_with_a_row_for_each_one_missing() -> None:
     t = pd.DataFrame({"task": ["b", "a", "z"], "clean": ["0.9", "0.8", "0.1"], "robust": ["0.5", "0.4", "0.0"]})
     out = in_order(t, "task", ["a", "c", "b"], "…", known=pd.DataFrame({"task": ["c"], "clean": ["0.7"]}))
-    assert out.to_dict("list") == {"task": ["a", "c", "b"], "clean": ["0.8", "0.7", "0.9"],
-                                   "robust": ["0.4", "…", "0.5"]}, "z is not asked for: left out"
+    assert out.to_dict("list") == {"task": ["a", "c", "b", "z"], "clean": ["0.8", "0.7", "0.9", "0.1"],
+                                   "robust": ["0.4", "…", "0.5", "0.0"]}, "z is not named: kept, last"
     assert in_order(t.iloc[:0], "task", ["a"], "…").to_dict("list") == {"task": ["a"], "clean": ["…"],
                                                                        "robust": ["…"]}
 
