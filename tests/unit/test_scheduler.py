@@ -126,7 +126,9 @@ def test_a_replaced_request_is_stopped_unless_another_owner_follows_it(gate: Gat
 
 
 def test_a_burst_of_changes_runs_only_the_last(gate: Gate) -> None:
-    s = Scheduler(replace_delay=0.3)
+    """Four changes in a row (a slider dragged): only the last one computes. The delay leaves room for a loaded
+    machine that stalls this thread between two submissions (0.3 s once let a replaced job start)."""
+    s = Scheduler(replace_delay=2.0)
     first = s.submit("n30", job("n30", [gate.step("n30")]), owner="a:main")
     assert first.join(WAIT_S)
     burst = [s.submit(f"n{n}", job(f"n{n}", [gate.step(f"n{n}")]), owner="a:main") for n in (31, 32, 33, 34)]
