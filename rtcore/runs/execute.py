@@ -157,7 +157,7 @@ class Executor:
             return self._backbone
 
     def task(self, name: str) -> Task:
-        """The task ``name``: given, or loaded (memoised per process by :func:`rtcore.load_task`)."""
+        """The task ``name``: given, or loaded (memoised per process by :func:`rtcore.create_task`)."""
         if name in self._given:
             return self._given[name]
         return create_task(name, download=self.spec.download, cache_dir=str(self.cache.root),
