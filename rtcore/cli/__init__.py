@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +34,7 @@ from ..runs import EvalSpec, Executor, execute, load_spec, plan
 from ..runs.estimate import estimate, estimate_specs
 from ..runs.fields import add_arguments, declared, namespace_values
 from ..runs.sweep_spec import MAX_UNITS, load_sweep_spec
-from .report import Progress, SweepPrinter, print_estimate, print_sanity
+from .report import Progress, SweepPrinter, console, estimate_lines, log, sanity_lines
 
 #: the most a summary CSV read by `table` may hold
 MAX_TABLE_BYTES = 64 * 10**6
@@ -118,16 +118,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(est.to_dict()))
         return 0
-    print_estimate(est)
+    _log_lines(estimate_lines(est))
     ev = execute(spec, units=units, executor=ex, progress=Progress())
     if ev.recomputed:
-        print(f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:", file=sys.stderr)
-        for line in ev.recomputed:
-            print(f"  {line}", file=sys.stderr)
+        _log_lines([f"note: {len(ev.recomputed)} cache entries failed verification and were recomputed:",
+                    *(f"  {line}" for line in ev.recomputed)], logging.WARNING)
     shown = ev.summary[SUMMARY_COLUMNS].assign(eps=ev.summary["eps"].map(lambda e: str(eps_text(e))))
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if spec.sanity:
-        print_sanity(ev.sanity)
+        print("\n".join(sanity_lines(ev.sanity)))
     for path, df in ((args.out, ev.summary), (args.samples_out, ev.samples)):
         if path:
             _write_csv(df, path)
@@ -144,8 +143,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     report = convert_checkpoint(args.src, args.dst, args.backbone, key=args.key)
     print(json.dumps(report.to_dict(), indent=2))
     if report.mean is not None:
-        print(f"the checkpoint normalises its inputs: give the backbone mean = {list(report.mean)} and "
-              f"std = {list(report.std or ())} (--mean / --std, or in the spec file)", file=sys.stderr)
+        log.warning(f"the checkpoint normalises its inputs: give the backbone mean = {list(report.mean)} and "
+                    f"std = {list(report.std or ())} (--mean / --std, or in the spec file)")
     return 0
 
 
@@ -155,7 +154,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     for name in list(RECIPES) if args.recipes == ["all"] else args.recipes:
         card = run_recipe(name, args.out, args.epochs,
-                          report=lambda m, n=name: print(f"[{n}] {m}", file=sys.stderr, flush=True))
+                          report=lambda m, n=name: log.info(f"[{n}] {m}"))
         print(json.dumps({k: card[k] for k in ("name", "wall_time_s", "upstream_clean_acc", "upstream_robust_acc")}))
     return 0
 
@@ -201,26 +200,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(est.to_dict()))
         return 0
-    print_estimate(est)
+    _log_lines(estimate_lines(est))
     out = args.out or sweeps_dir(args.cache_dir) / slug(Path(args.spec).stem, 80)
     result = sweep(spec, out, engine=args.engine, address=args.address, workers=args.workers,
                    cache_dir=args.cache_dir, use_cache=not args.no_cache, retries=args.retries,
                    samples_format=args.samples_format, progress=SweepPrinter(), max_units=args.max_units)
     if result.rejected:
-        print(f"note: {len(result.rejected)} stored units failed verification and were recomputed:", file=sys.stderr)
-        for uid, why in result.rejected:
-            print(f"  {uid}: {why}", file=sys.stderr)
+        _log_lines([f"note: {len(result.rejected)} stored units failed verification and were recomputed:",
+                    *(f"  {uid}: {why}" for uid, why in result.rejected)], logging.WARNING)
     if result.recomputed_cache:
-        print(f"note: {len(result.recomputed_cache)} cache entries failed verification and were recomputed",
-              file=sys.stderr)
+        log.warning(f"note: {len(result.recomputed_cache)} cache entries failed verification and were recomputed")
     print(f"{len(result.summary)} summary rows ({result.total - len(result.failed)} of {result.total} units) in "
           f"{result.out_dir / 'summary.csv'}; per-sample rows in {result.samples_path or '(none)'}")
     if result.failed:
-        print(f"{len(result.failed)} units failed (details in {result.out_dir / 'failures.csv'}); run the same "
-              f"command again to retry them:", file=sys.stderr)
-        for row in result.failures.itertuples(index=False):
-            tb = " (unexpected: the traceback is in failures.csv)" if row.traceback else ""
-            print(f"  {row.unit}: {row.error_type}: {row.error}{tb}", file=sys.stderr)
+        _log_lines([f"{len(result.failed)} units failed (details in {result.out_dir / 'failures.csv'}); run the "
+                    "same command again to retry them:",
+                    *(f"  {row.unit}: {row.error_type}: {row.error}"
+                      + (" (unexpected: the traceback is in failures.csv)" if row.traceback else "")
+                      for row in result.failures.itertuples(index=False))], logging.ERROR)
     return result.exit_code
 
 
@@ -297,15 +294,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_lines(lines: Sequence[str], level: int = logging.INFO) -> None:
+    for line in lines:
+        log.log(level, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command: its results on stdout, its progress, notes and errors on stderr (the ``rtcore.cli``
+    logger, shown by :func:`~rtcore.cli.report.console` while it runs)."""
     args = build_parser().parse_args(argv)
-    try:
-        if getattr(args, "max_input_gb", None) is not None:  # every reader of this process (and its workers)
-            os.environ[ENV_MAX_INPUT_GB] = repr(check_max_input_bytes(args.max_input_gb * 1e9, CLI_FLAG) / 1e9)
-        return int(args.fn(args))
-    except (ValueError, RtcoreError) as e:
-        print(f"\nerror: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: every finished step is in the cache; run the same command to continue", file=sys.stderr)
-        return 130
+    with console():
+        try:
+            if getattr(args, "max_input_gb", None) is not None:  # every reader of this process (and its workers)
+                os.environ[ENV_MAX_INPUT_GB] = repr(check_max_input_bytes(args.max_input_gb * 1e9, CLI_FLAG) / 1e9)
+            return int(args.fn(args))
+        except (ValueError, RtcoreError) as e:
+            log.error(f"\nerror: {e}")
+            return 2
+        except KeyboardInterrupt:
+            log.error("\ninterrupted: every finished step is in the cache; run the same command to continue")
+            return 130

@@ -1,10 +1,18 @@
-"""What the command line prints on stderr while it works: an evaluation's progress and estimate, a sweep's
-progress, and the sanity flags (:mod:`rtcore.cli` runs the commands)."""
+"""What the command line reports while it works: an evaluation's progress and estimate, a sweep's progress, and
+the sanity flags as lines of text (:mod:`rtcore.cli` runs the commands).
+
+Progress goes to the ``rtcore.cli`` logger; :func:`console` (the command line's ``main``) shows it on stderr,
+where a terminal gets one live line that each progress record rewrites. A program that calls the commands
+configures ``logging`` as it likes instead.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..runs import ProgressEvent
@@ -15,16 +23,59 @@ from ..sanity import FAILED_NOTE, SanityFlag, values_text
 if TYPE_CHECKING:
     from ..runs.sweep import SweepEvent
 
+log = logging.getLogger("rtcore.cli")
+#: a record with ``extra=LIVE`` rewrites the terminal's current line instead of adding one
+LIVE = {"live": True}
+
+
+class Console(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr as it is when a record arrives; on a terminal a ``live`` record rewrites the current line (covering a
+    longer one before it) and the next other record clears it first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.width = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr
+        text = self.format(record)
+        live = getattr(record, "live", False) and stream.isatty()
+        if self.width:  # a live line is on screen
+            stream.write("\r" + (text.ljust(self.width) if live else " " * self.width + "\r"))
+        if live:
+            stream.write("" if self.width else "\r" + text)
+            self.width = max(self.width, len(text))
+        else:
+            stream.write(text + "\n")
+            self.width = 0
+        stream.flush()
+
+
+@contextmanager
+def console() -> Iterator[None]:
+    """Show the ``rtcore.cli`` records on stderr while the block runs (the command line's ``main``)."""
+    handler = Console()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    old_level, old_propagate = log.level, log.propagate
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        log.propagate = old_propagate
+
 
 class Progress:
-    """Renders an evaluation's progress on stderr: one live line on a terminal; in a log (not a terminal) one
-    line per stage and task, with the time spent and the time left of the event (the one estimate, measured on
-    the units run so far: :class:`~rtcore.runs.progress.TimeLeft`; the plan's estimate is printed before)."""
+    """An evaluation's progress: one live line on a terminal; in a log (not a terminal) one line per stage and
+    task, with the time spent and the time left of the event (the one estimate, measured on the units run so far:
+    :class:`~rtcore.runs.progress.TimeLeft`; the plan's estimate is reported before)."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.last: tuple[str, str | None] | None = None
-        self.width = 0
 
     def __call__(self, ev: ProgressEvent) -> None:
         where = f" [{ev.task}]" if ev.task else ""
@@ -32,40 +83,36 @@ class Progress:
             ", time left measured after the first computed unit"
         line = f"{100 * ev.fraction:5.1f}% {ev.stage}{where} · unit {min(ev.done + 1, ev.total)}/{ev.total} · " \
                f"{fmt_seconds(ev.seconds)} spent{left}"
-        if self.tty:
-            print(f"\r{line}".ljust(self.width), end="\n" if ev.stage == "done" else "", file=sys.stderr, flush=True)
-            self.width = max(self.width, len(line) + 1)  # a shorter line covers the longer one before it
-        elif (ev.stage, ev.task) != self.last:
-            print(line, file=sys.stderr, flush=True)
+        if self.tty or (ev.stage, ev.task) != self.last:
+            log.info(line, extra=LIVE if ev.stage != "done" else None)
         self.last = (ev.stage, ev.task)
 
 
-def print_estimate(est: Estimate) -> None:
-    print(f"plan: {est.units} units, {est.image_steps:,} image-steps on {est.device} "
-          f"({1000 * est.seconds_per_step:.3g} ms each, measured): about {fmt_seconds(est.estimated_seconds)} if "
-          f"nothing is cached", file=sys.stderr, flush=True)
-    for why in est.skipped:
-        print(f"  not estimated (this unit will fail): {why}", file=sys.stderr, flush=True)
+def estimate_lines(est: Estimate) -> list[str]:
+    """The plan's units, image-steps and estimated time, and the units that could not be estimated."""
+    return [f"plan: {est.units} units, {est.image_steps:,} image-steps on {est.device} "
+            f"({1000 * est.seconds_per_step:.3g} ms each, measured): about {fmt_seconds(est.estimated_seconds)} "
+            "if nothing is cached", *(f"  not estimated (this unit will fail): {why}" for why in est.skipped)]
 
 
-def print_sanity(flags: dict[str, list[SanityFlag]]) -> None:
+def sanity_lines(flags: dict[str, list[SanityFlag]]) -> list[str]:
     """One line per task; a flagged task gets one line per failed check, with its numbers."""
-    print("\nsanity checks (rtcore.sanity):")
+    lines = ["", "sanity checks (rtcore.sanity):"]
     for task, fl in flags.items():
         failed = [f for f in fl if not f.passed]
         skipped = [f.name for f in fl if f.skipped]
         note = f" (skipped: {', '.join(skipped)})" if skipped else ""
         if not failed:
-            print(f"  {task}: ok{note}")
+            lines.append(f"  {task}: ok{note}")
             continue
-        print(f"  {task}: FLAGGED ({', '.join(f.name for f in failed)}): {FAILED_NOTE}{note}")
-        for f in failed:
-            print(f"    ! {f.name}: {values_text(f.values)}; expected: {f.threshold}; {f.meaning}")
+        lines.append(f"  {task}: FLAGGED ({', '.join(f.name for f in failed)}): {FAILED_NOTE}{note}")
+        lines += [f"    ! {f.name}: {values_text(f.values)}; expected: {f.threshold}; {f.meaning}" for f in failed]
+    return lines
 
 
 class SweepPrinter:
-    """Renders sweep progress on stderr: a line per finished or failed unit with the counts, the measured
-    throughput and the time left; on a terminal also a live line for the running unit."""
+    """A sweep's progress: a line per finished or failed unit with the counts, the measured throughput and the
+    time left; on a terminal also a live line for the running unit, in a log a line a minute."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
@@ -76,22 +123,18 @@ class SweepPrinter:
         if kind in ("unit-progress", "tick", "unit-start"):
             if self.tty:
                 what = f"{ev.unit} {100 * (ev.fraction or 0.0):3.0f}%" if kind == "unit-progress" else ev.line()
-                print(f"\r  {what}"[:150].ljust(150), end="", file=sys.stderr, flush=True)
-            elif kind != "unit-start" and time.monotonic() - self.last_line > 60:  # a log: a line a minute
+                log.info(f"  {what}"[:150], extra=LIVE)
+            elif kind != "unit-start" and time.monotonic() - self.last_line > 60:
                 running = f" · {ev.unit} {100 * (ev.fraction or 0.0):.0f}%" if kind == "unit-progress" else ""
-                print(f"  {ev.line()}{running}", file=sys.stderr, flush=True)
+                log.info(f"  {ev.line()}{running}")
                 self.last_line = time.monotonic()
             return
-        if self.tty:
-            print("\r" + " " * 150 + "\r", end="", file=sys.stderr)
-        if kind == "start":
-            print(ev.message, file=sys.stderr, flush=True)
+        if kind in ("start", "done"):
+            log.info(ev.message)
         elif kind == "unit-done":
-            print(f"done   {ev.unit} ({ev.seconds:.0f} s) | {ev.line()}", file=sys.stderr, flush=True)
+            log.info(f"done   {ev.unit} ({ev.seconds:.0f} s) | {ev.line()}")
         elif kind == "unit-failed":
-            print(f"FAILED {ev.unit}: {ev.message} | {ev.line()}", file=sys.stderr, flush=True)
+            log.info(f"FAILED {ev.unit}: {ev.message} | {ev.line()}")
         elif kind == "retry":
-            print(f"retry  {ev.unit}: {ev.message}", file=sys.stderr, flush=True)
-        elif kind == "done":
-            print(ev.message, file=sys.stderr, flush=True)
+            log.info(f"retry  {ev.unit}: {ev.message}")
         self.last_line = time.monotonic()

@@ -157,14 +157,17 @@ def test_progress_reports_stages_in_order(linear_case, tmp_path: Path) -> None:
 
 
 def test_the_command_lines_progress_shows_the_events_time_left(capsys: pytest.CaptureFixture[str]) -> None:
-    from rtcore.cli.report import Progress
+    from rtcore.cli.report import Progress, console
 
     show = Progress()
-    show(rtcore.ProgressEvent("feature attack", 0.25, "shapes", done=1, total=4, seconds=12.0, left=30.0))
-    show(rtcore.ProgressEvent("end-to-end attack", 0.05, "shapes", total=4, seconds=1.0))
+    with console():
+        show(rtcore.ProgressEvent("feature attack", 0.25, "shapes", done=1, total=4, seconds=12.0, left=30.0))
+        show(rtcore.ProgressEvent("end-to-end attack", 0.05, "shapes", total=4, seconds=1.0))
+    show(rtcore.ProgressEvent("end-to-end attack", 0.5, "shapes", total=4, seconds=2.0))  # no console: nothing
     err = capsys.readouterr().err.splitlines()
     assert err[0] == " 25.0% feature attack [shapes] · unit 2/4 · 12 s spent, about 30 s left"
     assert err[1].endswith("unit 1/4 · 1 s spent, time left measured after the first computed unit")
+    assert len(err) == 2, "outside the command line the lines go to the rtcore.cli logger only"
 
 
 def test_bad_arguments(linear_case) -> None:
