@@ -1,7 +1,7 @@
 """The evaluation in one call: :func:`run_evaluation` and :func:`evaluate` (kept for the keyword API).
 
 Both build an :class:`~rtcore.runs.EvalSpec` (checked once) and run it with
-:func:`rtcore.runs.execute`; new code can use the spec, the planner and the executor directly.
+:func:`rtcore.runs.evaluate.execute`; new code can use the spec, the planner and the executor directly.
 """
 
 from __future__ import annotations

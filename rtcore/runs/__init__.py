@@ -16,7 +16,9 @@ this package knows about them.
 """
 
 from .compare import MethodComparison, Verdict, compare_methods, evaluate_adapted, method_table, ordering_verdict
-from .execute import Evaluation, Executor, TaskState, UnitReport, execute
+from .evaluate import execute
+from .execute import Executor
+from .results import Evaluation, TaskState, UnitReport
 from .jobs import EvalJob, EvalRequest, Snapshot, Tables, TransferJob, TransferRequest
 from .plan import STAGES, Unit, plan, test_indices
 from .progress import ProgressCallback, ProgressEvent, TimeLeft, fmt_seconds

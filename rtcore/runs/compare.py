@@ -29,7 +29,8 @@ from ..models import Backbone
 from ..models.ref import BackboneRef
 from ..transfer.adaptation import Adapted, AdaptInfo, adapt
 from ..transfer.recipe import TRANSFER_METHODS, FineTuneRecipe, check_method, method_label
-from .execute import Evaluation, execute
+from .evaluate import execute
+from .results import Evaluation
 from .progress import ProgressCallback, ProgressEvent
 from .spec import EvalSpec
 

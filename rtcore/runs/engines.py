@@ -88,7 +88,7 @@ def run_unit(unit_id: str, spec: EvalSpec, cache_dir: str | None, use_cache: boo
     ``threads``: torch's intra-op threads for this unit (a Ray worker gets its ``num_cpus``)."""
     import torch
 
-    from .execute import execute
+    from .evaluate import execute
 
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)

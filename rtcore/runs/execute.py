@@ -5,7 +5,7 @@ task the seeded test subset, the clean features and the fitted head, and the att
 every (task, eps) done so far. :meth:`Executor.run` runs one :class:`~rtcore.runs.plan.Unit`
 (cached steps of :mod:`rtcore.cached`: a second run computes nothing); :meth:`Executor.evaluation`
 builds the tables of :mod:`rtcore.tables` from the finished units at any time (the dashboard draws
-them while the rest runs); :func:`execute` runs a whole plan and returns the final tables.
+them while the rest runs); :func:`rtcore.runs.evaluate.execute` runs a whole plan and returns the final tables.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pandas as pd
 import torch
@@ -40,8 +40,9 @@ from ..cached import (
     task_sanity,
 )
 from ..tables import HeadInfo, summarise, task_rows
-from .plan import Unit, plan, test_indices, unit_kind
-from .progress import ProgressCallback, ProgressEvent, TimeLeft
+from .plan import Unit, test_indices
+from .progress import ProgressCallback, ProgressEvent
+from .results import Evaluation, TaskState, UnitReport
 from .resources import auto_batch_size, halving_on_oom, spec_device
 from .spec import EvalSpec
 
@@ -52,49 +53,6 @@ FIXED_BATCH = 512
 STAGE_NAMES = {"fit": "linear probe", "adapt": "fine-tuning", "feature": "feature attack",
                "e2e": "end-to-end attack", "head": "head-subspace attack", "ce": "loss attack",
                "sanity": "sanity checks", "cached": "reading cached results"}
-
-
-@dataclass
-class Evaluation:
-    """``summary``: one row per (backbone, task, probe, norm, eps); ``samples``: one row per test point;
-    ``gallery[(task, eps)]``: clean images and the feature-attack images of the first points;
-    ``recomputed``: cache entries that failed verification and were recomputed;
-    ``sanity[task]``: the sanity flags of the task's evaluation (:mod:`rtcore.sanity`), when asked for;
-    ``class_names[task]``: the names of the task's labels."""
-
-    summary: pd.DataFrame
-    samples: pd.DataFrame
-    gallery: dict[tuple[str, float], dict[str, torch.Tensor]] = field(default_factory=dict)
-    recomputed: list[str] = field(default_factory=list)
-    sanity: dict[str, list[SanityFlag]] = field(default_factory=dict)
-    class_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass
-class TaskState:
-    """What every unit of one task shares: the test subset, the model and head, the clean features."""
-
-    task: Task
-    idx: torch.Tensor
-    x: torch.Tensor
-    y: torch.Tensor
-    g: Backbone
-    head: LinearProbe
-    info: HeadInfo
-    f0: torch.Tensor
-
-    @property
-    def m(self) -> int:
-        return int(self.f0.shape[1])
-
-
-@dataclass(frozen=True)
-class UnitReport:
-    """How a unit went: its wall time and whether it computed anything (else all was cached)."""
-
-    unit: Unit
-    seconds: float
-    computed: bool
 
 
 class _Computed:
@@ -436,42 +394,3 @@ def _given_head(head: LinearProbe, num_classes: int) -> LinearProbe:
         shape = tuple(head.weight_.shape) if hasattr(head, "weight_") else "not fitted"
         raise ValueError(f"head= must be a fitted probe with {num_classes} classes for this task, got weight {shape}")
     return head
-
-
-def execute(spec: EvalSpec, *, progress: ProgressCallback | None = None, units: Sequence[Unit] | None = None,
-            executor: Executor | None = None, **options: object) -> Evaluation:
-    """Run every unit of ``spec`` (or the given ``units``) and return the final tables.
-
-    ``options`` go to :class:`Executor` (backbone, tasks, head, cache, cache_dir, use_cache, device).
-    ``progress`` gets :class:`ProgressEvent` with the fraction of the whole run done (by image-steps), the units
-    done of all, the seconds elapsed and the time left: the one estimate of the scheduler's jobs
-    (:class:`~rtcore.runs.progress.TimeLeft`, measured on the units run so far; None before the first unit
-    that computed something)."""
-    if executor is not None and (options or executor.spec != spec):
-        raise ValueError("give either executor= (an Executor of this same spec, with its own options) or the "
-                         f"Executor options {sorted(options)}, not both" if options else
-                         "executor= runs another spec than the one given; pass Executor(spec) of this spec")
-    ex = executor or Executor(spec, **options)  # type: ignore[arg-type]
-    todo = list(units) if units is not None else plan(spec)
-    report = progress or (lambda ev: None)
-    report(ProgressEvent("backbone", 0.0, message="loading the backbone", total=len(todo)))
-    ex.backbone()
-    weights = [max(ex.steps(u), 1.0) for u in todo]  # image-steps: the fraction done follows time, not stages
-    total = sum(weights) or 1.0
-    kinds = [unit_kind(u) for u in todo]
-    clock, t0, done = TimeLeft(), time.monotonic(), 0.0
-    for i, (unit, w) in enumerate(zip(todo, weights)):
-        started = time.monotonic()
-
-        def forward(ev: ProgressEvent, base: float = done, w: float = w, i: int = i, started: float = started) -> None:
-            now = time.monotonic()
-            left = clock.left(kinds[i + 1:], [(*kinds[i], now - started)])
-            report(ProgressEvent(ev.stage, (base + w * ev.fraction) / total, ev.task, ev.message, done=i,
-                                 total=len(todo), seconds=now - t0, left=left))
-
-        ran = ex.run(unit, forward)
-        clock.record(*kinds[i], ran.seconds, ran.computed)
-        done += w
-    report(ProgressEvent("done", 1.0, done=len(todo), total=len(todo), seconds=time.monotonic() - t0, left=0.0))
-    return ex.evaluation()
-
