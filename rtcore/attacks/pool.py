@@ -28,119 +28,21 @@ momentum and step halving (:class:`.apgd.APGDState`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from ..models.wrapper import Backbone
 from ..numerics import chunk_rows, exact_chunks, rows_per_chunk
-from .apgd import APGDState
 from .engine import cosine_step, step_sizes
-from .geometry import bshape, power_start, random_start, row_noise
-from .search import Ask, Jobs, Probe, ProgressFn, RowPlan, Rows, RowView, Run
-
-if TYPE_CHECKING:
-    from .settings import AttackSettings
+from .geometry import bshape
+from .search import Ask, Jobs, Probe, ProgressFn, Rows, RowView, Run
+from .slots import PoolRow, PoolRun, Searcher, Slots, start_points
 
 __all__ = ["COMPACT_EVERY", "Pool", "Searcher", "Slots"]
 
 #: on an accelerator, ended runs leave the pool every this many steps (one host sync each time)
 COMPACT_EVERY = 8
-
-
-class Searcher(Protocol):
-    """What the pool reads off the attack whose rows it searches (:class:`.base.Attack`)."""
-
-    cfg: AttackSettings
-    norm: str
-    seed: int
-    search: nn.Module  # the module the iterations run on
-    stops: ClassVar[bool]
-    losses: ClassVar[tuple[str, ...]]
-
-    def plan(self, row: RowView) -> RowPlan: ...
-
-    def objective(self, xa: torch.Tensor, rows: Rows, jobs: Jobs) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-@dataclass
-class Slots:
-    """The runs in flight, one per slot, as parallel tensors (taken apart as runs end, joined as runs start)."""
-
-    jobs: Jobs  # what the objective reads: row (index into the search's rows), loss, target
-    t: torch.Tensor  # (S,) long: steps taken
-    steps: torch.Tensor  # (S,) long
-    apgd: torch.Tensor  # (S,) bool: APGD's rule, else the cosine schedule
-    x0: torch.Tensor  # (S, ...) the clean input of the row
-    eps: torch.Tensor  # (S,)
-    x: torch.Tensor  # (S, ...) the current iterate
-    best: torch.Tensor  # (S,) the best score of the run so far
-    best_x: torch.Tensor  # (S, ...) where
-    patience: torch.Tensor  # (S, G) long: after so many steps the run ends if its best is below the floor
-    floor: torch.Tensor  # (S, G)
-    ended: torch.Tensor  # (S,) bool: scored its last iterate, broke or gave up; leaves at the next compaction
-    broke: torch.Tensor  # (S,) bool
-    state: APGDState
-
-    def __len__(self) -> int:
-        return int(self.t.shape[0])
-
-    def take(self, idx: torch.Tensor) -> Slots:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Slots(**{k: v.take(idx) if isinstance(v, APGDState) else v[idx] for k, v in out.items()})
-
-    def cat(self, other: Slots) -> Slots:
-        out = {}
-        for f in fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(a, APGDState):
-                out[f.name] = a.cat(b)
-            elif isinstance(a, Jobs):
-                out[f.name] = Jobs(*(torch.cat([getattr(a, g.name), getattr(b, g.name)]) for g in fields(Jobs)))
-            elif f.name in ("patience", "floor") and a.shape[1] != b.shape[1]:  # pad the fewer checkpoints: never
-                g = max(a.shape[1], b.shape[1])
-                fill = _NEVER if f.name == "patience" else float("-inf")
-                out[f.name] = torch.cat([_widen(a, g, fill), _widen(b, g, fill)])
-            else:
-                out[f.name] = torch.cat([a, b])
-        return Slots(**out)
-
-
-#: a give-up checkpoint that never comes
-_NEVER = 2**62
-
-
-def _widen(t: torch.Tensor, width: int, fill: float) -> torch.Tensor:
-    return torch.cat([t, t.new_full((t.shape[0], width - t.shape[1]), fill)], dim=1)
-
-
-@dataclass
-class _Run:
-    """One run of a row's current stage: pending, in a slot, or done (with its best)."""
-
-    run: Run
-    state: str = "pending"  # "pending", "active" (in a slot), "done", "cancelled" (will never count)
-    broke: bool = False
-    best: torch.Tensor | None = None
-    best_x: torch.Tensor | None = None
-
-
-@dataclass
-class _Row:
-    """A row's plan and where it stands."""
-
-    plan: RowPlan
-    stage: list[_Run] = field(default_factory=list)
-    go_on: Callable[[torch.Tensor], bool] | None = None
-    folded: int = 0  # the leading runs of the stage folded into the row's best
-    probe: Probe | None = None
-    finished: bool = False
-    done: float = 0.0  # of the plan, after the runs before the current stage
-    stage_done: float = 0.0  # ... after the current stage
-    stage_steps: int = 0
 
 
 class Pool:
@@ -170,7 +72,7 @@ class Pool:
         self.slots: Slots | None = None
         self.owner: list[tuple[int, int]] = []  # per slot: (row, position in its stage)
         self.loss_code = {name: i for i, name in enumerate(att.losses)}
-        self.rows_state = [_Row(plan=att.plan(RowView(rows, best, i))) for i in range(len(rows))]
+        self.rows_state = [PoolRow(plan=att.plan(RowView(rows, best, i))) for i in range(len(rows))]
         for i in range(len(rows)):
             self._advance(i, None)
 
@@ -354,7 +256,7 @@ class Pool:
         if not runs:
             self._advance(r, None)
             return
-        row.stage = [_Run(run) for run in runs]
+        row.stage = [PoolRun(run) for run in runs]
         row.go_on = None if isinstance(ask, Run) else ask.go_on
         row.stage_done = runs[-1].done
         row.stage_steps = sum(self._steps(run) for run in runs)
@@ -461,40 +363,13 @@ class Pool:
         x = torch.empty_like(x0)
         for key in sorted({(u.noise, u.start) for u in runs}):
             g = torch.tensor([i for i, u in enumerate(runs) if (u.noise, u.start) == key], device=dev)
-            x[g] = self._starts(key[1], key[0], x0[g], eps[g], sample[g], jobs[g])
-        steps = torch.tensor([self._steps(u) for u in runs], device=dev)
-        width = max(1, *(len(u.give_up) for u in runs))
-        give_up = [list(u.give_up) + [(_NEVER, float("-inf"))] * (width - len(u.give_up)) for u in runs]
-        n = len(runs)
-        new = Slots(jobs=jobs, t=torch.zeros(n, dtype=torch.long, device=dev), steps=steps,
-                    apgd=torch.tensor([u.rule == "apgd" for u in runs], device=dev), x0=x0, eps=eps, x=x,
-                    best=torch.full((n,), float("-inf"), device=dev), best_x=x.clone(),
-                    patience=torch.tensor([[k for k, _ in g] for g in give_up], device=dev),
-                    floor=torch.tensor([[f for _, f in g] for g in give_up], device=dev, dtype=torch.float32),
-                    ended=torch.zeros(n, dtype=torch.bool, device=dev), broke=torch.zeros(n, dtype=torch.bool, device=dev),
-                    state=APGDState.fresh(x, steps))
+            x[g] = start_points(self.att, self.rows, key[1], key[0], x0[g], eps[g], sample[g], jobs[g],
+                                self.chunk)
+        new = Slots.fresh(runs, jobs, x0, eps, x, [self._steps(u) for u in runs])
         self.slots = new if self.slots is None else self.slots.cat(new)
         self.owner += list(which)
         for r, k in which:
             self.rows_state[r].stage[k].state = "active"
-
-    def _starts(self, kind: str, noise: int, x0: torch.Tensor, eps: torch.Tensor, sample: torch.Tensor,
-                jobs: Jobs) -> torch.Tensor:
-        """Random starts, or power starts (chunk by chunk, along each row's local Jacobian)."""
-        norm, seed = self.att.norm, self.att.seed
-        if kind != "power":
-            return random_start(x0, eps, norm, row_noise(x0, eps, sample, seed, noise, norm == "l2"))
-        out = torch.empty_like(x0)
-        for lo in range(0, x0.shape[0], self.chunk):
-            part = slice(lo, lo + self.chunk)
-            sub = jobs[part]
-
-            def objective(xa: torch.Tensor, r: torch.Tensor, sub: Jobs = sub) -> tuple[torch.Tensor, torch.Tensor]:
-                return self.att.objective(xa, self.rows, sub[r])
-
-            xs, es = x0[part], eps[part]
-            out[part] = power_start(objective, xs, es, norm, row_noise(xs, es, sample[part], seed, noise, True))
-        return out
 
     def _report(self, final: bool = False) -> None:
         """The fraction of the rows' plans done (runs in flight count by their steps)."""
