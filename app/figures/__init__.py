@@ -1,11 +1,13 @@
 """Plotly figures of the dashboard: pure functions from the library's tidy tables to figures (no streamlit,
-no numeric work). :mod:`.style` is shared; every other module imports only from it, never from each other."""
+no numeric work). :mod:`.style` is shared (with :mod:`.look`: the colours and the display modes); every other
+module imports only from it, never from each other."""
 
 from .accuracy import BAR_KEY, TRADEOFF_PANELS, accuracy_at_eps, accuracy_curves, calibration_scatter, probe_tradeoff
 from .compare import compare_at_eps, compare_curves
+from .look import presenting
 from .loss import LOSS_NAMES, loss_at_eps, loss_curves
 from .style import ACC_AXIS, DELTA_AXIS, LOSS_AXIS, METRIC_NAMES, MISSING, PENDING, REL_AXIS, RHO_AXIS, ci_text, \
-    colour_of, colours_for, presenting
+    colour_of, colours_for
 from .toy import linear_toy_figure
 from .transfer import block_distance_bars, method_curves, method_delta_curves
 from .vulnerability import STATUS, delta_curves, delta_distribution, gallery, relative_delta_curves, \

@@ -3,7 +3,7 @@ error bars, value labels above the whiskers and small multiples. No streamlit, n
 library's tables.
 
 Projector rules: every font at least 14 px in near-black on white, at least 18 px in presenter mode
-(:func:`presenting`, thicker lines and larger markers too); a colour is fixed per name (a task is the same
+(:func:`.look.presenting`, thicker lines and larger markers too); a colour is fixed per name (a task is the same
 colour on every page, whatever else is chosen: :func:`colours_for`), quantities are told apart by line style
 and marker shape together; the legend never covers the title (right of the plot, or below it in the figure's
 bottom margin); eps on a linear axis whose ticks are the computed eps values, the same on every page; at most
@@ -13,10 +13,7 @@ one task per panel for curves (small multiples, :func:`panel_grid`).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -26,9 +23,8 @@ from plotly.subplots import make_subplots
 from rtcore.config import eps_text
 from rtcore.tables import head_masked, table_norm
 
-#: Okabe-Ito (colour-blind safe; yellow left out: too light on white), then two dark greys
-PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#666666")
-INK, GRID, NEUTRAL = "#1a1a1a", "#d0d0d0", "#555555"
+from .look import GRID, INK, NEUTRAL, PALETTE, look
+
 PENDING = "computing…"  # a value not computed yet (the browser test and scripts/classroom_load.py look for it)
 MISSING = "—"  # a value that does not apply
 #: the plot-area width (px) bar labels are sized for: a 1280 px window with the sidebar open
@@ -50,39 +46,6 @@ DASH: dict[str, str] = {"robust_acc": "solid", "bound": "dash", "bound_head": "d
 #: every line style has its own marker, so two quantities differ in both (a dash alone is hard to tell apart)
 SYMBOL: dict[str, str] = {"solid": "circle", "dash": "square-open", "dot": "diamond", "dashdot": "triangle-up-open",
                           "longdash": "x"}
-
-
-@dataclass(frozen=True)
-class Look:
-    """Font sizes (px), line widths and marker sizes of one display mode."""
-
-    font: int
-    tick: int
-    title: int
-    label: int
-    line: float
-    marker: int
-    present: bool = False
-
-
-NORMAL = Look(font=15, tick=14, title=18, label=14, line=2.5, marker=8)
-PRESENTER = Look(font=20, tick=18, title=24, label=18, line=4.5, marker=12, present=True)
-_LOOK: ContextVar[Look] = ContextVar("rtcore_look", default=NORMAL)
-
-
-@contextmanager
-def presenting(on: bool = True) -> Iterator[Look]:
-    """Figures built inside use the presenter look (fonts >= 18 px, thicker lines) when ``on``."""
-    token = _LOOK.set(PRESENTER if on else NORMAL)
-    try:
-        yield _LOOK.get()
-    finally:
-        _LOOK.reset(token)
-
-
-def look() -> Look:
-    """The look figures are being built with (:data:`NORMAL` unless inside :func:`presenting`)."""
-    return _LOOK.get()
 
 
 def _known_names() -> list[list[str]]:
