@@ -20,8 +20,9 @@ from typing import Any
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from rtcore import Backbone, BackboneUnavailableError, CheckpointError, TaskUnavailableError
+from rtcore import Backbone
 from rtcore.config import eps_text
+from rtcore.errors import RtcoreError
 from rtcore.models.ref import BackboneRef
 from rtcore.models.uploads import load_ref
 from rtcore.runs import EvalJob, EvalRequest, Job, JobState, Snapshot, TransferJob, TransferRequest, Unit, \
@@ -167,6 +168,6 @@ def settle(job: Job, version: int) -> None:
 
 def error_message(e: BaseException) -> str:
     """The message a page shows for a failed job: the library's own words for the errors it names."""
-    if isinstance(e, (ValueError, TaskUnavailableError, BackboneUnavailableError, CheckpointError)):
+    if isinstance(e, (ValueError, RtcoreError)):  # raised on purpose, with the value and the fix
         return str(e)
     return f"Unexpected error ({type(e).__name__}): {e}. The details are in the server log."

@@ -19,6 +19,7 @@ from rtcore.config import default_cache_dir, eps_text
 from rtcore.models.registry import backbone_info, card_table
 from rtcore.models.uploads import MAX_UPLOAD_BYTES
 from rtcore.runs import selection
+from rtcore.tables import task_sizes
 
 NORM_LABELS: dict[str, str] = {"linf": "L∞ (linf)", "l2": "L2 (l2)"}
 UPLOAD_CHOICE = "upload: my checkpoint (.safetensors + timm architecture)"
@@ -39,10 +40,10 @@ def private(message: str) -> str:
 
 def sample_sizes(summary: pd.DataFrame) -> str:
     """``n = 200 test points per task``, naming each task evaluated on fewer (a small test split of your own)."""
-    per_task = summary.drop_duplicates("task").set_index("task")["n"].astype(int) if len(summary) else pd.Series()
-    if per_task.empty:
+    per_task = task_sizes(summary)
+    if not per_task:
         return "no test points yet"
-    top = int(per_task.max())
+    top = max(per_task.values())
     fewer = [f"{task_label(t)}: {k}" for t, k in per_task.items() if k < top]
     return f"n = {top} test points per task" + (f" ({', '.join(fewer)}, its whole test split)" if fewer else "")
 

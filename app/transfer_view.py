@@ -16,6 +16,7 @@ from rtcore import Backbone, list_tasks
 from rtcore.config import eps_text
 from rtcore.runs import MethodComparison, TransferRequest, Verdict, ordering_verdict
 from rtcore.runs.compare import movement_table as movements
+from rtcore.runs.selection import preferred
 from rtcore.transfer import METHOD_DESCRIPTIONS, FineTuneRecipe, method_label, network_blocks
 from rtcore.tables import at_eps
 
@@ -78,7 +79,6 @@ def block_names(g: Backbone) -> list[str]:
 
 
 def task_choices(sidebar_tasks: Sequence[str]) -> tuple[list[str], int]:
-    """The offline tasks, and the index of the sidebar's first task among them (0 if none)."""
+    """The offline tasks, and the index of the one to open on (:func:`rtcore.runs.selection.preferred`)."""
     tasks = list_tasks(offline_only=True)
-    chosen = [t for t in sidebar_tasks if t in tasks]
-    return tasks, tasks.index(chosen[0]) if chosen else 0
+    return tasks, tasks.index(preferred(tasks, sidebar_tasks))

@@ -9,6 +9,7 @@ from app import figures as fx
 from app import state, ui, view
 from rtcore.config import DEFAULT_PROBE_EPS, eps_text
 from rtcore.probes import list_probes
+from rtcore.runs import selection
 from rtcore.stats import intervals_overlap
 from rtcore.tables import at_eps, in_order
 
@@ -58,8 +59,7 @@ ref = ui.current_ref()
 if ref is None:
     st.stop()
 tasks = ui.task_choices()
-default = next((t for t in st.session_state["tasks"] if t in tasks), tasks[0])
-st.session_state.setdefault("probes_task", default)
+st.session_state.setdefault("probes_task", selection.preferred(tasks, st.session_state["tasks"]))
 task = st.selectbox("Downstream task", tasks, key="probes_task", format_func=state.task_label,
                     help="One task at a time: every probe kind, each with its own end-to-end attacks.")
 run = ui.evaluate([ref], slot="probes", tasks=[task], probes=list_probes())

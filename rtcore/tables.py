@@ -196,6 +196,12 @@ def table_norm(table: pd.DataFrame, default: str = "linf") -> str:
     return str(norms[0]) if len(norms) == 1 else default
 
 
+def task_sizes(summary: pd.DataFrame) -> dict[str, int]:
+    """The test points of each task in ``summary`` (n; your own task may have fewer: its whole test split)."""
+    return {str(t): int(k) for t, k in summary.drop_duplicates("task")[["task", "n"]].itertuples(index=False)} \
+        if len(summary) else {}
+
+
 def head_masked(summary: pd.DataFrame) -> pd.DataFrame:
     """``summary`` with ``bound_head`` missing (NaN) where the head-subspace attack has not run yet (there it
     says nothing new); as it is without those columns."""

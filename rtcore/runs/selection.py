@@ -154,6 +154,12 @@ def request(refs: Sequence[BackboneRef], tasks: Sequence[str], norm: str, n: int
                                  sanity=sanity)
 
 
+def preferred(options: Sequence[str], chosen: Sequence[str]) -> str:
+    """The first of ``chosen`` that is among ``options`` (a page of one task opens on the sidebar's first), else
+    the first option."""
+    return next((c for c in chosen if c in options), options[0])
+
+
 def request_of(values: Mapping[str, Any], refs: Sequence[BackboneRef], tasks: Sequence[str],
                probes: Sequence[str] = ("logistic",), *, sanity: bool = False, cache_dir: str = "") -> EvalRequest:
     """:func:`request` of the selection ``values`` (its norm, n and strength, and the eps added to that norm's

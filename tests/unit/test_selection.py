@@ -111,3 +111,8 @@ def test_added_eps_join_their_norms_grid_once_and_leave_it_together() -> None:
     assert l2 == {"extra_eps": {"linf": [], "l2": [0.3]}}, "another norm's grid: the linf cursor stays"
     gone = selection.without_added({**start, **twice, "eps": eps_key(5 / 255)}, "linf")
     assert gone == {"extra_eps": {"linf": [], "l2": []}, "eps": eps_grid("linf")[3]}, "5/255 -> 4/255"
+
+
+def test_a_one_task_page_opens_on_the_sidebars_first_task() -> None:
+    assert selection.preferred(["shapes", "glyphs"], ["mnist", "glyphs", "shapes"]) == "glyphs"
+    assert selection.preferred(["shapes", "glyphs"], []) == "shapes"

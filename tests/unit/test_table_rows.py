@@ -35,3 +35,10 @@ def test_bound_head_is_missing_where_the_head_attack_has_not_run() -> None:
     out = head_masked(t)
     assert out["bound_head"].iloc[0] == 0.5 and pd.isna(out["bound_head"].iloc[1]) and t["bound_head"].iloc[1] == 0.6
     assert head_masked(t.drop(columns="head_attack")).equals(t.drop(columns="head_attack")), "nothing to mask by"
+
+
+def test_task_sizes_per_task() -> None:
+    from rtcore.tables import task_sizes
+
+    t = pd.DataFrame({"task": ["a", "a", "mine"], "n": [200, 200, 30], "eps": [0.0, 0.1, 0.0]})
+    assert task_sizes(t) == {"a": 200, "mine": 30} and task_sizes(pd.DataFrame()) == {}
